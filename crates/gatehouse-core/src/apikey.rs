@@ -1,0 +1,336 @@
+//! The API key format of SPEC §4.1: `{namespace}_{sk|rk}_{live|test}_{30 base62}{6 base62 CRC32}`.
+//!
+//! Parsing is allocation-free and rejects a wrong checksum before anything touches storage.
+//! Only the SHA-256 of the whole key is ever stored.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::base62;
+use crate::secret::SecretString;
+
+/// Length of the random part.
+pub const RANDOM_LEN: usize = 30;
+/// Length of the checksum part.
+pub const CHECKSUM_LEN: usize = 6;
+const TAIL_LEN: usize = RANDOM_LEN + CHECKSUM_LEN;
+
+/// The deployment's key prefix (`gth` by default): lowercase letters and digits, 2 to 16 of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = (2..=16).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.as_bytes()[0].is_ascii_lowercase();
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "key namespace `{s}` must be 2-16 lowercase letters or digits, starting with a letter"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self("gth".to_owned())
+    }
+}
+
+/// `sk` (secret: every scope of its workspace and environment) or `rk` (restricted: exactly its scopes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    #[serde(rename = "sk")]
+    Secret,
+    #[serde(rename = "rk")]
+    Restricted,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Secret => "sk",
+            KeyKind::Restricted => "rk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sk" => Some(KeyKind::Secret),
+            "rk" => Some(KeyKind::Restricted),
+            _ => None,
+        }
+    }
+}
+
+/// The environment a key (and everything it touches) lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Live,
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(Environment::Live),
+            "test" => Some(Environment::Test),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a key. None of these messages contains the string itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyParseError {
+    #[error("the key does not have the shape {{namespace}}_{{sk|rk}}_{{live|test}}_{{36 characters}}")]
+    Shape,
+    #[error("the key's namespace is not this deployment's")]
+    Namespace,
+    #[error("the key's kind must be sk or rk")]
+    Kind,
+    #[error("the key's environment must be live or test")]
+    Environment,
+    #[error("the key contains characters outside 0-9A-Za-z")]
+    Alphabet,
+    #[error("the key's checksum does not match; it was probably mistyped or truncated")]
+    Checksum,
+}
+
+/// The SHA-256 of a whole key string: the only form in which a key is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    pub fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+
+    /// Constant-time equality, for confirming a lookup against the stored hash.
+    pub fn ct_eq(&self, other: &KeyHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// A key string that passed the format and checksum checks. Borrowed: parsing does not allocate.
+#[derive(Clone, Copy)]
+pub struct ApiKey<'a> {
+    full: &'a str,
+    pub kind: KeyKind,
+    pub environment: Environment,
+}
+
+impl fmt::Debug for ApiKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({})", mask(self.full))
+    }
+}
+
+impl<'a> ApiKey<'a> {
+    /// Parses from the right, so a namespace may itself contain underscores in the future.
+    pub fn parse(namespace: &Namespace, s: &'a str) -> Result<Self, KeyParseError> {
+        let b = s.as_bytes();
+        // "_xx_yyyy_" + tail
+        if b.len() < TAIL_LEN + 9 + 1 || !s.is_ascii() {
+            return Err(KeyParseError::Shape);
+        }
+        let tail_start = b.len() - TAIL_LEN;
+        let tail = &b[tail_start..];
+        if b[tail_start - 1] != b'_' {
+            return Err(KeyParseError::Shape);
+        }
+        let head = &s[..tail_start - 1];
+        let (rest, env) = head.rsplit_once('_').ok_or(KeyParseError::Shape)?;
+        let (ns, kind) = rest.rsplit_once('_').ok_or(KeyParseError::Shape)?;
+        if ns != namespace.as_str() {
+            return Err(KeyParseError::Namespace);
+        }
+        let kind = KeyKind::parse(kind).ok_or(KeyParseError::Kind)?;
+        let environment = Environment::parse(env).ok_or(KeyParseError::Environment)?;
+        if !tail.iter().all(|c| base62::digit_value(*c).is_some()) {
+            return Err(KeyParseError::Alphabet);
+        }
+        let (random, checksum) = tail.split_at(RANDOM_LEN);
+        if checksum_of(random) != *checksum {
+            return Err(KeyParseError::Checksum);
+        }
+        Ok(Self { full: s, kind, environment })
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.full
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.full)
+    }
+
+    /// `gth_sk_live_4eC3` — the prefix shown in lists (kind, environment and 4 random characters).
+    pub fn display_prefix(&self) -> String {
+        display_prefix(self.full)
+    }
+
+    pub fn last4(&self) -> &'a str {
+        &self.full[self.full.len() - 4..]
+    }
+}
+
+/// Makes a fresh key from the operating system's CSPRNG.
+pub fn generate(namespace: &Namespace, kind: KeyKind, environment: Environment) -> SecretString {
+    let mut rng = rand::rngs::OsRng;
+    let mut random = [0u8; RANDOM_LEN];
+    for c in random.iter_mut() {
+        *c = base62::ALPHABET[rng.gen_range(0..62)];
+    }
+    let checksum = checksum_of(&random);
+    let mut key = String::with_capacity(namespace.as_str().len() + 9 + TAIL_LEN + 1);
+    key.push_str(namespace.as_str());
+    key.push('_');
+    key.push_str(kind.as_str());
+    key.push('_');
+    key.push_str(environment.as_str());
+    key.push('_');
+    key.push_str(std::str::from_utf8(&random).expect("base62 is ASCII"));
+    key.push_str(std::str::from_utf8(&checksum).expect("base62 is ASCII"));
+    SecretString::new(key)
+}
+
+/// CRC32 (IEEE) of the random part, base62, zero-padded to six characters.
+pub fn checksum_of(random: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let crc = crc32fast::hash(random);
+    base62::encode_fixed::<CHECKSUM_LEN>(u64::from(crc)).expect("u32 fits in 6 base62 digits")
+}
+
+fn display_prefix(full: &str) -> String {
+    let cut = full.len() - TAIL_LEN + 4;
+    format!("{}…", &full[..cut])
+}
+
+/// Masks anything that might be a key for use in a message: `gth_sk_live_4eC3…ab12`.
+/// Strings too short to mask safely become `…`.
+pub fn mask(s: &str) -> String {
+    if !s.is_ascii() || s.len() < 24 {
+        return "…".to_owned();
+    }
+    let head_end = s.rfind('_').map(|i| i + 5).filter(|&e| e + 8 <= s.len()).unwrap_or(8);
+    format!("{}…{}", &s[..head_end], &s[s.len() - 4..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> Namespace {
+        Namespace::default()
+    }
+
+    #[test]
+    fn generated_keys_parse_and_match_the_scanner_regex_shape() {
+        for (kind, env) in [
+            (KeyKind::Secret, Environment::Live),
+            (KeyKind::Restricted, Environment::Test),
+        ] {
+            let key = generate(&ns(), kind, env);
+            let parsed = ApiKey::parse(&ns(), key.expose()).unwrap();
+            assert_eq!(parsed.kind, kind);
+            assert_eq!(parsed.environment, env);
+            assert_eq!(key.expose().len(), 3 + 1 + 2 + 1 + 4 + 1 + 36);
+        }
+    }
+
+    #[test]
+    fn hostile_strings_are_rejected_without_panicking() {
+        let good = "gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
+        let cases: &[(&str, KeyParseError)] = &[
+            ("", KeyParseError::Shape),
+            ("gth_sk_test_", KeyParseError::Shape),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDN", KeyParseError::Shape),
+            ("gth_sk_test-4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Shape),
+            ("gthsktest_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Shape),
+            ("xyz_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Namespace),
+            ("gth_gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Namespace),
+            ("gth_pk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Kind),
+            ("gth_SK_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Kind),
+            ("gth_sk_prod_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Environment),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDN!", KeyParseError::Alphabet),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCD_1RiDNt", KeyParseError::Alphabet),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDF1RiDNt", KeyParseError::Checksum),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNu", KeyParseError::Checksum),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNté", KeyParseError::Shape),
+            (" gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt", KeyParseError::Namespace),
+            ("gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt ", KeyParseError::Shape),
+        ];
+        assert!(ApiKey::parse(&ns(), good).is_ok());
+        for (input, want) in cases {
+            assert_eq!(ApiKey::parse(&ns(), input).err(), Some(*want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_never_contain_the_key() {
+        let bad = "gth_sk_test_4eC39HqLyjWDarjtT1zdp7dc0ABCDF1RiDNt";
+        let err = ApiKey::parse(&ns(), bad).unwrap_err().to_string();
+        assert!(!err.contains("4eC39"), "{err}");
+    }
+
+    #[test]
+    fn masking_and_display_prefix() {
+        let k = "gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
+        assert_eq!(mask(k), "gth_sk_live_4eC3…iDNt");
+        assert_eq!(display_prefix(k), "gth_sk_live_4eC3…");
+        assert_eq!(mask("short"), "…");
+        assert_eq!(mask("abcdefghijklmnopqrstuvwxyz0123"), "abcdefgh…0123");
+    }
+
+    #[test]
+    fn custom_namespace() {
+        let ns = Namespace::parse("acme").unwrap();
+        let key = generate(&ns, KeyKind::Secret, Environment::Live);
+        assert!(key.expose().starts_with("acme_sk_live_"));
+        assert_eq!(ApiKey::parse(&Namespace::default(), key.expose()).err(), Some(KeyParseError::Namespace));
+        assert!(Namespace::parse("Bad").is_err());
+        assert!(Namespace::parse("a").is_err());
+    }
+}

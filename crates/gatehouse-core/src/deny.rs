@@ -1,0 +1,82 @@
+//! Why a credential was refused, in the vocabulary of SPEC §5. The server maps the class to a status.
+
+use std::fmt;
+
+use crate::scope::Scope;
+
+/// Which of 401 / 403 / 429 a refusal belongs to; they are never collapsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyClass {
+    /// 401: the credential is missing, malformed, unknown, revoked or expired.
+    Authentication,
+    /// 403: the credential is valid but not allowed here.
+    Permission,
+    /// 429: valid and authorized, but over its limit.
+    RateLimit,
+}
+
+/// One refusal with its wire `code`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DenyReason {
+    MissingCredentials,
+    InvalidApiKey,
+    ApiKeyRevoked,
+    ApiKeyExpired,
+    InvalidToken,
+    InsufficientScope(Scope),
+    IpNotAllowed,
+    EnvironmentMismatch,
+    AppNotAllowed,
+    RateLimited { retry_after_secs: u64 },
+}
+
+impl DenyReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            DenyReason::MissingCredentials => "missing_credentials",
+            DenyReason::InvalidApiKey => "invalid_api_key",
+            DenyReason::ApiKeyRevoked => "api_key_revoked",
+            DenyReason::ApiKeyExpired => "api_key_expired",
+            DenyReason::InvalidToken => "invalid_token",
+            DenyReason::InsufficientScope(_) => "insufficient_scope",
+            DenyReason::IpNotAllowed => "ip_not_allowed",
+            DenyReason::EnvironmentMismatch => "environment_mismatch",
+            DenyReason::AppNotAllowed => "app_not_allowed",
+            DenyReason::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    pub fn class(&self) -> DenyClass {
+        match self {
+            DenyReason::MissingCredentials
+            | DenyReason::InvalidApiKey
+            | DenyReason::ApiKeyRevoked
+            | DenyReason::ApiKeyExpired
+            | DenyReason::InvalidToken => DenyClass::Authentication,
+            DenyReason::InsufficientScope(_)
+            | DenyReason::IpNotAllowed
+            | DenyReason::EnvironmentMismatch
+            | DenyReason::AppNotAllowed => DenyClass::Permission,
+            DenyReason::RateLimited { .. } => DenyClass::RateLimit,
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyReason::MissingCredentials => f.write_str("No credentials were provided."),
+            DenyReason::InvalidApiKey => f.write_str("The API key is not valid."),
+            DenyReason::ApiKeyRevoked => f.write_str("The API key has been revoked."),
+            DenyReason::ApiKeyExpired => f.write_str("The API key has expired."),
+            DenyReason::InvalidToken => f.write_str("The access token is not valid."),
+            DenyReason::InsufficientScope(s) => write!(f, "This request needs the scope `{s}`, which the credential does not hold."),
+            DenyReason::IpNotAllowed => f.write_str("The credential may not be used from this IP address."),
+            DenyReason::EnvironmentMismatch => f.write_str("The credential belongs to a different environment (live/test)."),
+            DenyReason::AppNotAllowed => f.write_str("The credential may not be used for this app."),
+            DenyReason::RateLimited { retry_after_secs } => {
+                write!(f, "Too many requests for this credential; retry after {retry_after_secs} s.")
+            }
+        }
+    }
+}

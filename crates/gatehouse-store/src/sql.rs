@@ -1,0 +1,519 @@
+//! The SQL store: one implementation for SQLite and PostgreSQL.
+//!
+//! Each method is written once; the `on_db!` macro expands its body for each backend's concrete pool
+//! type, so sqlx sees concrete types and we avoid two hand-kept copies drifting apart. SQL is kept to
+//! the common dialect (`$n` placeholders, `RETURNING`, integer milliseconds for time, JSON as text);
+//! the few places that differ say so. Each backend has its own migrations under `migrations/`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_core::{
+    Environment, IpAllowlist, KeyHash, KeyKind, KeyRecord, RateLimitOverride, ScopeSet, Timestamp,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, Store, StoreError};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connection settings shared by both backends.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How long to wait for a connection before answering "unavailable".
+    pub acquire_timeout: Duration,
+    /// Upper bound on pooled connections (readers, for SQLite).
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { acquire_timeout: Duration::from_secs(3), max_connections: 8 }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Db {
+    /// SQLite allows one writer at a time; a dedicated one-connection pool queues writes in-process
+    /// instead of spinning on `SQLITE_BUSY`, and readers never wait for it (WAL).
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The one SQL implementation of every storage trait.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    db: Db,
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool (`read` or `write` side).
+macro_rules! on_db {
+    ($self:expr, read, $p:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite { read: $p, .. } => $body,
+            Db::Postgres($p) => $body,
+        }
+    };
+    ($self:expr, write, $p:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite { write: $p, .. } => $body,
+            Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction `$tx` and commits it when the body returns `Ok`.
+/// SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a read-then-write never fails on upgrade.
+/// PostgreSQL takes the change-feed advisory lock when `feed` is given, so feed order is commit order.
+macro_rules! in_tx {
+    ($self:expr, $tx:ident => $body:expr) => {
+        match &$self.db {
+            Db::Sqlite { write, .. } => {
+                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7243010)").execute(&mut *$tx).await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+impl SqlStore {
+    /// Opens (creating if missing) the SQLite database at `path` in WAL mode and migrates it.
+    pub async fn open_sqlite(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect.clone())
+            .await?;
+        SQLITE_MIGRATIONS.run(&write).await.map_err(migrate_error)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(Self { db: Db::Sqlite { read, write } })
+    }
+
+    /// Connects to PostgreSQL and migrates it.
+    pub async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("database_url is not a valid PostgreSQL URL: {}", redact_url_error(&e))))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_error)?;
+        Ok(Self { db: Db::Postgres(pool) })
+    }
+
+    /// Opens by URL: `postgres://…`/`postgresql://…`, or `sqlite://PATH`, or a plain file path.
+    pub async fn open(url_or_path: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+            Self::open_postgres(url_or_path, opts).await
+        } else {
+            let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
+            Self::open_sqlite(Path::new(path), opts).await
+        }
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+        other => StoreError::Other(format!("migration failed: {other}")),
+    }
+}
+
+/// sqlx's URL errors may echo the URL, which can hold a password.
+fn redact_url_error(e: &sqlx::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains('@') { "malformed URL".to_owned() } else { msg }
+}
+
+/// A key as the database returns it, before parsing into domain types.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    key_hash: Vec<u8>,
+    workspace: String,
+    environment: String,
+    kind: String,
+    name: String,
+    scopes: String,
+    ip_allowlist: String,
+    expires_at: Option<i64>,
+    app: Option<String>,
+    rate_limit: Option<String>,
+    metadata: String,
+    display_prefix: String,
+    last4: String,
+    created_at: i64,
+    created_by: String,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    rolled_to: Option<String>,
+}
+
+const KEY_COLUMNS: &str = "id, key_hash, workspace, environment, kind, name, scopes, ip_allowlist, expires_at, app, \
+     rate_limit, metadata, display_prefix, last4, created_at, created_by, last_used_at, revoked_at, rolled_to";
+
+impl TryFrom<KeyRow> for KeyRecord {
+    type Error = StoreError;
+
+    fn try_from(r: KeyRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("key {}: {what}", r.id));
+        let hash: [u8; 32] = r.key_hash.as_slice().try_into().map_err(|_| corrupt("hash length"))?;
+        let scopes: Vec<String> = serde_json::from_str(&r.scopes).map_err(|_| corrupt("scopes"))?;
+        let ips: Vec<String> = serde_json::from_str(&r.ip_allowlist).map_err(|_| corrupt("ip_allowlist"))?;
+        let rate_limit = match &r.rate_limit {
+            Some(s) => Some(serde_json::from_str::<RateLimitOverride>(s).map_err(|_| corrupt("rate_limit"))?),
+            None => None,
+        };
+        Ok(KeyRecord {
+            hash: KeyHash(hash),
+            environment: Environment::parse(&r.environment).ok_or_else(|| corrupt("environment"))?,
+            kind: KeyKind::parse(&r.kind).ok_or_else(|| corrupt("kind"))?,
+            scopes: ScopeSet::parse(scopes.iter().map(String::as_str)).map_err(|_| corrupt("scopes"))?,
+            ip_allowlist: IpAllowlist::parse(ips.iter().map(String::as_str)).map_err(|_| corrupt("ip_allowlist"))?,
+            metadata: serde_json::from_str(&r.metadata).map_err(|_| corrupt("metadata"))?,
+            rate_limit,
+            expires_at: r.expires_at.map(Timestamp),
+            created_at: Timestamp(r.created_at),
+            last_used_at: r.last_used_at.map(Timestamp),
+            revoked_at: r.revoked_at.map(Timestamp),
+            id: r.id,
+            workspace: r.workspace,
+            name: r.name,
+            app: r.app,
+            display_prefix: r.display_prefix,
+            last4: r.last4,
+            created_by: r.created_by,
+            rolled_to: r.rolled_to,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: String,
+    workspace: String,
+    environment: Option<String>,
+    at: i64,
+    actor: String,
+    action: String,
+    target_type: String,
+    target_id: String,
+    request_id: Option<String>,
+    ip: Option<String>,
+    details: String,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+
+    fn try_from(r: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditEntry {
+            environment: r.environment.as_deref().and_then(Environment::parse),
+            at: Timestamp(r.at),
+            details: serde_json::from_str(&r.details)
+                .map_err(|_| StoreError::Corrupt(format!("audit entry {}: details", r.id)))?,
+            id: r.id,
+            workspace: r.workspace,
+            actor: r.actor,
+            action: r.action,
+            target_type: r.target_type,
+            target_id: r.target_id,
+            request_id: r.request_id,
+            ip: r.ip,
+        })
+    }
+}
+
+fn json_list(items: Vec<String>) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// Binds a key's columns in `KEY_COLUMNS` order.
+macro_rules! bind_key {
+    ($q:expr, $k:expr) => {
+        $q.bind(&$k.id)
+            .bind(&$k.hash.0[..])
+            .bind(&$k.workspace)
+            .bind($k.environment.as_str())
+            .bind($k.kind.as_str())
+            .bind(&$k.name)
+            .bind(json_list($k.scopes.to_strings()))
+            .bind(json_list($k.ip_allowlist.to_strings()))
+            .bind($k.expires_at.map(|t| t.0))
+            .bind(&$k.app)
+            .bind($k.rate_limit.map(|r| serde_json::json!({"limit": r.limit, "window_secs": r.window_secs}).to_string()))
+            .bind(serde_json::Value::Object($k.metadata.clone()).to_string())
+            .bind(&$k.display_prefix)
+            .bind(&$k.last4)
+            .bind($k.created_at.0)
+            .bind(&$k.created_by)
+            .bind($k.last_used_at.map(|t| t.0))
+            .bind($k.revoked_at.map(|t| t.0))
+            .bind(&$k.rolled_to)
+    };
+}
+
+const INSERT_KEY: &str = "INSERT INTO api_keys (id, key_hash, workspace, environment, kind, name, scopes, ip_allowlist, \
+     expires_at, app, rate_limit, metadata, display_prefix, last4, created_at, created_by, last_used_at, revoked_at, rolled_to) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, workspace, environment, at, actor, action, target_type, target_id, \
+     request_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const INSERT_CHANGE: &str = "INSERT INTO key_changes (key_hash, at) VALUES ($1, $2)";
+
+macro_rules! bind_audit {
+    ($q:expr, $a:expr) => {
+        $q.bind(&$a.id)
+            .bind(&$a.workspace)
+            .bind($a.environment.map(|e| e.as_str()))
+            .bind($a.at.0)
+            .bind(&$a.actor)
+            .bind(&$a.action)
+            .bind(&$a.target_type)
+            .bind(&$a.target_id)
+            .bind(&$a.request_id)
+            .bind(&$a.ip)
+            .bind($a.details.to_string())
+    };
+}
+
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn insert_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        in_tx!(self, tx => {
+            bind_key!(sqlx::query(INSERT_KEY), key).execute(&mut *tx).await?;
+            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            // New keys go on the feed too, so other nodes drop a negative cache entry for this hash.
+            sqlx::query(INSERT_CHANGE).bind(&key.hash.0[..]).bind(audit.at.0).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
+        let row: Option<KeyRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql).bind(&hash.0[..]).fetch_optional(p).await?
+        });
+        row.map(KeyRecord::try_from).transpose()
+    }
+
+    async fn key_by_id(&self, workspace: &str, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace = $1 AND id = $2");
+        let row: Option<KeyRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql).bind(workspace).bind(id).fetch_optional(p).await?
+        });
+        row.map(KeyRecord::try_from).transpose()
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        // `$n IS NULL OR …` keeps one statement for every filter combination.
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace = $1 AND ($2 IS NULL OR environment = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let env = filter.environment.map(Environment::as_str);
+        let rows: Vec<KeyRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql)
+                .bind(&filter.workspace)
+                .bind(env)
+                .bind(page.starting_after.as_deref())
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        });
+        page_of(rows, limit)
+    }
+
+    async fn revoke_key(
+        &self,
+        workspace: &str,
+        id: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE workspace = $1 AND id = $2 RETURNING {KEY_COLUMNS}"
+        );
+        let row: Option<KeyRow> = in_tx!(self, tx => {
+            let row: Option<KeyRow> =
+                sqlx::query_as(&sql).bind(workspace).bind(id).bind(at.0).fetch_optional(&mut *tx).await?;
+            if let Some(r) = &row {
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                sqlx::query(INSERT_CHANGE).bind(&r.key_hash).bind(at.0).execute(&mut *tx).await?;
+            }
+            row
+        });
+        row.map(KeyRecord::try_from).transpose()
+    }
+
+    async fn roll_key(
+        &self,
+        workspace: &str,
+        id: &str,
+        new: &KeyRecord,
+        old_expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<Rolled>, StoreError> {
+        let update = format!(
+            "UPDATE api_keys SET expires_at = $3, rolled_to = $4 \
+             WHERE workspace = $1 AND id = $2 AND revoked_at IS NULL AND rolled_to IS NULL RETURNING {KEY_COLUMNS}"
+        );
+        let exists = "SELECT COUNT(*) FROM api_keys WHERE workspace = $1 AND id = $2";
+        let row: Option<KeyRow> = in_tx!(self, tx => {
+            let row: Option<KeyRow> = sqlx::query_as(&update)
+                .bind(workspace)
+                .bind(id)
+                .bind(old_expires_at.0)
+                .bind(&new.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match &row {
+                Some(r) => {
+                    bind_key!(sqlx::query(INSERT_KEY), new).execute(&mut *tx).await?;
+                    bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                    sqlx::query(INSERT_CHANGE).bind(&r.key_hash).bind(audit.at.0).execute(&mut *tx).await?;
+                    sqlx::query(INSERT_CHANGE).bind(&new.hash.0[..]).bind(audit.at.0).execute(&mut *tx).await?;
+                }
+                None => {
+                    let n: i64 = sqlx::query_scalar(exists).bind(workspace).bind(id).fetch_one(&mut *tx).await?;
+                    if n > 0 {
+                        return Err(StoreError::Conflict(
+                            "the key is revoked or was already rolled; roll its successor instead".into(),
+                        ));
+                    }
+                }
+            }
+            row
+        });
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(Rolled { old: KeyRecord::try_from(r)?, new: new.clone() })),
+        }
+    }
+
+    async fn touch_last_used(&self, batch: &[(String, Timestamp)]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let sql = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+        on_db!(self, write, p => {
+            let mut tx = p.begin().await?;
+            for (id, at) in batch {
+                sqlx::query(sql).bind(id).bind(at.0).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn key_changes_head(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(seq), 0) FROM key_changes";
+        let head: i64 = on_db!(self, read, p => sqlx::query_scalar(sql).fetch_one(p).await?);
+        Ok(head)
+    }
+
+    async fn key_changes_since(&self, seq: i64, retain_before: Timestamp) -> Result<KeyChanges, StoreError> {
+        let sql = "SELECT seq, key_hash FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT 1000";
+        let min_sql = "SELECT MIN(seq) FROM key_changes";
+        let (rows, min): (Vec<(i64, Vec<u8>)>, Option<i64>) = on_db!(self, read, p => {
+            (
+                sqlx::query_as(sql).bind(seq).fetch_all(p).await?,
+                sqlx::query_scalar(min_sql).fetch_one(p).await?,
+            )
+        });
+        let mut out = KeyChanges { next_seq: seq, ..Default::default() };
+        // The feed starts at 1; a first entry beyond seq + 1 means entries we never saw were pruned.
+        out.gap = min.is_some_and(|m| m > seq + 1) && seq > 0;
+        for (s, h) in rows {
+            if let Ok(h) = <[u8; 32]>::try_from(h.as_slice()) {
+                out.hashes.push(KeyHash(h));
+            }
+            out.next_seq = s;
+        }
+        if out.hashes.is_empty() {
+            let prune = "DELETE FROM key_changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM key_changes)";
+            on_db!(self, write, p => {
+                sqlx::query(prune).bind(retain_before.0).execute(p).await?;
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn page_of<R, T>(mut rows: Vec<R>, limit_plus_one: i64) -> Result<Page<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    let has_more = rows.len() as i64 >= limit_plus_one;
+    if has_more {
+        rows.truncate(rows.len() - 1);
+    }
+    let items = rows.into_iter().map(T::try_from).collect::<Result<_, _>>()?;
+    Ok(Page { items, has_more })
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn list_audit(&self, workspace: &str, page: &PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        let sql = "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
+                   FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
+        let rows: Vec<AuditRow> = on_db!(self, read, p => {
+            sqlx::query_as(sql).bind(workspace).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+        });
+        page_of(rows, limit)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(self, read, p => { sqlx::query("SELECT 1").execute(p).await?; });
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
