@@ -334,3 +334,51 @@ mod tests {
         assert!(Namespace::parse("a").is_err());
     }
 }
+
+/// Replaces anything in `text` shaped like a key of this namespace with its masked form, so that
+/// no message built from user input can echo a secret back.
+pub fn mask_keys_in(text: &str, namespace: &Namespace) -> String {
+    let ns = namespace.as_str();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(ns) {
+        let candidate = &rest[pos..];
+        let shape_len = ns.len() + 9;
+        let tail_len = candidate
+            .get(shape_len..)
+            .map(|t| t.bytes().take_while(|b| b.is_ascii_alphanumeric()).count())
+            .unwrap_or(0);
+        let looks_like_key = candidate.len() >= shape_len
+            && candidate.is_char_boundary(shape_len)
+            && KeyKind::parse(&candidate[ns.len() + 1..ns.len() + 3]).is_some()
+            && Environment::parse(&candidate[ns.len() + 4..ns.len() + 8]).is_some()
+            && tail_len >= 8;
+        if looks_like_key {
+            out.push_str(&rest[..pos]);
+            out.push_str(&mask(&candidate[..shape_len + tail_len]));
+            rest = &candidate[shape_len + tail_len..];
+        } else {
+            out.push_str(&rest[..pos + ns.len()]);
+            rest = &candidate[ns.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn masks_every_key_shaped_run() {
+        let ns = Namespace::default();
+        let k = "gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
+        let text = format!("bad scope `{k}` and again \"{k}\"; gth_ alone; gth_sk_live_ab");
+        let masked = mask_keys_in(&text, &ns);
+        assert!(!masked.contains("4eC39HqLyjWD"), "{masked}");
+        assert_eq!(masked.matches("gth_sk_live_4eC3…iDNt").count(), 2, "{masked}");
+        assert!(masked.ends_with("gth_ alone; gth_sk_live_ab"));
+        assert_eq!(mask_keys_in("ünïcödé gth_rk_test_é", &ns), "ünïcödé gth_rk_test_é");
+    }
+}

@@ -108,7 +108,13 @@ pub trait KeyStore: Send + Sync {
 /// The audit log, read side (entries are written by the mutations that cause them).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    async fn list_audit(&self, workspace: &str, page: &PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+    /// Newest first; with an environment, entries of that environment and environment-less ones.
+    async fn list_audit(
+        &self,
+        workspace: &str,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
 }
 
 /// Everything the server needs from storage.

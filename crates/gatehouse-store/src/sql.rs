@@ -492,12 +492,24 @@ where
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn list_audit(&self, workspace: &str, page: &PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+    async fn list_audit(
+        &self,
+        workspace: &str,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
-                   FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
+                   FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
+                   AND ($4 IS NULL OR environment IS NULL OR environment = $4) ORDER BY id DESC LIMIT $3";
         let rows: Vec<AuditRow> = on_db!(self, read, p => {
-            sqlx::query_as(sql).bind(workspace).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+            sqlx::query_as(sql)
+                .bind(workspace)
+                .bind(page.starting_after.as_deref())
+                .bind(limit)
+                .bind(environment.map(Environment::as_str))
+                .fetch_all(p)
+                .await?
         });
         page_of(rows, limit)
     }

@@ -29,7 +29,7 @@ async fn duplicate_hash_is_a_conflict_and_writes_nothing(b: Backend) {
     let err = s.insert_key(&dup, &audit("key.created", &dup.id, 2_000)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(s.key_by_id("default", &dup.id).await.unwrap(), None);
-    let log = s.list_audit("default", &PageRequest { limit: 10, starting_after: None }).await.unwrap();
+    let log = s.list_audit("default", None, &PageRequest { limit: 10, starting_after: None }).await.unwrap();
     assert_eq!(log.items.len(), 1, "the failed insert's audit entry rolled back with it");
 }
 
@@ -79,7 +79,7 @@ async fn revoke_is_idempotent_audited_and_fed(b: Backend) {
     let changes = s.key_changes_since(head, Timestamp(0)).await.unwrap();
     assert!(changes.hashes.contains(&k.hash));
     assert!(changes.next_seq > head);
-    let log = s.list_audit("default", &PageRequest { limit: 10, starting_after: None }).await.unwrap();
+    let log = s.list_audit("default", None, &PageRequest { limit: 10, starting_after: None }).await.unwrap();
     let actions: Vec<_> = log.items.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions, ["key.revoked", "key.revoked", "key.created"]);
 }
@@ -160,7 +160,7 @@ async fn audit_log_refuses_updates_and_deletes(b: Backend) {
         }
     };
     assert_eq!(errs, (true, true));
-    assert_eq!(s.list_audit("default", &PageRequest { limit: 5, starting_after: None }).await.unwrap().items.len(), 1);
+    assert_eq!(s.list_audit("default", None, &PageRequest { limit: 5, starting_after: None }).await.unwrap().items.len(), 1);
 }
 
 story!(closed_storage_is_unavailable_not_empty);

@@ -1,0 +1,337 @@
+//! The control plane's HTTP surface: routing, the request-context middleware (request id, metrics,
+//! rate-limit headers, final key masking), extractors that answer in the §5 error format, and
+//! API-key authentication with per-route scopes.
+
+pub mod audit;
+pub mod dto;
+pub mod keys;
+pub mod ops;
+
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use gatehouse_core::ratelimit::{Quota, RateDecision};
+use gatehouse_core::{ApiKey, DenyReason, Scope, VerifyContext};
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{set_rate_headers, ApiError, NAMESPACE, REQUEST_ID};
+use crate::metrics::HttpLabels;
+use crate::verifier::{CachedKey, VerifyError};
+use crate::AppState;
+
+pub type State = Arc<AppState>;
+
+tokio::task_local! {
+    /// The rate-limit decision of this request's credential, for the `RateLimit-*` headers on success.
+    static RATE_SLOT: Cell<Option<RateDecision>>;
+}
+
+/// The OpenAPI document's fixed parts; paths are added from the routes themselves.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Gatehouse management API", description = "API keys, audit log and key verification. See SPEC §4.5."),
+    modifiers(&SecurityAddon),
+    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "ops", description = "Health and metrics"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("gth_sk_live_…").build()),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description, built together so they cannot disagree.
+pub fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(keys::create_key, keys::list_keys))
+        .routes(utoipa_axum::routes!(keys::get_key))
+        .routes(utoipa_axum::routes!(keys::revoke_key))
+        .routes(utoipa_axum::routes!(keys::roll_key))
+        .routes(utoipa_axum::routes!(keys::verify_key))
+        .routes(utoipa_axum::routes!(audit::list_audit))
+        .routes(utoipa_axum::routes!(ops::healthz))
+        .routes(utoipa_axum::routes!(ops::readyz))
+        .routes(utoipa_axum::routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The control plane's router.
+pub fn router(state: State) -> Router {
+    let (routes, openapi) = api_routes();
+    let openapi = Arc::new(openapi);
+    let body_limit = state.config.body_limit;
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("No such endpoint. See /openapi.json for the API.".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+/// Request id, metrics, rate-limit headers, and a last masking pass over error bodies' namespace.
+async fn request_context(axum::extract::State(state): axum::extract::State<State>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    req.extensions_mut().insert(BodyLimit(state.config.body_limit));
+    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let ns = state.config.namespace.clone();
+    let (mut resp, rate) = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            NAMESPACE.scope(
+                ns,
+                RATE_SLOT.scope(Cell::new(None), async move {
+                    let resp = next.run(req).await;
+                    (resp, RATE_SLOT.with(Cell::get))
+                }),
+            ),
+        )
+        .await;
+    let h = resp.headers_mut();
+    h.insert("request-id", HeaderValue::from_str(&request_id).expect("ids are ASCII"));
+    if let Some(rate) = rate {
+        if !h.contains_key("ratelimit-limit") {
+            set_rate_headers(h, &rate);
+        }
+    }
+    let status = resp.status().as_u16();
+    state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        status,
+        latency_us = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// A JSON body that answers 400/413 in the §5 format; unknown fields are refused by the DTOs.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::InvalidRequest(format!(
+                    "Content-Type must be application/json, not `{}`.",
+                    essence.chars().take(60).collect::<String>()
+                )));
+            }
+        }
+        let limit = req.extensions().get::<BodyLimit>().map(|b| b.0);
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit.unwrap_or(crate::config::DEFAULT_BODY_LIMIT))
+            } else {
+                ApiError::InvalidRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The configured body limit, for the 413 message.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Parses JSON, naming the field that is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::InvalidRequest("The request body is empty; send a JSON object.".into()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || path.is_empty() {
+            format!("Invalid JSON body: {inner}.")
+        } else {
+            format!("Invalid JSON body at `{path}`: {inner}.")
+        };
+        ApiError::InvalidRequest(msg)
+    })
+}
+
+/// A JSON body that may also be absent (e.g. revoke with no reason).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v == "0")
+            || (req.headers().get(header::CONTENT_TYPE).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none()
+                && req.headers().get(header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(OptionalJson(T::default()));
+        }
+        ApiJson::<T>::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(v))
+    }
+}
+
+/// Query parameters that answer 400 in the §5 format.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded_from(q).map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| bad_query())?)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::InvalidRequest(format!("Invalid query string: {}.", e.body_text())))
+}
+
+fn bad_query() -> ApiError {
+    ApiError::InvalidRequest("The query string is malformed.".into())
+}
+
+/// The scope a management route needs, as a type so each handler states it in its signature.
+pub trait RequiredScope {
+    fn scope() -> &'static Scope;
+}
+
+macro_rules! scopes {
+    ($($ty:ident => $s:literal),* $(,)?) => {$(
+        #[doc = concat!("Requires `", $s, "`.")]
+        #[derive(Debug)]
+        pub struct $ty;
+        impl RequiredScope for $ty {
+            fn scope() -> &'static Scope {
+                static S: OnceLock<Scope> = OnceLock::new();
+                S.get_or_init(|| Scope::parse($s).expect("built-in scope parses"))
+            }
+        }
+    )*};
+}
+
+scopes! {
+    KeysRead => "keys:read",
+    KeysWrite => "keys:write",
+    AuditRead => "audit:read",
+}
+
+/// An authenticated management caller holding the scope `S`.
+#[derive(Debug)]
+pub struct Caller<S> {
+    pub key: Arc<CachedKey>,
+    pub ip: Option<IpAddr>,
+    _scope: std::marker::PhantomData<S>,
+}
+
+impl<S> Caller<S> {
+    pub fn actor(&self) -> crate::service::Actor {
+        crate::service::Actor::Key(Arc::new(self.key.record.clone()))
+    }
+
+    pub fn meta(&self) -> crate::service::RequestMeta {
+        crate::service::RequestMeta {
+            request_id: Some(crate::error::current_request_id()),
+            ip: self.ip.map(|i| i.to_string()),
+        }
+    }
+}
+
+/// The client address, honouring `X-Forwarded-For` only from trusted proxies.
+pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    Some(crate::netaddr::client_ip(peer, &parts.headers, &state.config.trusted_proxies))
+}
+
+/// Extracts the one presented credential from `Authorization` (Bearer, or Basic with the key as user name).
+fn presented_key(parts: &Parts) -> Result<String, ApiError> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Err(ApiError::denied(DenyReason::MissingCredentials)) };
+    if values.next().is_some() {
+        return Err(ApiError::MultipleCredentials("Send exactly one Authorization header.".into()));
+    }
+    let value = value.to_str().map_err(|_| ApiError::denied(DenyReason::InvalidApiKey))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Ok(rest.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
+        if let Some(user) = decoded.and_then(|d| d.split(':').next().map(str::to_owned)) {
+            if !user.is_empty() {
+                return Ok(user);
+            }
+        }
+    }
+    Err(ApiError::denied(DenyReason::InvalidApiKey))
+}
+
+impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {
+        let presented = presented_key(parts)?;
+        let parsed = ApiKey::parse(&state.config.namespace, &presented)
+            .map_err(|_| ApiError::denied_key(DenyReason::InvalidApiKey, &presented))?;
+        let ip = client_ip(parts, state);
+        let ctx = VerifyContext { environment: parsed.environment, ip, app: None, scope: Some(S::scope()) };
+        let key = state.verifier.verify(&presented, &ctx).await.map_err(|e| match e {
+            VerifyError::Denied(reason) => ApiError::denied_key(reason, &presented),
+            VerifyError::Unavailable => ApiError::Unavailable,
+        })?;
+        let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of));
+        if !rate.allowed {
+            state.metrics.rate_limited.inc();
+            return Err(ApiError::rate_limited(rate));
+        }
+        let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
+        Ok(Caller { key, ip, _scope: std::marker::PhantomData })
+    }
+}
+
+/// A key's rate-limit override as a quota.
+pub fn quota_of(o: gatehouse_core::RateLimitOverride) -> Quota {
+    Quota { limit: o.limit, window_ms: u64::from(o.window_secs) * 1000 }
+}

@@ -1,0 +1,183 @@
+//! The one place where failures become HTTP answers (SPEC §5): status, `type`, `code`, message,
+//! `Request-Id`, `WWW-Authenticate` and the rate-limit headers. Nothing else picks a status for an error.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gatehouse_core::apikey::{mask, mask_keys_in};
+use gatehouse_core::ratelimit::RateDecision;
+use gatehouse_core::{DenyClass, DenyReason, Namespace};
+use gatehouse_store::StoreError;
+
+use crate::service::ServiceError;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or a fresh one outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0))
+}
+
+/// Every error the management API can answer with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`.
+    InvalidRequest(String),
+    /// 400 `multiple_credentials`.
+    MultipleCredentials(String),
+    /// 413: the body is larger than the documented limit.
+    PayloadTooLarge(usize),
+    /// 404 `resource_missing`.
+    NotFound(String),
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 409 `conflict`.
+    Conflict(String),
+    /// 401 / 403 / 429 from a credential check; `presented` is masked into the message.
+    Denied { reason: DenyReason, presented: Option<String>, rate: Option<RateDecision> },
+    /// 503: storage unreachable. Never "allow".
+    Unavailable,
+    /// 500: a bug. The cause goes to the log with the request id, never to the client.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn denied(reason: DenyReason) -> Self {
+        ApiError::Denied { reason, presented: None, rate: None }
+    }
+
+    /// A refusal whose message names the (masked) key that was presented.
+    pub fn denied_key(reason: DenyReason, presented: &str) -> Self {
+        ApiError::Denied { reason, presented: Some(mask(presented)), rate: None }
+    }
+
+    pub fn rate_limited(decision: RateDecision) -> Self {
+        ApiError::Denied {
+            reason: DenyReason::RateLimited { retry_after_secs: decision.retry_after_secs },
+            presented: None,
+            rate: Some(decision),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        use ApiError::*;
+        match self {
+            InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m.clone()),
+            MultipleCredentials(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "multiple_credentials", m.clone()),
+            PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The request body is larger than the limit of {limit} bytes."),
+            ),
+            NotFound(m) => (StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", m.clone()),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                "This endpoint does not accept that HTTP method.".into(),
+            ),
+            Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", "conflict", m.clone()),
+            Denied { reason, presented, .. } => {
+                let (status, kind) = match reason.class() {
+                    DenyClass::Authentication => (StatusCode::UNAUTHORIZED, "authentication_error"),
+                    DenyClass::Permission => (StatusCode::FORBIDDEN, "permission_error"),
+                    DenyClass::RateLimit => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+                };
+                let mut message = reason.to_string();
+                if let Some(p) = presented {
+                    message = format!("{message} (key {p})");
+                }
+                (status, kind, reason.code(), message)
+            }
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "service_unavailable",
+                "Storage is temporarily unavailable; the request was refused. Retry shortly.".into(),
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal_error",
+                "Something went wrong on our side. Quote the request id when reporting it.".into(),
+            ),
+        }
+    }
+
+    /// Renders the error body and headers. `namespace` drives the final key-masking pass.
+    pub fn render(&self, namespace: &Namespace) -> Response {
+        let request_id = current_request_id();
+        let (status, kind, code, message) = self.parts();
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(request_id = %request_id, cause = %mask_keys_in(cause, namespace), "internal error");
+        }
+        let message = mask_keys_in(&message, namespace);
+        let body = crate::api::dto::ErrorOut {
+            error: crate::api::dto::ErrorDetail { kind: kind.into(), code: code.into(), message, request_id },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        if let ApiError::Denied { reason, rate, .. } = self {
+            if reason.class() == DenyClass::Authentication {
+                let challenge = match reason {
+                    DenyReason::MissingCredentials => r#"Bearer realm="gatehouse""#.to_owned(),
+                    _ => format!(r#"Bearer realm="gatehouse", error="invalid_token", error_description="{}""#, reason.code()),
+                };
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).expect("ASCII challenge"));
+            }
+            if let Some(rate) = rate {
+                set_rate_headers(h, rate);
+                h.insert(header::RETRY_AFTER, HeaderValue::from(rate.retry_after_secs));
+            }
+        }
+        resp
+    }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (draft IETF fields, delta seconds).
+pub fn set_rate_headers(h: &mut http::HeaderMap, rate: &RateDecision) {
+    h.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
+}
+
+/// Without a namespace at hand (extractor rejections), mask with the default; the middleware's
+/// catch-all pass re-masks with the deployment's namespace.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ns = NAMESPACE.try_with(Clone::clone).unwrap_or_default();
+        self.render(&ns)
+    }
+}
+
+tokio::task_local! {
+    /// The deployment's key namespace, for masking in error bodies.
+    pub static NAMESPACE: Namespace;
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(m) => ApiError::InvalidRequest(m),
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::Denied(reason) => ApiError::denied(reason),
+            ServiceError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Prometheus metrics (SPEC §10), one registry per app so tests can run several apps in one process.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub backend: &'static str,
+}
+
+/// Handles to every metric; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Key verifications by outcome code (`valid` or a §5 code, or `unavailable`).
+    pub verifications: Family<CodeLabel, Counter>,
+    pub verify_seconds: Histogram,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_negative_hits: Counter,
+    pub rate_limited: Counter,
+    pub store_errors: Counter,
+    /// 1 while the change feed is fresh enough to trust the key cache.
+    pub cache_trusted: Gauge,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new(backend: &'static str) -> Self {
+        let mut r = Registry::with_prefix("gatehouse");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        r.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        let verifications = Family::<CodeLabel, Counter>::default();
+        r.register("key_verifications", "API key verifications by outcome code", verifications.clone());
+        let verify_seconds = Histogram::new(exponential_buckets(0.000_001, 4.0, 12));
+        r.register("key_verification_seconds", "Time to verify an API key", verify_seconds.clone());
+        let cache_hits = Counter::default();
+        r.register("key_cache_hits", "Key lookups answered from the cache", cache_hits.clone());
+        let cache_misses = Counter::default();
+        r.register("key_cache_misses", "Key lookups that went to storage", cache_misses.clone());
+        let cache_negative_hits = Counter::default();
+        r.register("key_cache_negative_hits", "Unknown keys answered from the cache", cache_negative_hits.clone());
+        let rate_limited = Counter::default();
+        r.register("rate_limited", "Requests refused with 429", rate_limited.clone());
+        let store_errors = Counter::default();
+        r.register("store_errors", "Storage failures seen while serving", store_errors.clone());
+        let cache_trusted = Gauge::default();
+        r.register("key_cache_trusted", "1 while the key change feed is fresh", cache_trusted.clone());
+        let info = Family::<BackendLabel, Gauge>::default();
+        info.get_or_create(&BackendLabel { backend }).set(1);
+        r.register("storage_backend", "The storage backend in use", info);
+        Self {
+            registry: Arc::new(r),
+            http_requests,
+            verifications,
+            verify_seconds,
+            cache_hits,
+            cache_misses,
+            cache_negative_hits,
+            rate_limited,
+            store_errors,
+            cache_trusted,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,367 @@
+//! Key lifecycle operations shared by the management API and the CLI: validation, the actor's
+//! authority, audit entries, and cache invalidation. No HTTP here.
+
+use std::sync::Arc;
+
+use gatehouse_core::apikey::{generate, ApiKey};
+use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::{
+    DenyReason, Environment, IpAllowlist, KeyKind, KeyRecord, Namespace, RateLimitOverride, ScopeSet, SecretString,
+    Timestamp,
+};
+use gatehouse_store::{AuditEntry, KeyFilter, Page, PageRequest, Rolled, Store, StoreError};
+
+use crate::verifier::Verifier;
+
+/// Longest grace period a roll may give the old key.
+pub const MAX_GRACE_SECS: i64 = 7 * 86_400;
+const MAX_NAME_LEN: usize = 100;
+const MAX_METADATA_KEYS: usize = 50;
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// What a lifecycle operation can fail with, in domain words.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Denied(DenyReason),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who asks: the shell (full authority over the data dir) or a verified key.
+#[derive(Clone, Debug)]
+pub enum Actor {
+    Cli,
+    Key(Arc<KeyRecord>),
+}
+
+impl Actor {
+    fn id(&self) -> String {
+        match self {
+            Actor::Cli => "cli".into(),
+            Actor::Key(k) => k.id.clone(),
+        }
+    }
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// The fields of a new key, as given by a caller; validated by `KeyService::create`.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub name: Option<String>,
+    pub kind: KeyKind,
+    pub environment: Environment,
+    pub scopes: Vec<String>,
+    pub ip_allowlist: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub app: Option<String>,
+    pub rate_limit: Option<RateLimitOverride>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Key lifecycle on one workspace.
+#[derive(Clone, Debug)]
+pub struct KeyService {
+    store: Arc<dyn Store>,
+    namespace: Namespace,
+    workspace: String,
+    cache: Option<Verifier>,
+}
+
+impl KeyService {
+    pub fn new(store: Arc<dyn Store>, namespace: Namespace, workspace: String) -> Self {
+        Self { store, namespace, workspace, cache: None }
+    }
+
+    /// Drops keys from this node's cache at once when they are revoked or rolled.
+    pub fn with_cache(mut self, verifier: Verifier) -> Self {
+        self.cache = Some(verifier);
+        self
+    }
+
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, key: &KeyRecord, details: serde_json::Value) -> AuditEntry {
+        let now = Timestamp::now();
+        AuditEntry {
+            id: new_id("aud", now.0),
+            workspace: self.workspace.clone(),
+            environment: Some(key.environment),
+            at: now,
+            actor: actor.id(),
+            action: action.to_owned(),
+            target_type: "api_key".into(),
+            target_id: key.id.clone(),
+            request_id: meta.request_id.clone(),
+            ip: meta.ip.clone(),
+            details,
+        }
+    }
+
+    /// Validates, authorizes and stores a new key; returns it with its secret (shown once).
+    pub async fn create(&self, actor: &Actor, meta: &RequestMeta, req: NewKey) -> Result<(KeyRecord, SecretString), ServiceError> {
+        let now = Timestamp::now();
+        let scopes = validate_scopes(req.kind, &req.scopes)?;
+        let ip_allowlist =
+            IpAllowlist::parse(req.ip_allowlist.iter().map(String::as_str)).map_err(|e| invalid(format!("ip_allowlist: {e}")))?;
+        if let Some(exp) = req.expires_at {
+            if exp <= now {
+                return Err(invalid(format!("expires_at ({exp}) is in the past; give a future time")));
+            }
+        }
+        let name = validate_name(req.name.as_deref())?;
+        if let Some(app) = &req.app {
+            validate_app(app)?;
+        }
+        if let Some(rl) = &req.rate_limit {
+            validate_rate_limit(rl)?;
+        }
+        validate_metadata(&req.metadata)?;
+        let candidate_scopes = match req.kind {
+            KeyKind::Secret => ScopeSet::all(),
+            KeyKind::Restricted => scopes.clone(),
+        };
+        self.authorize(actor, req.environment, &candidate_scopes)?;
+
+        let secret = generate(&self.namespace, req.kind, req.environment);
+        let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
+        let record = KeyRecord {
+            id: new_id("key", now.0),
+            hash: parsed.hash(),
+            name,
+            workspace: self.workspace.clone(),
+            environment: req.environment,
+            kind: req.kind,
+            scopes,
+            ip_allowlist,
+            expires_at: req.expires_at,
+            app: req.app,
+            rate_limit: req.rate_limit,
+            metadata: req.metadata,
+            display_prefix: parsed.display_prefix(),
+            last4: parsed.last4().to_owned(),
+            created_at: now,
+            created_by: actor.id(),
+            last_used_at: None,
+            revoked_at: None,
+            rolled_to: None,
+        };
+        let audit = self.audit(actor, meta, "key.created", &record, describe(&record));
+        self.store.insert_key(&record, &audit).await?;
+        Ok((record, secret))
+    }
+
+    /// The actor may act in `env` and may not hand out more than it holds.
+    fn authorize(&self, actor: &Actor, env: Environment, scopes: &ScopeSet) -> Result<(), ServiceError> {
+        let Actor::Key(k) = actor else { return Ok(()) };
+        if k.environment != env {
+            return Err(ServiceError::Denied(DenyReason::EnvironmentMismatch));
+        }
+        let held = k.effective_scopes();
+        if !held.covers(scopes) {
+            let missing = scopes
+                .iter()
+                .find(|s| !held.grants(s) || s.is_wildcard())
+                .cloned()
+                .unwrap_or_else(|| gatehouse_core::Scope::parse("*").expect("wildcard parses"));
+            return Err(ServiceError::Denied(DenyReason::InsufficientScope(missing)));
+        }
+        Ok(())
+    }
+
+    /// Looks a key up for this actor; keys of another environment look absent.
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<KeyRecord, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("No API key with id `{}`.", shown(id)));
+        if !looks_like("key", id) {
+            return Err(not_found());
+        }
+        let record = self.store.key_by_id(&self.workspace, id).await?.ok_or_else(not_found)?;
+        if let Actor::Key(k) = actor {
+            if k.environment != record.environment {
+                return Err(not_found());
+            }
+        }
+        Ok(record)
+    }
+
+    pub async fn list(&self, actor: &Actor, environment: Option<Environment>, page: &PageRequest) -> Result<Page<KeyRecord>, ServiceError> {
+        let environment = match actor {
+            Actor::Key(k) => Some(k.environment),
+            Actor::Cli => environment,
+        };
+        if let Some(after) = &page.starting_after {
+            if !looks_like("key", after) {
+                return Err(invalid(format!("starting_after `{}` is not a key id", shown(after))));
+            }
+        }
+        let filter = KeyFilter { workspace: self.workspace.clone(), environment };
+        Ok(self.store.list_keys(&filter, page).await?)
+    }
+
+    /// Revokes at once; revoking twice is not an error and keeps the first time.
+    pub async fn revoke(&self, actor: &Actor, meta: &RequestMeta, id: &str, reason: Option<String>) -> Result<KeyRecord, ServiceError> {
+        let target = self.get(actor, id).await?;
+        self.authorize(actor, target.environment, &target.effective_scopes())?;
+        if let Some(r) = &reason {
+            if r.chars().count() > 500 {
+                return Err(invalid("reason is longer than 500 characters"));
+            }
+        }
+        let mut details = describe(&target);
+        details["reason"] = reason.into();
+        let audit = self.audit(actor, meta, "key.revoked", &target, details);
+        let revoked = self
+            .store
+            .revoke_key(&self.workspace, id, Timestamp::now(), &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("No API key with id `{}`.", shown(id))))?;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&revoked.hash);
+        }
+        Ok(revoked)
+    }
+
+    /// Issues a successor with the same settings; the old key expires after `grace_secs` (or its own expiry if sooner).
+    pub async fn roll(&self, actor: &Actor, meta: &RequestMeta, id: &str, grace_secs: i64) -> Result<(Rolled, SecretString), ServiceError> {
+        if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
+            return Err(invalid(format!("grace period must be between 0 and {MAX_GRACE_SECS} seconds (7 days)")));
+        }
+        let old = self.get(actor, id).await?;
+        self.authorize(actor, old.environment, &old.effective_scopes())?;
+        let now = Timestamp::now();
+        if old.revoked_at.is_some() {
+            return Err(ServiceError::Conflict("The key is revoked; create a new key instead of rolling it.".into()));
+        }
+        if old.is_expired(now) {
+            return Err(ServiceError::Conflict("The key has expired; create a new key instead of rolling it.".into()));
+        }
+        let secret = generate(&self.namespace, old.kind, old.environment);
+        let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
+        let new = KeyRecord {
+            id: new_id("key", now.0),
+            hash: parsed.hash(),
+            display_prefix: parsed.display_prefix(),
+            last4: parsed.last4().to_owned(),
+            created_at: now,
+            created_by: actor.id(),
+            last_used_at: None,
+            revoked_at: None,
+            rolled_to: None,
+            ..old.clone()
+        };
+        let grace_end = now.plus_millis(grace_secs * 1000);
+        let old_expires_at = old.expires_at.map_or(grace_end, |e| e.min(grace_end));
+        let details = serde_json::json!({
+            "new_key_id": new.id,
+            "grace_period_secs": grace_secs,
+            "old_expires_at": old_expires_at.unix_seconds(),
+        });
+        let audit = self.audit(actor, meta, "key.rolled", &old, details);
+        let rolled = self
+            .store
+            .roll_key(&self.workspace, id, &new, old_expires_at, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => ServiceError::Conflict(m),
+                other => other.into(),
+            })?
+            .ok_or_else(|| ServiceError::NotFound(format!("No API key with id `{}`.", shown(id))))?;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&rolled.old.hash);
+        }
+        Ok((rolled, secret))
+    }
+}
+
+fn invalid(m: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(m.into())
+}
+
+/// Ids echoed in messages are clipped so junk input cannot make long or multi-line messages.
+fn shown(s: &str) -> String {
+    s.chars().take(40).filter(|c| !c.is_control()).collect()
+}
+
+/// Non-secret facts about a key, for audit entries.
+fn describe(k: &KeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": k.name,
+        "kind": k.kind.as_str(),
+        "environment": k.environment.as_str(),
+        "display_prefix": k.display_prefix,
+        "scopes": k.scopes.to_strings(),
+        "ip_allowlist": k.ip_allowlist.to_strings(),
+        "expires_at": k.expires_at.map(|t| t.unix_seconds()),
+        "app": k.app,
+    })
+}
+
+fn validate_scopes(kind: KeyKind, scopes: &[String]) -> Result<ScopeSet, ServiceError> {
+    let set = ScopeSet::parse(scopes.iter().map(String::as_str)).map_err(|e| invalid(format!("scopes: {e}")))?;
+    match kind {
+        KeyKind::Secret if !set.is_empty() => Err(invalid(
+            "scopes: an sk key holds every scope of its environment; create an rk (restricted) key to limit scopes",
+        )),
+        KeyKind::Restricted if set.is_empty() => {
+            Err(invalid("scopes: a restricted (rk) key needs at least one scope, e.g. [\"orders:read\"]"))
+        }
+        _ => Ok(set),
+    }
+}
+
+fn validate_name(name: Option<&str>) -> Result<String, ServiceError> {
+    let name = name.unwrap_or("").trim();
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(invalid(format!("name is longer than {MAX_NAME_LEN} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name may not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// App names follow Spacefile micro/app naming: letters, digits, `_` and `-`.
+fn validate_app(app: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&app.len())
+        && app.as_bytes()[0].is_ascii_alphanumeric()
+        && app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("app `{}` must be 1-64 letters, digits, `_` or `-`, starting with a letter or digit", shown(app))))
+    }
+}
+
+fn validate_rate_limit(rl: &RateLimitOverride) -> Result<(), ServiceError> {
+    if !(1..=10_000_000).contains(&rl.limit) {
+        return Err(invalid("rate_limit.limit must be between 1 and 10000000"));
+    }
+    if !(1..=86_400).contains(&rl.window_secs) {
+        return Err(invalid("rate_limit.window_secs must be between 1 and 86400"));
+    }
+    Ok(())
+}
+
+fn validate_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), ServiceError> {
+    if m.len() > MAX_METADATA_KEYS {
+        return Err(invalid(format!("metadata holds at most {MAX_METADATA_KEYS} keys")));
+    }
+    if serde_json::Value::Object(m.clone()).to_string().len() > MAX_METADATA_BYTES {
+        return Err(invalid(format!("metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")));
+    }
+    Ok(())
+}

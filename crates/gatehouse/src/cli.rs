@@ -1,0 +1,172 @@
+//! Command-line shape and dispatch (SPEC §1).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use gatehouse_server::App;
+use gatehouse_store::{SqlStore, Store, StoreOptions};
+
+use crate::config::{self, Config, Flags, LogFormat};
+use crate::keys_cmd::KeysCommand;
+
+/// Gatehouse: private by default. API keys, sessions, OAuth and signed webhooks in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (SQLite database lives here). Default: ./.gatehouse
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; without it, SQLite in the data directory.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (management API, /healthz, /readyz, /metrics).
+    Serve {
+        /// Address to listen on. Default 127.0.0.1:4455
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create, list, revoke, roll and verify API keys (works with no server running).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print every problem.
+    Check,
+}
+
+impl GlobalArgs {
+    fn flags(&self, listen: Option<String>) -> Flags {
+        Flags {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            listen,
+        }
+    }
+}
+
+/// Opens the configured store, creating the data dir for SQLite.
+pub async fn open_store(cfg: &Config) -> Result<SqlStore> {
+    if cfg.database_url.is_none() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    }
+    SqlStore::open(&cfg.store_location(), &StoreOptions::default())
+        .await
+        .with_context(|| format!("cannot open storage ({})", cfg.store_display()))
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn", cfg.log_level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let json = cli.global.json;
+    match cli.command {
+        Command::Serve { listen } => {
+            let cfg = config::load(&cli.global.flags(listen))?;
+            init_logging(&cfg);
+            serve(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            let store = open_store(&cfg).await?;
+            println!("Migrations applied ({}).", cfg.store_display());
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "storage": cfg.store_display(), "listen": cfg.listen.to_string()}));
+            } else {
+                println!("Configuration is valid. Storage: {}. Listen: {}.", cfg.store_display(), cfg.listen);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(cmd) => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            let store = open_store(&cfg).await?;
+            let code = crate::keys_cmd::run(cmd, &cfg, Arc::new(store.clone()), json).await;
+            store.close().await;
+            code
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let store = open_store(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let app = App::new(cfg.server.clone(), store);
+    println!("Gatehouse control plane  http://{addr}");
+    println!("  storage    {}", cfg.store_display());
+    println!("  data dir   {}", cfg.data_dir.display());
+    println!("  API docs   http://{addr}/openapi.json");
+    app.serve(listener, shutdown_signal()).await.context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,371 @@
+//! Configuration layering (SPEC §1): built-in defaults → TOML file → `GATEHOUSE_…` environment → flags.
+//! Unknown keys are errors everywhere, and file errors name the file, line and field.
+//! Secrets may come from `…_FILE` variables. The result is checked once into `Config`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gatehouse_core::ratelimit::Quota;
+use gatehouse_core::{Namespace, SecretString};
+use gatehouse_server::config::{CacheConfig, ServerConfig};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The file/env shape. Every field optional: absent means "the next layer down decides".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub key_namespace: Option<String>,
+    pub workspace: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub body_limit_bytes: Option<usize>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub limit: Option<u32>,
+    pub window_secs: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub poll_interval_ms: Option<u64>,
+    pub max_staleness_ms: Option<u64>,
+    pub positive_ttl_secs: Option<u64>,
+    pub negative_ttl_secs: Option<u64>,
+    pub max_entries: Option<usize>,
+    pub last_used_flush_secs: Option<u64>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    List,
+}
+
+/// Every settable key, as `section.field`, with how an environment string is read.
+/// The environment name is `GATEHOUSE_` + the path upper-cased with `.` as `__`.
+const KEYS: &[(&str, Kind)] = &[
+    ("data_dir", Kind::Str),
+    ("database_url", Kind::Str),
+    ("listen", Kind::Str),
+    ("key_namespace", Kind::Str),
+    ("workspace", Kind::Str),
+    ("trusted_proxies", Kind::List),
+    ("log_format", Kind::Str),
+    ("log_level", Kind::Str),
+    ("body_limit_bytes", Kind::Int),
+    ("rate_limit.limit", Kind::Int),
+    ("rate_limit.window_secs", Kind::Int),
+    ("cache.poll_interval_ms", Kind::Int),
+    ("cache.max_staleness_ms", Kind::Int),
+    ("cache.positive_ttl_secs", Kind::Int),
+    ("cache.negative_ttl_secs", Kind::Int),
+    ("cache.max_entries", Kind::Int),
+    ("cache.last_used_flush_secs", Kind::Int),
+];
+
+/// Keys whose value may be read from a file named by `GATEHOUSE_<KEY>_FILE`.
+const SECRET_KEYS: &[&str] = &["database_url"];
+
+fn env_name(path: &str) -> String {
+    format!("GATEHOUSE_{}", path.replace('.', "__").to_uppercase())
+}
+
+/// Values given on the command line, the top layer.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in the data dir.
+    pub database_url: Option<SecretString>,
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    /// Where the store lives: the PostgreSQL URL, or the SQLite file in the data dir.
+    pub fn store_location(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose().to_owned(),
+            None => self.data_dir.join("gatehouse.db").display().to_string(),
+        }
+    }
+
+    /// The store location with any password removed, for printing.
+    pub fn store_display(&self) -> String {
+        match &self.database_url {
+            Some(u) => redact_url(u.expose()),
+            None => format!("sqlite {}", self.data_dir.join("gatehouse.db").display()),
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Loads all layers from the real environment.
+pub fn load(flags: &Flags) -> Result<Config> {
+    let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")).collect();
+    load_from(flags, &env)
+}
+
+/// Loads all layers with the given environment (tests pass their own).
+pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config> {
+    let mut merged = toml::Table::new();
+    if let Some(path) = &flags.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        // Deserialize the file on its own first: that is where line and column are known.
+        toml::from_str::<RawConfig>(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        merged = text.parse::<toml::Table>().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    for (name, value) in env {
+        let path = env_layer_path(name)?;
+        let (path, value) = match path {
+            EnvKey::Plain(p) => (p, value.clone()),
+            EnvKey::File(p) => {
+                let text = std::fs::read_to_string(value).with_context(|| format!("{name}: cannot read {value}"))?;
+                (p, text.trim_end_matches(['\n', '\r']).to_owned())
+            }
+        };
+        let kind = KEYS.iter().find(|(k, _)| *k == path).map(|(_, k)| *k).expect("path came from KEYS");
+        let v = match kind {
+            Kind::Str => toml::Value::String(value),
+            Kind::Int => toml::Value::Integer(
+                value.trim().parse().map_err(|_| anyhow!("{name}: `{}` is not a whole number", value.trim()))?,
+            ),
+            Kind::List => toml::Value::Array(
+                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+            ),
+        };
+        set_path(&mut merged, &path, v);
+    }
+    let flag_values = [
+        ("data_dir", flags.data_dir.as_ref().map(|p| p.display().to_string())),
+        ("database_url", flags.database_url.clone()),
+        ("listen", flags.listen.clone()),
+    ];
+    for (path, value) in flag_values {
+        if let Some(v) = value {
+            set_path(&mut merged, path, toml::Value::String(v));
+        }
+    }
+    let raw: RawConfig = toml::Value::Table(merged).try_into().map_err(|e| anyhow!("configuration: {e}"))?;
+    check(raw, flags.config.as_deref())
+}
+
+enum EnvKey {
+    Plain(String),
+    File(String),
+}
+
+fn env_layer_path(name: &str) -> Result<EnvKey> {
+    for (path, _) in KEYS {
+        if env_name(path) == name {
+            return Ok(EnvKey::Plain((*path).to_owned()));
+        }
+        if SECRET_KEYS.contains(path) && format!("{}_FILE", env_name(path)) == name {
+            return Ok(EnvKey::File((*path).to_owned()));
+        }
+    }
+    let known: Vec<String> = KEYS.iter().map(|(p, _)| env_name(p)).collect();
+    bail!("unknown environment variable {name}; Gatehouse reads: {}", known.join(", "))
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    match path.split_once('.') {
+        None => {
+            table.insert(path.to_owned(), value);
+        }
+        Some((section, field)) => {
+            let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                t.insert(field.to_owned(), value);
+            }
+        }
+    }
+}
+
+/// Turns the merged raw values into a checked config, naming the field of every problem.
+fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
+    let at = |field: &str| match file {
+        Some(f) => format!("{} (or its GATEHOUSE_ variable): {field}", f.display()),
+        None => field.to_owned(),
+    };
+    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(".gatehouse"));
+    let database_url = match raw.database_url {
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(SecretString::new(u)),
+        Some(u) if u.is_empty() => None,
+        Some(_) => bail!("{}: must be a postgres:// URL; leave it unset for SQLite in the data dir", at("database_url")),
+        None => None,
+    };
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:4455".into());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| anyhow!("{}: `{listen_text}` is not an address like 127.0.0.1:4455", at("listen")))?;
+    let namespace = Namespace::parse(raw.key_namespace.as_deref().unwrap_or("gth")).map_err(|e| anyhow!("{}: {e}", at("key_namespace")))?;
+    let workspace = raw.workspace.unwrap_or_else(|| "default".into());
+    if workspace.is_empty() || workspace.len() > 64 || !workspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        bail!("{}: use 1-64 letters, digits, `_` or `-`", at("workspace"));
+    }
+    let mut trusted_proxies = vec![];
+    for p in raw.trusted_proxies.unwrap_or_default() {
+        let net: IpNet = p
+            .parse()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| anyhow!("{}: `{p}` is not a CIDR or address", at("trusted_proxies")))?;
+        trusted_proxies.push(net);
+    }
+    let log_format = match raw.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => bail!("{}: `{other}` is not `text` or `json`", at("log_format")),
+    };
+    let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+    tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| anyhow!("{}: {e}", at("log_level")))?;
+    let body_limit = raw.body_limit_bytes.unwrap_or(gatehouse_server::config::DEFAULT_BODY_LIMIT);
+    if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
+        bail!("{}: must be between 1024 and 16777216", at("body_limit_bytes"));
+    }
+    let rl = raw.rate_limit.unwrap_or_default();
+    let limit = rl.limit.unwrap_or(100);
+    let window_secs = rl.window_secs.unwrap_or(1);
+    if limit == 0 || window_secs == 0 || window_secs > 86_400 {
+        bail!("{}: limit must be ≥ 1 and window_secs between 1 and 86400", at("rate_limit"));
+    }
+    let c = raw.cache.unwrap_or_default();
+    let d = CacheConfig::default();
+    let cache = CacheConfig {
+        poll_interval: c.poll_interval_ms.map_or(d.poll_interval, Duration::from_millis),
+        max_staleness: c.max_staleness_ms.map_or(d.max_staleness, Duration::from_millis),
+        positive_ttl: c.positive_ttl_secs.map_or(d.positive_ttl, Duration::from_secs),
+        negative_ttl: c.negative_ttl_secs.map_or(d.negative_ttl, Duration::from_secs),
+        max_entries: c.max_entries.unwrap_or(d.max_entries),
+        last_used_flush: c.last_used_flush_secs.map_or(d.last_used_flush, Duration::from_secs),
+    };
+    if cache.poll_interval.is_zero() || cache.poll_interval > Duration::from_secs(1) {
+        bail!("{}: must be between 1 and 1000 ms so revocations reach this node within 1 s", at("cache.poll_interval_ms"));
+    }
+    if cache.max_staleness < cache.poll_interval * 2 {
+        bail!("{}: must be at least twice cache.poll_interval_ms", at("cache.max_staleness_ms"));
+    }
+    if cache.last_used_flush.is_zero() {
+        bail!("{}: must be at least 1", at("cache.last_used_flush_secs"));
+    }
+    Ok(Config {
+        data_dir,
+        database_url,
+        listen,
+        log_format,
+        log_level,
+        server: ServerConfig {
+            namespace,
+            workspace,
+            trusted_proxies,
+            default_rate_limit: Quota { limit, window_ms: u64::from(window_secs) * 1000 },
+            body_limit,
+            cache,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(text: &str) -> (tempfile::NamedTempFile, Flags) {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        let flags = Flags { config: Some(f.path().to_owned()), ..Default::default() };
+        (f, flags)
+    }
+
+    #[test]
+    fn layers_in_order_defaults_file_env_flags() {
+        let (_f, mut flags) = file("listen = \"127.0.0.1:1000\"\ndata_dir = \"/from/file\"\n[rate_limit]\nlimit = 7\n");
+        let e = env(&[("GATEHOUSE_LISTEN", "127.0.0.1:2000"), ("GATEHOUSE_RATE_LIMIT__WINDOW_SECS", "60")]);
+        flags.listen = Some("127.0.0.1:3000".into());
+        let c = load_from(&flags, &e).unwrap();
+        assert_eq!(c.listen.port(), 3000, "flag beats env and file");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"), "file beats default");
+        assert_eq!(c.server.default_rate_limit, Quota { limit: 7, window_ms: 60_000 }, "env and file merge per field");
+        assert_eq!(c.server.namespace.as_str(), "gth", "default");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_file_and_line() {
+        let (f, flags) = file("listen = \"127.0.0.1:1000\"\n\n[cache]\npoll_intervall_ms = 5\n");
+        let err = load_from(&flags, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("poll_intervall_ms"), "{err}");
+        let err = load_from(&Flags::default(), &env(&[("GATEHOUSE_LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("unknown environment variable GATEHOUSE_LISTN"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let rows = [
+            (vec![("GATEHOUSE_LISTEN", "localhost")], "listen"),
+            (vec![("GATEHOUSE_DATABASE_URL", "mysql://x")], "database_url"),
+            (vec![("GATEHOUSE_KEY_NAMESPACE", "GTH")], "key_namespace"),
+            (vec![("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, nope")], "trusted_proxies"),
+            (vec![("GATEHOUSE_RATE_LIMIT__LIMIT", "ten")], "GATEHOUSE_RATE_LIMIT__LIMIT"),
+            (vec![("GATEHOUSE_CACHE__POLL_INTERVAL_MS", "5000")], "cache.poll_interval_ms"),
+            (vec![("GATEHOUSE_LOG_FORMAT", "xml")], "log_format"),
+        ];
+        for (e, field) in rows {
+            let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
+            assert!(err.contains(field), "{e:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_from_files_and_never_printed() {
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "postgres://u:hunter2@db/gh\n").unwrap();
+        let e = env(&[("GATEHOUSE_DATABASE_URL_FILE", &secret.path().display().to_string())]);
+        let c = load_from(&Flags::default(), &e).unwrap();
+        assert_eq!(c.store_location(), "postgres://u:hunter2@db/gh");
+        assert_eq!(c.store_display(), "postgres://…@db/gh");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
