@@ -89,7 +89,8 @@ impl ApiError {
                     DenyClass::RateLimit => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
                 };
                 let mut message = reason.to_string();
-                if let Some(p) = presented {
+                // Naming the key helps find which of several keys failed; a 403's key is fine and needs no naming.
+                if let (Some(p), DenyClass::Authentication) = (presented, reason.class()) {
                     message = format!("{message} (key {p})");
                 }
                 (status, kind, reason.code(), message)
