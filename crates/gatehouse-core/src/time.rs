@@ -37,8 +37,9 @@ impl Timestamp {
         Ok(Self((t.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 
+    /// Whole seconds, e.g. `2030-01-31T12:00:00Z`: what people read in CLI output and logs.
     pub fn to_rfc3339(self) -> String {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        let t = OffsetDateTime::from_unix_timestamp(self.unix_seconds())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         t.format(&Rfc3339).unwrap_or_default()
     }

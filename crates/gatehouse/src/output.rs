@@ -67,12 +67,12 @@ pub fn table(keys: &[KeyOut], has_more: bool) -> String {
         return "No keys yet. Create one with: gatehouse keys create --name NAME\n".to_owned();
     }
     let mut s = String::new();
-    let _ = writeln!(s, "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  {:<20}", "ID", "NAME", "KIND", "ENV", "STATUS", "KEY", "LAST USED");
+    let _ = writeln!(s, "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  {}", "ID", "NAME", "KIND", "ENV", "STATUS", "KEY", "LAST USED");
     for k in keys {
-        let name: String = k.name.chars().take(20).collect();
+        let name: String = if k.name.is_empty() { "-".into() } else { k.name.chars().take(20).collect() };
         let _ = writeln!(
             s,
-            "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  {:<20}",
+            "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  {}",
             k.id,
             name,
             kind(k),

@@ -1,0 +1,38 @@
+//! The binary as a newcomer uses it: CLI commands on a fresh data dir, `serve` as a real process,
+//! on SQLite and (by changing one setting) PostgreSQL.
+
+mod cli;
+mod newcomer;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `gatehouse` with `args` in `dir`, with a clean `GATEHOUSE_*` environment plus `env`.
+pub fn gatehouse(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run gatehouse")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and parses `--json` output, failing with stderr on a non-zero exit.
+pub fn json(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = gatehouse(dir, &all, env);
+    assert!(out.status.success(), "gatehouse {args:?} failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+}

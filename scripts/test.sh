@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs Gatehouse's whole test suite: unit, storage stories and HTTP tests on SQLite and PostgreSQL.
+# Starts the local PostgreSQL and Redis if they are down and installs the test runner if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return; sleep 1; done
+  echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return; sleep 1; done
+  echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1
+}
+
+ensure_postgres
+ensure_redis
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+log "cargo nextest run --workspace"
+cargo nextest run --workspace --no-fail-fast
