@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     pub cache: CacheConfig,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 /// The documented request body limit of the management API.
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             default_rate_limit: Quota { limit: 100, window_ms: 1_000 },
             body_limit: DEFAULT_BODY_LIMIT,
             cache: CacheConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -68,11 +68,33 @@ impl App {
         BackgroundTasks { handles, state: self.state.clone() }
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and flushes pending writes.
+    /// Serves until `shutdown` resolves, then stops accepting, gives in-flight requests up to
+    /// `shutdown_grace` to finish, and flushes pending writes.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        use std::future::IntoFuture;
         let background = self.start_background().await;
         let router = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = fired_tx.send(());
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
+        let grace = self.state.config.shutdown_grace;
+        let deadline = async move {
+            if fired_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = server => r,
+            _ = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+                Ok(())
+            }
+        };
         background.shutdown().await;
         result
     }

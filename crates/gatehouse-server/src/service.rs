@@ -137,11 +137,8 @@ impl KeyService {
         };
         self.authorize(actor, req.environment, &candidate_scopes)?;
 
-        let secret = generate(&self.namespace, req.kind, req.environment);
-        let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
+        let (secret, minted) = self.mint(req.kind, req.environment, now, actor);
         let record = KeyRecord {
-            id: new_id("key", now.0),
-            hash: parsed.hash(),
             name,
             workspace: self.workspace.clone(),
             environment: req.environment,
@@ -152,6 +149,31 @@ impl KeyService {
             app: req.app,
             rate_limit: req.rate_limit,
             metadata: req.metadata,
+            ..minted
+        };
+        let audit = self.audit(actor, meta, "key.created", &record, describe(&record));
+        self.store.insert_key(&record, &audit).await?;
+        Ok((record, secret))
+    }
+
+    /// A fresh secret and a record carrying its identity (id, hash, prefix, last 4, creation); other
+    /// settings are empty for the caller to fill in.
+    fn mint(&self, kind: KeyKind, environment: Environment, now: Timestamp, actor: &Actor) -> (SecretString, KeyRecord) {
+        let secret = generate(&self.namespace, kind, environment);
+        let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
+        let record = KeyRecord {
+            id: new_id("key", now.0),
+            hash: parsed.hash(),
+            name: String::new(),
+            workspace: self.workspace.clone(),
+            environment,
+            kind,
+            scopes: ScopeSet::default(),
+            ip_allowlist: IpAllowlist::default(),
+            expires_at: None,
+            app: None,
+            rate_limit: None,
+            metadata: Default::default(),
             display_prefix: parsed.display_prefix(),
             last4: parsed.last4().to_owned(),
             created_at: now,
@@ -160,9 +182,7 @@ impl KeyService {
             revoked_at: None,
             rolled_to: None,
         };
-        let audit = self.audit(actor, meta, "key.created", &record, describe(&record));
-        self.store.insert_key(&record, &audit).await?;
-        Ok((record, secret))
+        (secret, record)
     }
 
     /// The actor may act in `env` and may not hand out more than it holds.
@@ -249,15 +269,15 @@ impl KeyService {
         if old.is_expired(now) {
             return Err(ServiceError::Conflict("The key has expired; create a new key instead of rolling it.".into()));
         }
-        let secret = generate(&self.namespace, old.kind, old.environment);
-        let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
+        let (secret, minted) = self.mint(old.kind, old.environment, now, actor);
+        // Same settings as the old key; fresh identity, secret and history.
         let new = KeyRecord {
-            id: new_id("key", now.0),
-            hash: parsed.hash(),
-            display_prefix: parsed.display_prefix(),
-            last4: parsed.last4().to_owned(),
-            created_at: now,
-            created_by: actor.id(),
+            id: minted.id,
+            hash: minted.hash,
+            display_prefix: minted.display_prefix,
+            last4: minted.last4,
+            created_at: minted.created_at,
+            created_by: minted.created_by,
             last_used_at: None,
             revoked_at: None,
             rolled_to: None,

@@ -76,3 +76,77 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Inserts `count` real keys (random secrets, correct hashes) straight into the `api_keys` table in
+/// batches, without audit entries: for benchmarks that need a large table, not for anything users see.
+/// Returns the secrets in insertion order.
+pub async fn seed_keys(url: &str, count: usize, env: gatehouse_core::Environment) -> Vec<String> {
+    use gatehouse_core::apikey::{generate, ApiKey, Namespace};
+    let ns = Namespace::default();
+    let mut secrets = Vec::with_capacity(count);
+    let now = gatehouse_core::Timestamp::now().0;
+    let store = SqlStore::open(url, &StoreOptions::default()).await.expect("open store");
+    store.close().await;
+    let mut rows: Vec<(String, Vec<u8>, String, String)> = Vec::with_capacity(1000);
+    let is_pg = url.starts_with("postgres");
+    let sqlite = if is_pg {
+        None
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Some(sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.expect("sqlite"))
+    };
+    let pg = if is_pg { Some(sqlx::PgPool::connect(url).await.expect("postgres")) } else { None };
+    for i in 0..count {
+        let secret = generate(&ns, gatehouse_core::KeyKind::Secret, env);
+        let parsed = ApiKey::parse(&ns, secret.expose()).expect("generated keys parse");
+        rows.push((
+            gatehouse_core::id::new_id("key", now),
+            parsed.hash().0.to_vec(),
+            parsed.display_prefix(),
+            parsed.last4().to_owned(),
+        ));
+        secrets.push(secret.expose().to_owned());
+        if rows.len() == 1000 || i + 1 == count {
+            let mut sql = String::from(
+                "INSERT INTO api_keys (id, key_hash, workspace, environment, kind, name, scopes, ip_allowlist, metadata, \
+                 display_prefix, last4, created_at, created_by) VALUES ",
+            );
+            for (n, _) in rows.iter().enumerate() {
+                let b = n * 4;
+                if n > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, 'default', '{}', 'sk', 'seeded', '[]', '[]', '{{}}', ${}, ${}, {now}, 'seed')",
+                    b + 1,
+                    b + 2,
+                    env.as_str(),
+                    b + 3,
+                    b + 4
+                ));
+            }
+            macro_rules! run {
+                ($pool:expr) => {{
+                    let mut q = sqlx::query(&sql);
+                    for (id, hash, prefix, last4) in &rows {
+                        q = q.bind(id).bind(hash).bind(prefix).bind(last4);
+                    }
+                    q.execute($pool).await.expect("seed insert");
+                }};
+            }
+            match (&sqlite, &pg) {
+                (Some(p), _) => run!(p),
+                (_, Some(p)) => run!(p),
+                _ => unreachable!(),
+            }
+            rows.clear();
+        }
+    }
+    if let Some(p) = sqlite {
+        p.close().await;
+    }
+    if let Some(p) = pg {
+        p.close().await;
+    }
+    secrets
+}

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub body_limit_bytes: Option<usize>,
+    pub shutdown_grace_secs: Option<u64>,
     pub rate_limit: Option<RawRateLimit>,
     pub cache: Option<RawCache>,
 }
@@ -68,6 +69,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("log_format", Kind::Str),
     ("log_level", Kind::Str),
     ("body_limit_bytes", Kind::Int),
+    ("shutdown_grace_secs", Kind::Int),
     ("rate_limit.limit", Kind::Int),
     ("rate_limit.window_secs", Kind::Int),
     ("cache.poll_interval_ms", Kind::Int),
@@ -299,6 +301,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             default_rate_limit: Quota { limit, window_ms: u64::from(window_secs) * 1000 },
             body_limit,
             cache,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10).min(300)),
         },
     })
 }

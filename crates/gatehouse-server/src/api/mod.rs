@@ -126,7 +126,8 @@ async fn request_context(axum::extract::State(state): axum::extract::State<State
     }
     let status = resp.status().as_u16();
     state.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
-    tracing::info!(
+    // Per-request lines are debug: at tens of thousands of requests a second they would cost more than the work.
+    tracing::debug!(
         request_id = %request_id,
         method = %method,
         route = %route,

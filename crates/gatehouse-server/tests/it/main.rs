@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod hostile;
+mod logs;
 mod openapi;
 mod resilience;
 
