@@ -23,7 +23,11 @@ pub enum DenyReason {
     ApiKeyRevoked,
     ApiKeyExpired,
     InvalidToken,
+    /// An API key sent to a micro whose Spacefile does not enable `presets.api_keys`.
+    KeyNotAcceptedHere,
     InsufficientScope(Scope),
+    /// A restricted credential on a route that declares no scope (SPEC §4.4).
+    RouteHasNoScope,
     IpNotAllowed,
     EnvironmentMismatch,
     AppNotAllowed,
@@ -34,11 +38,11 @@ impl DenyReason {
     pub fn code(&self) -> &'static str {
         match self {
             DenyReason::MissingCredentials => "missing_credentials",
-            DenyReason::InvalidApiKey => "invalid_api_key",
+            DenyReason::InvalidApiKey | DenyReason::KeyNotAcceptedHere => "invalid_api_key",
             DenyReason::ApiKeyRevoked => "api_key_revoked",
             DenyReason::ApiKeyExpired => "api_key_expired",
             DenyReason::InvalidToken => "invalid_token",
-            DenyReason::InsufficientScope(_) => "insufficient_scope",
+            DenyReason::InsufficientScope(_) | DenyReason::RouteHasNoScope => "insufficient_scope",
             DenyReason::IpNotAllowed => "ip_not_allowed",
             DenyReason::EnvironmentMismatch => "environment_mismatch",
             DenyReason::AppNotAllowed => "app_not_allowed",
@@ -52,8 +56,10 @@ impl DenyReason {
             | DenyReason::InvalidApiKey
             | DenyReason::ApiKeyRevoked
             | DenyReason::ApiKeyExpired
-            | DenyReason::InvalidToken => DenyClass::Authentication,
+            | DenyReason::InvalidToken
+            | DenyReason::KeyNotAcceptedHere => DenyClass::Authentication,
             DenyReason::InsufficientScope(_)
+            | DenyReason::RouteHasNoScope
             | DenyReason::IpNotAllowed
             | DenyReason::EnvironmentMismatch
             | DenyReason::AppNotAllowed => DenyClass::Permission,
@@ -70,6 +76,12 @@ impl fmt::Display for DenyReason {
             DenyReason::ApiKeyRevoked => f.write_str("The API key has been revoked."),
             DenyReason::ApiKeyExpired => f.write_str("The API key has expired."),
             DenyReason::InvalidToken => f.write_str("The access token is not valid."),
+            DenyReason::KeyNotAcceptedHere => {
+                f.write_str("This micro does not accept API keys; its Spacefile does not enable presets.api_keys.")
+            }
+            DenyReason::RouteHasNoScope => f.write_str(
+                "Restricted credentials are refused on this route because it declares no scope (route_scopes in the Spacefile).",
+            ),
             DenyReason::InsufficientScope(s) => write!(f, "This request needs the scope `{s}`, which the credential does not hold."),
             DenyReason::IpNotAllowed => f.write_str("The credential may not be used from this IP address."),
             DenyReason::EnvironmentMismatch => f.write_str("The credential belongs to a different environment (live/test)."),

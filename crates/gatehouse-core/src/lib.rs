@@ -7,12 +7,16 @@
 pub mod apikey;
 pub mod base62;
 pub mod deny;
+pub mod gateway;
 pub mod id;
 pub mod ipallow;
+pub mod path;
 pub mod ratelimit;
 pub mod record;
+pub mod route;
 pub mod scope;
 pub mod secret;
+pub mod spacefile;
 pub mod time;
 
 pub use apikey::{ApiKey, Environment, KeyHash, KeyKind, KeyParseError, Namespace};

@@ -25,7 +25,12 @@ fn fixture(rt: &tokio::runtime::Runtime, count: usize) -> Fixture {
         let secrets = seed_keys(&db.url, count, Environment::Live).await;
         let store: Arc<dyn Store> = Arc::new(db.store().await);
         // Trust the cache for the whole run: the bench measures the hot path, not feed polling.
-        let cfg = CacheConfig { max_staleness: Duration::from_secs(3600), positive_ttl: Duration::from_secs(3600), ..CacheConfig::default() };
+        let cfg = CacheConfig {
+            max_staleness: Duration::from_secs(3600),
+            positive_ttl: Duration::from_secs(3600),
+            max_entries: 2 * count.max(1000),
+            ..CacheConfig::default()
+        };
         let verifier = Verifier::new(store, Namespace::default(), cfg, Metrics::new("sqlite"));
         verifier.poll_changes().await.expect("feed");
         let ctx = VerifyContext { environment: Environment::Live, ip: None, app: None, scope: None };

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub cache: CacheConfig,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// The control plane's public origin (login pages, assertion issuer), e.g. `http://127.0.0.1:4455`.
+    pub public_url: String,
+    pub sessions: crate::sessions::SessionConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -66,6 +69,8 @@ impl Default for ServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             cache: CacheConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            public_url: "http://127.0.0.1:4455".to_owned(),
+            sessions: crate::sessions::SessionConfig::default(),
         }
     }
 }

@@ -27,6 +27,12 @@ pub fn current_request_id() -> String {
 pub enum ApiError {
     /// 400 `invalid_request`.
     InvalidRequest(String),
+    /// 400 `ambiguous_path` (SPEC §3 path safety).
+    AmbiguousPath(String),
+    /// 502: the micro's upstream cannot be reached.
+    BadGateway(String),
+    /// 504: the micro's upstream did not answer in time.
+    UpstreamTimeout(String),
     /// 400 `multiple_credentials`.
     MultipleCredentials(String),
     /// 413: the body is larger than the documented limit.
@@ -67,6 +73,19 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m.clone()),
+            AmbiguousPath(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "ambiguous_path", m.clone()),
+            BadGateway(micro) => (
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "upstream_unavailable",
+                format!("The app's `{micro}` service is not answering. It may be starting or down; retry shortly."),
+            ),
+            UpstreamTimeout(micro) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "api_error",
+                "upstream_timeout",
+                format!("The app's `{micro}` service took too long to answer."),
+            ),
             MultipleCredentials(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "multiple_credentials", m.clone()),
             PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,16 +1,22 @@
 //! Gatehouse's HTTP side: the control plane's management API, key verification with its cache,
 //! the rate limiter, metrics, and the error model of SPEC §5 in one place (`error`).
 //!
-//! The app is constructible in a test: `App::new(config, store)` then `router()` / `serve(listener, shutdown)`.
+//! The app is constructible in a test: `App::build(config, store, app_hosts)` then `router()` /
+//! `serve(listener, shutdown)`; the gateway is `gateway::Gateway::new(state, config).router()`.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod limiter;
+pub mod login;
 pub mod metrics;
 pub mod netaddr;
 pub mod service;
+pub mod sessions;
+pub mod users;
 pub mod verifier;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +35,34 @@ pub struct AppState {
     pub limiter: limiter::RateLimiter,
     pub metrics: metrics::Metrics,
     pub keys: service::KeyService,
+    pub sessions: Arc<sessions::Sessions>,
+    pub users: users::Users,
+    pub web: WebState,
+}
+
+/// What the browser-facing pages need: origins, keys, and the one-time setup token.
+#[derive(Debug)]
+pub struct WebState {
+    /// The control plane's public origin, e.g. `http://127.0.0.1:4455`.
+    pub cp_origin: String,
+    /// Its `host[:port]`, lower case.
+    pub cp_host: String,
+    /// Every app host the gateway serves (sign-ins may return there).
+    pub app_hosts: Vec<String>,
+    /// HMAC key of CSRF tokens, shared by every node through storage.
+    pub csrf_key: Vec<u8>,
+    pub signer: gateway::assertion::AssertionSigner,
+    /// While no owner exists and no owner was configured: the token of the printed setup link.
+    pub setup_token: parking_lot::Mutex<Option<String>>,
+}
+
+impl WebState {
+    /// Hosts a sign-in may return to.
+    pub fn known_hosts(&self) -> Vec<String> {
+        let mut v = self.app_hosts.clone();
+        v.push(self.cp_host.clone());
+        v
+    }
 }
 
 /// A running control plane's shared state plus its background tasks' handles.
@@ -38,13 +72,29 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Self {
+    /// Builds the shared state. Reads (or creates) the deployment's secrets, so storage must answer.
+    /// `app_hosts` are the hosts the gateway will serve (empty for a control plane alone).
+    pub async fn build(config: ServerConfig, store: Arc<dyn Store>, app_hosts: Vec<String>) -> Result<Self, gatehouse_store::StoreError> {
         let metrics = metrics::Metrics::new(store.backend());
         let verifier = verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
         let limiter = limiter::RateLimiter::new(config.default_rate_limit);
         let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())
             .with_cache(verifier.clone());
-        Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys }) }
+        let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;
+        let seed = store.secret("assertion_ed25519_seed", gateway::assertion::AssertionSigner::fresh_seed()).await?;
+        let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
+        let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
+        let users = users::Users::new(store.clone(), config.workspace.clone());
+        let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();
+        let web = WebState {
+            cp_origin: config.public_url.trim_end_matches('/').to_owned(),
+            cp_host,
+            app_hosts,
+            csrf_key,
+            signer,
+            setup_token: parking_lot::Mutex::new(None),
+        };
+        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, web }) })
     }
 
     /// The axum router of the control plane.
@@ -59,10 +109,11 @@ impl App {
         handles.push(self.state.verifier.spawn_background().await);
         let state = self.state.clone();
         handles.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 tick.tick().await;
                 state.limiter.sweep();
+                state.sessions.flush_activity().await;
             }
         }));
         BackgroundTasks { handles, state: self.state.clone() }
@@ -71,16 +122,29 @@ impl App {
     /// Serves until `shutdown` resolves, then stops accepting, gives in-flight requests up to
     /// `shutdown_grace` to finish, and flushes pending writes.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        use std::future::IntoFuture;
         let background = self.start_background().await;
-        let router = self.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let result = serve_router(self.router(), listener, self.state.config.shutdown_grace, shutdown).await;
+        background.shutdown().await;
+        result
+    }
+}
+
+/// Serves `router` (HTTP/1.1 and h2c) until `shutdown`, then gives in-flight requests `grace` to finish.
+pub async fn serve_router(
+    router: axum::Router,
+    listener: TcpListener,
+    grace: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::future::IntoFuture;
+    {
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             let _ = fired_tx.send(());
         };
         let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
-        let grace = self.state.config.shutdown_grace;
         let deadline = async move {
             if fired_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -88,15 +152,13 @@ impl App {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
+        tokio::select! {
             r = server => r,
             _ = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
                 Ok(())
             }
-        };
-        background.shutdown().await;
-        result
+        }
     }
 }
 
@@ -113,6 +175,7 @@ impl BackgroundTasks {
             h.abort();
         }
         self.state.verifier.flush_last_used().await;
+        self.state.sessions.flush_activity().await;
     }
 }
 

@@ -36,6 +36,12 @@ impl From<DenyReason> for VerifyError {
     }
 }
 
+/// Another cache that must forget credentials the change feed reports (e.g. sessions).
+pub trait ChangeSink: Send + Sync {
+    fn invalidate(&self, hash: &KeyHash);
+    fn invalidate_all(&self);
+}
+
 /// A cached key record plus its pending `last_used_at`.
 #[derive(Debug)]
 pub struct CachedKey {
@@ -87,6 +93,7 @@ struct Inner {
     synced_at_ms: AtomicU64,
     feed_seq: AtomicI64,
     pending_used: Mutex<Vec<Arc<CachedKey>>>,
+    sinks: RwLock<Vec<Arc<dyn ChangeSink>>>,
 }
 
 /// Verifies keys against storage through the cache. Cheap to clone.
@@ -115,6 +122,7 @@ impl Verifier {
                 synced_at_ms: AtomicU64::new(0),
                 feed_seq: AtomicI64::new(0),
                 pending_used: Mutex::new(Vec::new()),
+                sinks: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -131,7 +139,17 @@ impl Verifier {
         &self.inner.shards[hash.0[31] as usize % SHARDS]
     }
 
-    fn cache_trusted(&self, now_ms: u64) -> bool {
+    /// Registers another cache to be told about changed credentials.
+    pub fn subscribe(&self, sink: Arc<dyn ChangeSink>) {
+        self.inner.sinks.write().push(sink);
+    }
+
+    /// Whether cached credentials may be used now (the change feed was read recently).
+    pub fn cache_trusted(&self) -> bool {
+        self.trusted_at(self.now_ms())
+    }
+
+    fn trusted_at(&self, now_ms: u64) -> bool {
         let synced = self.inner.synced_at_ms.load(Ordering::Acquire);
         synced != 0 && now_ms.saturating_sub(synced) <= self.inner.cfg.max_staleness.as_millis() as u64
     }
@@ -155,7 +173,7 @@ impl Verifier {
 
     fn cached(&self, hash: &KeyHash) -> Option<Option<Arc<CachedKey>>> {
         let now_ms = self.now_ms();
-        if !self.cache_trusted(now_ms) {
+        if !self.trusted_at(now_ms) {
             return None;
         }
         let shard = self.shard(hash).read();
@@ -240,9 +258,18 @@ impl Verifier {
         if shard.generation != generation {
             return;
         }
-        // Bounded memory: a full shard is emptied rather than tracked for LRU order; refills are cheap.
-        if shard.map.len() >= (self.inner.cfg.max_entries / SHARDS).max(1) {
-            shard.map.clear();
+        // Bounded memory without LRU bookkeeping on the read path: a full shard first forgets unknown
+        // hashes, then an arbitrary eighth of its entries (hash order is effectively random); refills are
+        // one indexed query each.
+        let cap = (self.inner.cfg.max_entries / SHARDS).max(8);
+        if shard.map.len() >= cap {
+            shard.map.retain(|_, e| matches!(e, Entry::Found { .. }));
+            if shard.map.len() >= cap {
+                let evict: Vec<KeyHash> = shard.map.keys().take(cap / 8).copied().collect();
+                for h in evict {
+                    shard.map.remove(&h);
+                }
+            }
         }
         let entry = match found {
             Some(key) => Entry::Found { key, at_ms },
@@ -304,12 +331,15 @@ impl Verifier {
         let retain_before = Timestamp::now().plus_millis(-3_600_000);
         let started_ms = self.now_ms();
         let changes = self.inner.store.key_changes_since(seq, retain_before).await?;
+        let sinks = self.inner.sinks.read().clone();
         if changes.gap {
-            tracing::warn!("key change feed has a gap; dropping the whole key cache");
+            tracing::warn!("credential change feed has a gap; dropping every credential cache");
             self.invalidate_all();
+            sinks.iter().for_each(|s| s.invalidate_all());
         }
         for h in &changes.hashes {
             self.invalidate(h);
+            sinks.iter().for_each(|s| s.invalidate(h));
         }
         self.inner.feed_seq.store(changes.next_seq, Ordering::Release);
         // Trust extends from when the read started: anything committed before then has been seen.
@@ -347,7 +377,7 @@ impl Verifier {
                                 }
                             }
                         }
-                        let trusted = this.cache_trusted(this.now_ms());
+                        let trusted = this.cache_trusted();
                         this.inner.metrics.cache_trusted.set(i64::from(trusted));
                     }
                     _ = flush.tick() => this.flush_last_used().await,

@@ -117,9 +117,72 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Page<AuditEntry>, StoreError>;
 }
 
+/// A person who signs in at the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub workspace: String,
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// `owner` or `member`.
+    pub role: String,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// A server-side session; only the SHA-256 of its cookie value is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id_hash: KeyHash,
+    /// The control-plane login this app-host session came from (None for the login itself).
+    pub parent_hash: Option<KeyHash>,
+    pub user_id: String,
+    /// The host the cookie was issued for.
+    pub host: String,
+    pub created_at: Timestamp,
+    /// Absolute end of life.
+    pub expires_at: Timestamp,
+    /// Last activity as last written (activity is flushed in batches, not per request).
+    pub last_seen_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user and its audit entry; a duplicate email is a `Conflict`.
+    async fn insert_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn user_by_email(&self, workspace: &str, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn count_users(&self, workspace: &str) -> Result<i64, StoreError>;
+}
+
+/// Sessions and the one-time tickets that carry a login to an app host.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn session_by_hash(&self, hash: &KeyHash) -> Result<Option<SessionRecord>, StoreError>;
+    /// Records activity; each session keeps the latest time seen.
+    async fn touch_sessions(&self, batch: &[(KeyHash, Timestamp)]) -> Result<(), StoreError>;
+    /// Ends a session together with its whole family (its login and every app session of that login),
+    /// putting every hash on the change feed. Returns the hashes ended.
+    async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
+    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+    /// Uses a ticket once: returns its login's hash if it exists, is for `host`, is unexpired and unused.
+    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<KeyHash>, StoreError>;
+}
+
+/// Deployment-wide secrets, created on first use and shared by every node.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secret called `name`, inserting `fresh` if there is none yet (the first writer wins).
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: KeyStore + AuditStore + Send + Sync + std::fmt::Debug {
+pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + Send + Sync + std::fmt::Debug {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `sqlite` or `postgres`, for logs and metrics only.

@@ -16,7 +16,10 @@ use gatehouse_core::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::{AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, Store, StoreError};
+use crate::{
+    AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore, SessionRecord, SessionStore,
+    Store, StoreError, UserRecord, UserStore,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -512,6 +515,204 @@ impl AuditStore for SqlStore {
                 .await?
         });
         page_of(rows, limit)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    workspace: String,
+    email: String,
+    password_hash: String,
+    role: String,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> Self {
+        UserRecord {
+            id: r.id,
+            workspace: r.workspace,
+            email: r.email,
+            password_hash: r.password_hash,
+            role: r.role,
+            created_at: Timestamp(r.created_at),
+            disabled_at: r.disabled_at.map(Timestamp),
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, workspace, email, password_hash, role, created_at, disabled_at";
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn insert_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        let sql = "INSERT INTO users (id, workspace, email, password_hash, role, created_at, disabled_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        in_tx!(self, tx => {
+            sqlx::query(sql)
+                .bind(&user.id)
+                .bind(&user.workspace)
+                .bind(&user.email)
+                .bind(&user.password_hash)
+                .bind(&user.role)
+                .bind(user.created_at.0)
+                .bind(user.disabled_at.map(|t| t.0))
+                .execute(&mut *tx)
+                .await?;
+            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    async fn user_by_email(&self, workspace: &str, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE workspace = $1 AND email = $2");
+        let row: Option<UserRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql).bind(workspace).bind(email).fetch_optional(p).await?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row: Option<UserRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        Ok(row.map(Into::into))
+    }
+
+    async fn count_users(&self, workspace: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM users WHERE workspace = $1";
+        let n: i64 = on_db!(self, read, p => sqlx::query_scalar(sql).bind(workspace).fetch_one(p).await?);
+        Ok(n)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id_hash: Vec<u8>,
+    parent_hash: Option<Vec<u8>>,
+    user_id: String,
+    host: String,
+    created_at: i64,
+    expires_at: i64,
+    last_seen_at: i64,
+    revoked_at: Option<i64>,
+}
+
+fn hash_of(bytes: &[u8]) -> Result<KeyHash, StoreError> {
+    <[u8; 32]>::try_from(bytes).map(KeyHash).map_err(|_| StoreError::Corrupt("hash length".into()))
+}
+
+impl TryFrom<SessionRow> for SessionRecord {
+    type Error = StoreError;
+
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(SessionRecord {
+            id_hash: hash_of(&r.id_hash)?,
+            parent_hash: r.parent_hash.as_deref().map(hash_of).transpose()?,
+            user_id: r.user_id,
+            host: r.host,
+            created_at: Timestamp(r.created_at),
+            expires_at: Timestamp(r.expires_at),
+            last_seen_at: Timestamp(r.last_seen_at),
+            revoked_at: r.revoked_at.map(Timestamp),
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_db!(self, write, p => {
+            sqlx::query(sql)
+                .bind(&s.id_hash.0[..])
+                .bind(s.parent_hash.as_ref().map(|h| h.0.to_vec()))
+                .bind(&s.user_id)
+                .bind(&s.host)
+                .bind(s.created_at.0)
+                .bind(s.expires_at.0)
+                .bind(s.last_seen_at.0)
+                .bind(s.revoked_at.map(|t| t.0))
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, hash: &KeyHash) -> Result<Option<SessionRecord>, StoreError> {
+        let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
+                   FROM sessions WHERE id_hash = $1";
+        let row: Option<SessionRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        row.map(SessionRecord::try_from).transpose()
+    }
+
+    async fn touch_sessions(&self, batch: &[(KeyHash, Timestamp)]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let sql = "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2";
+        on_db!(self, write, p => {
+            let mut tx = p.begin().await?;
+            for (h, at) in batch {
+                sqlx::query(sql).bind(&h.0[..]).bind(at.0).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError> {
+        let root_sql = "SELECT COALESCE(parent_hash, id_hash) FROM sessions WHERE id_hash = $1";
+        let family_sql = "SELECT id_hash FROM sessions WHERE id_hash = $1 OR parent_hash = $1";
+        let revoke_sql = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id_hash = $1 OR parent_hash = $1";
+        let hashes: Vec<Vec<u8>> = in_tx!(self, tx => {
+            let root: Option<Vec<u8>> = sqlx::query_scalar(root_sql).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
+            match root {
+                None => vec![],
+                Some(root) => {
+                    let family: Vec<Vec<u8>> = sqlx::query_scalar(family_sql).bind(&root).fetch_all(&mut *tx).await?;
+                    sqlx::query(revoke_sql).bind(&root).bind(at.0).execute(&mut *tx).await?;
+                    for h in &family {
+                        sqlx::query(INSERT_CHANGE).bind(h).bind(at.0).execute(&mut *tx).await?;
+                    }
+                    family
+                }
+            }
+        });
+        hashes.iter().map(|h| hash_of(h)).collect()
+    }
+
+    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let sql = "INSERT INTO login_tickets (ticket_hash, parent_hash, host, expires_at) VALUES ($1, $2, $3, $4)";
+        on_db!(self, write, p => {
+            sqlx::query(sql).bind(&ticket.0[..]).bind(&parent.0[..]).bind(host).bind(expires_at.0).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<KeyHash>, StoreError> {
+        // One statement: marking used and checking validity cannot be split by a concurrent redeemer.
+        let sql = "UPDATE login_tickets SET used_at = $3 WHERE ticket_hash = $1 AND host = $2 AND used_at IS NULL \
+                   AND expires_at > $3 RETURNING parent_hash";
+        let parent: Option<Vec<u8>> = on_db!(self, write, p => {
+            sqlx::query_scalar(sql).bind(&ticket.0[..]).bind(host).bind(now.0).fetch_optional(p).await?
+        });
+        parent.as_deref().map(hash_of).transpose()
+    }
+}
+
+#[async_trait]
+impl SecretStore for SqlStore {
+    async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let insert = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+        let select = "SELECT value FROM server_secrets WHERE name = $1";
+        let value: Vec<u8> = on_db!(self, write, p => {
+            sqlx::query(insert).bind(name).bind(&fresh).bind(Timestamp::now().0).execute(p).await?;
+            sqlx::query_scalar(select).bind(name).fetch_one(p).await?
+        });
+        Ok(value)
     }
 }
 

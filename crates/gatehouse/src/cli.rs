@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use gatehouse_server::App;
-use gatehouse_store::{SqlStore, Store, StoreOptions};
+use gatehouse_store::{SqlStore, StoreOptions};
 
 use crate::config::{self, Config, Flags, LogFormat};
 use crate::keys_cmd::KeysCommand;
@@ -40,9 +39,21 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the control plane (management API, /healthz, /readyz, /metrics).
+    /// Run a Spacefile app locally: start its micros, put the gateway in front, serve the control plane.
+    Up {
+        /// The app's directory (holding the Spacefile). Default: the current directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the app is served. Default 127.0.0.1:4480
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where the control plane is served. Default 127.0.0.1:4455
+        #[arg(long, value_name = "ADDR")]
+        control_plane: Option<String>,
+    },
+    /// Run the control plane, and the gateway for the apps in the config file.
     Serve {
-        /// Address to listen on. Default 127.0.0.1:4455
+        /// Control-plane address. Default 127.0.0.1:4455
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
@@ -69,6 +80,7 @@ impl GlobalArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             listen,
+            gateway_listen: None,
         }
     }
 }
@@ -99,10 +111,30 @@ fn init_logging(cfg: &Config) {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.global.json;
     match cli.command {
+        Command::Up { dir, listen, control_plane } => {
+            let mut flags = cli.global.flags(control_plane);
+            flags.gateway_listen = listen;
+            if flags.data_dir.is_none() && std::env::var_os("GATEHOUSE_DATA_DIR").is_none() {
+                flags.data_dir = Some(dir.join(".gatehouse"));
+            }
+            let cfg = config::load(&flags)?;
+            init_logging(&cfg);
+            let store = open_store(&cfg).await?;
+            crate::up::up(cfg, dir, Arc::new(store)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { listen } => {
             let cfg = config::load(&cli.global.flags(listen))?;
             init_logging(&cfg);
-            serve(cfg).await?;
+            let apps = crate::up::configured_apps(&cfg)?;
+            let store = open_store(&cfg).await?;
+            let banner = vec![format!("Gatehouse · {} app(s)", apps.len())];
+            let mut banner = banner;
+            for a in &apps {
+                banner.push(format!("  app        {} on {} (gateway {})", a.name, a.hosts.join(", "), cfg.gateway_listen));
+            }
+            banner.push(format!("  API docs   {}/openapi.json", cfg.server.public_url));
+            crate::up::run_platform(&cfg, Arc::new(store), apps, banner, vec![]).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -131,25 +163,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn serve(cfg: Config) -> Result<()> {
-    let store = open_store(&cfg).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let app = App::new(cfg.server.clone(), store);
-    println!("Gatehouse control plane  http://{addr}");
-    println!("  storage    {}", cfg.store_display());
-    println!("  data dir   {}", cfg.data_dir.display());
-    println!("  API docs   http://{addr}/openapi.json");
-    app.serve(listener, shutdown_signal()).await.context("server failed")?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -28,8 +28,44 @@ pub struct RawConfig {
     pub log_level: Option<String>,
     pub body_limit_bytes: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
+    /// The control plane's public URL (login pages and assertion issuer). Default: http://<listen>.
+    pub public_url: Option<String>,
+    /// Where the gateway listens (`up`, and `serve` when apps are configured).
+    pub gateway_listen: Option<String>,
+    pub owner_email: Option<String>,
+    pub owner_password: Option<String>,
+    pub session: Option<RawSession>,
+    pub gateway: Option<RawGateway>,
+    /// Apps served by `serve` (one table per app).
+    pub apps: Option<Vec<RawApp>>,
     pub rate_limit: Option<RawRateLimit>,
     pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub absolute_secs: Option<u64>,
+    pub idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub upstream_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// The app's name (assertion audience; what app-restricted keys name).
+    pub name: String,
+    /// Hosts it answers on, `host` or `host:port`.
+    pub hosts: Vec<String>,
+    /// A Spacefile whose micros use `upstream:` (relative paths are from the config file).
+    pub spacefile: PathBuf,
+    /// `live` (default) or `test`.
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +106,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("log_level", Kind::Str),
     ("body_limit_bytes", Kind::Int),
     ("shutdown_grace_secs", Kind::Int),
+    ("public_url", Kind::Str),
+    ("gateway_listen", Kind::Str),
+    ("owner_email", Kind::Str),
+    ("owner_password", Kind::Str),
+    ("session.absolute_secs", Kind::Int),
+    ("session.idle_secs", Kind::Int),
+    ("gateway.upstream_timeout_secs", Kind::Int),
     ("rate_limit.limit", Kind::Int),
     ("rate_limit.window_secs", Kind::Int),
     ("cache.poll_interval_ms", Kind::Int),
@@ -81,7 +124,7 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Keys whose value may be read from a file named by `GATEHOUSE_<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["database_url"];
+const SECRET_KEYS: &[&str] = &["database_url", "owner_password"];
 
 fn env_name(path: &str) -> String {
     format!("GATEHOUSE_{}", path.replace('.', "__").to_uppercase())
@@ -94,6 +137,7 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub listen: Option<String>,
+    pub gateway_listen: Option<String>,
 }
 
 /// How log lines are written.
@@ -113,6 +157,12 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub server: ServerConfig,
+    pub gateway_listen: SocketAddr,
+    pub upstream_timeout: Duration,
+    /// Owner bootstrap (SPEC §1): both set, or neither.
+    pub owner: Option<(String, SecretString)>,
+    /// Apps for `serve`, with Spacefile paths resolved.
+    pub apps: Vec<RawApp>,
 }
 
 impl Config {
@@ -180,6 +230,7 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
         ("data_dir", flags.data_dir.as_ref().map(|p| p.display().to_string())),
         ("database_url", flags.database_url.clone()),
         ("listen", flags.listen.clone()),
+        ("gateway_listen", flags.gateway_listen.clone()),
     ];
     for (path, value) in flag_values {
         if let Some(v) = value {
@@ -288,7 +339,46 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if cache.last_used_flush.is_zero() {
         bail!("{}: must be at least 1", at("cache.last_used_flush_secs"));
     }
+    let gateway_text = raw.gateway_listen.unwrap_or_else(|| "127.0.0.1:4480".into());
+    let gateway_listen: SocketAddr = gateway_text
+        .parse()
+        .map_err(|_| anyhow!("{}: `{gateway_text}` is not an address like 127.0.0.1:4480", at("gateway_listen")))?;
+    let public_url = match raw.public_url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
+        Some(u) => bail!("{}: `{u}` must start with http:// or https://", at("public_url")),
+        None => format!("http://{listen}"),
+    };
+    let owner = match (raw.owner_email, raw.owner_password) {
+        (Some(e), Some(p)) => Some((e, SecretString::new(p))),
+        (None, None) => None,
+        _ => bail!("{}: set both owner_email and owner_password (GATEHOUSE_OWNER_EMAIL, GATEHOUSE_OWNER_PASSWORD), or neither", at("owner_email")),
+    };
+    let s = raw.session.unwrap_or_default();
+    let sd = gatehouse_server::sessions::SessionConfig::default();
+    let sessions = gatehouse_server::sessions::SessionConfig {
+        absolute: s.absolute_secs.map_or(sd.absolute, Duration::from_secs),
+        idle: s.idle_secs.map_or(sd.idle, Duration::from_secs),
+        ..sd
+    };
+    if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
+        bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
+    }
+    let upstream_timeout = Duration::from_secs(raw.gateway.and_then(|g| g.upstream_timeout_secs).unwrap_or(30).clamp(1, 3600));
+    let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let mut apps = raw.apps.unwrap_or_default();
+    for a in &mut apps {
+        if a.spacefile.is_relative() {
+            a.spacefile = base.join(&a.spacefile);
+        }
+        if a.hosts.is_empty() {
+            bail!("{}: app `{}` needs at least one host", at("apps"), a.name);
+        }
+    }
     Ok(Config {
+        gateway_listen,
+        upstream_timeout,
+        owner,
+        apps,
         data_dir,
         database_url,
         listen,
@@ -302,6 +392,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             body_limit,
             cache,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10).min(300)),
+            public_url,
+            sessions,
         },
     })
 }

@@ -4,6 +4,8 @@ mod cli;
 mod config;
 mod keys_cmd;
 mod output;
+mod supervisor;
+mod up;
 
 use std::process::ExitCode;
 

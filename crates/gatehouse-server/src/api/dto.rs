@@ -89,8 +89,9 @@ pub struct CreateKeyIn {
     /// CIDRs or addresses (IPv4 and IPv6); empty allows every address.
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
-    /// Unix seconds, in the future.
-    pub expires_at: Option<i64>,
+    /// In the future: Unix seconds (`1893456000`) or an RFC 3339 time (`"2030-01-01T00:00:00Z"`).
+    #[schema(value_type = Option<Object>)]
+    pub expires_at: Option<TimeIn>,
     /// Restrict the key to one app (by name).
     pub app: Option<String>,
     pub rate_limit: Option<RateLimitDto>,
@@ -98,6 +99,45 @@ pub struct CreateKeyIn {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A point in time as a client may send it: Unix seconds or RFC 3339.
+#[derive(Debug, Clone)]
+pub enum TimeIn {
+    UnixSeconds(i64),
+    Rfc3339(String),
+}
+
+impl<'de> Deserialize<'de> for TimeIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TimeIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Unix seconds or an RFC 3339 time such as \"2030-01-01T00:00:00Z\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TimeIn, E> {
+                Ok(TimeIn::UnixSeconds(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TimeIn, E> {
+                i64::try_from(v).map(TimeIn::UnixSeconds).map_err(|_| E::custom("time out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TimeIn, E> {
+                Ok(TimeIn::Rfc3339(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl TimeIn {
+    pub fn to_timestamp(&self) -> Result<Timestamp, String> {
+        match self {
+            TimeIn::UnixSeconds(s) if (0..=253_402_300_799).contains(s) => Ok(Timestamp::from_unix_seconds(*s)),
+            TimeIn::UnixSeconds(s) => Err(format!("{s} is not a plausible Unix time in seconds")),
+            TimeIn::Rfc3339(t) => Timestamp::parse_rfc3339(t),
+        }
+    }
 }
 
 /// An API key as the API shows it. Never contains the secret.

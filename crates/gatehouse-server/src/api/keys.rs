@@ -29,13 +29,19 @@ pub async fn create_key(
     caller: Caller<KeysWrite>,
     ApiJson(body): ApiJson<CreateKeyIn>,
 ) -> Result<Json<KeyWithSecret>, ApiError> {
+    let expires_at = body
+        .expires_at
+        .as_ref()
+        .map(|t| t.to_timestamp())
+        .transpose()
+        .map_err(|e| ApiError::InvalidRequest(format!("expires_at: {e}")))?;
     let new = NewKey {
         name: body.name,
         kind: body.kind.map_or(gatehouse_core::KeyKind::Secret, Into::into),
         environment: body.environment.map_or(caller.key.record.environment, Into::into),
         scopes: body.scopes,
         ip_allowlist: body.ip_allowlist,
-        expires_at: body.expires_at.map(Timestamp::from_unix_seconds),
+        expires_at,
         app: body.app,
         rate_limit: body.rate_limit.map(Into::into),
         metadata: body.metadata,

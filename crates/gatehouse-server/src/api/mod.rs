@@ -80,6 +80,11 @@ pub fn router(state: State) -> Router {
     let openapi = Arc::new(openapi);
     let body_limit = state.config.body_limit;
     routes
+        .route("/", axum::routing::get(crate::login::home))
+        .route("/login", axum::routing::get(crate::login::get_login).post(crate::login::post_login))
+        .route("/logout", axum::routing::post(crate::login::post_logout))
+        .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
+        .route("/.well-known/jwks.json", axum::routing::get(crate::login::jwks))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -95,7 +100,7 @@ pub fn router(state: State) -> Router {
 }
 
 /// Request id, metrics, rate-limit headers, and a last masking pass over error bodies' namespace.
-async fn request_context(axum::extract::State(state): axum::extract::State<State>, mut req: Request, next: Next) -> Response {
+pub async fn request_context(axum::extract::State(state): axum::extract::State<State>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     req.extensions_mut().insert(BodyLimit(state.config.body_limit));
     let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);

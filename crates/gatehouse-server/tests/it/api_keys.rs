@@ -12,6 +12,15 @@ use crate::{code, rk, sk, story, TestApp};
 story!(create_use_verify_revoke_then_401);
 async fn create_use_verify_revoke_then_401(b: Backend) {
     let app = TestApp::new(b).await;
+    // The payload shape of the API-platform guide, RFC 3339 expiry included, is accepted as is.
+    let guide = json!({
+        "name": "orders-service-prod", "kind": "rk",
+        "scopes": ["orders:read", "orders:write", "customers:read"],
+        "ip_allowlist": ["203.0.113.0/24"], "expires_at": "2037-01-01T00:00:00Z"
+    });
+    let (s, _, restricted) = app.call("POST", "/v1/keys", Some(&app.admin), Some(guide)).await;
+    assert_eq!(s, 200, "{restricted}");
+    assert_eq!(restricted["expires_at"], 2_114_380_800);
     let (s, _, created) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "ci"}))).await;
     assert_eq!(s, 200, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();

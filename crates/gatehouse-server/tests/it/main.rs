@@ -2,9 +2,11 @@
 //! every story on SQLite and on PostgreSQL.
 
 mod api_keys;
+mod gateway;
 mod hostile;
 mod logs;
 mod openapi;
+mod path_corpus;
 mod resilience;
 
 use std::net::SocketAddr;
@@ -68,7 +70,7 @@ impl TestApp {
     pub async fn with_config(backend: Backend, config: ServerConfig) -> Self {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
-        let app = App::new(config.clone(), Arc::new(store.clone()) as Arc<dyn Store>);
+        let app = App::build(config.clone(), Arc::new(store.clone()) as Arc<dyn Store>, vec![]).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

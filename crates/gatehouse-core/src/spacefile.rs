@@ -1,0 +1,507 @@
+//! The Spacefile (Deta Space `v: 0`, SPEC §2): parsing, Deta's validation rules, and Gatehouse's
+//! marked extensions (`upstream`, method-qualified `public_routes`, `route_scopes`). Every problem
+//! is reported with file, line and field, all of them at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::gateway::MicroPolicy;
+use crate::route::RoutePattern;
+use crate::scope::Scope;
+
+/// One problem in a Spacefile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpacefileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpacefileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}: {}", self.file, self.field, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.field, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpacefile {
+    v: Option<serde_yaml::Value>,
+    app_name: Option<String>,
+    icon: Option<String>,
+    auto_pwa: Option<bool>,
+    micros: Option<Vec<RawMicro>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMicro {
+    name: Option<String>,
+    src: Option<String>,
+    engine: Option<String>,
+    primary: Option<bool>,
+    path: Option<String>,
+    run: Option<String>,
+    dev: Option<String>,
+    serve: Option<String>,
+    commands: Option<Vec<String>>,
+    include: Option<Vec<String>>,
+    presets: Option<RawPresets>,
+    public: Option<bool>,
+    public_routes: Option<Vec<String>>,
+    actions: Option<Vec<serde_yaml::Value>>,
+    /// Extension: an already-running app instead of `run`.
+    upstream: Option<String>,
+    /// Extension: route pattern → scope required of restricted keys and OAuth tokens.
+    route_scopes: Option<serde_yaml::Mapping>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPresets {
+    env: Option<Vec<RawEnv>>,
+    api_keys: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    name: Option<String>,
+    description: Option<String>,
+    default: Option<serde_yaml::Value>,
+}
+
+/// An environment variable a micro declares, with its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub description: Option<String>,
+    pub default: Option<String>,
+}
+
+/// How a micro is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `run`: a process `gatehouse up` starts in `src`.
+    Run { command: String, src: String },
+    /// Extension `upstream`: an app that is already running.
+    Upstream(String),
+    /// A static engine with `serve` (or `src`) as its directory: Gatehouse serves the files.
+    Static { dir: String },
+}
+
+/// A validated micro.
+#[derive(Clone, Debug)]
+pub struct Micro {
+    pub name: String,
+    pub engine: Option<String>,
+    pub primary: bool,
+    /// `/` for the primary micro, else `/<path>` (default `/<name>`).
+    pub mount: String,
+    pub backend: Backend,
+    pub commands: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub policy: MicroPolicy,
+    /// 1-based line of the micro's entry, for messages.
+    pub line: Option<usize>,
+}
+
+/// A validated Spacefile.
+#[derive(Clone, Debug)]
+pub struct Spacefile {
+    pub app_name: Option<String>,
+    pub micros: Vec<Micro>,
+    /// Things accepted but not acted on (e.g. scheduled `actions`), for the startup screen.
+    pub warnings: Vec<String>,
+}
+
+impl Spacefile {
+    /// Picks the micro serving `path` (normalized) and the micro-relative path:
+    /// the longest mount matched on whole segments, else the primary micro.
+    pub fn route<'a>(&'a self, path: &crate::path::NormalizedPath) -> (&'a Micro, crate::path::NormalizedPath) {
+        let mut best: Option<(&Micro, crate::path::NormalizedPath)> = None;
+        for m in self.micros.iter().filter(|m| !m.primary) {
+            if let Some(rest) = path.strip_mount(&m.mount) {
+                if best.as_ref().is_none_or(|(b, _)| m.mount.len() > b.mount.len()) {
+                    best = Some((m, rest));
+                }
+            }
+        }
+        best.unwrap_or_else(|| (self.primary(), path.clone()))
+    }
+
+    pub fn primary(&self) -> &Micro {
+        self.micros.iter().find(|m| m.primary).expect("a validated Spacefile has a primary micro")
+    }
+}
+
+/// Line lookup for semantic errors: serde_yaml reports positions only for what it rejects itself.
+struct Lines<'a> {
+    lines: Vec<&'a str>,
+    /// Start line (0-based) of each micro's list item.
+    micro_starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut micro_starts = vec![];
+        let mut in_micros = false;
+        let mut item_indent: Option<usize> = None;
+        for (i, l) in lines.iter().enumerate() {
+            let trimmed = l.trim_start();
+            let indent = l.len() - trimmed.len();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            if indent == 0 {
+                in_micros = trimmed.starts_with("micros:");
+                item_indent = None;
+                continue;
+            }
+            if in_micros && trimmed.starts_with('-') && item_indent.is_none_or(|ii| ii == indent) {
+                item_indent = Some(indent);
+                micro_starts.push(i);
+            }
+        }
+        Self { lines, micro_starts }
+    }
+
+    fn top(&self, key: &str) -> Option<usize> {
+        self.lines.iter().position(|l| l.starts_with(&format!("{key}:"))).map(|i| i + 1)
+    }
+
+    fn micro(&self, idx: usize, key: Option<&str>) -> Option<usize> {
+        let start = *self.micro_starts.get(idx)?;
+        let end = self.micro_starts.get(idx + 1).copied().unwrap_or(self.lines.len());
+        let Some(key) = key else { return Some(start + 1) };
+        (start..end)
+            .find(|&i| {
+                let t = self.lines[i].trim_start().trim_start_matches("- ").trim_start();
+                t.starts_with(&format!("{key}:"))
+            })
+            .map(|i| i + 1)
+            .or(Some(start + 1))
+    }
+}
+
+fn name_ok(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty() && b[0].is_ascii_alphanumeric() && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+fn env_name_ok(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses and validates `text`, naming `file` in every error.
+pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
+    let err = |line: Option<usize>, field: &str, message: String| SpacefileError { file: file.to_owned(), line, field: field.to_owned(), message };
+    // YAML forbids tabs in indentation; say so plainly instead of a scanner error.
+    for (i, l) in text.lines().enumerate() {
+        let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+        if indent.contains('\t') {
+            return Err(vec![err(Some(i + 1), "indentation", "a tab is used for indentation; YAML needs spaces".into())]);
+        }
+    }
+    let raw: RawSpacefile = match serde_yaml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.location().map(|l| l.line());
+            let msg = e.to_string();
+            // serde_yaml prefixes the field path (`micros[0]: unknown field …`); keep it as the field.
+            let (field, message) = match msg.split_once(": ") {
+                Some((f, m)) if !f.contains(' ') => (f.to_owned(), m.to_owned()),
+                _ => ("(document)".to_owned(), msg.clone()),
+            };
+            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            return Err(vec![err(line, &field, message)]);
+        }
+    };
+    let lines = Lines::new(text);
+    let mut errors = vec![];
+    let mut warnings = vec![];
+    match &raw.v {
+        Some(serde_yaml::Value::Number(n)) if n.as_u64() == Some(0) => {}
+        Some(_) => errors.push(err(lines.top("v"), "v", "must be 0 (the only Spacefile version)".into())),
+        None => errors.push(err(None, "v", "is required; add `v: 0` at the top".into())),
+    }
+    if let Some(name) = &raw.app_name {
+        if name.chars().count() > 12 || name.trim().is_empty() {
+            errors.push(err(lines.top("app_name"), "app_name", format!("`{name}` must be 1 to 12 characters")));
+        }
+    }
+    let _ = (&raw.icon, raw.auto_pwa);
+    let raw_micros = raw.micros.unwrap_or_default();
+    if raw_micros.is_empty() || raw_micros.len() > 5 {
+        errors.push(err(lines.top("micros"), "micros", format!("must list 1 to 5 micros, found {}", raw_micros.len())));
+    }
+    let several = raw_micros.len() > 1;
+    let primaries = raw_micros.iter().filter(|m| m.primary == Some(true)).count();
+    if several && primaries != 1 {
+        errors.push(err(
+            lines.top("micros"),
+            "micros",
+            format!("with several micros exactly one needs `primary: true`; found {primaries}"),
+        ));
+    }
+    let mut seen_names = HashSet::new();
+    let mut seen_mounts: BTreeMap<String, String> = BTreeMap::new();
+    let mut micros = vec![];
+    for (i, m) in raw_micros.into_iter().enumerate() {
+        let field = |f: &str| format!("micros[{i}].{f}");
+        let at = |k: &str| lines.micro(i, Some(k));
+        let name = match &m.name {
+            Some(n) if name_ok(n) => n.clone(),
+            Some(n) => {
+                errors.push(err(at("name"), &field("name"), format!("`{n}` must match ^[A-Za-z0-9][A-Za-z0-9_-]*$")));
+                n.clone()
+            }
+            None => {
+                errors.push(err(lines.micro(i, None), &field("name"), "is required".into()));
+                format!("micro{i}")
+            }
+        };
+        if !seen_names.insert(name.clone()) {
+            errors.push(err(at("name"), &field("name"), format!("`{name}` is used by another micro; names must be unique")));
+        }
+        let primary = if several { m.primary == Some(true) } else { true };
+        if m.public == Some(true) && m.public_routes.is_some() {
+            errors.push(err(at("public_routes"), &field("public_routes"), "cannot be used together with `public`".into()));
+        }
+        let mut public_routes = vec![];
+        if let Some(routes) = &m.public_routes {
+            if routes.is_empty() {
+                errors.push(err(at("public_routes"), &field("public_routes"), "must not be empty; remove it or list routes".into()));
+            }
+            let mut seen = HashSet::new();
+            for r in routes {
+                if r.is_empty() {
+                    errors.push(err(at("public_routes"), &field("public_routes"), "contains an empty route".into()));
+                    continue;
+                }
+                if !seen.insert(r) {
+                    errors.push(err(at("public_routes"), &field("public_routes"), format!("`{r}` is listed twice")));
+                }
+                match RoutePattern::parse(r) {
+                    Ok(p) => public_routes.push(p),
+                    Err(e) => errors.push(err(at("public_routes"), &field("public_routes"), e)),
+                }
+            }
+        }
+        let mut route_scopes = vec![];
+        if let Some(map) = &m.route_scopes {
+            for (k, v) in map {
+                let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+                    errors.push(err(at("route_scopes"), &field("route_scopes"), "maps route patterns to scope strings".into()));
+                    continue;
+                };
+                match (RoutePattern::parse(k), Scope::parse(v)) {
+                    (Ok(p), Ok(s)) => route_scopes.push((p, s)),
+                    (Err(e), _) | (_, Err(e)) => errors.push(err(at("route_scopes"), &field("route_scopes"), e)),
+                }
+            }
+        }
+        let mut env = vec![];
+        let mut api_keys = false;
+        if let Some(p) = &m.presets {
+            api_keys = p.api_keys.unwrap_or(false);
+            let mut seen = HashSet::new();
+            for e in p.env.iter().flatten() {
+                let Some(n) = &e.name else {
+                    errors.push(err(at("env"), &field("presets.env"), "every entry needs a `name`".into()));
+                    continue;
+                };
+                if !env_name_ok(n) {
+                    errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is not a valid environment variable name")));
+                }
+                if !seen.insert(n.clone()) {
+                    errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is declared twice")));
+                }
+                let default = match &e.default {
+                    None | Some(serde_yaml::Value::Null) => None,
+                    Some(v) => match yaml_scalar(v) {
+                        Some(s) => Some(s),
+                        None => {
+                            errors.push(err(at("env"), &field("presets.env"), format!("the default of `{n}` must be a string, number or boolean")));
+                            None
+                        }
+                    },
+                };
+                env.push(EnvVar { name: n.clone(), description: e.description.clone(), default });
+            }
+        }
+        let backend = match (&m.run, &m.upstream) {
+            (Some(_), Some(_)) => {
+                errors.push(err(at("upstream"), &field("upstream"), "use either `run` or `upstream` (extension), not both".into()));
+                None
+            }
+            (None, Some(u)) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errors.push(err(at("upstream"), &field("upstream"), format!("`{u}` must be an http:// or https:// URL")));
+                }
+                Some(Backend::Upstream(u.trim_end_matches('/').to_owned()))
+            }
+            (Some(run), None) => {
+                if m.src.is_none() {
+                    errors.push(err(at("run"), &field("src"), "is required with `run`".into()));
+                }
+                Some(Backend::Run { command: run.clone(), src: m.src.clone().unwrap_or_else(|| ".".into()) })
+            }
+            (None, None) => match m.serve.clone().or_else(|| m.src.clone()) {
+                Some(dir) if m.engine.as_deref().is_some_and(|e| !e.starts_with("nodejs") && !e.starts_with("python") && e != "custom") => {
+                    let base = m.src.clone().unwrap_or_else(|| ".".into());
+                    let dir = match &m.serve {
+                        Some(s) => format!("{}/{}", base.trim_end_matches('/'), s.trim_start_matches("./")),
+                        None => dir,
+                    };
+                    Some(Backend::Static { dir })
+                }
+                _ => {
+                    errors.push(err(lines.micro(i, None), &field("run"), "is required for this engine (or `upstream`, an extension)".into()));
+                    None
+                }
+            },
+        };
+        if m.actions.as_ref().is_some_and(|a| !a.is_empty()) {
+            warnings.push(format!("micro `{name}`: scheduled `actions` are accepted but not run by Gatehouse"));
+        }
+        let _ = (&m.dev, &m.include);
+        let mount = if primary {
+            if m.path.is_some() {
+                warnings.push(format!("micro `{name}`: `path` is ignored on the primary micro, which serves `/`"));
+            }
+            "/".to_owned()
+        } else {
+            let p = m.path.clone().unwrap_or_else(|| name.clone());
+            let p = format!("/{}", p.trim_matches('/'));
+            if p == "/" || p.contains("//") || !p[1..].split('/').all(name_ok) {
+                errors.push(err(at("path"), &field("path"), format!("`{p}` must be one or more segments of letters, digits, `_` or `-`")));
+            }
+            if p == "/__gatehouse" || p.starts_with("/__gatehouse/") {
+                errors.push(err(at("path"), &field("path"), "`/__gatehouse` is reserved for Gatehouse's own pages".into()));
+            }
+            if let Some(other) = seen_mounts.insert(p.clone(), name.clone()) {
+                errors.push(err(at("path"), &field("path"), format!("`{p}` is already the path of micro `{other}`")));
+            }
+            p
+        };
+        if let Some(backend) = backend {
+            micros.push(Micro {
+                name,
+                engine: m.engine.clone(),
+                primary,
+                mount,
+                backend,
+                commands: m.commands.clone().unwrap_or_default(),
+                env,
+                policy: MicroPolicy { public: m.public == Some(true), public_routes, api_keys, route_scopes },
+                line: lines.micro(i, None),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(Spacefile { app_name: raw.app_name, micros, warnings })
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DETA_GUIDE: &str = r#"# Spacefile Docs: https://go.deta.dev/docs/spacefile/v0
+v: 0
+app_name: "SpaceAuth"
+micros:
+  - name: express
+    src: ./src/express
+    engine: nodejs16
+    run: node index.js
+    primary: true
+    public_routes:
+      - "/ping"
+    presets:
+      api_keys: true
+"#;
+
+    #[test]
+    fn the_deta_guide_spacefile_parses() {
+        let s = parse("Spacefile", DETA_GUIDE).unwrap();
+        assert_eq!(s.app_name.as_deref(), Some("SpaceAuth"));
+        let m = &s.micros[0];
+        assert!(m.primary && m.policy.api_keys);
+        assert_eq!(m.mount, "/");
+        assert!(m.policy.is_public("GET", "/ping"));
+        assert!(!m.policy.is_public("GET", "/"));
+        assert_eq!(m.backend, Backend::Run { command: "node index.js".into(), src: "./src/express".into() });
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse("Spacefile", text).unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn hostile_and_invalid_spacefiles_name_file_line_and_field() {
+        let rows: &[(&str, &str)] = &[
+            ("v: 1\nmicros:\n  - name: a\n    src: .\n    engine: custom\n    run: x\n", "Spacefile:1: v: must be 0"),
+            ("micros:\n  - name: a\n    src: .\n    engine: custom\n    run: x\n", "Spacefile: v: is required"),
+            ("v: 0\napp_name: waytoolongname\nmicros:\n  - name: a\n    src: .\n    run: x\n", "Spacefile:2: app_name:"),
+            ("v: 0\nmicros: []\n", "Spacefile:2: micros: must list 1 to 5 micros, found 0"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    colour: red\n", "Spacefile:6: micros[0]: unknown field `colour`"),
+            ("v: 0\nmicros:\n  - name: -a\n    src: .\n    run: x\n", "Spacefile:3: micros[0].name: `-a` must match"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    primary: true\n  - name: a\n    src: .\n    run: y\n", "Spacefile:7: micros[1].name: `a` is used by another micro"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n  - name: b\n    src: .\n    run: y\n", "exactly one needs `primary: true`; found 0"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    public: true\n    public_routes: [\"/x\"]\n", "Spacefile:7: micros[0].public_routes: cannot be used together with `public`"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    public_routes: []\n", "micros[0].public_routes: must not be empty"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    public_routes: [\"/x\", \"/x\"]\n", "`/x` is listed twice"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    public_routes: [\"\"]\n", "contains an empty route"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    public_routes: [\"ping\"]\n", "must start with `/`"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    upstream: http://127.0.0.1:1\n", "use either `run` or `upstream`"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    engine: nodejs16\n", "micros[0].run: is required"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    primary: true\n  - name: b\n    src: .\n    run: y\n    path: __gatehouse\n", "is reserved"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    presets:\n      env:\n        - description: no name\n", "every entry needs a `name`"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    presets:\n      env:\n        - name: 1BAD\n", "not a valid environment variable name"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    route_scopes:\n      \"POST /o/*\": \"Orders\"\n", "micros[0].route_scopes"),
+            ("v: 0\nmicros:\n\t- name: a\n", "Spacefile:3: indentation: a tab is used for indentation"),
+            ("v: 0\nmicros: {name: [}\n", "Spacefile:2:"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: [1, 2]\n", "micros[0].run: invalid type"),
+        ];
+        for (text, want) in rows {
+            let errs = errors(text);
+            assert!(errs.iter().any(|e| e.contains(want)), "{text:?}\n wanted {want:?}\n got {errs:#?}");
+        }
+    }
+
+    #[test]
+    fn routing_by_mount_and_extensions() {
+        let text = "v: 0\nmicros:\n  - name: web\n    src: web\n    run: node a.js\n    primary: true\n  - name: api\n    src: api\n    engine: python3.9\n    run: uvicorn main:app\n    public_routes: [\"GET /feed/*\"]\n    presets:\n      api_keys: true\n      env:\n        - name: GREETING\n          default: 5\n    route_scopes:\n      \"POST /orders/*\": orders:write\n  - name: docs\n    upstream: http://127.0.0.1:9000/\n    path: help/docs\n";
+        let s = parse("Spacefile", text).unwrap();
+        let p = |x| crate::path::NormalizedPath::parse(x).unwrap();
+        let (m, rest) = s.route(&p("/api/feed/1"));
+        assert_eq!((m.name.as_str(), rest.as_str()), ("api", "/feed/1"));
+        assert_eq!(s.route(&p("/apix")).0.name, "web");
+        assert_eq!(s.route(&p("/api")).1.as_str(), "/");
+        assert_eq!(s.route(&p("/help/docs/x")).0.name, "docs");
+        assert_eq!(s.micros[2].backend, Backend::Upstream("http://127.0.0.1:9000".into()));
+        assert_eq!(s.micros[1].env[0].default.as_deref(), Some("5"));
+        assert_eq!(s.micros[1].policy.required_scope("POST", "/orders/1").map(ToString::to_string).as_deref(), Some("orders:write"));
+    }
+}

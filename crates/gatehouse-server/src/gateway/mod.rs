@@ -1,0 +1,461 @@
+//! The gateway (SPEC §3): host → app, `/__gatehouse/…`, path → micro, public?, authenticate,
+//! authorize, rate limit, forward. Each phase can answer early; the decision itself is the pure
+//! `gatehouse_core::gateway::decide`.
+
+pub mod assertion;
+pub mod forward;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use gatehouse_core::gateway::{decide, is_browser_navigation, Authorization, Decision, RequestFacts};
+use gatehouse_core::path::NormalizedPath;
+use gatehouse_core::spacefile::{Micro, Spacefile};
+use gatehouse_core::{DenyReason, Environment, KeyKind, VerifyContext};
+
+use self::assertion::Claims;
+use self::forward::{UpstreamClient, UpstreamError};
+use crate::error::ApiError;
+use crate::login::{end_session, is_https, url_encode};
+use crate::verifier::VerifyError;
+use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::AppState;
+
+/// Where a micro's requests go.
+#[derive(Clone, Debug)]
+pub enum Upstream {
+    /// `host:port` of an HTTP server.
+    Http(String),
+    /// A directory served by Gatehouse.
+    Static(PathBuf),
+}
+
+/// One app behind the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayApp {
+    /// The app's name: the assertion audience and what app-restricted keys name.
+    pub name: String,
+    /// `host[:port]` values (lower case) this app answers on. A host without a port matches any port.
+    pub hosts: Vec<String>,
+    /// Keys of this environment are accepted.
+    pub environment: Environment,
+    pub spacefile: Spacefile,
+    /// Micro name → upstream.
+    pub upstreams: HashMap<String, Upstream>,
+}
+
+/// The gateway's settings.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub apps: Vec<GatewayApp>,
+    /// How long an upstream may take to send its response head.
+    pub upstream_timeout: Duration,
+}
+
+/// The gateway: config, the upstream client, and the shared app state.
+#[derive(Debug)]
+pub struct Gateway {
+    pub state: Arc<AppState>,
+    pub config: GatewayConfig,
+    client: UpstreamClient,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<AppState>, config: GatewayConfig) -> Arc<Self> {
+        Arc::new(Self { state, config, client: forward::client() })
+    }
+
+    /// Every host the gateway serves (for `return_to` checks).
+    pub fn hosts(&self) -> Vec<String> {
+        self.config.apps.iter().flat_map(|a| a.hosts.iter().cloned()).collect()
+    }
+
+    /// The gateway's router: one handler for every path, wrapped in the request-context middleware.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .fallback(handle)
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), crate::api::request_context))
+            .with_state(self.clone())
+    }
+
+    fn app_for(&self, host: &str) -> Option<&GatewayApp> {
+        let host = host.to_ascii_lowercase();
+        let bare = strip_port(&host);
+        self.config.apps.iter().find(|a| a.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare)))
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Who the request was authenticated as.
+enum Identity {
+    Public,
+    Key(Arc<crate::verifier::CachedKey>),
+    Session(Arc<crate::sessions::ActiveSession>),
+}
+
+struct Ctx<'a> {
+    gw: &'a Gateway,
+    app: &'a GatewayApp,
+    host: String,
+    https: bool,
+    client_ip: IpAddr,
+    peer: SocketAddr,
+    browser: bool,
+}
+
+impl Ctx<'_> {
+    fn state(&self) -> &AppState {
+        &self.gw.state
+    }
+
+    /// An error as JSON (API clients) or a small page (browsers).
+    fn error(&self, e: ApiError) -> Response {
+        if !self.browser {
+            return e.into_response();
+        }
+        let json = e.into_response();
+        let status = json.status();
+        let title = status.canonical_reason().unwrap_or("Error");
+        let mut html = page(status, title, &format!("<p>{}</p>", web::esc(&format!("{} ({})", title, status.as_u16()))));
+        // The challenge and rate-limit headers mean the same to a browser as to an API client.
+        for name in ["www-authenticate", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+            if let Some(v) = json.headers().get(name) {
+                html.headers_mut().insert(name, v.clone());
+            }
+        }
+        html
+    }
+
+    fn login_redirect(&self, path: &NormalizedPath, query: Option<&str>) -> Response {
+        let scheme = if self.https { "https" } else { "http" };
+        let mut url = format!("{scheme}://{}{}", self.host, path.as_str());
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        redirect(StatusCode::FOUND, &format!("{}/login?return_to={}", self.state().web.cp_origin, url_encode(&url)))
+    }
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    // 1. Host → app. The absolute-form authority wins over Host, as HTTP says.
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+    let Some(host) = host.map(|h| h.to_ascii_lowercase()) else {
+        return ApiError::InvalidRequest("A Host header is required.".into()).into_response();
+    };
+    let Some(app) = gw.app_for(&host) else {
+        return ApiError::NotFound(format!("No app is served at host `{}`.", host.chars().take(100).collect::<String>())).into_response();
+    };
+    let state = &gw.state;
+    let headers = req.headers();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
+    let ctx = Ctx {
+        gw: &gw,
+        app,
+        https: is_https(state, headers, Some(peer)),
+        client_ip: crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies),
+        peer,
+        browser: is_browser_navigation(req.method().as_str(), accept, fetch_mode),
+        host,
+    };
+    // Path safety comes before everything that looks at the path.
+    let path = match NormalizedPath::parse(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return ctx.error(ApiError::AmbiguousPath(format!("The request path is ambiguous: {e}."))),
+    };
+    // 2. Gatehouse's own pages on every app host.
+    if path.as_str() == "/__gatehouse" || path.as_str().starts_with("/__gatehouse/") {
+        return own_pages(&ctx, &path, req).await;
+    }
+    // 3. Path → micro.
+    let (micro, rel) = app.spacefile.route(&path);
+    let query = req.uri().query().map(str::to_owned);
+    // 4–6. The decision.
+    let key_headers: Vec<&str> = headers.get_all("x-space-app-key").iter().map(|v| v.to_str().unwrap_or("")).collect();
+    let mut auth_values = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = match (auth_values.next(), auth_values.next()) {
+        (None, _) => Authorization::Absent,
+        (Some(_), Some(_)) => Authorization::Repeated,
+        (Some(v), None) => {
+            let v = v.to_str().unwrap_or("");
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    Authorization::Bearer(token.trim())
+                }
+                _ => Authorization::Other,
+            }
+        }
+    };
+    let ns = &state.config.namespace;
+    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if t.starts_with(&format!("{}_", ns.as_str())));
+    let session_cookies: Vec<&str> = cookies(headers, &state.sessions.cfg.cookie_name).collect();
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        path: rel.as_str(),
+        app_key_headers: &key_headers,
+        authorization,
+        has_session_cookie: !session_cookies.is_empty(),
+        browser_navigation: ctx.browser,
+        bearer_is_api_key: bearer_is_key,
+    };
+    let decision = decide(&micro.policy, &facts);
+    let bearer_used = matches!(decision, Decision::BearerToken { .. }) || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
+    let identity = match decision {
+        Decision::Public => Identity::Public,
+        Decision::MultipleCredentials => {
+            return ctx.error(ApiError::MultipleCredentials(
+                "Send one credential: an API key header or a bearer token, once.".into(),
+            ))
+        }
+        Decision::MissingCredentials => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
+        Decision::RedirectToLogin => return ctx.login_redirect(&path, query.as_deref()),
+        Decision::ApiKeysNotEnabled => {
+            return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere))
+        }
+        Decision::BearerToken { .. } => return ctx.error(ApiError::denied(DenyReason::InvalidToken)),
+        Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref()).await {
+            Ok(k) => Identity::Key(k),
+            Err(e) => return ctx.error(e),
+        },
+        Decision::Session { .. } => {
+            let mut found = None;
+            for c in &session_cookies {
+                match state.sessions.lookup(c, &ctx.host).await {
+                    Ok(Some(s)) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return ctx.error(ApiError::Unavailable),
+                }
+            }
+            match found {
+                Some(s) => {
+                    let rate = state.limiter.check(&format!("user:{}", s.user.id), None);
+                    if !rate.allowed {
+                        state.metrics.rate_limited.inc();
+                        return ctx.error(ApiError::rate_limited(rate));
+                    }
+                    Identity::Session(s)
+                }
+                // An ended or foreign cookie is ambient: treat the request as carrying nothing.
+                None if ctx.browser => return ctx.login_redirect(&path, query.as_deref()),
+                None => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
+            }
+        }
+    };
+    proxy(&ctx, micro, rel, query, identity, bearer_used, req).await
+}
+
+/// Verifies an API key for this app and route, then counts it against its rate limit.
+async fn check_key(ctx: &Ctx<'_>, key: &str, scope: Option<&gatehouse_core::Scope>) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
+    let state = ctx.state();
+    let vctx = VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
+    let cached = state.verifier.verify(key, &vctx).await.map_err(|e| match e {
+        VerifyError::Denied(reason) => ApiError::denied_key(reason, key),
+        VerifyError::Unavailable => ApiError::Unavailable,
+    })?;
+    // A restricted key needs a route that declares its scope (SPEC §4.4).
+    if scope.is_none() && cached.record.kind == KeyKind::Restricted {
+        return Err(ApiError::Denied { reason: DenyReason::RouteHasNoScope, presented: None, rate: None });
+    }
+    let rate = state.limiter.check(&cached.record.id, cached.record.rate_limit.map(crate::api::quota_of));
+    if !rate.allowed {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::rate_limited(rate));
+    }
+    Ok(cached)
+}
+
+/// Builds the upstream request: strips what the client may not send, sets identity and forwarding headers.
+async fn proxy(
+    ctx: &Ctx<'_>,
+    micro: &Micro,
+    rel: NormalizedPath,
+    query: Option<String>,
+    identity: Identity,
+    bearer_used: bool,
+    mut req: Request,
+) -> Response {
+    let state = ctx.state();
+    let upstream = match ctx.app.upstreams.get(&micro.name) {
+        Some(u) => u.clone(),
+        None => return ctx.error(ApiError::Internal(format!("no upstream for micro {}", micro.name))),
+    };
+    let original_xff: Vec<String> =
+        req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    let h = req.headers_mut();
+    let doomed: Vec<HeaderName> = h.keys().filter(|n| forward::is_stripped(n)).cloned().collect();
+    for n in doomed {
+        h.remove(n);
+    }
+    if bearer_used {
+        h.remove(header::AUTHORIZATION);
+    }
+    web::strip_cookie(h, &state.sessions.cfg.cookie_name);
+    web::strip_cookie(h, CSRF_COOKIE);
+    // Forwarding headers: the client's own X-Forwarded-For only counts when it came through a trusted proxy.
+    let peer_ip = gatehouse_core::ipallow::canonical(ctx.peer.ip());
+    let trusted_peer = state.config.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
+    let xff = if trusted_peer && !original_xff.is_empty() { format!("{}, {peer_ip}", original_xff.join(", ")) } else { peer_ip.to_string() };
+    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set(h, "x-forwarded-for", &xff);
+    set(h, "x-forwarded-proto", if ctx.https { "https" } else { "http" });
+    set(h, "x-forwarded-host", &ctx.host);
+    set(h, "x-real-ip", &ctx.client_ip.to_string());
+    let claims = match &identity {
+        Identity::Public => {
+            set(h, "x-gatehouse-auth", "public");
+            None
+        }
+        Identity::Key(k) => {
+            let r = &k.record;
+            let scopes = r.effective_scopes().to_strings();
+            set(h, "x-gatehouse-auth", "api_key");
+            set(h, "x-gatehouse-key-id", &r.id);
+            set(h, "x-gatehouse-scopes", &scopes.join(" "));
+            set(h, "x-gatehouse-environment", r.environment.as_str());
+            Some(Claims {
+                auth: "api_key".into(),
+                sub: r.id.clone(),
+                email: None,
+                key_id: Some(r.id.clone()),
+                client_id: None,
+                scopes,
+                environment: r.environment.as_str().into(),
+            })
+        }
+        Identity::Session(s) => {
+            set(h, "x-gatehouse-auth", "session");
+            set(h, "x-gatehouse-user", &s.user.id);
+            set(h, "x-gatehouse-email", &s.user.email);
+            set(h, "x-gatehouse-environment", ctx.app.environment.as_str());
+            Some(Claims {
+                auth: "session".into(),
+                sub: s.user.id.clone(),
+                email: Some(s.user.email.clone()),
+                key_id: None,
+                client_id: None,
+                scopes: vec![],
+                environment: ctx.app.environment.as_str().into(),
+            })
+        }
+    };
+    if let Some(c) = claims {
+        set(h, "x-gatehouse-jwt-assertion", &state.web.signer.assertion(&ctx.app.name, &c));
+    }
+    let mut path_and_query = rel.as_str().to_owned();
+    if let Some(q) = &query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    match upstream {
+        Upstream::Static(dir) => {
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return ctx.error(ApiError::MethodNotAllowed);
+            }
+            forward::serve_static(&dir, rel.as_str()).await
+        }
+        Upstream::Http(authority) => {
+            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, ctx.gw.config.upstream_timeout).await {
+                Ok(resp) => resp,
+                Err(UpstreamError::Timeout) => ctx.error(ApiError::UpstreamTimeout(micro.name.clone())),
+                Err(UpstreamError::Unreachable(cause)) => {
+                    tracing::warn!(micro = %micro.name, error = %cause, "upstream unreachable");
+                    ctx.error(ApiError::BadGateway(micro.name.clone()))
+                }
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    ticket: String,
+    #[serde(default)]
+    return_to: String,
+}
+
+/// `/__gatehouse/…` on an app host: the login callback and sign-out.
+async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Response {
+    let state = ctx.state();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/__gatehouse/callback") => {
+            let q: CallbackQuery = match serde_urlencoded_query(req.uri().query().unwrap_or("")) {
+                Some(q) => q,
+                None => return page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link is malformed.</p>"),
+            };
+            // Only a local path: a ticket can never send the browser elsewhere.
+            let back = if q.return_to.starts_with('/') && !q.return_to.starts_with("//") && !q.return_to.contains('\\') {
+                q.return_to.clone()
+            } else {
+                "/".into()
+            };
+            match state.sessions.redeem_ticket(&q.ticket, &ctx.host).await {
+                Ok(Some(cookie)) => {
+                    let mut resp = redirect(StatusCode::FOUND, &back);
+                    let max_age = state.sessions.cfg.absolute.as_secs() as i64;
+                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, ctx.https));
+                    resp
+                }
+                Ok(None) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
+                Err(_) => ctx.error(ApiError::Unavailable),
+            }
+        }
+        (Method::GET, "/__gatehouse/logout") => {
+            let existing = cookies(req.headers(), CSRF_COOKIE).find(|c| c.len() == 43).map(str::to_owned);
+            let (cookie, fresh) = match existing {
+                Some(c) => (c, false),
+                None => (crate::sessions::new_token().0, true),
+            };
+            let token = csrf_token(&state.web.csrf_key, &cookie);
+            let mut resp = page(
+                StatusCode::OK,
+                "Sign out",
+                &format!(r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#),
+            );
+            if fresh {
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, ctx.https));
+            }
+            resp
+        }
+        (Method::POST, "/__gatehouse/logout") => {
+            let headers = req.headers().clone();
+            let body = match axum::body::to_bytes(req.into_body(), 16 * 1024).await {
+                Ok(b) => b,
+                Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
+            };
+            let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or("")).unwrap_or(crate::login::CsrfForm { csrf: String::new() });
+            end_session(state, &headers, ctx.peer, &form.csrf, "/").await
+        }
+        _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
+    }
+}
+
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {
+    let uri: axum::http::Uri = format!("/?{q}").parse().ok()?;
+    axum::extract::Query::<T>::try_from_uri(&uri).ok().map(|axum::extract::Query(v)| v)
+}

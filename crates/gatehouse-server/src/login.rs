@@ -1,0 +1,287 @@
+//! The control plane's browser pages: sign in (`/login`), first-owner setup (`/setup`), sign out
+//! (`/logout`). A sign-in for an app on another host ends with a one-time ticket that the app host
+//! turns into its own cookie at `/__gatehouse/callback`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use serde::Deserialize;
+
+use crate::users::SignIn;
+use crate::web::{cookies, csrf_ok, csrf_token, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
+use crate::AppState;
+
+type St = State<Arc<AppState>>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    pub return_to: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub return_to: String,
+}
+
+/// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
+pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    let trusted = peer.is_some_and(|p| state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip()))));
+    trusted && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// The browser's CSRF cookie, or a fresh one to set with the page.
+fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
+    match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
+        Some(c) => (c.to_owned(), false),
+        None => (crate::sessions::new_token().0, true),
+    }
+}
+
+fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (cookie, fresh) = csrf_cookie(headers);
+    let token = csrf_token(&state.web.csrf_key, &cookie);
+    let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
+    let body = format!(
+        r#"{error_html}<form method="post" action="/login">
+<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}">
+<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button></form>"#,
+        rt = esc(return_to)
+    );
+    let mut resp = page(status, "Sign in", &body);
+    if fresh {
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
+    }
+    resp
+}
+
+/// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host.
+async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>) -> Response {
+    match return_to {
+        Some(ReturnTo::App { scheme, host, path }) if host != state.web.cp_host => {
+            match state.sessions.issue_ticket(login_hash, &host).await {
+                Ok(ticket) => {
+                    let rt: String = url_encode(&path);
+                    redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/callback?ticket={ticket}&return_to={rt}"))
+                }
+                Err(e) => unavailable(e),
+            }
+        }
+        Some(ReturnTo::App { path, .. }) | Some(ReturnTo::Local(path)) => redirect(StatusCode::SEE_OTHER, &path),
+        None => redirect(StatusCode::SEE_OTHER, "/"),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (for a query parameter value).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "storage unavailable during sign-in");
+    page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
+}
+
+/// The signed-in control-plane session of this browser, if any.
+async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
+    for c in cookies(headers, &state.sessions.cfg.cookie_name) {
+        if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
+            return Ok(Some((active.user.email.clone(), active.session.id_hash)));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+    let https = is_https(&state, &headers, Some(peer));
+    let rt_raw = q.return_to.clone().unwrap_or_default();
+    let rt = if rt_raw.is_empty() { None } else { parse_return_to(&rt_raw, &state.web.known_hosts()) };
+    if !rt_raw.is_empty() && rt.is_none() {
+        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
+    }
+    match current_login(&state, &headers).await {
+        Ok(Some((_, hash))) if rt.is_some() => return continue_to(&state, &hash, rt).await,
+        Ok(_) => {}
+        Err(e) => return unavailable(e),
+    }
+    login_page(&state, &headers, https, &rt_raw, q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
+}
+
+pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let https = is_https(&state, &headers, Some(peer));
+    let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
+    if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
+        return login_page(&state, &headers, https, &form.return_to, Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
+    }
+    let rt = if form.return_to.is_empty() { None } else { parse_return_to(&form.return_to, &state.web.known_hosts()) };
+    if !form.return_to.is_empty() && rt.is_none() {
+        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
+    }
+    let ip = crate::netaddr::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    match state.users.sign_in(&form.email, &form.password, Some(ip)).await {
+        Ok(SignIn::Ok(user)) => {
+            let (cookie, hash) = match state.sessions.create_login(&user, &state.web.cp_host).await {
+                Ok(x) => x,
+                Err(e) => return unavailable(e),
+            };
+            tracing::info!(user = %user.id, "signed in");
+            let mut resp = continue_to(&state, &hash, rt).await;
+            let max_age = state.sessions.cfg.absolute.as_secs() as i64;
+            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, https));
+            resp
+        }
+        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Throttled(wait)) => {
+            let mut resp = login_page(
+                &state,
+                &headers,
+                https,
+                &form.return_to,
+                Some(&format!("Too many failed attempts. Try again in {} s.", wait.as_secs().max(1))),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+            resp
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The control plane's landing page for a signed-in browser.
+pub async fn home(State(state): St, headers: HeaderMap) -> Response {
+    match current_login(&state, &headers).await {
+        Ok(Some((email, _))) => {
+            let (cookie, _) = csrf_cookie(&headers);
+            let token = csrf_token(&state.web.csrf_key, &cookie);
+            page(
+                StatusCode::OK,
+                "Gatehouse",
+                &format!(
+                    r#"<p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#,
+                    esc(&email)
+                ),
+            )
+        }
+        Ok(None) => redirect(StatusCode::FOUND, "/login"),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// Ends the browser's login on the control plane and every app session it opened.
+pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    end_session(&state, &headers, peer, &form.csrf, "/login").await
+}
+
+/// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
+pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, then: &str) -> Response {
+    let https = is_https(state, headers, Some(peer));
+    if !csrf_ok(&state.web.csrf_key, cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43), csrf) {
+        return page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
+    }
+    for c in cookies(headers, &state.sessions.cfg.cookie_name) {
+        if let Err(e) = state.sessions.end(c).await {
+            return unavailable(e);
+        }
+    }
+    let mut resp = redirect(StatusCode::SEE_OTHER, then);
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, "", 0, https));
+    resp
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SetupQuery {
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetupForm {
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (cookie, fresh) = csrf_cookie(headers);
+    let csrf = csrf_token(&state.web.csrf_key, &cookie);
+    let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
+    let body = format!(
+        r#"<p>Create the owner account of this Gatehouse.</p>{error_html}<form method="post" action="/setup">
+<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="token" value="{t}">
+<label for="email">Email</label><input id="email" name="email" type="email" required autofocus>
+<label for="password">Password (10+ characters)</label><input id="password" name="password" type="password" autocomplete="new-password" minlength="10" required>
+<button type="submit">Create owner</button></form>"#,
+        t = esc(token)
+    );
+    let mut resp = page(status, "Set up Gatehouse", &body);
+    if fresh {
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, false));
+    }
+    resp
+}
+
+fn setup_token_ok(state: &AppState, token: &str) -> bool {
+    state.web.setup_token.lock().as_deref().is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
+}
+
+pub async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
+    let token = q.token.unwrap_or_default();
+    if !setup_token_ok(&state, &token) {
+        return page(StatusCode::NOT_FOUND, "Set up Gatehouse", "<p>This setup link is not valid (it works once, until an owner exists).</p>");
+    }
+    setup_page(&state, &headers, &token, None, StatusCode::OK)
+}
+
+pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
+    if !setup_token_ok(&state, &form.token) {
+        return page(StatusCode::NOT_FOUND, "Set up Gatehouse", "<p>This setup link is not valid (it works once, until an owner exists).</p>");
+    }
+    if !csrf_ok(&state.web.csrf_key, cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43), &form.csrf) {
+        return setup_page(&state, &headers, &form.token, Some("The form expired; try again."), StatusCode::FORBIDDEN);
+    }
+    match state.users.create_owner(&form.email, &form.password, "setup").await {
+        Ok(_) => {
+            *state.web.setup_token.lock() = None;
+            redirect(StatusCode::SEE_OTHER, "/login")
+        }
+        Err(e) => setup_page(&state, &headers, &form.token, Some(&e), StatusCode::BAD_REQUEST),
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the keys that sign identity assertions (and, later, tokens).
+pub async fn jwks(State(state): St) -> Response {
+    let mut resp = axum::response::IntoResponse::into_response(axum::Json(state.web.signer.jwks()));
+    resp.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
+    resp
+}

@@ -1,0 +1,195 @@
+//! Server-side sessions (SPEC §3 "Sessions"): the cookie holds only a random 256-bit id; the store
+//! keeps its SHA-256. Lookups are cached like keys (and dropped through the same change feed), and
+//! activity is written in batches, so serving a request never writes to the database.
+//!
+//! A sign-in at the control plane creates a *login* session there; each app host then gets its own
+//! child session through a one-time ticket (`/__gatehouse/callback`). Ending any session of a login
+//! ends them all.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use gatehouse_core::{KeyHash, Timestamp};
+use gatehouse_store::{SessionRecord, Store, StoreError, UserRecord};
+use parking_lot::{Mutex, RwLock};
+
+use crate::verifier::{ChangeSink, Verifier};
+
+/// Session lifetimes and cookie naming.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// A session ends this long after sign-in, whatever happens.
+    pub absolute: Duration,
+    /// A session ends after this long without a request.
+    pub idle: Duration,
+    pub cookie_name: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { absolute: Duration::from_secs(7 * 86_400), idle: Duration::from_secs(12 * 3600), cookie_name: "gatehouse_session".into() }
+    }
+}
+
+/// A live session with its user.
+#[derive(Debug)]
+pub struct ActiveSession {
+    pub session: SessionRecord,
+    pub user: UserRecord,
+    last_seen_ms: AtomicI64,
+}
+
+/// Sessions, their cache and their pending activity.
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    pub cfg: SessionConfig,
+    verifier: Verifier,
+    cache: RwLock<HashMap<KeyHash, Arc<ActiveSession>>>,
+    pending_seen: Mutex<HashMap<KeyHash, Arc<ActiveSession>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// A new random credential: its cookie/ticket text and the hash to store.
+pub fn new_token() -> (String, KeyHash) {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let text = B64.encode(bytes);
+    let hash = KeyHash::of(&text);
+    (text, hash)
+}
+
+/// Activity is recorded at most this often per session, so a busy session does not churn the map.
+const SEEN_GRANULARITY_MS: i64 = 30_000;
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, cfg: SessionConfig, verifier: Verifier) -> Arc<Self> {
+        let me = Arc::new(Self { store, cfg, verifier: verifier.clone(), cache: RwLock::default(), pending_seen: Mutex::default() });
+        verifier.subscribe(me.clone());
+        me
+    }
+
+    /// Starts a login session for `user` on `host` (the control plane); returns the cookie value.
+    pub async fn create_login(&self, user: &UserRecord, host: &str) -> Result<(String, KeyHash), StoreError> {
+        self.create(user.id.clone(), None, host).await
+    }
+
+    async fn create(&self, user_id: String, parent: Option<(KeyHash, Timestamp)>, host: &str) -> Result<(String, KeyHash), StoreError> {
+        let (cookie, hash) = new_token();
+        let now = Timestamp::now();
+        let absolute = now.plus_millis(self.cfg.absolute.as_millis() as i64);
+        let record = SessionRecord {
+            id_hash: hash,
+            parent_hash: parent.map(|p| p.0),
+            user_id,
+            host: host.to_owned(),
+            created_at: now,
+            // A child never outlives its login.
+            expires_at: parent.map_or(absolute, |p| p.1.min(absolute)),
+            last_seen_at: now,
+            revoked_at: None,
+        };
+        self.store.insert_session(&record).await?;
+        Ok((cookie, hash))
+    }
+
+    /// A one-time ticket (60 s) that lets `host` open a child session of the login `parent`.
+    pub async fn issue_ticket(&self, parent: &KeyHash, host: &str) -> Result<String, StoreError> {
+        let (ticket, hash) = new_token();
+        self.store.insert_ticket(&hash, parent, host, Timestamp::now().plus_millis(60_000)).await?;
+        Ok(ticket)
+    }
+
+    /// Redeems a ticket on `host` and opens the child session; `None` if the ticket is not valid here.
+    pub async fn redeem_ticket(&self, ticket: &str, host: &str) -> Result<Option<String>, StoreError> {
+        if ticket.len() != 43 {
+            return Ok(None);
+        }
+        let now = Timestamp::now();
+        let Some(parent) = self.store.redeem_ticket(&KeyHash::of(ticket), host, now).await? else { return Ok(None) };
+        let Some(login) = self.store.session_by_hash(&parent).await? else { return Ok(None) };
+        if login.revoked_at.is_some() || login.expires_at <= now {
+            return Ok(None);
+        }
+        let (cookie, _) = self.create(login.user_id.clone(), Some((parent, login.expires_at)), host).await?;
+        Ok(Some(cookie))
+    }
+
+    /// The live session behind a cookie value on `host`, or `None` (unknown, ended, idle, other host).
+    /// A storage failure is an error: the caller answers 503, never "signed in".
+    pub async fn lookup(&self, cookie: &str, host: &str) -> Result<Option<Arc<ActiveSession>>, StoreError> {
+        if cookie.len() != 43 {
+            return Ok(None);
+        }
+        let hash = KeyHash::of(cookie);
+        let now = Timestamp::now();
+        let cached = if self.verifier.cache_trusted() { self.cache.read().get(&hash).cloned() } else { None };
+        let active = match cached {
+            Some(a) => a,
+            None => {
+                let Some(session) = self.store.session_by_hash(&hash).await? else { return Ok(None) };
+                let Some(user) = self.store.user_by_id(&session.user_id).await? else { return Ok(None) };
+                let a = Arc::new(ActiveSession { last_seen_ms: AtomicI64::new(session.last_seen_at.0), session, user });
+                let mut cache = self.cache.write();
+                if cache.len() > 200_000 {
+                    cache.clear();
+                }
+                cache.insert(hash, a.clone());
+                a
+            }
+        };
+        let s = &active.session;
+        let last_seen = active.last_seen_ms.load(Ordering::Relaxed);
+        let idle_end = last_seen + self.cfg.idle.as_millis() as i64;
+        if s.revoked_at.is_some() || s.expires_at <= now || idle_end <= now.0 || s.host != host || active.user.disabled_at.is_some() {
+            return Ok(None);
+        }
+        if now.0 - last_seen >= SEEN_GRANULARITY_MS {
+            active.last_seen_ms.store(now.0, Ordering::Relaxed);
+            self.pending_seen.lock().insert(hash, active.clone());
+        }
+        Ok(Some(active))
+    }
+
+    /// Ends the session behind `cookie` and its whole login family.
+    pub async fn end(&self, cookie: &str) -> Result<(), StoreError> {
+        let ended = self.store.revoke_session_family(&KeyHash::of(cookie), Timestamp::now()).await?;
+        let mut cache = self.cache.write();
+        for h in ended {
+            cache.remove(&h);
+        }
+        Ok(())
+    }
+
+    /// Writes pending activity in one batch.
+    pub async fn flush_activity(&self) {
+        let pending: Vec<(KeyHash, Arc<ActiveSession>)> = self.pending_seen.lock().drain().collect();
+        if pending.is_empty() {
+            return;
+        }
+        let batch: Vec<(KeyHash, Timestamp)> =
+            pending.iter().map(|(h, a)| (*h, Timestamp(a.last_seen_ms.load(Ordering::Relaxed)))).collect();
+        if let Err(e) = self.store.touch_sessions(&batch).await {
+            tracing::warn!(error = %e, sessions = batch.len(), "could not record session activity; will retry");
+            self.pending_seen.lock().extend(pending);
+        }
+    }
+}
+
+impl ChangeSink for Sessions {
+    fn invalidate(&self, hash: &KeyHash) {
+        self.cache.write().remove(hash);
+    }
+
+    fn invalidate_all(&self) {
+        self.cache.write().clear();
+    }
+}

@@ -1,0 +1,204 @@
+//! Browser-facing pieces shared by the control plane and the gateway: cookies, CSRF tokens,
+//! the `return_to` check (no open redirect), and the HTML shell of Gatehouse's own pages.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Name of the cookie that carries the CSRF secret of a browser.
+pub const CSRF_COOKIE: &str = "gatehouse_csrf";
+
+/// Reads one cookie's values (every occurrence, in order).
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.trim())
+        })
+}
+
+/// Removes one cookie from the `Cookie` headers, keeping the others for the upstream.
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair: &&str| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure on HTTPS. `max_age` 0 deletes.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
+    if secure {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).expect("cookie values are base64url")
+}
+
+/// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key.
+pub fn csrf_token(key: &[u8], cookie: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(cookie.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Constant-time check of a submitted CSRF token against the browser's cookie.
+pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+    match cookie {
+        Some(c) if c.len() == 43 => csrf_token(key, c).as_bytes().ct_eq(submitted.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// Where a sign-in may send the browser back to: a path on the same origin, or an absolute
+/// `http(s)` URL whose host Gatehouse serves. Everything else (other hosts, `//evil`, `\`, userinfo,
+/// control characters, other schemes) is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReturnTo {
+    /// A path (with query) on the host that shows the login page.
+    Local(String),
+    /// An app host: scheme, host[:port] and path.
+    App { scheme: String, host: String, path: String },
+}
+
+pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
+    if raw.len() > 4096 || raw.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b' ') {
+        return None;
+    }
+    if raw.starts_with('/') {
+        if raw.starts_with("//") {
+            return None;
+        }
+        return Some(ReturnTo::Local(raw.to_owned()));
+    }
+    let (scheme, rest) = raw.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let host = authority.to_ascii_lowercase();
+    if !known_hosts.iter().any(|h| h == &host) {
+        return None;
+    }
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+    if path.starts_with("//") {
+        return None;
+    }
+    Some(ReturnTo::App { scheme: scheme.to_owned(), host, path })
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Gatehouse's page shell: small, no scripts, no external assets.
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Gatehouse</title>
+<style>
+body{{font-family:system-ui,sans-serif;background:#f4f4f5;color:#18181b;display:flex;min-height:100vh;align-items:center;justify-content:center;margin:0}}
+main{{background:#fff;padding:2rem 2.25rem;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12);width:min(360px,90vw)}}
+h1{{font-size:1.25rem;margin:0 0 1.25rem}} label{{display:block;font-size:.875rem;margin:.75rem 0 .25rem}}
+input{{width:100%;box-sizing:border-box;padding:.55rem .6rem;border:1px solid #d4d4d8;border-radius:6px;font-size:1rem}}
+button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;background:#18181b;color:#fff;font-size:1rem;cursor:pointer}}
+.error{{background:#fef2f2;color:#991b1b;padding:.6rem .75rem;border-radius:6px;font-size:.875rem}} p{{font-size:.9rem;color:#52525b}}
+</style></head><body><main><h1>{title}</h1>
+{body}
+</main></body></html>"#,
+        title = esc(title),
+    );
+    let mut resp = (status, html).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// A 303 redirect (after a POST) or 302 (navigation), with no-store.
+pub fn redirect(status: StatusCode, to: &str) -> Response {
+    let mut resp = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_table() {
+        let hosts = vec!["app.example.com".to_owned(), "127.0.0.1:4480".to_owned()];
+        let ok = [
+            ("/dashboard?x=1", ReturnTo::Local("/dashboard?x=1".into())),
+            ("http://app.example.com/a?b", ReturnTo::App { scheme: "http".into(), host: "app.example.com".into(), path: "/a?b".into() }),
+            ("https://APP.example.com", ReturnTo::App { scheme: "https".into(), host: "app.example.com".into(), path: "/".into() }),
+            ("http://127.0.0.1:4480/x", ReturnTo::App { scheme: "http".into(), host: "127.0.0.1:4480".into(), path: "/x".into() }),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(parse_return_to(raw, &hosts), Some(want), "{raw}");
+        }
+        let bad = [
+            "//evil.com/x", "/\\evil.com", "https://evil.com/", "https://app.example.com.evil.com/", "https://evil.com@app.example.com/",
+            "https://app.example.com@evil.com/", "javascript:alert(1)", "ftp://app.example.com/", "http://127.0.0.1:4481/",
+            "http://app.example.com//evil.com", "/a\nb", "/a b", "http:/app.example.com", "", "evil.com", "http://",
+        ];
+        for raw in bad {
+            assert_eq!(parse_return_to(raw, &hosts), None, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_read_and_stripped_without_touching_others() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; gatehouse_session=abc; b=2".parse().unwrap());
+        h.append(header::COOKIE, "gatehouse_session=def".parse().unwrap());
+        assert_eq!(cookies(&h, "gatehouse_session").collect::<Vec<_>>(), ["abc", "def"]);
+        strip_cookie(&mut h, "gatehouse_session");
+        assert_eq!(h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>(), ["a=1; b=2"]);
+    }
+
+    #[test]
+    fn csrf_tokens_bind_to_the_cookie() {
+        let key = [7u8; 32];
+        let cookie = "A".repeat(43);
+        let t = csrf_token(&key, &cookie);
+        assert!(csrf_ok(&key, Some(&cookie), &t));
+        assert!(!csrf_ok(&key, Some(&"B".repeat(43)), &t));
+        assert!(!csrf_ok(&key, None, &t));
+        assert!(!csrf_ok(&key, Some(&cookie), ""));
+    }
+}

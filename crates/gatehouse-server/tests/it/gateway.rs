@@ -1,0 +1,316 @@
+//! The gateway over real sockets: an in-process upstream that records what it receives, the gateway
+//! in front of it, and the control plane beside it. SPEC §3 decisions, header hygiene, the identity
+//! assertion, revocation, upstream failures, and sign-in across hosts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use gatehouse_core::spacefile;
+use gatehouse_core::Environment;
+use gatehouse_server::gateway::{Gateway, GatewayApp, GatewayConfig, Upstream};
+use gatehouse_server::service::NewKey;
+use gatehouse_server::App;
+use gatehouse_store::testing::Backend;
+use gatehouse_store::Store;
+use serde_json::Value;
+
+use crate::{rk, sk, story, TestApp};
+
+/// What the upstream saw: method, path with query, headers.
+pub type Seen = Arc<Mutex<Vec<(String, String, HeaderMap)>>>;
+
+/// Starts an upstream that records every request and answers `pong` on /ping, echoes otherwise.
+pub async fn recording_upstream(delay: Option<Duration>) -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let s = s.clone();
+        async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            s.lock().unwrap().push((req.method().to_string(), pq.clone(), req.headers().clone()));
+            if req.uri().path() == "/ping" {
+                return "pong".to_owned();
+            }
+            let body = axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await.map(|b| b.len()).unwrap_or(0);
+            format!("upstream saw {pq} ({body} bytes)")
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (addr, seen)
+}
+
+pub const SPACEFILE: &str = r#"v: 0
+app_name: shop
+micros:
+  - name: web
+    src: .
+    engine: custom
+    run: x
+    primary: true
+    public_routes: ["/ping", "/public/*", "GET /feed/*"]
+    presets:
+      api_keys: true
+    route_scopes:
+      "POST /orders/*": orders:write
+      "GET /orders/*": orders:read
+  - name: api
+    src: .
+    engine: custom
+    run: y
+    path: api
+    presets:
+      api_keys: true
+  - name: nokeys
+    src: .
+    engine: custom
+    run: z
+"#;
+
+/// A control plane, a gateway for app `shop` on `shop.test`, and the upstream behind both micros.
+pub struct Gw {
+    pub cp: TestApp,
+    pub addr: SocketAddr,
+    pub seen: Seen,
+    pub host: String,
+    _background: gatehouse_server::BackgroundTasks,
+}
+
+impl Gw {
+    pub async fn start(b: Backend, upstream_delay: Option<Duration>, timeout: Duration) -> Gw {
+        let cp = TestApp::new(b).await;
+        let (up, seen) = recording_upstream(upstream_delay).await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let host = format!("127.0.0.1:{}", addr.port());
+        let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
+        let upstreams: HashMap<String, Upstream> =
+            ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
+        let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
+        let mut config = cp.config.clone();
+        config.public_url = format!("http://{}", cp.addr);
+        let state = App::build(config, Arc::new(cp.store.clone()) as Arc<dyn Store>, vec![host.clone()]).await.unwrap();
+        let background = state.start_background().await;
+        let gw = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout });
+        let router = gw.router();
+        tokio::spawn(gatehouse_server::serve_router(router, l, Duration::from_secs(1), std::future::pending()));
+        Gw { cp, addr, seen, host, _background: background }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
+        let mut rb = self.cp.client.get(self.url(path));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let h = r.headers().clone();
+        (status, h, r.text().await.unwrap())
+    }
+
+    pub fn last_seen(&self) -> (String, String, HeaderMap) {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw a request")
+    }
+
+    pub fn seen_count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::Null)
+}
+
+story!(private_by_default_public_routes_and_keys);
+async fn private_by_default_public_routes_and_keys(b: Backend) {
+    let gw = Gw::start(b, None, Duration::from_secs(5)).await;
+    let (_, key) = gw.cp.cli_key(NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
+
+    let (s, h, body) = gw.get("/", &[]).await;
+    assert_eq!((s, json(&body)["error"]["code"].as_str()), (401, Some("missing_credentials")));
+    assert!(h.contains_key("www-authenticate"));
+    assert_eq!(gw.seen_count(), 0, "nothing reached the upstream");
+
+    let browser = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+    let (s, h, _) = gw.get("/account?tab=1", &browser).await;
+    assert_eq!(s, 302);
+    let loc = h["location"].to_str().unwrap();
+    assert!(loc.starts_with(&format!("http://{}/login?return_to=", gw.cp.addr)), "{loc}");
+    assert!(loc.ends_with(&format!("return_to=http%3A//{}/account%3Ftab%3D1", gw.host.replace(':', "%3A"))), "the original URL rides along: {loc}");
+    assert_eq!(gw.get("/", &[("accept", "*/*")]).await.0, 401, "*/* alone is not a browser");
+
+    let (s, _, body) = gw.get("/ping", &[]).await;
+    assert_eq!((s, body.as_str()), (200, "pong"));
+    let (s, _, body) = gw.get("/ping", &[("x-space-app-key", "gth_sk_live_garbage")]).await;
+    assert_eq!((s, body.as_str()), (200, "pong"), "a bad key on a public route is ignored");
+
+    let (s, _, _) = gw.get("/", &[("x-space-app-key", &key)]).await;
+    assert_eq!(s, 200);
+    let (_, _, seen) = gw.last_seen();
+    assert_eq!(seen["x-gatehouse-auth"], "api_key");
+    assert!(seen.get("x-space-app-key").is_none(), "the key header is removed");
+    let bearer = format!("Bearer {key}");
+    let (s, _, _) = gw.get("/api/things", &[("authorization", &bearer)]).await;
+    assert_eq!(s, 200);
+    let (_, pq, seen) = gw.last_seen();
+    assert_eq!(pq, "/things", "the mount prefix is stripped");
+    assert!(seen.get("authorization").is_none(), "our bearer credential is removed");
+    let (s, _, body) = gw.get("/nokeys/x", &[("x-space-app-key", &key)]).await;
+    assert_eq!((s, json(&body)["error"]["code"].as_str()), (401, Some("invalid_api_key")), "keys only where presets.api_keys is on");
+    assert!(json(&body)["error"]["message"].as_str().unwrap().contains("presets.api_keys"));
+
+    // A presented key judges alone: an invalid one is a 401 even for a browser with a cookie.
+    let (s, h, _) = gw.get("/", &[("x-space-app-key", "nope"), ("accept", "text/html"), ("cookie", "gatehouse_session=x")]).await;
+    assert_eq!(s, 401, "never a redirect, never the cookie");
+    assert!(h.get("location").is_none());
+    assert!(h.contains_key("www-authenticate"), "the browser's 401 is a real challenge too");
+    let (s, _, body) = gw.get("/", &[("x-space-app-key", "nope"), ("cookie", "gatehouse_session=x")]).await;
+    assert_eq!((s, json(&body)["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+    let (s, _, body) = gw.get("/", &[("x-space-app-key", &key), ("authorization", &bearer)]).await;
+    assert_eq!((s, json(&body)["error"]["code"].as_str()), (400, Some("multiple_credentials")));
+}
+
+story!(keys_are_checked_for_environment_app_ip_and_route_scope);
+async fn keys_are_checked_for_environment_app_ip_and_route_scope(b: Backend) {
+    let gw = Gw::start(b, None, Duration::from_secs(5)).await;
+    let code = |r: (u16, HeaderMap, String)| (r.0, json(&r.2)["error"]["code"].as_str().unwrap_or("").to_owned());
+    let (_, test_key) = gw.cp.cli_key(sk(Environment::Test)).await;
+    assert_eq!(code(gw.get("/", &[("x-space-app-key", &test_key)]).await), (403, "environment_mismatch".into()));
+    let (_, blog) = gw.cp.cli_key(NewKey { app: Some("blog".into()), ..sk(Environment::Live) }).await;
+    assert_eq!(code(gw.get("/", &[("x-space-app-key", &blog)]).await), (403, "app_not_allowed".into()));
+    let (_, far) = gw.cp.cli_key(NewKey { ip_allowlist: vec!["192.0.2.0/24".into()], ..sk(Environment::Live) }).await;
+    assert_eq!(code(gw.get("/", &[("x-space-app-key", &far)]).await), (403, "ip_not_allowed".into()));
+    let (_, reader) = gw.cp.cli_key(rk(Environment::Live, &["orders:read"])).await;
+    assert_eq!(gw.get("/orders/7", &[("x-space-app-key", &reader)]).await.0, 200, "declared scope held");
+    let post = gw.cp.client.post(gw.url("/orders/7")).header("x-space-app-key", &reader).send().await.unwrap();
+    assert_eq!(post.status(), 403);
+    let body: Value = post.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("orders:write"));
+    assert_eq!(code(gw.get("/", &[("x-space-app-key", &reader)]).await), (403, "insufficient_scope".into()), "no declared scope: restricted keys refused");
+}
+
+story!(upstream_sees_identity_not_spoofs_and_a_verifiable_assertion);
+async fn upstream_sees_identity_not_spoofs_and_a_verifiable_assertion(b: Backend) {
+    let gw = Gw::start(b, None, Duration::from_secs(5)).await;
+    let (rec, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let spoofs = [
+        ("x-space-app-key", key.as_str()),
+        ("X-Gatehouse-User", "usr_admin"),
+        ("x_gatehouse_email", "boss@example.com"),
+        ("X-Gatehouse-Auth", "session"),
+        ("X-Original-URL", "/ping"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("cookie", "theme=dark; gatehouse_session=stolen"),
+    ];
+    assert_eq!(gw.get("/", &spoofs).await.0, 200);
+    let (_, _, h) = gw.last_seen();
+    assert_eq!(h["x-gatehouse-auth"], "api_key");
+    assert_eq!(h["x-gatehouse-key-id"], rec.id.as_str());
+    assert_eq!(h["x-gatehouse-scopes"], "*");
+    assert_eq!(h["x-gatehouse-environment"], "live");
+    for gone in ["x-gatehouse-user", "x_gatehouse_email", "x-gatehouse-email", "x-original-url", "x-http-method-override"] {
+        assert!(h.get(gone).is_none(), "{gone} must not reach the upstream");
+    }
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "client-sent X-Forwarded-For is not trusted");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], gw.host.as_str());
+    assert_eq!(h["cookie"], "theme=dark", "our cookie removed, the app's kept");
+
+    // The assertion verifies against the control plane's JWKS and says the same thing.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use ed25519_dalek::Verifier;
+    let jwt = h["x-gatehouse-jwt-assertion"].to_str().unwrap();
+    let jwks: Value = gw.cp.client.get(gw.cp.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let x = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let sig = ed25519_dalek::Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap();
+    vk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).expect("signature verifies with the JWKS key");
+    let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("EdDSA"), jwks["keys"][0]["kid"].as_str()));
+    let claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["aud"], "shop");
+    assert_eq!(claims["key_id"], rec.id.as_str());
+    let now = crate::now().unix_seconds();
+    assert!(claims["exp"].as_i64().unwrap() > now && claims["exp"].as_i64().unwrap() <= now + 300);
+
+    // Public requests carry no identity at all.
+    gw.get("/ping", &[("X-Gatehouse-User", "usr_admin")]).await;
+    let (_, _, h) = gw.last_seen();
+    assert_eq!(h["x-gatehouse-auth"], "public");
+    assert!(h.get("x-gatehouse-user").is_none() && h.get("x-gatehouse-jwt-assertion").is_none());
+}
+
+story!(revoked_key_is_refused_on_the_next_request);
+async fn revoked_key_is_refused_on_the_next_request(b: Backend) {
+    let gw = Gw::start(b, None, Duration::from_secs(5)).await;
+    let (rec, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    assert_eq!(gw.get("/", &[("x-space-app-key", &key)]).await.0, 200);
+    let (s, _, _) = gw.cp.call("POST", &format!("/v1/keys/{}/revoke", rec.id), Some(&gw.cp.admin), None).await;
+    assert_eq!(s, 200);
+    // The control plane and the gateway here are separate App states (as separate nodes would be):
+    // the change feed carries the revocation within a poll interval.
+    let start = std::time::Instant::now();
+    loop {
+        let (s, _, body) = gw.get("/", &[("x-space-app-key", &key)]).await;
+        if s == 401 {
+            assert_eq!(json(&body)["error"]["code"], "api_key_revoked");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "revocation not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let gw = Gw::start(Backend::Sqlite, Some(Duration::from_millis(600)), Duration::from_millis(200)).await;
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let (s, _, body) = gw.get("/", &[("x-space-app-key", &key)]).await;
+    assert_eq!((s, json(&body)["error"]["code"].as_str()), (504, Some("upstream_timeout")));
+    let (s, h, body) = gw.get("/", &[("x-space-app-key", &key), ("accept", "text/html")]).await;
+    assert_eq!(s, 504);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html") && body.contains("504"), "browsers get a page");
+
+    // An upstream nobody listens on.
+    let cp = TestApp::new(Backend::Sqlite).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
+    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(dead.to_string()))).collect();
+    let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
+    let state = App::build(cp.config.clone(), Arc::new(cp.store.clone()) as Arc<dyn Store>, vec![host]).await.unwrap();
+    let gw2 = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(2) });
+    tokio::spawn(gatehouse_server::serve_router(gw2.router(), l, Duration::from_secs(1), std::future::pending()));
+    let r = cp.client.get(format!("http://{addr}/ping")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+}
+
+#[tokio::test]
+async fn unknown_host_is_404_and_large_bodies_stream() {
+    let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
+    let r = gw.cp.client.get(gw.url("/ping")).header("host", "other.test").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let big = vec![b'x'; 8 * 1024 * 1024];
+    let r = gw.cp.client.post(gw.url("/upload")).header("x-space-app-key", &key).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "upstream saw /upload (8388608 bytes)");
+}

@@ -1,0 +1,218 @@
+//! `gatehouse up [DIR]` (SPEC §1): the local "it just works" mode. Reads `DIR/Spacefile`, starts each
+//! micro with a `run` command, puts the gateway in front, serves the control plane, keeps data in
+//! `DIR/.gatehouse/`. Also the wiring shared with `serve` when apps are configured.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gatehouse_core::spacefile::{self, Backend, Spacefile};
+use gatehouse_core::Environment;
+use gatehouse_server::gateway::{Gateway, GatewayApp, GatewayConfig, Upstream};
+use gatehouse_server::App;
+use gatehouse_store::Store;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::supervisor::{self, MicroProcess};
+
+/// Reads and validates a Spacefile, printing every problem with file and line.
+pub fn load_spacefile(path: &Path) -> Result<Spacefile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    spacefile::parse(&path.display().to_string(), &text).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("the Spacefile has {} problem(s):\n{}", errors.len(), list.join("\n"))
+    })
+}
+
+/// The hosts a local app answers on for a listen address.
+fn local_hosts(addr: std::net::SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+    } else {
+        vec![format!("{}:{port}", addr.ip())]
+    }
+}
+
+/// Creates the owner from config, or prints a one-time setup link when there is no user yet.
+pub async fn bootstrap_owner(app: &App, cfg: &Config) -> Result<Option<String>> {
+    let users = &app.state.users;
+    if users.has_any().await? {
+        return Ok(None);
+    }
+    if let Some((email, password)) = &cfg.owner {
+        users.create_owner(email, password.expose(), "config").await.map_err(|e| anyhow::anyhow!("owner_email/owner_password: {e}"))?;
+        println!("  owner      {email} (from GATEHOUSE_OWNER_EMAIL)");
+        return Ok(None);
+    }
+    let token = gatehouse_server::sessions::new_token().0;
+    *app.state.web.setup_token.lock() = Some(token.clone());
+    Ok(Some(format!("{}/setup?token={token}", app.state.web.cp_origin)))
+}
+
+/// Runs the control plane and the gateway until SIGINT/SIGTERM.
+pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<GatewayApp>, banner: Vec<String>, micros: Vec<MicroProcess>) -> Result<()> {
+    let cp_listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {} (control plane)", cfg.listen))?;
+    let gw_listener = if apps.is_empty() {
+        None
+    } else {
+        Some(tokio::net::TcpListener::bind(cfg.gateway_listen).await.with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?)
+    };
+    let app_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
+    let app = App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise from storage")?;
+    let setup_link = bootstrap_owner(&app, cfg).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut micro_tasks = vec![];
+    for m in &micros {
+        micro_tasks.push(tokio::spawn(supervisor::supervise(m.clone(), stop_rx.clone())));
+    }
+    for m in &micros {
+        if !supervisor::wait_ready(m.port, Duration::from_secs(60)).await {
+            eprintln!("[{}] not accepting connections on port {} after 60 s; the gateway answers 502 until it does", m.name, m.port);
+        }
+    }
+    let background = app.start_background().await;
+    let grace = cfg.server.shutdown_grace;
+    let signal = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            crate::cli::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::spawn(signal);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let cp = tokio::spawn(gatehouse_server::serve_router(app.router(), cp_listener, grace, stopped(stop_rx.clone())));
+    let gw = gw_listener.map(|l| {
+        let gateway = Gateway::new(app.state.clone(), GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout });
+        tokio::spawn(gatehouse_server::serve_router(gateway.router(), l, grace, stopped(stop_rx.clone())))
+    });
+    for line in banner {
+        println!("{line}");
+    }
+    println!("  control    {}", app.state.web.cp_origin);
+    println!("  storage    {}", cfg.store_display());
+    if let Some(link) = setup_link {
+        println!();
+        println!("  No owner account yet. Create it here (the link works once):");
+        println!("    {link}");
+    }
+    let _ = cp.await;
+    if let Some(gw) = gw {
+        let _ = gw.await;
+    }
+    let _ = stop_tx.send(true);
+    for t in micro_tasks {
+        let _ = t.await;
+    }
+    background.shutdown().await;
+    Ok(())
+}
+
+/// Prepares each micro of a Spacefile in `dir`: ports, environment, dependency install and `commands`.
+pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Result<(HashMap<String, Upstream>, Vec<MicroProcess>)> {
+    let mut upstreams = HashMap::new();
+    let mut processes = vec![];
+    for m in &sf.micros {
+        match &m.backend {
+            Backend::Upstream(url) => {
+                let authority = url.trim_start_matches("http://").trim_start_matches("https://").to_owned();
+                if url.starts_with("https://") {
+                    bail!("micro `{}`: https upstreams are not supported yet; use http:// on a private network", m.name);
+                }
+                upstreams.insert(m.name.clone(), Upstream::Http(authority));
+            }
+            Backend::Static { dir: d } => {
+                upstreams.insert(m.name.clone(), Upstream::Static(dir.join(d)));
+            }
+            Backend::Run { command, src } => {
+                let src_dir: PathBuf = dir.join(src);
+                if !src_dir.is_dir() {
+                    bail!("micro `{}`: src directory {} does not exist", m.name, src_dir.display());
+                }
+                // Deta installed a Node micro's dependencies itself; do the same when they are missing.
+                let node = m.engine.as_deref().is_some_and(|e| e.starts_with("nodejs"));
+                if node && src_dir.join("package.json").is_file() && !src_dir.join("node_modules").exists() {
+                    supervisor::run_step(&m.name, "npm install --no-audit --no-fund", &src_dir).await?;
+                }
+                for c in &m.commands {
+                    supervisor::run_step(&m.name, c, &src_dir).await?;
+                }
+                let port = supervisor::free_port()?;
+                let mut env = vec![
+                    ("DETA_SPACE_APP_HOSTNAME".to_owned(), app_host.to_owned()),
+                    ("DETA_SPACE_APP_MICRO_NAME".to_owned(), m.name.clone()),
+                    ("DETA_SPACE_APP_MICRO_TYPE".to_owned(), if m.primary { "primary" } else { "normal" }.to_owned()),
+                ];
+                for var in &m.env {
+                    // The Spacefile's default, unless the same variable is set where Gatehouse runs.
+                    if let Some(v) = std::env::var(&var.name).ok().or_else(|| var.default.clone()) {
+                        env.push((var.name.clone(), v));
+                    }
+                }
+                upstreams.insert(m.name.clone(), Upstream::Http(format!("127.0.0.1:{port}")));
+                processes.push(MicroProcess { name: m.name.clone(), command: command.clone(), dir: src_dir, port, env });
+            }
+        }
+    }
+    Ok((upstreams, processes))
+}
+
+/// `gatehouse up [DIR]`.
+pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> {
+    let sf = load_spacefile(&dir.join("Spacefile"))?;
+    let hosts = local_hosts(cfg.gateway_listen);
+    let (upstreams, micros) = prepare_micros(&dir, &sf, &hosts[0]).await?;
+    let name = sf.app_name.clone().unwrap_or_else(|| dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "app".into()));
+    let mut banner = vec![String::new(), format!("Gatehouse is up · {name}")];
+    banner.push(format!("  app        http://{}", hosts[0]));
+    for m in &sf.micros {
+        let how = match &m.backend {
+            Backend::Run { command, .. } => format!("run `{command}`"),
+            Backend::Upstream(u) => format!("upstream {u}"),
+            Backend::Static { dir } => format!("static {dir}"),
+        };
+        let access = if m.policy.public { "public".to_owned() } else if m.policy.public_routes.is_empty() { "private".to_owned() } else { format!("private, {} public route(s)", m.policy.public_routes.len()) };
+        let keys = if m.policy.api_keys { ", API keys" } else { "" };
+        banner.push(format!("  micro      {} at {} · {how} · {access}{keys}", m.name, m.mount));
+    }
+    for w in &sf.warnings {
+        banner.push(format!("  note       {w}"));
+    }
+    let app = GatewayApp { name, hosts, environment: Environment::Live, spacefile: sf, upstreams };
+    run_platform(&cfg, store, vec![app], banner, micros).await
+}
+
+/// The apps of `serve --config`, from their Spacefiles (micros must use `upstream:`).
+pub fn configured_apps(cfg: &Config) -> Result<Vec<GatewayApp>> {
+    let mut apps = vec![];
+    for a in &cfg.apps {
+        let sf = load_spacefile(&a.spacefile)?;
+        let mut upstreams = HashMap::new();
+        for m in &sf.micros {
+            match &m.backend {
+                Backend::Upstream(url) if url.starts_with("http://") => {
+                    upstreams.insert(m.name.clone(), Upstream::Http(url.trim_start_matches("http://").to_owned()));
+                }
+                Backend::Static { dir } => {
+                    let base = a.spacefile.parent().unwrap_or(Path::new("."));
+                    upstreams.insert(m.name.clone(), Upstream::Static(base.join(dir)));
+                }
+                _ => bail!("{}: micro `{}` needs `upstream: http://…` under `serve` (use `gatehouse up` to run micros)", a.spacefile.display(), m.name),
+            }
+        }
+        let environment = match a.environment.as_deref() {
+            None | Some("live") => Environment::Live,
+            Some("test") => Environment::Test,
+            Some(other) => bail!("app `{}`: environment `{other}` must be live or test", a.name),
+        };
+        let hosts = a.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        apps.push(GatewayApp { name: a.name.clone(), hosts, environment, spacefile: sf, upstreams });
+    }
+    Ok(apps)
+}
