@@ -41,16 +41,21 @@ for COUNT in 1000 1000000; do
   mkdir -p "$DATA"
   "$SEED" "$DATA/gatehouse.db" "$COUNT" 2>&1 | tee -a "$OUT"
   export ADMIN TARGET
-  ADMIN=$("$BIN" --data-dir "$DATA" keys create --name bench-caller --rate-limit 1000000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-  TARGET=$("$BIN" --data-dir "$DATA" keys create --name bench-target --rate-limit 1000000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  ADMIN=$("$BIN" --data-dir "$DATA" keys create --name bench-caller --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  TARGET=$("$BIN" --data-dir "$DATA" keys create --name bench-target --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
   GATEHOUSE_LOG_LEVEL=warn "$BIN" --data-dir "$DATA" serve --listen "127.0.0.1:$PORT" > "$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
   # Warm the cache for both keys.
-  curl -sf -X POST "http://127.0.0.1:$PORT/v1/keys/verify" -H "Authorization: Bearer $ADMIN" -d "{\"key\":\"$TARGET\"}" | grep -q '"valid":true'
+  curl -sf -X POST "http://127.0.0.1:$PORT/v1/keys/verify" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{\"key\":\"$TARGET\"}" | grep -q '"valid":true'
   echo "idle_rss_kb keys=$COUNT $(awk '/VmRSS/ {print $2}' /proc/$SERVER_PID/status)" | tee -a "$OUT"
   run_wrk "healthz keys=$COUNT" "http://127.0.0.1:$PORT/healthz"
   run_wrk "verify keys=$COUNT" "http://127.0.0.1:$PORT/v1/keys/verify" bench/verify_post.lua
+  # Every verify answer must have been a real "valid", not a 200 that says rate_limited.
+  limited=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^gatehouse_rate_limited_total/ {print $2}')
+  valid=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk -F' ' '/^gatehouse_key_verifications_total\{code="valid"\}/ {print $2}')
+  echo "check keys=$COUNT rate_limited=${limited:-0} valid_verifications=${valid:-0}" | tee -a "$OUT"
+  if [ "${limited:-0}" != "0" ]; then echo "requests were rate limited; the numbers above are not valid verifications" >&2; exit 1; fi
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 done
 

@@ -24,8 +24,24 @@ ensure_redis() {
   echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1
 }
 
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  log "installing Chromium (Debian package) for the browser test"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
+ensure_browser_test_packages() {
+  # playwright-core drives Debian's Chromium; it never downloads a browser of its own.
+  if [ -d tests/browser/node_modules/playwright-core ]; then return; fi
+  log "installing the browser test's npm packages"
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
+}
+
 ensure_postgres
 ensure_redis
+ensure_chromium
+ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked

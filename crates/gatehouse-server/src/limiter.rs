@@ -27,8 +27,8 @@ impl RateLimiter {
         self.default
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64 + 1
     }
 
     fn shard(&self, id: &str) -> &Mutex<HashMap<String, u64>> {
@@ -40,7 +40,7 @@ impl RateLimiter {
     /// Counts one request for `id` against `quota` (or the default).
     pub fn check(&self, id: &str, quota: Option<Quota>) -> RateDecision {
         let quota = quota.unwrap_or(self.default);
-        let now = self.now_ms();
+        let now = self.now_ns();
         let mut shard = self.shard(id).lock();
         let tat = shard.get(id).copied().unwrap_or(0);
         let (decision, new_tat) = check(quota, tat, now);
@@ -57,7 +57,7 @@ impl RateLimiter {
 
     /// Drops states whose quota is whole again.
     pub fn sweep(&self) {
-        let now = self.now_ms();
+        let now = self.now_ns();
         for shard in self.shards.iter() {
             shard.lock().retain(|_, tat| *tat > now);
         }

@@ -105,7 +105,7 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 
 /// The signed-in control-plane session of this browser, if any.
 async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
-    for c in cookies(headers, &state.sessions.cfg.cookie_name) {
+    for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
         if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
             return Ok(Some((active.user.email.clone(), active.session.id_hash)));
         }
@@ -148,7 +148,7 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
             tracing::info!(user = %user.id, "signed in");
             let mut resp = continue_to(&state, &hash, rt).await;
             let max_age = state.sessions.cfg.absolute.as_secs() as i64;
-            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, https));
+            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
             resp
         }
         Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
@@ -196,22 +196,22 @@ pub struct CsrfForm {
 
 /// Ends the browser's login on the control plane and every app session it opened.
 pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    end_session(&state, &headers, peer, &form.csrf, "/login").await
+    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, "/login").await
 }
 
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
-pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, then: &str) -> Response {
+pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, then: &str) -> Response {
     let https = is_https(state, headers, Some(peer));
     if !csrf_ok(&state.web.csrf_key, cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43), csrf) {
         return page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
     }
-    for c in cookies(headers, &state.sessions.cfg.cookie_name) {
+    for c in cookies(headers, cookie_name) {
         if let Err(e) = state.sessions.end(c).await {
             return unavailable(e);
         }
     }
     let mut resp = redirect(StatusCode::SEE_OTHER, then);
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, "", 0, https));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(cookie_name, "", 0, https));
     resp
 }
 

@@ -26,12 +26,16 @@ pub struct SessionConfig {
     pub absolute: Duration,
     /// A session ends after this long without a request.
     pub idle: Duration,
+    /// The session cookie on app hosts.
     pub cookie_name: String,
+    /// The login cookie on the control plane. A different name, because an app and the control plane
+    /// may share a host name on different ports, and browsers do not separate cookies by port.
+    pub cp_cookie_name: String,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { absolute: Duration::from_secs(7 * 86_400), idle: Duration::from_secs(12 * 3600), cookie_name: "gatehouse_session".into() }
+        Self { absolute: Duration::from_secs(7 * 86_400), idle: Duration::from_secs(12 * 3600), cookie_name: "gatehouse_session".into(), cp_cookie_name: "gatehouse_cp_session".into() }
     }
 }
 

@@ -311,6 +311,7 @@ async fn proxy(
         h.remove(header::AUTHORIZATION);
     }
     web::strip_cookie(h, &state.sessions.cfg.cookie_name);
+    web::strip_cookie(h, &state.sessions.cfg.cp_cookie_name);
     web::strip_cookie(h, CSRF_COOKIE);
     // Forwarding headers: the client's own X-Forwarded-For only counts when it came through a trusted proxy.
     let peer_ip = gatehouse_core::ipallow::canonical(ctx.peer.ip());
@@ -449,7 +450,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
             let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or("")).unwrap_or(crate::login::CsrfForm { csrf: String::new() });
-            end_session(state, &headers, ctx.peer, &form.csrf, "/").await
+            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, "/").await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
     }

@@ -80,28 +80,23 @@ pub struct Gw {
     pub addr: SocketAddr,
     pub seen: Seen,
     pub host: String,
-    _background: gatehouse_server::BackgroundTasks,
 }
 
 impl Gw {
     pub async fn start(b: Backend, upstream_delay: Option<Duration>, timeout: Duration) -> Gw {
-        let cp = TestApp::new(b).await;
-        let (up, seen) = recording_upstream(upstream_delay).await;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let host = format!("127.0.0.1:{}", addr.port());
+        // One process serves both, as `gatehouse up` does: the gateway shares the control plane's state.
+        let cp = TestApp::with_app_hosts(b, crate::test_config(), vec![host.clone()]).await;
+        let (up, seen) = recording_upstream(upstream_delay).await;
         let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
         let upstreams: HashMap<String, Upstream> =
             ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
         let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
-        let mut config = cp.config.clone();
-        config.public_url = format!("http://{}", cp.addr);
-        let state = App::build(config, Arc::new(cp.store.clone()) as Arc<dyn Store>, vec![host.clone()]).await.unwrap();
-        let background = state.start_background().await;
-        let gw = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout });
-        let router = gw.router();
-        tokio::spawn(gatehouse_server::serve_router(router, l, Duration::from_secs(1), std::future::pending()));
-        Gw { cp, addr, seen, host, _background: background }
+        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout });
+        tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
+        Gw { cp, addr, seen, host }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -261,8 +256,7 @@ async fn revoked_key_is_refused_on_the_next_request(b: Backend) {
     assert_eq!(gw.get("/", &[("x-space-app-key", &key)]).await.0, 200);
     let (s, _, _) = gw.cp.call("POST", &format!("/v1/keys/{}/revoke", rec.id), Some(&gw.cp.admin), None).await;
     assert_eq!(s, 200);
-    // The control plane and the gateway here are separate App states (as separate nodes would be):
-    // the change feed carries the revocation within a poll interval.
+    // Revoked through the API of the same process: the very next request is refused.
     let start = std::time::Instant::now();
     loop {
         let (s, _, body) = gw.get("/", &[("x-space-app-key", &key)]).await;

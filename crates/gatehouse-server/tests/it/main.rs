@@ -4,6 +4,7 @@
 mod api_keys;
 mod gateway;
 mod hostile;
+mod login;
 mod logs;
 mod openapi;
 mod path_corpus;
@@ -49,6 +50,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin: String,
     pub config: ServerConfig,
+    pub state: Arc<gatehouse_server::AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -68,17 +70,24 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ServerConfig) -> Self {
+        Self::with_app_hosts(backend, config, vec![]).await
+    }
+
+    /// A control plane that knows the given app hosts (sign-ins may return there), at its real address.
+    pub async fn with_app_hosts(backend: Backend, mut config: ServerConfig, app_hosts: Vec<String>) -> Self {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
-        let app = App::build(config.clone(), Arc::new(store.clone()) as Arc<dyn Store>, vec![]).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        config.public_url = format!("http://{addr}");
+        let app = App::build(config.clone(), Arc::new(store.clone()) as Arc<dyn Store>, app_hosts).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = app.state.clone();
         tokio::spawn(app.serve(listener, async {
             let _ = rx.await;
         }));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let mut t = TestApp { db, store, addr, client, admin: String::new(), config, shutdown: Some(tx) };
+        let mut t = TestApp { db, store, addr, client, admin: String::new(), config, state, shutdown: Some(tx) };
         t.admin = t.cli_key(sk(Environment::Live)).await.1;
         // Wait for the first change-feed poll so the cache is in its normal state.
         tokio::time::sleep(Duration::from_millis(150)).await;

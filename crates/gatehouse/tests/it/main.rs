@@ -3,6 +3,7 @@
 
 mod cli;
 mod newcomer;
+mod up;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,220 @@
+//! `gatehouse up` end to end, as a new user would run it: real processes (the gateway and the app's
+//! micros), real HTTP, the CLI on the same data dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{json, stdout};
+
+pub const OWNER_EMAIL: &str = "owner@example.com";
+pub const OWNER_PASSWORD: &str = "correct horse battery staple";
+
+/// A running `gatehouse up`, stopped with SIGTERM on drop.
+pub struct Up {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub app: String,
+    pub cp: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "node_modules" || name == ".gatehouse" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+impl Up {
+    /// Copies `example` to a temp dir and runs `gatehouse up` on it; waits until `ready_path` answers.
+    pub async fn start(example: &Path, ready_path: &str) -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(example, dir.path());
+        let (app_port, cp_port) = (free_port(), free_port());
+        let log = dir.path().join("up.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(["up", ".", "--listen", &format!("127.0.0.1:{app_port}"), "--control-plane", &format!("127.0.0.1:{cp_port}")])
+            .current_dir(dir.path())
+            .env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL)
+            .env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("up.err")).unwrap());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL).env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD);
+        let child = cmd.spawn().unwrap();
+        let up = Up { child, dir, app: format!("http://127.0.0.1:{app_port}"), cp: format!("http://127.0.0.1:{cp_port}"), log };
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}{ready_path}", up.app)).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "gatehouse up did not serve {ready_path} in time:\n{}\n{}",
+                std::fs::read_to_string(&up.log).unwrap_or_default(),
+                std::fs::read_to_string(up.dir.path().join("up.err")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        up
+    }
+
+    pub fn data_dir(&self) -> String {
+        self.dir.path().join(".gatehouse").display().to_string()
+    }
+
+    /// A key made with the CLI on the running app's data dir.
+    pub fn cli_key(&self, extra: &[&str]) -> (String, String) {
+        let d = self.data_dir();
+        let mut args = vec!["--data-dir", d.as_str(), "keys", "create", "--name", "e2e"];
+        args.extend_from_slice(extra);
+        let v = json(self.dir.path(), &args, &[]);
+        (v["id"].as_str().unwrap().to_owned(), v["secret"].as_str().unwrap().to_owned())
+    }
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut rb = client.get(url);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    let h = r.headers().clone();
+    (s, h, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn hello_example_private_by_default_with_keys_and_identity() {
+    let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
+    let banner = std::fs::read_to_string(&up.log).unwrap();
+    assert!(banner.contains("Gatehouse is up · hello") && banner.contains(&up.app), "{banner}");
+
+    let (s, h, body) = get(&format!("{}/", up.app), &[]).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(h.contains_key("www-authenticate"));
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], "missing_credentials");
+    let (s, h, _) = get(&format!("{}/", up.app), &[("accept", "text/html")]).await;
+    assert_eq!(s, 302);
+    assert!(h["location"].to_str().unwrap().starts_with(&format!("{}/login?return_to=", up.cp)));
+    assert_eq!(get(&format!("{}/ping", up.app), &[]).await.2, "pong");
+
+    let (id, key) = up.cli_key(&[]);
+    let (s, _, who) = get(&format!("{}/api/whoami", up.app), &[("x-space-app-key", &key), ("x-gatehouse-user", "usr_spoofed")]).await;
+    assert_eq!(s, 200, "{who}");
+    let who: Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(who["auth"], "api_key");
+    assert_eq!(who["key_id"], id.as_str());
+    assert_eq!(who["user"], Value::Null, "a spoofed identity header never reaches the app");
+    assert_eq!(who["client_ip"], "127.0.0.1");
+    assert_eq!(who["has_assertion"], true);
+
+    let out = crate::gatehouse(up.dir.path(), &["--data-dir", &up.data_dir(), "keys", "revoke", &id], &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let start = Instant::now();
+    loop {
+        let (s, _, body) = get(&format!("{}/api/whoami", up.app), &[("x-space-app-key", &key)]).await;
+        if s == 401 {
+            assert!(body.contains("api_key_revoked"));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "a CLI revocation reaches the running gateway within 1 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn deta_express_example_behaves_as_the_guide_says() {
+    let up = Up::start(&repo_root().join("examples/deta-express"), "/ping").await;
+    let (s, _, body) = get(&format!("{}/", up.app), &[]).await;
+    assert_eq!(s, 401, "the root is private: {body}");
+    let (s, _, body) = get(&format!("{}/ping", up.app), &[]).await;
+    assert_eq!((s, body.as_str()), (200, "pong"), "the public route needs nothing");
+    let (_, key) = up.cli_key(&[]);
+    let (s, _, body) = get(&format!("{}/", up.app), &[("x-space-app-key", &key)]).await;
+    assert_eq!((s, body.as_str()), (200, "Hello world using Express."), "the key opens private routes");
+    let (s, _, body) = get(&format!("{}/ping", up.app), &[("x-space-app-key", "not-a-key")]).await;
+    assert_eq!((s, body.as_str()), (200, "pong"), "public routes take precedence over api_keys");
+}
+
+#[tokio::test]
+async fn a_crashed_micro_is_restarted_and_says_so() {
+    let up = Up::start(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crashy"), "/").await;
+    let (_, _, first) = get(&format!("{}/", up.app), &[]).await;
+    assert_eq!(get(&format!("{}/crash", up.app), &[]).await.2, "bye");
+    let start = Instant::now();
+    loop {
+        let (s, _, body) = get(&format!("{}/", up.app), &[]).await;
+        if s == 200 && body != first {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the micro was not restarted (last: {s} {body})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = std::fs::read_to_string(up.dir.path().join("up.err")).unwrap();
+    assert!(err.contains("[crashy] exited") && err.contains("restarting"), "{err}");
+}
+
+#[tokio::test]
+async fn browser_login_in_chromium() {
+    let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
+    let script = repo_root().join("tests/browser/login.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .current_dir(repo_root().join("tests/browser"))
+        .env("APP_URL", &up.app)
+        .env("CP_URL", &up.cp)
+        .env("EMAIL", OWNER_EMAIL)
+        .env("PASSWORD", OWNER_PASSWORD)
+        .output()
+        .await
+        .expect("node runs (scripts/test.sh installs the browser test's packages and Chromium)");
+    assert!(
+        out.status.success(),
+        "the browser flow failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
