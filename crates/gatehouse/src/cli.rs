@@ -69,8 +69,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the configuration and print every problem.
-    Check,
+    /// Validate the configuration and Spacefiles (./Spacefile if present, and every configured app's).
+    Check {
+        /// A Spacefile to check as well.
+        #[arg(long, value_name = "PATH")]
+        spacefile: Option<PathBuf>,
+    },
 }
 
 impl GlobalArgs {
@@ -144,12 +148,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Check) => {
+        Command::Config(ConfigCommand::Check { spacefile }) => {
             let cfg = config::load(&cli.global.flags(None))?;
+            let mut files: Vec<PathBuf> = cfg.apps.iter().map(|a| a.spacefile.clone()).collect();
+            files.extend(spacefile);
+            if files.is_empty() && std::path::Path::new("Spacefile").is_file() {
+                files.push(PathBuf::from("Spacefile"));
+            }
+            let mut problems = vec![];
+            for f in &files {
+                if let Err(e) = crate::up::load_spacefile(f) {
+                    problems.push(format!("{e:#}"));
+                }
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{}", problems.join("\n"));
+            }
             if json {
                 println!("{}", serde_json::json!({"ok": true, "storage": cfg.store_display(), "listen": cfg.listen.to_string()}));
             } else {
                 println!("Configuration is valid. Storage: {}. Listen: {}.", cfg.store_display(), cfg.listen);
+                for f in &files {
+                    println!("Spacefile {} is valid.", f.display());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

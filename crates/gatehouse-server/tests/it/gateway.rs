@@ -308,3 +308,84 @@ async fn unknown_host_is_404_and_large_bodies_stream() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "upstream saw /upload (8388608 bytes)");
 }
+
+/// A gateway whose every micro is the given upstream address.
+async fn gateway_to(cp: &TestApp, upstream: SocketAddr) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
+    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
+    let app = GatewayApp { name: "shop".into(), hosts: vec![format!("127.0.0.1:{}", addr.port())], environment: Environment::Live, spacefile: sf, upstreams };
+    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5) });
+    tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_authenticated_at_the_upgrade_and_then_spliced() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    // A WebSocket echo server as the upstream; it records the identity header of each upgrade.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = l.local_addr().unwrap();
+    let auth_seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = auth_seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                    let auth = req.headers().get("x-gatehouse-auth").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                    seen.lock().unwrap().push(auth);
+                    Ok(resp)
+                };
+                if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await {
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_text() && ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let cp = TestApp::new(Backend::Sqlite).await;
+    let gw = gateway_to(&cp, upstream).await;
+    let (_, key) = cp.cli_key(sk(Environment::Live)).await;
+
+    // Without a credential the upgrade is refused before the upstream is asked.
+    let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let refused = tokio_tungstenite::client_async(format!("ws://{gw}/socket"), tcp).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    assert!(auth_seen.lock().unwrap().is_empty());
+
+    // With a key: upgraded, and messages flow both ways.
+    let mut req = format!("ws://{gw}/socket").into_client_request().unwrap();
+    req.headers_mut().insert("x-space-app-key", key.parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.expect("upgrade through the gateway");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "second message"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    assert_eq!(auth_seen.lock().unwrap().as_slice(), ["api_key"]);
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = client.get(gw.url("/ping")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), "pong");
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let r = client.get(gw.url("/private")).header("x-space-app-key", &key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, _, h) = gw.last_seen();
+    assert_eq!(h["x-gatehouse-auth"], "api_key");
+}

@@ -138,3 +138,24 @@ fn configuration_errors_name_file_line_and_field() {
     assert!(out.status.success());
     assert!(!stdout(&out).contains("pw-secret"), "passwords are never printed: {}", stdout(&out));
 }
+
+#[test]
+fn config_check_reports_every_spacefile_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("Spacefile"),
+        "v: 0\nmicros:\n  - name: web\n    src: .\n    run: node a.js\n    public: true\n    public_routes: [\"/x\"]\n  - name: web\n    src: .\n    run: node b.js\n",
+    )
+    .unwrap();
+    let out = gatehouse(d, &["config", "check"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("Spacefile:7: micros[0].public_routes: cannot be used together with `public`"), "{err}");
+    assert!(err.contains("Spacefile:8: micros[1].name: `web` is used by another micro"), "{err}");
+    assert!(err.contains("exactly one needs `primary: true`"), "{err}");
+    std::fs::write(d.join("Spacefile"), "v: 0\nmicros:\n  - name: web\n    src: .\n    run: node a.js\n").unwrap();
+    let out = gatehouse(d, &["config", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Spacefile Spacefile is valid."));
+}

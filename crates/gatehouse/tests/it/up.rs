@@ -218,3 +218,59 @@ async fn browser_login_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
+    // A running upstream: the crash fixture's server answers `pid …` on every path.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crashy/src/server.js");
+    let up_port = free_port();
+    let mut upstream = Command::new("node").arg(&fixture).env("PORT", up_port.to_string()).spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (app, extra) in [("alpha", "    public_routes: [\"/open\"]\n"), ("beta", "")] {
+        std::fs::create_dir_all(d.join(app)).unwrap();
+        let sf = format!(
+            "v: 0\napp_name: {app}\nmicros:\n  - name: main\n    upstream: http://127.0.0.1:{up_port}\n{extra}    presets:\n      api_keys: true\n"
+        );
+        std::fs::write(d.join(app).join("Spacefile"), sf).unwrap();
+    }
+    let (cp_port, gw_port) = (free_port(), free_port());
+    let config = format!(
+        "listen = \"127.0.0.1:{cp_port}\"\ngateway_listen = \"127.0.0.1:{gw_port}\"\n\n[[apps]]\nname = \"alpha\"\nhosts = [\"alpha.test\"]\nspacefile = \"alpha/Spacefile\"\n\n[[apps]]\nname = \"beta\"\nhosts = [\"beta.test\"]\nspacefile = \"beta/Spacefile\"\n"
+    );
+    std::fs::write(d.join("gatehouse.toml"), config).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["--config", "gatehouse.toml", "serve"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    let call = |host: &'static str, path: &'static str, key: Option<String>| {
+        let client = client.clone();
+        let gw = gw.clone();
+        async move {
+            let mut rb = client.get(format!("{gw}{path}")).header("host", host);
+            if let Some(k) = key {
+                rb = rb.header("x-space-app-key", k);
+            }
+            rb.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        }
+    };
+    let start = Instant::now();
+    while call("alpha.test", "/open", None).await != 200 {
+        assert!(start.elapsed() < Duration::from_secs(30), "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(call("beta.test", "/open", None).await, 401, "beta has no public routes");
+    assert_eq!(call("gamma.test", "/open", None).await, 404, "unknown host");
+    let v = json(d, &["keys", "create", "--app", "alpha"], &[]);
+    let key = v["secret"].as_str().unwrap().to_owned();
+    assert_eq!(call("alpha.test", "/x", Some(key.clone())).await, 200);
+    assert_eq!(call("beta.test", "/x", Some(key)).await, 403, "an app-restricted key works only on its app");
+    let _ = server.kill();
+    let _ = upstream.kill();
+    let _ = (server.wait(), upstream.wait());
+}
