@@ -53,6 +53,9 @@ pub struct RawSession {
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub upstream_timeout_secs: Option<u64>,
+    /// Requests per client IP per `public_window_secs` on public routes; unset = no limit.
+    pub public_limit: Option<u32>,
+    pub public_window_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +116,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("session.absolute_secs", Kind::Int),
     ("session.idle_secs", Kind::Int),
     ("gateway.upstream_timeout_secs", Kind::Int),
+    ("gateway.public_limit", Kind::Int),
+    ("gateway.public_window_secs", Kind::Int),
     ("rate_limit.limit", Kind::Int),
     ("rate_limit.window_secs", Kind::Int),
     ("cache.poll_interval_ms", Kind::Int),
@@ -159,6 +164,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub gateway_listen: SocketAddr,
     pub upstream_timeout: Duration,
+    pub public_rate_limit: Option<Quota>,
     /// Owner bootstrap (SPEC §1): both set, or neither.
     pub owner: Option<(String, SecretString)>,
     /// Apps for `serve`, with Spacefile paths resolved.
@@ -363,7 +369,15 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
         bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
     }
-    let upstream_timeout = Duration::from_secs(raw.gateway.and_then(|g| g.upstream_timeout_secs).unwrap_or(30).clamp(1, 3600));
+    let g = raw.gateway.unwrap_or_default();
+    let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
+    let public_rate_limit = match (g.public_limit, g.public_window_secs) {
+        (None, None) => None,
+        (Some(limit), window) if limit > 0 => {
+            Some(Quota { limit, window_ms: u64::from(window.unwrap_or(1).clamp(1, 86_400)) * 1000 })
+        }
+        _ => bail!("{}: set gateway.public_limit (≥ 1) to limit public routes per IP", at("gateway.public_limit")),
+    };
     let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let mut apps = raw.apps.unwrap_or_default();
     for a in &mut apps {
@@ -377,6 +391,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     Ok(Config {
         gateway_listen,
         upstream_timeout,
+        public_rate_limit,
         owner,
         apps,
         data_dir,

@@ -89,7 +89,7 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     };
     let cp = tokio::spawn(gatehouse_server::serve_router(app.router(), cp_listener, grace, stopped(stop_rx.clone())));
     let gw = gw_listener.map(|l| {
-        let gateway = Gateway::new(app.state.clone(), GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout });
+        let gateway = Gateway::new(app.state.clone(), GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout, public_rate_limit: cfg.public_rate_limit });
         tokio::spawn(gatehouse_server::serve_router(gateway.router(), l, grace, stopped(stop_rx.clone())))
     });
     for line in banner {

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub apps: Vec<GatewayApp>,
     /// How long an upstream may take to send its response head.
     pub upstream_timeout: Duration,
+    /// Optional limit per client IP on public routes (SPEC §8); credentials have their own limits.
+    pub public_rate_limit: Option<gatehouse_core::ratelimit::Quota>,
 }
 
 /// The gateway: config, the upstream client, and the shared app state.
@@ -219,7 +221,16 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     let decision = decide(&micro.policy, &facts);
     let bearer_used = matches!(decision, Decision::BearerToken { .. }) || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
     let identity = match decision {
-        Decision::Public => Identity::Public,
+        Decision::Public => {
+            if let Some(q) = gw.config.public_rate_limit {
+                let rate = state.limiter.check(&format!("ip:{}", ctx.client_ip), Some(q));
+                if !rate.allowed {
+                    state.metrics.rate_limited.inc();
+                    return ctx.error(ApiError::rate_limited(rate));
+                }
+            }
+            Identity::Public
+        }
         Decision::MultipleCredentials => {
             return ctx.error(ApiError::MultipleCredentials(
                 "Send one credential: an API key header or a bearer token, once.".into(),

@@ -94,7 +94,7 @@ impl Gw {
         let upstreams: HashMap<String, Upstream> =
             ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
         let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
-        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout });
+        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout, public_rate_limit: None });
         tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
         Gw { cp, addr, seen, host }
     }
@@ -289,7 +289,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(dead.to_string()))).collect();
     let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
     let state = App::build(cp.config.clone(), Arc::new(cp.store.clone()) as Arc<dyn Store>, vec![host]).await.unwrap();
-    let gw2 = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(2) });
+    let gw2 = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(2), public_rate_limit: None });
     tokio::spawn(gatehouse_server::serve_router(gw2.router(), l, Duration::from_secs(1), std::future::pending()));
     let r = cp.client.get(format!("http://{addr}/ping")).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -316,7 +316,7 @@ async fn gateway_to(cp: &TestApp, upstream: SocketAddr) -> SocketAddr {
     let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
     let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
     let app = GatewayApp { name: "shop".into(), hosts: vec![format!("127.0.0.1:{}", addr.port())], environment: Environment::Live, spacefile: sf, upstreams };
-    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5) });
+    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: None });
     tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
     addr
 }
@@ -388,4 +388,27 @@ async fn h2c_clients_are_served() {
     assert_eq!(r.status(), 200);
     let (_, _, h) = gw.last_seen();
     assert_eq!(h["x-gatehouse-auth"], "api_key");
+}
+
+#[tokio::test]
+async fn public_routes_can_be_limited_per_ip() {
+    let cp = TestApp::new(Backend::Sqlite).await;
+    let (up, _) = recording_upstream(None).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
+    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
+    let app = GatewayApp { name: "shop".into(), hosts: vec![format!("127.0.0.1:{}", addr.port())], environment: Environment::Live, spacefile: sf, upstreams };
+    let quota = gatehouse_core::ratelimit::Quota { limit: 2, window_ms: 60_000 };
+    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: Some(quota) });
+    tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
+    let get = || cp.client.get(format!("http://{addr}/ping")).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 200);
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let (_, key) = cp.cli_key(sk(Environment::Live)).await;
+    let r = cp.client.get(format!("http://{addr}/private")).header("x-space-app-key", key).send().await.unwrap();
+    assert_eq!(r.status(), 200, "credentials have their own limits");
 }

@@ -187,3 +187,37 @@ async fn setup_link_creates_the_owner_once() {
     let (s, to, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))]).await;
     assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/"), "the new owner can sign in");
 }
+
+story!(a_logout_on_another_node_ends_the_session_here_within_a_second);
+async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backend) {
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    let (_, login_url, _) = br.get(&gw.url("/")).await;
+    let (_, _, form) = br.get(&login_url).await;
+    let rt = return_to_of(&login_url);
+    let (_, callback, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &rt)]).await;
+    let r = br.client.get(&callback).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("gatehouse_session="))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(br.get(&gw.url("/")).await.0, 200, "signed in and cached");
+    // Another node: its own state on the same database.
+    let other_store = gw.cp.db.store().await;
+    let other = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(other_store) as Arc<dyn Store>, vec![]).await.unwrap();
+    other.state.sessions.end(&cookie).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (s, _, _) = br.get(&gw.url("/")).await;
+        if s == 302 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "the other node's logout was not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
