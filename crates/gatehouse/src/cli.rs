@@ -65,6 +65,29 @@ pub enum Command {
     /// Create, list, revoke, roll and verify API keys (works with no server running).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Webhook tools.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Verify a delivery's signature: the raw body on standard input, the header's value as --header.
+    /// Exits 0 when valid, 1 when not (with the reason).
+    Verify {
+        /// A signing secret (`whsec_…`); repeat during a rotation.
+        #[arg(long = "secret", required = true)]
+        secrets: Vec<String>,
+        /// The `Gatehouse-Signature` header value: t=…,v1=…
+        #[arg(long)]
+        header: String,
+        /// Accept timestamps this many seconds from now.
+        #[arg(long, default_value_t = gatehouse_webhook::DEFAULT_TOLERANCE_SECS)]
+        tolerance: u64,
+        /// Check at this Unix time instead of now (to replay a captured delivery).
+        #[arg(long)]
+        now: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +196,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhooks(WebhooksCommand::Verify { secrets, header, tolerance, now }) => {
+            use std::io::Read;
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).context("cannot read the body from standard input")?;
+            let now = now.unwrap_or_else(|| gatehouse_core::Timestamp::now().unix_seconds());
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            match gatehouse_webhook::verify(&header, &body, &refs, now, tolerance) {
+                Ok(()) => {
+                    if json {
+                        println!("{}", serde_json::json!({"valid": true}));
+                    } else {
+                        println!("valid");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    if json {
+                        println!("{}", serde_json::json!({"valid": false, "reason": e.to_string()}));
+                    } else {
+                        println!("invalid: {e}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Keys(cmd) => {
             let cfg = config::load(&cli.global.flags(None))?;

@@ -159,3 +159,27 @@ fn config_check_reports_every_spacefile_problem_with_its_line() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Spacefile Spacefile is valid."));
 }
+
+#[test]
+fn webhooks_verify_from_the_shell() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"id":"evt_1","type":"key.created"}"#;
+    let header = gatehouse_webhook::sign_header(&[secret], 1_767_225_600, body);
+    let run = |header: &str, now: &str, body: &[u8]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["webhooks", "verify", "--secret", "whsec_old", "--secret", secret, "--header", header, "--now", now])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    assert_eq!(run(&header, "1767225600", body), (Some(0), "valid".into()));
+    assert_eq!(run(&header, "1767226000", body), (Some(1), "invalid: the signature is too old (replay protection)".into()));
+    assert_eq!(run(&header, "1767225600", b"{}"), (Some(1), "invalid: no signature matches the secret(s)".into()));
+}
