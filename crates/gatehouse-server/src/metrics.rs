@@ -17,6 +17,14 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabels {
+    pub app: String,
+    /// `public`, `api_key`, `session`, `redirect`, `refused` or `invalid`.
+    pub decision: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: &'static str,
 }
@@ -31,6 +39,8 @@ pub struct BackendLabel {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Gateway requests by app, decision and status.
+    pub gateway_requests: Family<GatewayLabels, Counter>,
     /// Key verifications by outcome code (`valid` or a §5 code, or `unavailable`).
     pub verifications: Family<CodeLabel, Counter>,
     pub verify_seconds: Histogram,
@@ -54,6 +64,8 @@ impl Metrics {
         let mut r = Registry::with_prefix("gatehouse");
         let http_requests = Family::<HttpLabels, Counter>::default();
         r.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        let gateway_requests = Family::<GatewayLabels, Counter>::default();
+        r.register("gateway_requests", "Gateway requests by app, decision and status", gateway_requests.clone());
         let verifications = Family::<CodeLabel, Counter>::default();
         r.register("key_verifications", "API key verifications by outcome code", verifications.clone());
         let verify_seconds = Histogram::new(exponential_buckets(0.000_001, 4.0, 12));
@@ -76,6 +88,7 @@ impl Metrics {
         Self {
             registry: Arc::new(r),
             http_requests,
+            gateway_requests,
             verifications,
             verify_seconds,
             cache_hits,

@@ -153,6 +153,20 @@ impl Ctx<'_> {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let mut outcome = Outcome { app: String::new(), decision: "invalid" };
+    let resp = pipeline(&gw, peer, req, &mut outcome).await;
+    let labels = crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
+    gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
+    resp
+}
+
+/// What the pipeline decided, for the metrics.
+struct Outcome {
+    app: String,
+    decision: &'static str,
+}
+
+async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &mut Outcome) -> Response {
     // 1. Host → app. The absolute-form authority wins over Host, as HTTP says.
     let host = req
         .uri()
@@ -165,12 +179,13 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     let Some(app) = gw.app_for(&host) else {
         return ApiError::NotFound(format!("No app is served at host `{}`.", host.chars().take(100).collect::<String>())).into_response();
     };
+    outcome.app = app.name.clone();
     let state = &gw.state;
     let headers = req.headers();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
     let ctx = Ctx {
-        gw: &gw,
+        gw,
         app,
         https: is_https(state, headers, Some(peer)),
         client_ip: crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies),
@@ -185,6 +200,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     };
     // 2. Gatehouse's own pages on every app host.
     if path.as_str() == "/__gatehouse" || path.as_str().starts_with("/__gatehouse/") {
+        outcome.decision = "gatehouse_page";
         return own_pages(&ctx, &path, req).await;
     }
     // 3. Path → micro.
@@ -220,6 +236,15 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     };
     let decision = decide(&micro.policy, &facts);
     let bearer_used = matches!(decision, Decision::BearerToken { .. }) || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
+    outcome.decision = match &decision {
+        Decision::Public => "public",
+        Decision::ApiKey { .. } => "api_key",
+        Decision::BearerToken { .. } => "bearer_token",
+        Decision::Session { .. } => "session",
+        Decision::RedirectToLogin => "redirect",
+        Decision::MissingCredentials | Decision::ApiKeysNotEnabled => "refused",
+        Decision::MultipleCredentials => "invalid",
+    };
     let identity = match decision {
         Decision::Public => {
             if let Some(q) = gw.config.public_rate_limit {

@@ -174,6 +174,16 @@ async fn private_by_default_public_routes_and_keys(b: Backend) {
     assert_eq!((s, json(&body)["error"]["code"].as_str()), (401, Some("invalid_api_key")));
     let (s, _, body) = gw.get("/", &[("x-space-app-key", &key), ("authorization", &bearer)]).await;
     assert_eq!((s, json(&body)["error"]["code"].as_str()), (400, Some("multiple_credentials")));
+
+    let (_, _, metrics) = gw.cp.call("GET", "/metrics", None, None).await;
+    let text = metrics.as_str().unwrap();
+    for line in [
+        r#"gatehouse_gateway_requests_total{app="shop",decision="public",status="200"} 2"#,
+        r#"gatehouse_gateway_requests_total{app="shop",decision="redirect",status="302"} 1"#,
+        r#"gatehouse_gateway_requests_total{app="shop",decision="invalid",status="400"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in:\n{text}");
+    }
 }
 
 story!(keys_are_checked_for_environment_app_ip_and_route_scope);
