@@ -118,7 +118,7 @@ PY
   for r in $(seq 1 "$ROUNDS"); do
     for target in "direct|http://127.0.0.1:$UP/x|" "nginx|http://127.0.0.1:$NGX/x|" "gh_key|http://127.0.0.1:$GW/private|X-Space-App-Key: $KEY"; do
       IFS='|' read -r label url header <<< "$target"
-      args=(-z "${DURATION}s" -q "$NGX_PEAK" -c 32 --no-tui --latency-correction -j)
+      args=(-z "${DURATION}s" -q "$NGX_PEAK" -c 32 --no-tui --latency-correction --output-format json)
       [ -n "$header" ] && args+=(-H "$header")
       p99=$(oha "${args[@]}" "$url" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["latencyPercentiles"]["p99"]*1000, 3))')
       echo "halfload rate=$NGX_PEAK $label round=$r p99_ms=$p99" | tee -a "$OUT"

@@ -49,15 +49,17 @@ const STRIPPED: &[&str] = &[
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
 
-/// `x_gatehouse_user` and `X-Gatehouse-User` are the same header to many upstreams (CGI, WSGI, nginx).
-fn canonical_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Header-name equality where `_` and `-` are the same (`x_gatehouse_user` and `X-Gatehouse-User` are
+/// one header to many upstreams: CGI, WSGI, nginx). `HeaderName`s are already lower case.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (matches!(x, b'_' | b'-') && matches!(y, b'_' | b'-')))
 }
 
-/// Whether a client-sent header must not reach the upstream.
+/// Whether a client-sent header must not reach the upstream. Allocation-free: it runs for every header.
 pub fn is_stripped(name: &HeaderName) -> bool {
-    let n = canonical_name(name.as_str());
-    n.starts_with("x-gatehouse-") || n == "x-gatehouse" || STRIPPED.contains(&n.as_str())
+    let n = name.as_str().as_bytes();
+    let ours = n.len() >= 11 && same_name(&n[..11], b"x-gatehouse") && (n.len() == 11 || matches!(n[11], b'-' | b'_'));
+    ours || STRIPPED.iter().any(|s| same_name(n, s.as_bytes()))
 }
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
