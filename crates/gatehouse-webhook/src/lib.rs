@@ -89,6 +89,19 @@ pub fn sign_header(secrets: &[&str], t: i64, body: &[u8]) -> String {
     h
 }
 
+/// Parses decimal seconds (already checked to be digits) and checks them against `now` ± tolerance.
+fn check_window(t: &str, now: i64, tolerance_secs: u64) -> Result<i64, VerifyError> {
+    let ts: i64 = t.parse().map_err(|_| VerifyError::InvalidTimestamp)?;
+    let tol = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
+    if now.saturating_sub(ts) > tol {
+        return Err(VerifyError::TooOld);
+    }
+    if ts.saturating_sub(now) > tol {
+        return Err(VerifyError::TooNew);
+    }
+    Ok(ts)
+}
+
 /// Verifies a `Gatehouse-Signature` header against the raw body and the receiver's secrets (the
 /// current one, plus the previous one during a rotation), at `now` (Unix seconds).
 pub fn verify(header: &str, body: &[u8], secrets: &[&str], now: i64, tolerance_secs: u64) -> Result<(), VerifyError> {
@@ -120,14 +133,7 @@ pub fn verify(header: &str, body: &[u8], secrets: &[&str], now: i64, tolerance_s
     if t.is_empty() || t.len() > 12 || !t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(VerifyError::InvalidTimestamp);
     }
-    let ts: i64 = t.parse().map_err(|_| VerifyError::InvalidTimestamp)?;
-    let tol = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
-    if now.saturating_sub(ts) > tol {
-        return Err(VerifyError::TooOld);
-    }
-    if ts.saturating_sub(now) > tol {
-        return Err(VerifyError::TooNew);
-    }
+    check_window(t, now, tolerance_secs)?;
     if sigs.is_empty() {
         return Err(VerifyError::NoSignatures);
     }
@@ -172,14 +178,7 @@ pub mod standard {
         if !timestamp.bytes().all(|b| b.is_ascii_digit()) || timestamp.is_empty() || timestamp.len() > 12 {
             return Err(VerifyError::InvalidTimestamp);
         }
-        let ts: i64 = timestamp.parse().map_err(|_| VerifyError::InvalidTimestamp)?;
-        let tol = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
-        if now.saturating_sub(ts) > tol {
-            return Err(VerifyError::TooOld);
-        }
-        if ts.saturating_sub(now) > tol {
-            return Err(VerifyError::TooNew);
-        }
+        let ts = check_window(timestamp, now, tolerance_secs)?;
         let sigs: Vec<&str> = signature.split(' ').filter_map(|s| s.strip_prefix("v1,")).collect();
         if sigs.is_empty() {
             return Err(VerifyError::NoSignatures);
