@@ -10,6 +10,7 @@ pub mod deny;
 pub mod gateway;
 pub mod id;
 pub mod ipallow;
+pub mod oauth;
 pub mod path;
 pub mod ratelimit;
 pub mod record;

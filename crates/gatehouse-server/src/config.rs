@@ -54,6 +54,7 @@ pub struct ServerConfig {
     /// The control plane's public origin (login pages, assertion issuer), e.g. `http://127.0.0.1:4455`.
     pub public_url: String,
     pub sessions: crate::sessions::SessionConfig,
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -71,6 +72,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             public_url: "http://127.0.0.1:4455".to_owned(),
             sessions: crate::sessions::SessionConfig::default(),
+            oauth: crate::oauth::OAuthConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod limiter;
 pub mod login;
 pub mod metrics;
 pub mod netaddr;
+pub mod oauth;
 pub mod service;
 pub mod sessions;
 pub mod users;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub keys: service::KeyService,
     pub sessions: Arc<sessions::Sessions>,
     pub users: users::Users,
+    pub oauth: Arc<oauth::OAuthService>,
     pub web: WebState,
 }
 
@@ -85,6 +87,7 @@ impl App {
         let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
         let users = users::Users::new(store.clone(), config.workspace.clone());
+        let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), config.oauth.clone(), verifier.clone());
         let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();
         let web = WebState {
             cp_origin: config.public_url.trim_end_matches('/').to_owned(),
@@ -94,7 +97,7 @@ impl App {
             signer,
             setup_token: parking_lot::Mutex::new(None),
         };
-        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, web }) })
+        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, oauth, web }) })
     }
 
     /// The axum router of the control plane.
@@ -114,6 +117,18 @@ impl App {
                 tick.tick().await;
                 state.limiter.sweep();
                 state.sessions.flush_activity().await;
+            }
+        }));
+        let state = self.state.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                match state.oauth.cleanup().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "expired OAuth codes and tokens deleted"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete expired OAuth codes and tokens; will retry"),
+                }
             }
         }));
         BackgroundTasks { handles, state: self.state.clone() }

@@ -103,6 +103,16 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
 }
 
+/// The user signed in at the control plane in this browser, if any.
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<gatehouse_store::UserRecord>, gatehouse_store::StoreError> {
+    for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
+        if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
+            return Ok(Some(active.user.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// The signed-in control-plane session of this browser, if any.
 async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
     for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {

@@ -42,7 +42,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         match self {
             Actor::Cli => "cli".into(),
             Actor::Key(k) => k.id.clone(),

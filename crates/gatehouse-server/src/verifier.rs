@@ -50,6 +50,14 @@ pub struct CachedKey {
     last_used_ms: AtomicI64,
 }
 
+impl CachedKey {
+    /// A credential that is not a stored key but acts like a restricted one (an OAuth access token
+    /// calling the management API): it never enters the key cache and records no last-used time.
+    pub fn synthetic(record: KeyRecord) -> Self {
+        Self { record, dirty: AtomicBool::new(false), last_used_ms: AtomicI64::new(0) }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Entry {
     Found { key: Arc<CachedKey>, at_ms: u64 },

@@ -4,6 +4,7 @@
 //! Callers hold an `Arc<dyn Store>` and never ask which database is underneath.
 
 mod error;
+pub mod oauth;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use error::StoreError;
+pub use oauth::OAuthStore;
 pub use sql::{SqlStore, StoreOptions};
 
 /// One entry of the append-only audit log. Never holds a secret.
@@ -182,7 +184,7 @@ pub trait SecretStore: Send + Sync {
 
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + Send + Sync + std::fmt::Debug {
+pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + OAuthStore + Send + Sync + std::fmt::Debug {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `sqlite` or `postgres`, for logs and metrics only.

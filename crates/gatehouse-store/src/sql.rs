@@ -730,3 +730,7 @@ impl Store for SqlStore {
         }
     }
 }
+
+// Declared last so the macros above are in scope.
+#[path = "sql_oauth.rs"]
+mod oauth_sql;

@@ -35,6 +35,7 @@ pub struct RawConfig {
     pub owner_email: Option<String>,
     pub owner_password: Option<String>,
     pub session: Option<RawSession>,
+    pub oauth: Option<RawOAuth>,
     pub gateway: Option<RawGateway>,
     /// Apps served by `serve` (one table per app).
     pub apps: Option<Vec<RawApp>>,
@@ -47,6 +48,15 @@ pub struct RawConfig {
 pub struct RawSession {
     pub absolute_secs: Option<u64>,
     pub idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub access_token_ttl_secs: Option<u64>,
+    pub refresh_token_ttl_secs: Option<u64>,
+    pub code_ttl_secs: Option<u64>,
+    pub refresh_race_window_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +125,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("owner_password", Kind::Str),
     ("session.absolute_secs", Kind::Int),
     ("session.idle_secs", Kind::Int),
+    ("oauth.access_token_ttl_secs", Kind::Int),
+    ("oauth.refresh_token_ttl_secs", Kind::Int),
+    ("oauth.code_ttl_secs", Kind::Int),
+    ("oauth.refresh_race_window_ms", Kind::Int),
     ("gateway.upstream_timeout_secs", Kind::Int),
     ("gateway.public_limit", Kind::Int),
     ("gateway.public_window_secs", Kind::Int),
@@ -369,6 +383,27 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
         bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
     }
+    let o = raw.oauth.unwrap_or_default();
+    let od = gatehouse_server::oauth::OAuthConfig::default();
+    let oauth = gatehouse_server::oauth::OAuthConfig {
+        access_token_ttl: o.access_token_ttl_secs.map_or(od.access_token_ttl, Duration::from_secs),
+        refresh_token_ttl: o.refresh_token_ttl_secs.map_or(od.refresh_token_ttl, Duration::from_secs),
+        code_ttl: o.code_ttl_secs.map_or(od.code_ttl, Duration::from_secs),
+        refresh_race_window: o.refresh_race_window_ms.map_or(od.refresh_race_window, Duration::from_millis),
+        ..od
+    };
+    if !(60..=86_400).contains(&oauth.access_token_ttl.as_secs()) {
+        bail!("{}: between 60 and 86400 seconds", at("oauth.access_token_ttl_secs"));
+    }
+    if oauth.refresh_token_ttl < oauth.access_token_ttl || oauth.refresh_token_ttl.as_secs() > 365 * 86_400 {
+        bail!("{}: at least the access token lifetime and at most 365 days", at("oauth.refresh_token_ttl_secs"));
+    }
+    if !(10..=600).contains(&oauth.code_ttl.as_secs()) {
+        bail!("{}: between 10 and 600 seconds", at("oauth.code_ttl_secs"));
+    }
+    if oauth.refresh_race_window.as_millis() > 10_000 {
+        bail!("{}: at most 10000", at("oauth.refresh_race_window_ms"));
+    }
     let g = raw.gateway.unwrap_or_default();
     let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
     let public_rate_limit = match (g.public_limit, g.public_window_secs) {
@@ -409,6 +444,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10).min(300)),
             public_url,
             sessions,
+            oauth,
         },
     })
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod dto;
 pub mod keys;
+pub mod oauth_clients;
 pub mod ops;
 
 use std::cell::Cell;
@@ -41,7 +42,7 @@ tokio::task_local! {
 #[openapi(
     info(title = "Gatehouse management API", description = "API keys, audit log and key verification. See SPEC §4.5."),
     modifiers(&SecurityAddon),
-    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "ops", description = "Health and metrics"))
+    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "ops", description = "Health and metrics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -67,6 +68,10 @@ pub fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
         .routes(utoipa_axum::routes!(keys::revoke_key))
         .routes(utoipa_axum::routes!(keys::roll_key))
         .routes(utoipa_axum::routes!(keys::verify_key))
+        .routes(utoipa_axum::routes!(oauth_clients::create_client, oauth_clients::list_clients))
+        .routes(utoipa_axum::routes!(oauth_clients::get_client))
+        .routes(utoipa_axum::routes!(oauth_clients::rotate_secret))
+        .routes(utoipa_axum::routes!(oauth_clients::disable_client))
         .routes(utoipa_axum::routes!(audit::list_audit))
         .routes(utoipa_axum::routes!(ops::healthz))
         .routes(utoipa_axum::routes!(ops::readyz))
@@ -85,6 +90,13 @@ pub fn router(state: State) -> Router {
         .route("/logout", axum::routing::post(crate::login::post_logout))
         .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
         .route("/.well-known/jwks.json", axum::routing::get(crate::login::jwks))
+        .route("/.well-known/oauth-authorization-server", axum::routing::get(crate::oauth::endpoints::metadata))
+        .route("/oauth/authorize", axum::routing::get(crate::oauth::endpoints::authorize_get).post(crate::oauth::endpoints::authorize_post))
+        .route("/oauth/token", axum::routing::post(crate::oauth::endpoints::token))
+        .route("/oauth/revoke", axum::routing::post(crate::oauth::endpoints::revoke))
+        .route("/oauth/introspect", axum::routing::post(crate::oauth::endpoints::introspect))
+        .route("/v1/me/authorizations", axum::routing::get(crate::oauth::endpoints::my_authorizations))
+        .route("/v1/me/authorizations/{client_id}", axum::routing::delete(crate::oauth::endpoints::withdraw_authorization))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -260,6 +272,8 @@ scopes! {
     KeysRead => "keys:read",
     KeysWrite => "keys:write",
     AuditRead => "audit:read",
+    OAuthClientsRead => "oauth_clients:read",
+    OAuthClientsWrite => "oauth_clients:write",
 }
 
 /// An authenticated management caller holding the scope `S`.
@@ -319,9 +333,12 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {
         let presented = presented_key(parts)?;
+        let ip = client_ip(parts, state);
+        if !looks_like_key(&state.config.namespace, &presented) {
+            return oauth_caller(state, &presented, ip).await;
+        }
         let parsed = ApiKey::parse(&state.config.namespace, &presented)
             .map_err(|_| ApiError::denied_key(DenyReason::InvalidApiKey, &presented))?;
-        let ip = client_ip(parts, state);
         let ctx = VerifyContext { environment: parsed.environment, ip, app: None, scope: Some(S::scope()) };
         let key = state.verifier.verify(&presented, &ctx).await.map_err(|e| match e {
             VerifyError::Denied(reason) => ApiError::denied_key(reason, &presented),
@@ -335,6 +352,56 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
         let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
         Ok(Caller { key, ip, _scope: std::marker::PhantomData })
     }
+}
+
+/// Whether a presented credential is meant as an API key (`{ns}_sk_…`/`{ns}_rk_…`), as opposed to an OAuth token.
+pub fn looks_like_key(ns: &gatehouse_core::Namespace, presented: &str) -> bool {
+    presented
+        .strip_prefix(ns.as_str())
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|r| r.starts_with("sk_") || r.starts_with("rk_"))
+}
+
+/// An OAuth access token calling the management API: it acts as a restricted credential holding the
+/// token's scopes in the live environment, identified by its grant.
+async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<IpAddr>) -> Result<Caller<S>, ApiError> {
+    let t = match state.oauth.verify_access(token).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(ApiError::denied(DenyReason::InvalidToken)),
+        Err(e) => return Err(e.into()),
+    };
+    if !t.scopes.grants(S::scope()) {
+        return Err(ApiError::denied(DenyReason::InsufficientScope(S::scope().clone())));
+    }
+    let r = &t.record;
+    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
+    if !rate.allowed {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::rate_limited(rate));
+    }
+    let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
+    let record = gatehouse_core::KeyRecord {
+        id: r.grant_id.clone(),
+        hash: r.hash,
+        name: format!("OAuth token of {}", r.client_id),
+        workspace: state.keys.workspace().to_owned(),
+        environment: gatehouse_core::Environment::Live,
+        kind: gatehouse_core::KeyKind::Restricted,
+        scopes: t.scopes.clone(),
+        ip_allowlist: Default::default(),
+        expires_at: Some(r.expires_at),
+        app: None,
+        rate_limit: None,
+        metadata: Default::default(),
+        display_prefix: String::new(),
+        last4: String::new(),
+        created_at: r.created_at,
+        created_by: r.user_id.clone().unwrap_or_else(|| r.client_id.clone()),
+        last_used_at: None,
+        revoked_at: None,
+        rolled_to: None,
+    };
+    Ok(Caller { key: Arc::new(CachedKey::synthetic(record)), ip, _scope: std::marker::PhantomData })
 }
 
 /// A key's rate-limit override as a quota.

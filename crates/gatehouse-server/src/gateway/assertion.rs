@@ -78,6 +78,19 @@ impl AssertionSigner {
         seed.to_vec()
     }
 
+    /// The issuer named in every token: the control plane's URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs any JSON payload as a compact JWT with header `typ` (e.g. `at+jwt`, RFC 9068).
+    pub fn sign_jwt(&self, typ: &str, payload: &serde_json::Value) -> String {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": typ, "kid": self.kid});
+        let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(payload.to_string()));
+        let sig = self.key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", B64.encode(sig.to_bytes()))
+    }
+
     /// The JWKS document (RFC 7517) with the public key.
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({"keys": [{

@@ -106,6 +106,7 @@ enum Identity {
     Public,
     Key(Arc<crate::verifier::CachedKey>),
     Session(Arc<crate::sessions::ActiveSession>),
+    OAuth(Arc<crate::oauth::ActiveToken>),
 }
 
 struct Ctx<'a> {
@@ -223,7 +224,7 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         }
     };
     let ns = &state.config.namespace;
-    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if t.starts_with(&format!("{}_", ns.as_str())));
+    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if crate::api::looks_like_key(ns, t));
     let session_cookies: Vec<&str> = cookies(headers, &state.sessions.cfg.cookie_name).collect();
     let facts = RequestFacts {
         method: req.method().as_str(),
@@ -266,7 +267,10 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         Decision::ApiKeysNotEnabled => {
             return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere))
         }
-        Decision::BearerToken { .. } => return ctx.error(ApiError::denied(DenyReason::InvalidToken)),
+        Decision::BearerToken { token, scope } => match check_token(&ctx, token, scope.as_ref()).await {
+            Ok(t) => Identity::OAuth(t),
+            Err(e) => return ctx.error(e),
+        },
         Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref()).await {
             Ok(k) => Identity::Key(k),
             Err(e) => return ctx.error(e),
@@ -319,6 +323,29 @@ async fn check_key(ctx: &Ctx<'_>, key: &str, scope: Option<&gatehouse_core::Scop
         return Err(ApiError::rate_limited(rate));
     }
     Ok(cached)
+}
+
+/// Verifies an OAuth access token for this route: a token is a restricted credential, so the route
+/// must declare a scope the token holds. Then the client+user rate limit.
+async fn check_token(ctx: &Ctx<'_>, token: &str, scope: Option<&gatehouse_core::Scope>) -> Result<Arc<crate::oauth::ActiveToken>, ApiError> {
+    let state = ctx.state();
+    let t = match state.oauth.verify_access(token).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(ApiError::denied(DenyReason::InvalidToken)),
+        Err(_) => return Err(ApiError::Unavailable),
+    };
+    match scope {
+        None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
+        Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
+        Some(_) => {}
+    }
+    let r = &t.record;
+    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
+    if !rate.allowed {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::rate_limited(rate));
+    }
+    Ok(t)
 }
 
 /// Builds the upstream request: strips what the client may not send, sets identity and forwarding headers.
@@ -396,6 +423,26 @@ async fn proxy(
                 key_id: None,
                 client_id: None,
                 scopes: vec![],
+                environment: ctx.app.environment.as_str().into(),
+            })
+        }
+        Identity::OAuth(t) => {
+            let r = &t.record;
+            set(h, "x-gatehouse-auth", "oauth");
+            set(h, "x-gatehouse-client-id", &r.client_id);
+            set(h, "x-gatehouse-scopes", &r.scopes.join(" "));
+            set(h, "x-gatehouse-environment", ctx.app.environment.as_str());
+            if let Some(u) = &t.user {
+                set(h, "x-gatehouse-user", &u.id);
+                set(h, "x-gatehouse-email", &u.email);
+            }
+            Some(Claims {
+                auth: "oauth".into(),
+                sub: r.user_id.clone().unwrap_or_else(|| r.client_id.clone()),
+                email: t.user.as_ref().map(|u| u.email.clone()),
+                key_id: None,
+                client_id: Some(r.client_id.clone()),
+                scopes: r.scopes.clone(),
                 environment: ctx.app.environment.as_str().into(),
             })
         }

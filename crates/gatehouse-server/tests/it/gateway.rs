@@ -84,11 +84,15 @@ pub struct Gw {
 
 impl Gw {
     pub async fn start(b: Backend, upstream_delay: Option<Duration>, timeout: Duration) -> Gw {
+        Self::start_with(b, upstream_delay, timeout, crate::test_config()).await
+    }
+
+    pub async fn start_with(b: Backend, upstream_delay: Option<Duration>, timeout: Duration, config: gatehouse_server::ServerConfig) -> Gw {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let host = format!("127.0.0.1:{}", addr.port());
         // One process serves both, as `gatehouse up` does: the gateway shares the control plane's state.
-        let cp = TestApp::with_app_hosts(b, crate::test_config(), vec![host.clone()]).await;
+        let cp = TestApp::with_app_hosts(b, config, vec![host.clone()]).await;
         let (up, seen) = recording_upstream(upstream_delay).await;
         let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
         let upstreams: HashMap<String, Upstream> =
@@ -109,6 +113,13 @@ impl Gw {
             rb = rb.header(*k, *v);
         }
         let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let h = r.headers().clone();
+        (status, h, r.text().await.unwrap())
+    }
+
+    pub async fn client_post(&self, path: &str, bearer: &str) -> (u16, HeaderMap, String) {
+        let r = self.cp.client.post(self.url(path)).bearer_auth(bearer).send().await.unwrap();
         let status = r.status().as_u16();
         let h = r.headers().clone();
         (status, h, r.text().await.unwrap())

@@ -6,6 +6,7 @@ mod gateway;
 mod hostile;
 mod login;
 mod logs;
+mod oauth;
 mod openapi;
 mod path_corpus;
 mod resilience;

@@ -30,6 +30,11 @@ async fn every_documented_operation_is_routed() {
         ("POST", "/v1/keys/key_00000000000000000000000000/revoke"),
         ("POST", "/v1/keys/key_00000000000000000000000000/roll"),
         ("POST", "/v1/keys/verify"),
+        ("GET", "/v1/oauth/clients"),
+        ("GET", "/v1/oauth/clients/key_00000000000000000000000000"),
+        ("POST", "/v1/oauth/clients"),
+        ("POST", "/v1/oauth/clients/key_00000000000000000000000000/disable"),
+        ("POST", "/v1/oauth/clients/key_00000000000000000000000000/rotate_secret"),
     ];
     let got: Vec<(&str, &str)> = operations.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
     let mut want = expected.to_vec();

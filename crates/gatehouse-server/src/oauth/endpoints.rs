@@ -1,0 +1,679 @@
+//! The OAuth endpoints on the control plane: `/oauth/authorize` (GET shows consent, POST decides),
+//! `/oauth/token`, `/oauth/revoke` (RFC 7009), `/oauth/introspect` (RFC 7662), the RFC 8414
+//! metadata, and the signed-in user's own list of authorized apps (`/v1/me/authorizations`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gatehouse_core::oauth::{pkce_s256_ok, redirect_uri_matches, valid_challenge};
+use gatehouse_core::{ApiKey, KeyHash, Scope, Timestamp, VerifyContext};
+use gatehouse_store::oauth::{ClientRecord, CodeOutcome, CodeRecord, RefreshOutcome, TokenKind};
+use gatehouse_store::UserRecord;
+
+use super::error::{no_store, OAuthError};
+use super::{new_code, requested_scopes};
+use crate::login::{is_https, signed_in, url_encode};
+use crate::service::RequestMeta;
+use crate::web::{cookies, csrf_ok, csrf_token, esc, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::AppState;
+
+type St = State<Arc<AppState>>;
+
+/// Parameters of a form or query string. A parameter given twice is refused (RFC 6749 §3.1, §3.2).
+pub fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw).map_err(|_| "the parameters are not valid form encoding".to_owned())?;
+    let mut out = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if out.contains_key(&k) {
+            return Err(format!("the parameter `{}` is given more than once", k.chars().take(40).collect::<String>()));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+fn meta(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
+    RequestMeta {
+        request_id: Some(crate::error::current_request_id()),
+        ip: Some(crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies).to_string()),
+    }
+}
+
+// ---- /oauth/authorize ----------------------------------------------------------------------------
+
+/// A validated authorization request.
+struct Authz {
+    client: ClientRecord,
+    redirect_uri: String,
+    redirect_given: bool,
+    state: Option<String>,
+    scopes: Vec<String>,
+    code_challenge: String,
+    prompt: Option<String>,
+}
+
+/// Where an invalid authorization request is answered.
+enum AuthzFail {
+    /// The client or redirect URI cannot be trusted: an error page, never a redirect.
+    Page(String),
+    /// Back to the client with `error` (RFC 6749 §4.1.2.1).
+    Redirect { to: String, state: Option<String>, error: &'static str, description: String },
+}
+
+fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Result<Authz, AuthzFail> {
+    let Some(client) = client else {
+        return Err(AuthzFail::Page("This application is not registered with Gatehouse (unknown or disabled client_id).".into()));
+    };
+    let given = p.get("redirect_uri");
+    let redirect_uri = match given {
+        Some(u) => match client.redirect_uris.iter().find(|r| redirect_uri_matches(r, u)) {
+            Some(_) => u.clone(),
+            None => return Err(AuthzFail::Page("The redirect_uri is not one registered for this application.".into())),
+        },
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => return Err(AuthzFail::Page("This application must say which redirect_uri to use.".into())),
+    };
+    let state = p.get("state").cloned();
+    let fail = |error, description: &str| AuthzFail::Redirect { to: redirect_uri.clone(), state: state.clone(), error, description: description.to_owned() };
+    match p.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        None => return Err(fail("invalid_request", "response_type is required")),
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+    }
+    let Some(challenge) = p.get("code_challenge") else {
+        return Err(fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"));
+    };
+    match p.get("code_challenge_method").map(String::as_str) {
+        Some("S256") => {}
+        None | Some("plain") => return Err(fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)")),
+        Some(_) => return Err(fail("invalid_request", "code_challenge_method must be S256")),
+    }
+    if !valid_challenge(challenge) {
+        return Err(fail("invalid_request", "code_challenge must be 43 characters of base64url (an S256 hash)"));
+    }
+    let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| fail("invalid_scope", &e))?;
+    if scopes.is_empty() {
+        return Err(fail("invalid_scope", "no scope was requested and the client has none allowed"));
+    }
+    Ok(Authz {
+        redirect_given: given.is_some(),
+        state,
+        scopes,
+        code_challenge: challenge.clone(),
+        prompt: p.get("prompt").cloned(),
+        redirect_uri,
+        client,
+    })
+}
+
+/// Adds query parameters to a redirect URI that may already have a query.
+fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut out = uri.to_owned();
+    let mut sep = if uri.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&url_encode(v).replace('/', "%2F"));
+        sep = '&';
+    }
+    out
+}
+
+fn fail_response(state: &AppState, f: AuthzFail, status: StatusCode) -> Response {
+    match f {
+        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&msg))),
+        AuthzFail::Redirect { to, state: st, error, description } => {
+            let iss = state.web.cp_origin.clone();
+            let mut ps = vec![("error", error), ("error_description", description.as_str())];
+            if let Some(s) = &st {
+                ps.push(("state", s));
+            }
+            ps.push(("iss", &iss));
+            redirect(status, &with_params(&to, &ps))
+        }
+    }
+}
+
+async fn load_client(state: &AppState, p: &HashMap<String, String>) -> Result<Option<ClientRecord>, Response> {
+    let Some(id) = p.get("client_id") else { return Ok(None) };
+    match state.oauth.get_client(id).await {
+        Ok(c) if c.disabled_at.is_none() => Ok(Some(c)),
+        Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => Ok(None),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+fn unavailable() -> Response {
+    page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
+}
+
+/// Issues a code for `a` and sends the browser back to the client.
+async fn issue_code(state: &AppState, a: &Authz, user: &UserRecord, status: StatusCode) -> Response {
+    let (code, hash) = new_code();
+    let now = Timestamp::now();
+    let record = CodeRecord {
+        code_hash: hash,
+        client_id: a.client.id.clone(),
+        user_id: user.id.clone(),
+        redirect_uri: a.redirect_uri.clone(),
+        redirect_given: a.redirect_given,
+        scopes: a.scopes.clone(),
+        code_challenge: a.code_challenge.clone(),
+        created_at: now,
+        expires_at: now.plus_millis(state.oauth.cfg.code_ttl.as_millis() as i64),
+        used_at: None,
+        grant_id: None,
+    };
+    if state.store.insert_code(&record).await.is_err() {
+        return unavailable();
+    }
+    let iss = state.web.cp_origin.clone();
+    let mut ps = vec![("code", code.as_str())];
+    if let Some(s) = &a.state {
+        ps.push(("state", s));
+    }
+    ps.push(("iss", &iss));
+    redirect(status, &with_params(&a.redirect_uri, &ps))
+}
+
+fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRecord, https: bool) -> Response {
+    let (cookie, fresh) = match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
+        Some(c) => (c.to_owned(), false),
+        None => (crate::sessions::new_token().0, true),
+    };
+    let token = csrf_token(&state.web.csrf_key, &cookie);
+    let scopes: String = a.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
+    let hidden = |k: &str, v: &str| format!(r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
+    let mut fields = hidden("csrf", &token);
+    fields.push_str(&hidden("response_type", "code"));
+    fields.push_str(&hidden("client_id", &a.client.id));
+    if a.redirect_given {
+        fields.push_str(&hidden("redirect_uri", &a.redirect_uri));
+    }
+    fields.push_str(&hidden("scope", &a.scopes.join(" ")));
+    if let Some(s) = &a.state {
+        fields.push_str(&hidden("state", s));
+    }
+    fields.push_str(&hidden("code_challenge", &a.code_challenge));
+    fields.push_str(&hidden("code_challenge_method", "S256"));
+    let host = a.redirect_uri.split_once("://").map_or(a.redirect_uri.as_str(), |(_, r)| r.split(['/', '?']).next().unwrap_or(r));
+    let body = format!(
+        r#"<p><strong>{name}</strong> wants to act for <strong>{email}</strong> with these permissions:</p><ul id="scopes">{scopes}</ul>
+<p>You will be sent back to <code>{host}</code>.</p>
+<form method="post" action="/oauth/authorize">{fields}<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny" style="background:#e4e4e7;color:#18181b">Deny</button></form>"#,
+        name = esc(&a.client.name),
+        email = esc(&user.email),
+        host = esc(host),
+    );
+    let mut resp = page(StatusCode::OK, "Authorize an application", &body);
+    if fresh {
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
+    }
+    resp
+}
+
+/// `GET /oauth/authorize`.
+pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let raw = uri.query().unwrap_or("");
+    let p = match params(raw.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+    };
+    let client = match load_client(&state, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let a = match check_authz(&p, client) {
+        Ok(a) => a,
+        Err(f) => return fail_response(&state, f, StatusCode::FOUND),
+    };
+    let user = match signed_in(&state, &headers).await {
+        Ok(u) => u,
+        Err(_) => return unavailable(),
+    };
+    let Some(user) = user else {
+        if a.prompt.as_deref() == Some("none") {
+            return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "login_required", description: "the user is not signed in".into() }, StatusCode::FOUND);
+        }
+        let back = format!("/oauth/authorize?{raw}");
+        return redirect(StatusCode::FOUND, &format!("/login?return_to={}", url_encode(&back)));
+    };
+    let remembered = match state.store.consent(&user.id, &a.client.id).await {
+        Ok(c) => c.unwrap_or_default(),
+        Err(_) => return unavailable(),
+    };
+    let covered = a.scopes.iter().all(|s| remembered.contains(s));
+    if covered && a.prompt.as_deref() != Some("consent") {
+        return issue_code(&state, &a, &user, StatusCode::FOUND).await;
+    }
+    if a.prompt.as_deref() == Some("none") {
+        return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "consent_required", description: "the user has not authorized these scopes".into() }, StatusCode::FOUND);
+    }
+    consent_page(&state, &headers, &a, &user, is_https(&state, &headers, Some(peer)))
+}
+
+/// `POST /oauth/authorize`: the consent form's answer.
+pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match params(&body) {
+        Ok(p) => p,
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+    };
+    let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
+    if !csrf_ok(&state.web.csrf_key, csrf, p.get("csrf").map_or("", String::as_str)) {
+        return page(StatusCode::FORBIDDEN, "Cannot continue", "<p>The form expired. Go back to the application and start again.</p>");
+    }
+    let user = match signed_in(&state, &headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return page(StatusCode::UNAUTHORIZED, "Cannot continue", "<p>You are no longer signed in. Go back to the application and start again.</p>"),
+        Err(_) => return unavailable(),
+    };
+    let client = match load_client(&state, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let a = match check_authz(&p, client) {
+        Ok(a) => a,
+        Err(f) => return fail_response(&state, f, StatusCode::SEE_OTHER),
+    };
+    if p.get("decision").map(String::as_str) != Some("allow") {
+        let f = AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "access_denied", description: "the user denied the request".into() };
+        return fail_response(&state, f, StatusCode::SEE_OTHER);
+    }
+    let mut scopes = match state.store.consent(&user.id, &a.client.id).await {
+        Ok(c) => c.unwrap_or_default(),
+        Err(_) => return unavailable(),
+    };
+    for s in &a.scopes {
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    if state.store.save_consent(&user.id, &a.client.id, &scopes, Timestamp::now()).await.is_err() {
+        return unavailable();
+    }
+    tracing::info!(user = %user.id, client = %a.client.id, request_id = %meta(&state, &headers, peer).request_id.unwrap_or_default(), "consent given");
+    issue_code(&state, &a, &user, StatusCode::SEE_OTHER).await
+}
+
+// ---- client authentication ---------------------------------------------------------------------
+
+/// Percent-decoding of `application/x-www-form-urlencoded` (RFC 6749 §2.3.1 Basic credentials).
+fn form_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    pairs.into_iter().next().map(|(_, v)| v)
+}
+
+/// The authenticated client of a token/revoke/introspect request.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> Result<ClientRecord, OAuthError> {
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (auth.next(), auth.next());
+    if second.is_some() {
+        return Err(OAuthError::invalid_request("send one Authorization header"));
+    }
+    let (id, secret) = match first {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| OAuthError::invalid_client())?;
+            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(OAuthError::invalid_client());
+            }
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(OAuthError::invalid_client)?;
+            let (u, pw) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+            let (u, pw) = (form_decode(u).ok_or_else(OAuthError::invalid_client)?, form_decode(pw).ok_or_else(OAuthError::invalid_client)?);
+            if p.contains_key("client_secret") {
+                return Err(OAuthError::invalid_request("use one client authentication method, not Basic and client_secret together"));
+            }
+            if p.get("client_id").is_some_and(|c| *c != u) {
+                return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
+            }
+            (u, Some(pw))
+        }
+        None => match p.get("client_id") {
+            Some(id) => (id.clone(), p.get("client_secret").cloned()),
+            None => return Err(OAuthError::invalid_client()),
+        },
+    };
+    match state.oauth.authenticate_client(&id, secret.as_deref()).await? {
+        Some(c) => Ok(c),
+        None => {
+            tracing::info!(client = %id.chars().take(40).collect::<String>(), "oauth client authentication failed");
+            Err(OAuthError::invalid_client())
+        }
+    }
+}
+
+fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded"));
+    }
+    params(body).map_err(OAuthError::invalid_request)
+}
+
+fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    p.get(name).map(String::as_str).filter(|v| !v.is_empty()).ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+fn json_no_store(status: StatusCode, value: impl serde::Serialize) -> Response {
+    let mut resp = (status, Json(value)).into_response();
+    no_store(resp.headers_mut());
+    resp
+}
+
+// ---- /oauth/token --------------------------------------------------------------------------------
+
+/// `POST /oauth/token`.
+pub async fn token(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    match token_inner(&state, &headers, peer, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn token_inner(state: &AppState, headers: &HeaderMap, peer: SocketAddr, body: &[u8]) -> Result<Response, OAuthError> {
+    let p = form_body(headers, body)?;
+    let grant_type = required(&p, "grant_type")?.to_owned();
+    let client = authenticate(state, headers, &p).await?;
+    let resp = match grant_type.as_str() {
+        "authorization_code" => code_grant(state, headers, peer, &client, &p).await?,
+        "refresh_token" => refresh_grant(state, headers, peer, &client, &p).await?,
+        "client_credentials" => client_credentials(state, headers, peer, &client, &p).await?,
+        _ => return Err(OAuthError::new("unsupported_grant_type", "supported: authorization_code, refresh_token, client_credentials")),
+    };
+    Ok(json_no_store(StatusCode::OK, resp))
+}
+
+async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+    let code = required(p, "code")?;
+    let verifier = required(p, "code_verifier").map_err(|_| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    let hash = KeyHash::of(code);
+    let bad = || OAuthError::invalid_grant("The authorization code is invalid, expired, already used, or was issued to another client or redirect URI.");
+    let Some(rec) = state.store.code_by_hash(&hash).await? else { return Err(bad()) };
+    let now = Timestamp::now();
+    if rec.used_at.is_none() {
+        let redirect_ok = match p.get("redirect_uri") {
+            Some(u) => *u == rec.redirect_uri,
+            None => !rec.redirect_given,
+        };
+        if rec.client_id != client.id || !redirect_ok || !pkce_s256_ok(verifier, &rec.code_challenge) {
+            // A failed check spends the code: whoever holds it cannot try again.
+            state.store.burn_code(&hash, now).await?;
+            return Err(bad());
+        }
+        if rec.expires_at <= now {
+            return Err(bad());
+        }
+    }
+    let user = match state.store.user_by_id(&rec.user_id).await? {
+        Some(u) if u.disabled_at.is_none() => u,
+        _ => return Err(bad()),
+    };
+    let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &rec.scopes);
+    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &rec.scopes, Some(&rec.scopes), None, &state.web.signer);
+    let m = meta(state, headers, peer);
+    let audit = state.oauth.audit(&format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": rec.scopes, "grant_type": "authorization_code"}));
+    let replay_audit = state.oauth.audit(&client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
+    match state.store.redeem_code(&hash, now, &grant, &tokens, &audit, &replay_audit).await? {
+        CodeOutcome::Redeemed => Ok(resp),
+        CodeOutcome::Replayed { grant_id } => {
+            if let Some(g) = &grant_id {
+                state.oauth.forget_grant(g);
+            }
+            tracing::warn!(client = %client.id, grant = ?grant_id, "authorization code replayed; the tokens it issued are revoked");
+            Err(bad())
+        }
+        CodeOutcome::Invalid => Err(bad()),
+    }
+}
+
+async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+    let presented = required(p, "refresh_token")?;
+    let hash = KeyHash::of(presented);
+    let bad = || OAuthError::invalid_grant("The refresh token is invalid, expired, revoked, or was issued to another client.");
+    let Some(rec) = state.store.token_by_hash(&hash).await? else { return Err(bad()) };
+    if rec.kind != TokenKind::Refresh || rec.client_id != client.id {
+        return Err(bad());
+    }
+    let user = match &rec.user_id {
+        Some(id) => match state.store.user_by_id(id).await? {
+            Some(u) if u.disabled_at.is_none() => Some(u),
+            _ => return Err(bad()),
+        },
+        None => None,
+    };
+    let access_scopes = match p.get("scope") {
+        None => rec.scopes.clone(),
+        Some(s) => requested_scopes(Some(s), &rec.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?,
+    };
+    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&rec.scopes), Some(hash), &state.web.signer);
+    let m = meta(state, headers, peer);
+    let reuse_audit = state.oauth.audit(&client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
+    let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;
+    match state.store.refresh(&hash, &client.id, Timestamp::now(), race, &tokens, &reuse_audit).await? {
+        RefreshOutcome::Rotated => Ok(resp),
+        RefreshOutcome::Retried => {
+            state.oauth.forget_grant(&rec.grant_id);
+            tracing::info!(client = %client.id, grant = %rec.grant_id, "refresh token replayed after a lost response; the unused pair was replaced");
+            Ok(resp)
+        }
+        RefreshOutcome::Concurrent => Err(OAuthError::invalid_grant("This refresh token was just used by a concurrent request; use the tokens that request received.")),
+        RefreshOutcome::Reused { grant_id } => {
+            state.oauth.forget_grant(&grant_id);
+            tracing::warn!(client = %client.id, grant = %grant_id, "refresh token reused; the whole grant is revoked");
+            Err(OAuthError::invalid_grant("The refresh token was already used. Every token of this authorization has been revoked; the user must authorize again."))
+        }
+        RefreshOutcome::Invalid => Err(bad()),
+    }
+}
+
+async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+    if !client.confidential {
+        return Err(OAuthError::new("unauthorized_client", "a public client cannot use client_credentials"));
+    }
+    let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?;
+    let grant = state.oauth.new_grant(client, None, "client_credentials", &scopes);
+    let (resp, tokens) = state.oauth.mint(client, &grant.id, None, &scopes, None, None, &state.web.signer);
+    let audit = state.oauth.audit(&client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
+    state.store.insert_grant(&grant, &tokens, &audit).await?;
+    Ok(resp)
+}
+
+// ---- /oauth/revoke -------------------------------------------------------------------------------
+
+/// `POST /oauth/revoke` (RFC 7009). Unknown tokens and other clients' tokens answer 200 and change nothing.
+pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = async {
+        let p = form_body(&headers, &body)?;
+        let client = authenticate(&state, &headers, &p).await?;
+        let token = required(&p, "token")?;
+        let hash = KeyHash::of(token);
+        if let Some(rec) = state.store.token_by_hash(&hash).await? {
+            if rec.client_id == client.id {
+                match rec.kind {
+                    TokenKind::Access => {
+                        state.store.revoke_token(&hash, Timestamp::now()).await?;
+                        state.oauth.forget_token(&hash);
+                    }
+                    TokenKind::Refresh => {
+                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
+                        state.store.revoke_grant(&rec.grant_id, Timestamp::now(), &audit).await?;
+                        state.oauth.forget_grant(&rec.grant_id);
+                    }
+                }
+            }
+        }
+        Ok::<_, OAuthError>(())
+    };
+    match run.await {
+        Ok(()) => {
+            let mut resp = StatusCode::OK.into_response();
+            no_store(resp.headers_mut());
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+// ---- /oauth/introspect ---------------------------------------------------------------------------
+
+/// `POST /oauth/introspect` (RFC 7662). A client sees its own tokens; a management key with
+/// `oauth_clients:read` sees every token of the workspace. Anything else about a token is `{"active": false}`.
+pub async fn introspect(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    match introspect_inner(&state, &headers, peer, &body).await {
+        Ok(v) => json_no_store(StatusCode::OK, v),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAddr, body: &[u8]) -> Result<serde_json::Value, OAuthError> {
+    let p = form_body(headers, body)?;
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (s, t) = v.split_once(' ')?;
+        s.eq_ignore_ascii_case("bearer").then(|| t.trim().to_owned())
+    });
+    let caller_client = match bearer {
+        Some(key) => {
+            let parsed = ApiKey::parse(&state.config.namespace, &key).map_err(|_| OAuthError::invalid_client())?;
+            let ip = crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
+            let scope = Scope::parse("oauth_clients:read").expect("scope parses");
+            let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
+            match state.verifier.verify(&key, &ctx).await {
+                Ok(_) => None,
+                Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
+                Err(_) => return Err(OAuthError::invalid_client()),
+            }
+        }
+        None => {
+            let c = authenticate(state, headers, &p).await?;
+            if !c.confidential {
+                return Err(OAuthError::invalid_client());
+            }
+            Some(c.id)
+        }
+    };
+    let token = required(&p, "token")?;
+    let inactive = serde_json::json!({"active": false});
+    let now = Timestamp::now();
+    // Access tokens go through the verification cache; refresh tokens are read from storage.
+    if let Some(t) = state.oauth.verify_access(token).await? {
+        let r = &t.record;
+        if caller_client.as_ref().is_some_and(|c| *c != r.client_id) {
+            return Ok(inactive);
+        }
+        let mut v = serde_json::json!({
+            "active": true, "scope": r.scopes.join(" "), "client_id": r.client_id, "token_type": "Bearer",
+            "exp": r.expires_at.unix_seconds(), "iat": r.created_at.unix_seconds(), "iss": state.web.cp_origin,
+            "sub": r.user_id.as_deref().unwrap_or(&r.client_id),
+        });
+        if let Some(u) = &t.user {
+            v["username"] = u.email.clone().into();
+        }
+        return Ok(v);
+    }
+    let Some(r) = state.store.token_by_hash(&KeyHash::of(token)).await? else { return Ok(inactive) };
+    let live = r.kind == TokenKind::Refresh && r.revoked_at.is_none() && r.used_at.is_none() && r.expires_at > now;
+    if !live || caller_client.as_ref().is_some_and(|c| *c != r.client_id) {
+        return Ok(inactive);
+    }
+    Ok(serde_json::json!({
+        "active": true, "scope": r.scopes.join(" "), "client_id": r.client_id, "token_type": "refresh_token",
+        "exp": r.expires_at.unix_seconds(), "iat": r.created_at.unix_seconds(), "iss": state.web.cp_origin,
+        "sub": r.user_id.as_deref().unwrap_or(&r.client_id),
+    }))
+}
+
+// ---- metadata ------------------------------------------------------------------------------------
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn metadata(State(state): St) -> Response {
+    let o = &state.web.cp_origin;
+    let doc = serde_json::json!({
+        "issuer": o,
+        "authorization_endpoint": format!("{o}/oauth/authorize"),
+        "token_endpoint": format!("{o}/oauth/token"),
+        "revocation_endpoint": format!("{o}/oauth/revoke"),
+        "introspection_endpoint": format!("{o}/oauth/introspect"),
+        "jwks_uri": format!("{o}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "consent"],
+    });
+    let mut resp = Json(doc).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+// ---- the signed-in user's authorized apps --------------------------------------------------------
+
+/// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie).
+pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let grants = match state.store.grants_of_user(&user.id).await {
+        Ok(g) => g,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let mut by_client: Vec<serde_json::Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for g in &grants {
+        if !seen.insert(g.client_id.clone()) {
+            continue;
+        }
+        let name = match state.store.client_by_id(&g.client_id).await {
+            Ok(Some(c)) => c.name,
+            Ok(None) => continue,
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        };
+        let scopes: Vec<&String> = {
+            let mut s: Vec<&String> = grants.iter().filter(|x| x.client_id == g.client_id).flat_map(|x| &x.scopes).collect();
+            s.sort();
+            s.dedup();
+            s
+        };
+        by_client.push(serde_json::json!({"client_id": g.client_id, "name": name, "scopes": scopes, "authorized_at": g.created_at.to_rfc3339()}));
+    }
+    let mut resp = Json(serde_json::json!({"object": "list", "data": by_client})).into_response();
+    no_store(resp.headers_mut());
+    resp
+}
+
+/// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
+/// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
+pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(client_id): Path<String>) -> Response {
+    let user = match signed_in(&state, &headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let audit = state.oauth.audit(&format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
+    match state.store.withdraw_consent(&user.id, &client_id, Timestamp::now(), &audit).await {
+        Ok(true) => {
+            state.oauth.invalidate_user_client(&user.id, &client_id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response(),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,188 @@
+//! OAuth 2.0 records and the storage capability that keeps them (SPEC §7).
+
+use async_trait::async_trait;
+use gatehouse_core::{KeyHash, Timestamp};
+
+use crate::{AuditEntry, Page, PageRequest, StoreError};
+
+/// A registered OAuth client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The `client_id`.
+    pub id: String,
+    pub workspace: String,
+    /// Shown on the consent screen.
+    pub name: String,
+    /// Confidential clients authenticate with a secret; public ones (`none`) cannot keep one.
+    pub confidential: bool,
+    pub secret_hash: Option<KeyHash>,
+    pub secret_last4: Option<String>,
+    /// The secret before the last rotation, accepted until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<KeyHash>,
+    pub previous_secret_expires_at: Option<Timestamp>,
+    pub redirect_uris: Vec<String>,
+    /// Scopes the client may ask for.
+    pub scopes: Vec<String>,
+    /// `opaque` or `jwt` (RFC 9068) access tokens.
+    pub token_format: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// An authorization code; only its hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub code_hash: KeyHash,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    /// Whether the authorization request named the redirect URI (then the token request must repeat it).
+    pub redirect_given: bool,
+    pub scopes: Vec<String>,
+    /// BASE64URL(SHA-256(code_verifier)).
+    pub code_challenge: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub grant_id: Option<String>,
+}
+
+/// One authorization: the tokens descended from one code exchange or one client_credentials request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub workspace: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    /// `authorization_code` or `client_credentials`.
+    pub grant_type: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+/// An access or refresh token; only its hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub hash: KeyHash,
+    pub kind: TokenKind,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The refresh token this one was issued from.
+    pub parent_hash: Option<KeyHash>,
+    pub used_at: Option<Timestamp>,
+    pub retried_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was unspent: it is now spent and the new pair is live.
+    Rotated,
+    /// A replay of a spent token whose successor was never used (the response was lost): the unused
+    /// successor pair was revoked and the new pair is live. Allowed once per token.
+    Retried,
+    /// A replay within the race window of the first use: refused, nothing changed.
+    Concurrent,
+    /// A replay of a spent token: the whole grant is revoked.
+    Reused { grant_id: String },
+    /// Unknown, revoked, expired, or not a refresh token.
+    Invalid,
+}
+
+/// What redeeming a code did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// First use: the grant and tokens were stored.
+    Redeemed,
+    /// The code was already used (or burnt); the grant it issued, if any, is now revoked.
+    Replayed { grant_id: Option<String> },
+    /// Unknown or expired.
+    Invalid,
+}
+
+/// OAuth clients, consents, codes, grants and tokens.
+#[async_trait]
+pub trait OAuthStore: Send + Sync {
+    async fn insert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
+    /// Replaces the secret; the old one stays valid until `previous_expires_at`.
+    async fn rotate_client_secret(
+        &self,
+        id: &str,
+        new_hash: &KeyHash,
+        new_last4: &str,
+        previous_expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError>;
+    /// Disables a client and revokes every token it holds (their hashes go on the change feed).
+    async fn disable_client(&self, id: &str, at: Timestamp, audit: &AuditEntry) -> Result<Option<ClientRecord>, StoreError>;
+
+    /// The scopes a user already allowed a client.
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>, StoreError>;
+    async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError>;
+    /// Forgets the consent and revokes every grant of that user to that client.
+    async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
+    /// The user's live grants, newest first.
+    async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError>;
+    async fn grant_by_id(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
+
+    async fn insert_code(&self, code: &CodeRecord) -> Result<(), StoreError>;
+    async fn code_by_hash(&self, hash: &KeyHash) -> Result<Option<CodeRecord>, StoreError>;
+    /// Spends a code that failed a check (wrong verifier, other client) so it can never be redeemed.
+    async fn burn_code(&self, hash: &KeyHash, at: Timestamp) -> Result<(), StoreError>;
+    /// Atomically spends the code and stores the grant and its tokens. A code already spent is a
+    /// replay: the grant it issued is revoked (audited with `replay_audit`).
+    async fn redeem_code(
+        &self,
+        hash: &KeyHash,
+        now: Timestamp,
+        grant: &GrantRecord,
+        tokens: &[TokenRecord],
+        audit: &AuditEntry,
+        replay_audit: &AuditEntry,
+    ) -> Result<CodeOutcome, StoreError>;
+
+    /// Stores a grant with its tokens (client_credentials).
+    async fn insert_grant(&self, grant: &GrantRecord, tokens: &[TokenRecord], audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn token_by_hash(&self, hash: &KeyHash) -> Result<Option<TokenRecord>, StoreError>;
+    /// Presents a refresh token (SPEC §7 rotation, lost-response retry, reuse detection) in one transaction.
+    /// `new_pair` is stored only for `Rotated` and `Retried`; `reuse_audit` only for `Reused`.
+    async fn refresh(
+        &self,
+        hash: &KeyHash,
+        client_id: &str,
+        now: Timestamp,
+        race_window_ms: i64,
+        new_pair: &[TokenRecord],
+        reuse_audit: &AuditEntry,
+    ) -> Result<RefreshOutcome, StoreError>;
+    /// Revokes one access token.
+    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError>;
+    /// Revokes a grant and all its tokens. `false` if it was unknown or already revoked.
+    async fn revoke_grant(&self, grant_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
+    /// Deletes codes and tokens that ended before `before`. Returns how many rows went.
+    async fn delete_expired_oauth(&self, before: Timestamp) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,530 @@
+//! The SQL implementation of `OAuthStore`, on both backends (see `sql.rs` for the macros).
+
+use async_trait::async_trait;
+use gatehouse_core::{KeyHash, Timestamp};
+
+use super::{hash_of, json_list, page_of, Db, SqlStore, INSERT_AUDIT, INSERT_CHANGE};
+use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, OAuthStore, RefreshOutcome, TokenKind, TokenRecord};
+use crate::{AuditEntry, Page, PageRequest, StoreError};
+
+fn strings(json: &str, what: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|_| StoreError::Corrupt(format!("oauth {what}")))
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    workspace: String,
+    name: String,
+    kind: String,
+    secret_hash: Option<Vec<u8>>,
+    secret_last4: Option<String>,
+    previous_secret_hash: Option<Vec<u8>>,
+    previous_secret_expires_at: Option<i64>,
+    redirect_uris: String,
+    scopes: String,
+    token_format: String,
+    created_at: i64,
+    created_by: String,
+    disabled_at: Option<i64>,
+}
+
+const CLIENT_COLUMNS: &str = "id, workspace, name, kind, secret_hash, secret_last4, previous_secret_hash, \
+     previous_secret_expires_at, redirect_uris, scopes, token_format, created_at, created_by, disabled_at";
+
+impl TryFrom<ClientRow> for ClientRecord {
+    type Error = StoreError;
+    fn try_from(r: ClientRow) -> Result<Self, StoreError> {
+        Ok(ClientRecord {
+            confidential: r.kind == "confidential",
+            secret_hash: r.secret_hash.as_deref().map(hash_of).transpose()?,
+            previous_secret_hash: r.previous_secret_hash.as_deref().map(hash_of).transpose()?,
+            previous_secret_expires_at: r.previous_secret_expires_at.map(Timestamp),
+            redirect_uris: strings(&r.redirect_uris, "redirect_uris")?,
+            scopes: strings(&r.scopes, "scopes")?,
+            created_at: Timestamp(r.created_at),
+            disabled_at: r.disabled_at.map(Timestamp),
+            id: r.id,
+            workspace: r.workspace,
+            name: r.name,
+            secret_last4: r.secret_last4,
+            token_format: r.token_format,
+            created_by: r.created_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRow {
+    code_hash: Vec<u8>,
+    client_id: String,
+    user_id: String,
+    redirect_uri: String,
+    redirect_given: String,
+    scopes: String,
+    code_challenge: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    grant_id: Option<String>,
+}
+
+impl TryFrom<CodeRow> for CodeRecord {
+    type Error = StoreError;
+    fn try_from(r: CodeRow) -> Result<Self, StoreError> {
+        Ok(CodeRecord {
+            code_hash: hash_of(&r.code_hash)?,
+            redirect_given: r.redirect_given == "yes",
+            scopes: strings(&r.scopes, "code scopes")?,
+            created_at: Timestamp(r.created_at),
+            expires_at: Timestamp(r.expires_at),
+            used_at: r.used_at.map(Timestamp),
+            client_id: r.client_id,
+            user_id: r.user_id,
+            redirect_uri: r.redirect_uri,
+            code_challenge: r.code_challenge,
+            grant_id: r.grant_id,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    workspace: String,
+    client_id: String,
+    user_id: Option<String>,
+    grant_type: String,
+    scopes: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+const GRANT_COLUMNS: &str = "id, workspace, client_id, user_id, grant_type, scopes, created_at, revoked_at";
+
+impl TryFrom<GrantRow> for GrantRecord {
+    type Error = StoreError;
+    fn try_from(r: GrantRow) -> Result<Self, StoreError> {
+        Ok(GrantRecord {
+            scopes: strings(&r.scopes, "grant scopes")?,
+            created_at: Timestamp(r.created_at),
+            revoked_at: r.revoked_at.map(Timestamp),
+            id: r.id,
+            workspace: r.workspace,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            grant_type: r.grant_type,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    token_hash: Vec<u8>,
+    kind: String,
+    grant_id: String,
+    client_id: String,
+    user_id: Option<String>,
+    scopes: String,
+    created_at: i64,
+    expires_at: i64,
+    parent_hash: Option<Vec<u8>>,
+    used_at: Option<i64>,
+    retried_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "token_hash, kind, grant_id, client_id, user_id, scopes, created_at, expires_at, parent_hash, used_at, retried_at, revoked_at";
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> Result<Self, StoreError> {
+        Ok(TokenRecord {
+            hash: hash_of(&r.token_hash)?,
+            kind: if r.kind == "refresh" { TokenKind::Refresh } else { TokenKind::Access },
+            scopes: strings(&r.scopes, "token scopes")?,
+            created_at: Timestamp(r.created_at),
+            expires_at: Timestamp(r.expires_at),
+            parent_hash: r.parent_hash.as_deref().map(hash_of).transpose()?,
+            used_at: r.used_at.map(Timestamp),
+            retried_at: r.retried_at.map(Timestamp),
+            revoked_at: r.revoked_at.map(Timestamp),
+            grant_id: r.grant_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+        })
+    }
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (token_hash, kind, grant_id, client_id, user_id, scopes, created_at, \
+     expires_at, parent_hash, used_at, retried_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL)";
+
+const INSERT_GRANT: &str = "INSERT INTO oauth_grants (id, workspace, client_id, user_id, grant_type, scopes, created_at, revoked_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
+
+macro_rules! insert_tokens {
+    ($tx:ident, $tokens:expr) => {
+        for t in $tokens {
+            sqlx::query(INSERT_TOKEN)
+                .bind(&t.hash.0[..])
+                .bind(t.kind.as_str())
+                .bind(&t.grant_id)
+                .bind(&t.client_id)
+                .bind(&t.user_id)
+                .bind(json_list(t.scopes.clone()))
+                .bind(t.created_at.0)
+                .bind(t.expires_at.0)
+                .bind(t.parent_hash.as_ref().map(|h| h.0.to_vec()))
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+macro_rules! insert_grant {
+    ($tx:ident, $g:expr) => {
+        sqlx::query(INSERT_GRANT)
+            .bind(&$g.id)
+            .bind(&$g.workspace)
+            .bind(&$g.client_id)
+            .bind(&$g.user_id)
+            .bind(&$g.grant_type)
+            .bind(json_list($g.scopes.clone()))
+            .bind($g.created_at.0)
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+
+/// Revokes the tokens matched by `$where` (with `$1` bound to `$arg`) and puts their hashes on the change feed.
+macro_rules! revoke_tokens_where {
+    ($tx:ident, $where:expr, $arg:expr, $at:expr) => {{
+        let select = format!("SELECT token_hash FROM oauth_tokens WHERE {} AND revoked_at IS NULL", $where);
+        let update = format!("UPDATE oauth_tokens SET revoked_at = $2 WHERE {} AND revoked_at IS NULL", $where);
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(&select).bind($arg).fetch_all(&mut *$tx).await?;
+        sqlx::query(&update).bind($arg).bind($at.0).execute(&mut *$tx).await?;
+        for h in &hashes {
+            sqlx::query(INSERT_CHANGE).bind(h).bind($at.0).execute(&mut *$tx).await?;
+        }
+        hashes.len()
+    }};
+}
+
+/// Revokes a grant and its tokens inside `$tx`; evaluates to whether the grant was live.
+macro_rules! revoke_grant_in {
+    ($tx:ident, $grant_id:expr, $at:expr) => {{
+        let n = sqlx::query("UPDATE oauth_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind($grant_id)
+            .bind($at.0)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        revoke_tokens_where!($tx, "grant_id = $1", $grant_id, $at);
+        n > 0
+    }};
+}
+
+#[async_trait]
+impl OAuthStore for SqlStore {
+    async fn insert_client(&self, c: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        in_tx!(self, tx => {
+            sqlx::query(&sql)
+                .bind(&c.id)
+                .bind(&c.workspace)
+                .bind(&c.name)
+                .bind(if c.confidential { "confidential" } else { "public" })
+                .bind(c.secret_hash.map(|h| h.0.to_vec()))
+                .bind(&c.secret_last4)
+                .bind(c.previous_secret_hash.map(|h| h.0.to_vec()))
+                .bind(c.previous_secret_expires_at.map(|t| t.0))
+                .bind(json_list(c.redirect_uris.clone()))
+                .bind(json_list(c.scopes.clone()))
+                .bind(&c.token_format)
+                .bind(c.created_at.0)
+                .bind(&c.created_by)
+                .bind(c.disabled_at.map(|t| t.0))
+                .execute(&mut *tx)
+                .await?;
+            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+        let row: Option<ClientRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        row.map(ClientRecord::try_from).transpose()
+    }
+
+    async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE workspace = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<ClientRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql).bind(workspace).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+        });
+        page_of(rows, limit)
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        id: &str,
+        new_hash: &KeyHash,
+        new_last4: &str,
+        previous_expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE oauth_clients SET previous_secret_hash = secret_hash, previous_secret_expires_at = $4, \
+             secret_hash = $2, secret_last4 = $3 WHERE id = $1 AND kind = 'confidential' AND disabled_at IS NULL \
+             RETURNING {CLIENT_COLUMNS}"
+        );
+        let row: Option<ClientRow> = in_tx!(self, tx => {
+            let row: Option<ClientRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(&new_hash.0[..])
+                .bind(new_last4)
+                .bind(previous_expires_at.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            }
+            row
+        });
+        row.map(ClientRecord::try_from).transpose()
+    }
+
+    async fn disable_client(&self, id: &str, at: Timestamp, audit: &AuditEntry) -> Result<Option<ClientRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE oauth_clients SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1 RETURNING {CLIENT_COLUMNS}"
+        );
+        let row: Option<ClientRow> = in_tx!(self, tx => {
+            let row: Option<ClientRow> = sqlx::query_as(&sql).bind(id).bind(at.0).fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                sqlx::query("UPDATE oauth_grants SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                revoke_tokens_where!(tx, "client_id = $1", id, at);
+                sqlx::query("DELETE FROM oauth_consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            }
+            row
+        });
+        row.map(ClientRecord::try_from).transpose()
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let sql = "SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
+        let row: Option<String> = on_db!(self, read, p => sqlx::query_scalar(sql).bind(user_id).bind(client_id).fetch_optional(p).await?);
+        row.map(|s| strings(&s, "consent scopes")).transpose()
+    }
+
+    async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError> {
+        let sql = "INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at";
+        on_db!(self, write, p => {
+            sqlx::query(sql).bind(user_id).bind(client_id).bind(json_list(scopes.to_vec())).bind(at.0).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let grants_sql = "SELECT id FROM oauth_grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL";
+        let found = in_tx!(self, tx => {
+            let deleted = sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let grants: Vec<String> = sqlx::query_scalar(grants_sql).bind(user_id).bind(client_id).fetch_all(&mut *tx).await?;
+            for g in &grants {
+                let _ = revoke_grant_in!(tx, g, at);
+            }
+            let found = deleted > 0 || !grants.is_empty();
+            if found {
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            }
+            found
+        });
+        Ok(found)
+    }
+
+    async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC LIMIT 500");
+        let rows: Vec<GrantRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await?);
+        rows.into_iter().map(GrantRecord::try_from).collect()
+    }
+
+    async fn grant_by_id(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id = $1");
+        let row: Option<GrantRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        row.map(GrantRecord::try_from).transpose()
+    }
+
+    async fn insert_code(&self, c: &CodeRecord) -> Result<(), StoreError> {
+        let sql = "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, redirect_given, scopes, code_challenge, \
+                   created_at, expires_at, used_at, grant_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL)";
+        on_db!(self, write, p => {
+            sqlx::query(sql)
+                .bind(&c.code_hash.0[..])
+                .bind(&c.client_id)
+                .bind(&c.user_id)
+                .bind(&c.redirect_uri)
+                .bind(if c.redirect_given { "yes" } else { "no" })
+                .bind(json_list(c.scopes.clone()))
+                .bind(&c.code_challenge)
+                .bind(c.created_at.0)
+                .bind(c.expires_at.0)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn code_by_hash(&self, hash: &KeyHash) -> Result<Option<CodeRecord>, StoreError> {
+        let sql = "SELECT code_hash, client_id, user_id, redirect_uri, redirect_given, scopes, code_challenge, created_at, \
+                   expires_at, used_at, grant_id FROM oauth_codes WHERE code_hash = $1";
+        let row: Option<CodeRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        row.map(CodeRecord::try_from).transpose()
+    }
+
+    async fn burn_code(&self, hash: &KeyHash, at: Timestamp) -> Result<(), StoreError> {
+        let sql = "UPDATE oauth_codes SET used_at = COALESCE(used_at, $2) WHERE code_hash = $1";
+        on_db!(self, write, p => { sqlx::query(sql).bind(&hash.0[..]).bind(at.0).execute(p).await?; });
+        Ok(())
+    }
+
+    async fn redeem_code(
+        &self,
+        hash: &KeyHash,
+        now: Timestamp,
+        grant: &GrantRecord,
+        tokens: &[TokenRecord],
+        audit: &AuditEntry,
+        replay_audit: &AuditEntry,
+    ) -> Result<CodeOutcome, StoreError> {
+        let spend = "UPDATE oauth_codes SET used_at = $2, grant_id = $3 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let look = "SELECT used_at, grant_id FROM oauth_codes WHERE code_hash = $1";
+        let outcome = in_tx!(self, tx => {
+            let n = sqlx::query(spend).bind(&hash.0[..]).bind(now.0).bind(&grant.id).execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                insert_grant!(tx, grant);
+                insert_tokens!(tx, tokens);
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                CodeOutcome::Redeemed
+            } else {
+                let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(look).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
+                match row {
+                    Some((Some(_), grant_id)) => {
+                        if let Some(g) = &grant_id {
+                            if revoke_grant_in!(tx, g, now) {
+                                bind_audit!(sqlx::query(INSERT_AUDIT), replay_audit).execute(&mut *tx).await?;
+                            }
+                        }
+                        CodeOutcome::Replayed { grant_id }
+                    }
+                    _ => CodeOutcome::Invalid,
+                }
+            }
+        });
+        Ok(outcome)
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord, tokens: &[TokenRecord], audit: &AuditEntry) -> Result<(), StoreError> {
+        in_tx!(self, tx => {
+            insert_grant!(tx, grant);
+            insert_tokens!(tx, tokens);
+            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &KeyHash) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE token_hash = $1");
+        let row: Option<TokenRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        row.map(TokenRecord::try_from).transpose()
+    }
+
+    async fn refresh(
+        &self,
+        hash: &KeyHash,
+        client_id: &str,
+        now: Timestamp,
+        race_window_ms: i64,
+        new_pair: &[TokenRecord],
+        reuse_audit: &AuditEntry,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let spend = "UPDATE oauth_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' AND client_id = $3 \
+                     AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2";
+        let look = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE token_hash = $1");
+        let successor_unused = "SELECT COUNT(*) FROM oauth_tokens WHERE parent_hash = $1 AND kind = 'refresh' \
+                                AND used_at IS NULL AND revoked_at IS NULL";
+        let outcome = in_tx!(self, tx => {
+            let n = sqlx::query(spend).bind(&hash.0[..]).bind(now.0).bind(client_id).execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                insert_tokens!(tx, new_pair);
+                RefreshOutcome::Rotated
+            } else {
+                let row: Option<TokenRow> = sqlx::query_as(&look).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
+                match row {
+                    Some(r) if r.kind == "refresh" && r.client_id == client_id && r.revoked_at.is_none() && r.expires_at > now.0 => {
+                        let used_at = r.used_at.unwrap_or(now.0);
+                        let unused: i64 = sqlx::query_scalar(successor_unused).bind(&hash.0[..]).fetch_one(&mut *tx).await?;
+                        if now.0 - used_at < race_window_ms {
+                            RefreshOutcome::Concurrent
+                        } else if r.retried_at.is_none() && unused > 0 {
+                            sqlx::query("UPDATE oauth_tokens SET retried_at = $2 WHERE token_hash = $1")
+                                .bind(&hash.0[..])
+                                .bind(now.0)
+                                .execute(&mut *tx)
+                                .await?;
+                            revoke_tokens_where!(tx, "parent_hash = $1", &hash.0[..], now);
+                            insert_tokens!(tx, new_pair);
+                            RefreshOutcome::Retried
+                        } else {
+                            let _ = revoke_grant_in!(tx, &r.grant_id, now);
+                            bind_audit!(sqlx::query(INSERT_AUDIT), reuse_audit).execute(&mut *tx).await?;
+                            RefreshOutcome::Reused { grant_id: r.grant_id }
+                        }
+                    }
+                    _ => RefreshOutcome::Invalid,
+                }
+            }
+        });
+        Ok(outcome)
+    }
+
+    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError> {
+        let n = in_tx!(self, tx => revoke_tokens_where!(tx, "token_hash = $1", &hash.0[..], at));
+        Ok(n > 0)
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let live = in_tx!(self, tx => {
+            let live = revoke_grant_in!(tx, grant_id, at);
+            if live {
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            }
+            live
+        });
+        Ok(live)
+    }
+
+    async fn delete_expired_oauth(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let n = on_db!(self, write, p => {
+            let a = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1").bind(before.0).execute(p).await?.rows_affected();
+            let b = sqlx::query("DELETE FROM oauth_tokens WHERE expires_at < $1").bind(before.0).execute(p).await?.rows_affected();
+            a + b
+        });
+        Ok(n)
+    }
+}
