@@ -38,8 +38,22 @@ ensure_browser_test_packages() {
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
 }
 
+ensure_oauth_client_packages() {
+  # Third-party OAuth clients the suite runs against a real Gatehouse: openid-client (npm), Authlib (PyPI).
+  if [ ! -d tests/oauth-clients/node_modules/openid-client ]; then
+    log "installing openid-client for the OAuth client test"
+    (cd tests/oauth-clients && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ ! -x tests/oauth-clients/.venv/bin/python ] || ! tests/oauth-clients/.venv/bin/python -c 'import authlib, requests' 2>/dev/null; then
+    log "installing Authlib for the OAuth client test"
+    python3 -m venv tests/oauth-clients/.venv
+    tests/oauth-clients/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/oauth-clients/requirements.txt
+  fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_oauth_client_packages
 ensure_chromium
 ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -65,6 +65,9 @@ pub enum Command {
     /// Create, list, revoke, roll and verify API keys (works with no server running).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// OAuth clients: register, list, rotate secrets, disable (works with no server running).
+    #[command(subcommand)]
+    Oauth(crate::oauth_cmd::OAuthCommand),
     /// Webhook tools.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -226,6 +229,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = config::load(&cli.global.flags(None))?;
             let store = open_store(&cfg).await?;
             let code = crate::keys_cmd::run(cmd, &cfg, Arc::new(store.clone()), json).await;
+            store.close().await;
+            code
+        }
+        Command::Oauth(cmd) => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            let store = open_store(&cfg).await?;
+            let code = crate::oauth_cmd::run(cmd, &cfg, Arc::new(store.clone()), json).await;
             store.close().await;
             code
         }

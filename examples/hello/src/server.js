@@ -11,6 +11,7 @@ function identity(req) {
     user: pick("x-gatehouse-user"),
     email: pick("x-gatehouse-email"),
     key_id: pick("x-gatehouse-key-id"),
+    client_id: pick("x-gatehouse-client-id"),
     scopes: pick("x-gatehouse-scopes"),
     environment: pick("x-gatehouse-environment"),
     client_ip: pick("x-real-ip"),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod newcomer;
+mod oauth_clients;
 mod up;
 
 use std::path::Path;
