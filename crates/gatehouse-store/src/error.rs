@@ -1,7 +1,7 @@
 //! Storage errors in words the server can map: unavailable (503), conflict (409), or a bug (500).
 
 /// What went wrong in storage. Messages never contain secrets.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or timed out; callers fail closed (503).
     #[error("storage is unavailable: {0}")]

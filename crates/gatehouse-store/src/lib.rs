@@ -14,6 +14,7 @@ use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use error::StoreError;
 pub use oauth::OAuthStore;
+pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
 
 /// One entry of the append-only audit log. Never holds a secret.

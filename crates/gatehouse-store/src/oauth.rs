@@ -111,6 +111,26 @@ pub enum RefreshOutcome {
     Invalid,
 }
 
+/// A client_credentials grant to store: the grant, its token(s), its audit entry.
+#[derive(Clone, Debug)]
+pub struct NewGrant {
+    pub grant: GrantRecord,
+    pub tokens: Vec<TokenRecord>,
+    pub audit: AuditEntry,
+}
+
+/// One presentation of a refresh token.
+#[derive(Clone, Debug)]
+pub struct RefreshRequest {
+    pub hash: KeyHash,
+    pub client_id: String,
+    pub now: Timestamp,
+    /// A replay within this many milliseconds of the first use is `Concurrent`.
+    pub race_window_ms: i64,
+    pub new_pair: Vec<TokenRecord>,
+    pub reuse_audit: AuditEntry,
+}
+
 /// What redeeming a code did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodeOutcome {
@@ -165,20 +185,14 @@ pub trait OAuthStore: Send + Sync {
         replay_audit: &AuditEntry,
     ) -> Result<CodeOutcome, StoreError>;
 
-    /// Stores a grant with its tokens (client_credentials).
-    async fn insert_grant(&self, grant: &GrantRecord, tokens: &[TokenRecord], audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Stores grants with their tokens and audit entries (client_credentials), all in one transaction
+    /// with one multi-row insert per table, so a burst of requests costs one commit.
+    async fn insert_grants(&self, items: &[NewGrant]) -> Result<(), StoreError>;
     async fn token_by_hash(&self, hash: &KeyHash) -> Result<Option<TokenRecord>, StoreError>;
-    /// Presents a refresh token (SPEC §7 rotation, lost-response retry, reuse detection) in one transaction.
-    /// `new_pair` is stored only for `Rotated` and `Retried`; `reuse_audit` only for `Reused`.
-    async fn refresh(
-        &self,
-        hash: &KeyHash,
-        client_id: &str,
-        now: Timestamp,
-        race_window_ms: i64,
-        new_pair: &[TokenRecord],
-        reuse_audit: &AuditEntry,
-    ) -> Result<RefreshOutcome, StoreError>;
+    /// Presents refresh tokens (SPEC §7 rotation, lost-response retry, reuse detection), in order, in one
+    /// transaction: each item sees the effect of the ones before it, so the same token twice in a batch
+    /// rotates once. A new pair is stored only for `Rotated` and `Retried`; the reuse audit only for `Reused`.
+    async fn refresh_many(&self, items: &[RefreshRequest]) -> Result<Vec<RefreshOutcome>, StoreError>;
     /// Revokes one access token.
     async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError>;
     /// Revokes a grant and all its tokens. `false` if it was unknown or already revoked.

@@ -4,8 +4,13 @@ use async_trait::async_trait;
 use gatehouse_core::{KeyHash, Timestamp};
 
 use super::{hash_of, json_list, page_of, Db, SqlStore, INSERT_AUDIT, INSERT_CHANGE};
-use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, OAuthStore, RefreshOutcome, TokenKind, TokenRecord};
+use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
+
+/// The change-feed entry of a client (its cached copy on every node is dropped when it changes).
+pub fn client_feed_hash(client_id: &str) -> KeyHash {
+    KeyHash::of(&format!("oauth-client:{client_id}"))
+}
 
 fn strings(json: &str, what: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(json).map_err(|_| StoreError::Corrupt(format!("oauth {what}")))
@@ -182,6 +187,30 @@ macro_rules! insert_tokens {
     };
 }
 
+/// Inserts many tokens with one statement.
+macro_rules! insert_tokens_multi {
+    ($tx:ident, $tokens:expr) => {{
+        let tokens: Vec<&TokenRecord> = $tokens;
+        for chunk in tokens.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO oauth_tokens (token_hash, kind, grant_id, client_id, user_id, scopes, created_at, expires_at, parent_hash) ",
+            );
+            qb.push_values(chunk, |mut b, t| {
+                b.push_bind(t.hash.0.to_vec())
+                    .push_bind(t.kind.as_str())
+                    .push_bind(t.grant_id.clone())
+                    .push_bind(t.client_id.clone())
+                    .push_bind(t.user_id.clone())
+                    .push_bind(json_list(t.scopes.clone()))
+                    .push_bind(t.created_at.0)
+                    .push_bind(t.expires_at.0)
+                    .push_bind(t.parent_hash.map(|h| h.0.to_vec()));
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 macro_rules! insert_grant {
     ($tx:ident, $g:expr) => {
         sqlx::query(INSERT_GRANT)
@@ -294,6 +323,7 @@ impl OAuthStore for SqlStore {
                 .await?;
             if row.is_some() {
                 bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
             }
             row
         });
@@ -314,6 +344,7 @@ impl OAuthStore for SqlStore {
                     .await?;
                 revoke_tokens_where!(tx, "client_id = $1", id, at);
                 sqlx::query("DELETE FROM oauth_consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(at.0).execute(&mut *tx).await?;
                 bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
             }
             row
@@ -439,11 +470,46 @@ impl OAuthStore for SqlStore {
         Ok(outcome)
     }
 
-    async fn insert_grant(&self, grant: &GrantRecord, tokens: &[TokenRecord], audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn insert_grants(&self, items: &[NewGrant]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         in_tx!(self, tx => {
-            insert_grant!(tx, grant);
-            insert_tokens!(tx, tokens);
-            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            for chunk in items.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO oauth_grants (id, workspace, client_id, user_id, grant_type, scopes, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, i| {
+                    let g = &i.grant;
+                    b.push_bind(g.id.clone())
+                        .push_bind(g.workspace.clone())
+                        .push_bind(g.client_id.clone())
+                        .push_bind(g.user_id.clone())
+                        .push_bind(g.grant_type.clone())
+                        .push_bind(json_list(g.scopes.clone()))
+                        .push_bind(g.created_at.0);
+                });
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_log (id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details) ",
+                );
+                qb.push_values(chunk, |mut b, i| {
+                    let a = &i.audit;
+                    b.push_bind(a.id.clone())
+                        .push_bind(a.workspace.clone())
+                        .push_bind(a.environment.map(|e| e.as_str()))
+                        .push_bind(a.at.0)
+                        .push_bind(a.actor.clone())
+                        .push_bind(a.action.clone())
+                        .push_bind(a.target_type.clone())
+                        .push_bind(a.target_id.clone())
+                        .push_bind(a.request_id.clone())
+                        .push_bind(a.ip.clone())
+                        .push_bind(a.details.to_string());
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            insert_tokens_multi!(tx, items.iter().flat_map(|i| i.tokens.iter()).collect());
         });
         Ok(())
     }
@@ -454,53 +520,62 @@ impl OAuthStore for SqlStore {
         row.map(TokenRecord::try_from).transpose()
     }
 
-    async fn refresh(
-        &self,
-        hash: &KeyHash,
-        client_id: &str,
-        now: Timestamp,
-        race_window_ms: i64,
-        new_pair: &[TokenRecord],
-        reuse_audit: &AuditEntry,
-    ) -> Result<RefreshOutcome, StoreError> {
+    async fn refresh_many(&self, items: &[RefreshRequest]) -> Result<Vec<RefreshOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(vec![]);
+        }
         let spend = "UPDATE oauth_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' AND client_id = $3 \
                      AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2";
         let look = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE token_hash = $1");
         let successor_unused = "SELECT COUNT(*) FROM oauth_tokens WHERE parent_hash = $1 AND kind = 'refresh' \
                                 AND used_at IS NULL AND revoked_at IS NULL";
-        let outcome = in_tx!(self, tx => {
-            let n = sqlx::query(spend).bind(&hash.0[..]).bind(now.0).bind(client_id).execute(&mut *tx).await?.rows_affected();
-            if n == 1 {
-                insert_tokens!(tx, new_pair);
-                RefreshOutcome::Rotated
-            } else {
-                let row: Option<TokenRow> = sqlx::query_as(&look).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
-                match row {
-                    Some(r) if r.kind == "refresh" && r.client_id == client_id && r.revoked_at.is_none() && r.expires_at > now.0 => {
-                        let used_at = r.used_at.unwrap_or(now.0);
-                        let unused: i64 = sqlx::query_scalar(successor_unused).bind(&hash.0[..]).fetch_one(&mut *tx).await?;
-                        if now.0 - used_at < race_window_ms {
-                            RefreshOutcome::Concurrent
-                        } else if r.retried_at.is_none() && unused > 0 {
-                            sqlx::query("UPDATE oauth_tokens SET retried_at = $2 WHERE token_hash = $1")
-                                .bind(&hash.0[..])
-                                .bind(now.0)
-                                .execute(&mut *tx)
-                                .await?;
-                            revoke_tokens_where!(tx, "parent_hash = $1", &hash.0[..], now);
-                            insert_tokens!(tx, new_pair);
-                            RefreshOutcome::Retried
-                        } else {
-                            let _ = revoke_grant_in!(tx, &r.grant_id, now);
-                            bind_audit!(sqlx::query(INSERT_AUDIT), reuse_audit).execute(&mut *tx).await?;
-                            RefreshOutcome::Reused { grant_id: r.grant_id }
+        let outcomes = in_tx!(self, tx => {
+            let mut outcomes = Vec::with_capacity(items.len());
+            // New pairs of rotations are inserted together at the end; a later item of the same batch
+            // never looks at them (it can only present a token the client already held).
+            let mut fresh: Vec<&TokenRecord> = Vec::new();
+            for it in items {
+                let (hash, now) = (&it.hash, it.now);
+                let n = sqlx::query(spend).bind(&hash.0[..]).bind(now.0).bind(&it.client_id).execute(&mut *tx).await?.rows_affected();
+                let outcome = if n == 1 {
+                    fresh.extend(it.new_pair.iter());
+                    RefreshOutcome::Rotated
+                } else {
+                    let row: Option<TokenRow> = sqlx::query_as(&look).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
+                    match row {
+                        Some(r) if r.kind == "refresh" && r.client_id == it.client_id && r.revoked_at.is_none() && r.expires_at > now.0 => {
+                            let used_at = r.used_at.unwrap_or(now.0);
+                            // Successors still waiting in `fresh` are unused by definition.
+                            let pending = fresh.iter().any(|t| t.parent_hash.as_ref() == Some(hash));
+                            let unused: i64 = sqlx::query_scalar(successor_unused).bind(&hash.0[..]).fetch_one(&mut *tx).await?;
+                            if now.0 - used_at < it.race_window_ms {
+                                RefreshOutcome::Concurrent
+                            } else if r.retried_at.is_none() && (unused > 0 || pending) {
+                                sqlx::query("UPDATE oauth_tokens SET retried_at = $2 WHERE token_hash = $1")
+                                    .bind(&hash.0[..])
+                                    .bind(now.0)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                revoke_tokens_where!(tx, "parent_hash = $1", &hash.0[..], now);
+                                fresh.retain(|t| t.parent_hash.as_ref() != Some(hash));
+                                fresh.extend(it.new_pair.iter());
+                                RefreshOutcome::Retried
+                            } else {
+                                let _ = revoke_grant_in!(tx, &r.grant_id, now);
+                                fresh.retain(|t| t.grant_id != r.grant_id);
+                                bind_audit!(sqlx::query(INSERT_AUDIT), &it.reuse_audit).execute(&mut *tx).await?;
+                                RefreshOutcome::Reused { grant_id: r.grant_id }
+                            }
                         }
+                        _ => RefreshOutcome::Invalid,
                     }
-                    _ => RefreshOutcome::Invalid,
-                }
+                };
+                outcomes.push(outcome);
             }
+            insert_tokens_multi!(tx, fresh);
+            outcomes
         });
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError> {

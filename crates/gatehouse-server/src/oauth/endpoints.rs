@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gatehouse_core::oauth::{pkce_s256_ok, redirect_uri_matches, valid_challenge};
 use gatehouse_core::{ApiKey, KeyHash, Scope, Timestamp, VerifyContext};
-use gatehouse_store::oauth::{ClientRecord, CodeOutcome, CodeRecord, RefreshOutcome, TokenKind};
+use gatehouse_store::oauth::{ClientRecord, CodeOutcome, CodeRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind};
 use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
@@ -462,7 +462,8 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
     let m = meta(state, headers, peer);
     let reuse_audit = state.oauth.audit(&client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
     let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;
-    match state.store.refresh(&hash, &client.id, Timestamp::now(), race, &tokens, &reuse_audit).await? {
+    let req = RefreshRequest { hash, client_id: client.id.clone(), now: Timestamp::now(), race_window_ms: race, new_pair: tokens, reuse_audit };
+    match state.oauth.present_refresh(req).await? {
         RefreshOutcome::Rotated => Ok(resp),
         RefreshOutcome::Retried => {
             state.oauth.forget_grant(&rec.grant_id);
@@ -487,7 +488,7 @@ async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketA
     let grant = state.oauth.new_grant(client, None, "client_credentials", &scopes);
     let (resp, tokens) = state.oauth.mint(client, &grant.id, None, &scopes, None, None, &state.web.signer);
     let audit = state.oauth.audit(&client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
-    state.store.insert_grant(&grant, &tokens, &audit).await?;
+    state.oauth.store_grant(NewGrant { grant, tokens, audit }).await?;
     Ok(resp)
 }
 

@@ -7,6 +7,7 @@
 //! token's hash is the truth, so revocation works for both. Verified access tokens are cached like
 //! API keys and dropped through the same change feed.
 
+pub mod batch;
 pub mod endpoints;
 pub mod error;
 
@@ -19,7 +20,7 @@ use base64::Engine;
 use gatehouse_core::id::{looks_like, new_id};
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
 use gatehouse_core::{KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
-use gatehouse_store::oauth::{ClientRecord, GrantRecord, TokenKind, TokenRecord};
+use gatehouse_store::oauth::{ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store, StoreError, UserRecord};
 use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
@@ -99,6 +100,10 @@ pub struct OAuthService {
     pub cfg: OAuthConfig,
     verifier: Verifier,
     cache: RwLock<HashMap<KeyHash, Arc<ActiveToken>>>,
+    /// Clients by the hash of their change-feed name (`client_feed_hash`).
+    clients: RwLock<HashMap<KeyHash, Arc<ClientRecord>>>,
+    grants: batch::Batcher<NewGrant, ()>,
+    refreshes: batch::Batcher<RefreshRequest, RefreshOutcome>,
 }
 
 impl std::fmt::Debug for OAuthService {
@@ -143,7 +148,27 @@ pub fn requested_scopes(param: Option<&str>, allowed: &[String]) -> Result<Vec<S
 
 impl OAuthService {
     pub fn new(store: Arc<dyn Store>, namespace: Namespace, workspace: String, cfg: OAuthConfig, verifier: Verifier) -> Arc<Self> {
-        let me = Arc::new(Self { store, namespace, workspace, cfg, verifier: verifier.clone(), cache: RwLock::default() });
+        let s = store.clone();
+        let grants = batch::Batcher::new(256, move |items: Vec<NewGrant>| {
+            let s = s.clone();
+            async move { s.insert_grants(&items).await.map(|()| vec![(); items.len()]) }
+        });
+        let s = store.clone();
+        let refreshes = batch::Batcher::new(256, move |items: Vec<RefreshRequest>| {
+            let s = s.clone();
+            async move { s.refresh_many(&items).await }
+        });
+        let me = Arc::new(Self {
+            store,
+            namespace,
+            workspace,
+            cfg,
+            verifier: verifier.clone(),
+            cache: RwLock::default(),
+            clients: RwLock::default(),
+            grants,
+            refreshes,
+        });
         verifier.subscribe(me.clone());
         me
     }
@@ -274,6 +299,7 @@ impl OAuthService {
             .rotate_client_secret(id, &KeyHash::of(secret.expose()), &last4(secret.expose()), until, &audit)
             .await?
             .ok_or_else(|| ServiceError::Conflict("the client changed while rotating; try again".into()))?;
+        self.forget_client(id);
         Ok((updated, secret))
     }
 
@@ -282,8 +308,41 @@ impl OAuthService {
         self.get_client(id).await?;
         let audit = self.audit(&actor.id(), meta, "oauth.client.disabled", "oauth_client", id, serde_json::json!({}));
         let c = self.store.disable_client(id, Timestamp::now(), &audit).await?.ok_or_else(|| ServiceError::NotFound("no such client".into()))?;
+        self.forget_client(id);
         self.cache.write().retain(|_, t| t.record.client_id != id);
         Ok(c)
+    }
+
+    /// Stores a client_credentials grant (group-committed with concurrent ones).
+    pub async fn store_grant(&self, item: NewGrant) -> Result<(), StoreError> {
+        self.grants.submit(item).await
+    }
+
+    /// Presents a refresh token (group-committed with concurrent ones; see `OAuthStore::refresh_many`).
+    pub async fn present_refresh(&self, item: RefreshRequest) -> Result<RefreshOutcome, StoreError> {
+        self.refreshes.submit(item).await
+    }
+
+    /// A client by id: from the cache while the change feed is fresh, else from storage.
+    async fn client(&self, id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        let key = gatehouse_store::client_feed_hash(id);
+        if self.verifier.cache_trusted() {
+            if let Some(c) = self.clients.read().get(&key) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        let Some(c) = self.store.client_by_id(id).await? else { return Ok(None) };
+        let c = Arc::new(c);
+        let mut clients = self.clients.write();
+        if clients.len() > 100_000 {
+            clients.clear();
+        }
+        clients.insert(key, c.clone());
+        Ok(Some(c))
+    }
+
+    fn forget_client(&self, id: &str) {
+        self.clients.write().remove(&gatehouse_store::client_feed_hash(id));
     }
 
     /// Checks a client's credentials (SPEC §7 client auth). `secret` is `None` for `none`.
@@ -291,7 +350,7 @@ impl OAuthService {
         if !looks_like("client", id) {
             return Ok(None);
         }
-        let Some(c) = self.store.client_by_id(id).await? else { return Ok(None) };
+        let Some(c) = self.client(id).await? else { return Ok(None) };
         if c.disabled_at.is_some() || c.workspace != self.workspace {
             return Ok(None);
         }
@@ -306,7 +365,7 @@ impl OAuthService {
             }
             _ => false,
         };
-        Ok(ok.then_some(c))
+        Ok(ok.then(|| (*c).clone()))
     }
 
     // ---- tokens --------------------------------------------------------------------------------
@@ -444,10 +503,12 @@ impl OAuthService {
 impl ChangeSink for OAuthService {
     fn invalidate(&self, hash: &KeyHash) {
         self.cache.write().remove(hash);
+        self.clients.write().remove(hash);
     }
 
     fn invalidate_all(&self) {
         self.cache.write().clear();
+        self.clients.write().clear();
     }
 }
 

@@ -1,6 +1,7 @@
 //! Storage stories: each runs on SQLite and on PostgreSQL, each time in a fresh database.
 
 mod keys;
+mod oauth;
 
 use gatehouse_core::apikey::{generate, ApiKey, Namespace};
 use gatehouse_core::{id::new_id, Environment, IpAllowlist, KeyKind, KeyRecord, ScopeSet, Timestamp};
