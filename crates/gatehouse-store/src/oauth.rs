@@ -193,8 +193,8 @@ pub trait OAuthStore: Send + Sync {
     /// transaction: each item sees the effect of the ones before it, so the same token twice in a batch
     /// rotates once. A new pair is stored only for `Rotated` and `Retried`; the reuse audit only for `Reused`.
     async fn refresh_many(&self, items: &[RefreshRequest]) -> Result<Vec<RefreshOutcome>, StoreError>;
-    /// Revokes one access token.
-    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError>;
+    /// Revokes one access token, audited. `false` if it was unknown or already revoked.
+    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
     /// Revokes a grant and all its tokens. `false` if it was unknown or already revoked.
     async fn revoke_grant(&self, grant_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
     /// Deletes codes and tokens that ended before `before`. Returns how many rows went.

@@ -578,8 +578,14 @@ impl OAuthStore for SqlStore {
         Ok(outcomes)
     }
 
-    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp) -> Result<bool, StoreError> {
-        let n = in_tx!(self, tx => revoke_tokens_where!(tx, "token_hash = $1", &hash.0[..], at));
+    async fn revoke_token(&self, hash: &KeyHash, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let n = in_tx!(self, tx => {
+            let n = revoke_tokens_where!(tx, "token_hash = $1", &hash.0[..], at);
+            if n > 0 {
+                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            }
+            n
+        });
         Ok(n > 0)
     }
 

@@ -505,7 +505,8 @@ pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>
             if rec.client_id == client.id {
                 match rec.kind {
                     TokenKind::Access => {
-                        state.store.revoke_token(&hash, Timestamp::now()).await?;
+                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
+                        state.store.revoke_token(&hash, Timestamp::now(), &audit).await?;
                         state.oauth.forget_token(&hash);
                     }
                     TokenKind::Refresh => {

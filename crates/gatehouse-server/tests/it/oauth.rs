@@ -248,7 +248,9 @@ async fn oauth2_crate_completes_the_whole_flow(b: Backend) {
     assert_eq!(s, 401);
     assert!(h["www-authenticate"].to_str().unwrap().contains("invalid_token"));
     let actions = audit_actions(&e).await;
-    assert!(actions.contains(&"oauth.client.created".to_owned()) && actions.contains(&"oauth.grant.created".to_owned()), "{actions:?}");
+    for a in ["oauth.client.created", "oauth.grant.created", "oauth.access_token.revoked"] {
+        assert!(actions.contains(&a.to_owned()), "{a} missing from {actions:?}");
+    }
 }
 
 // ---- hostile cases -------------------------------------------------------------------------------
