@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod id;
 pub mod ipallow;
 pub mod oauth;
+pub mod destination;
 pub mod path;
 pub mod ratelimit;
 pub mod record;

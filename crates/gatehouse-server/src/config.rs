@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub public_url: String,
     pub sessions: crate::sessions::SessionConfig,
     pub oauth: crate::oauth::OAuthConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
+    /// Run the webhook delivery worker in this process (every node may; rows are claimed, not locked).
+    pub webhook_worker: bool,
 }
 
 /// The documented request body limit of the management API.
@@ -73,6 +76,8 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:4455".to_owned(),
             sessions: crate::sessions::SessionConfig::default(),
             oauth: crate::oauth::OAuthConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
+            webhook_worker: true,
         }
     }
 }

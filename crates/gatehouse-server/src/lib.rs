@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod users;
 pub mod verifier;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub sessions: Arc<sessions::Sessions>,
     pub users: users::Users,
     pub oauth: Arc<oauth::OAuthService>,
+    pub webhooks: webhooks::WebhookService,
     pub web: WebState,
 }
 
@@ -87,6 +89,7 @@ impl App {
         let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
         let users = users::Users::new(store.clone(), config.workspace.clone());
+        let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
         let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), config.oauth.clone(), verifier.clone());
         let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();
         let web = WebState {
@@ -97,7 +100,7 @@ impl App {
             signer,
             setup_token: parking_lot::Mutex::new(None),
         };
-        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, oauth, web }) })
+        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, oauth, webhooks, web }) })
     }
 
     /// The axum router of the control plane.
@@ -119,6 +122,10 @@ impl App {
                 state.sessions.flush_activity().await;
             }
         }));
+        if self.state.config.webhook_worker {
+            let worker = webhooks::worker::Worker::new(self.state.store.clone(), self.state.config.webhooks.clone(), webhooks::worker::system_clock());
+            handles.push(Arc::new(worker).spawn());
+        }
         let state = self.state.clone();
         handles.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));

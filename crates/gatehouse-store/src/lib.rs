@@ -5,6 +5,7 @@
 
 mod error;
 pub mod oauth;
+pub mod webhooks;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -14,6 +15,7 @@ use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use error::StoreError;
 pub use oauth::OAuthStore;
+pub use webhooks::WebhookStore;
 pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
 
@@ -185,7 +187,7 @@ pub trait SecretStore: Send + Sync {
 
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + OAuthStore + Send + Sync + std::fmt::Debug {
+pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + OAuthStore + WebhookStore + Send + Sync + std::fmt::Debug {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `sqlite` or `postgres`, for logs and metrics only.

@@ -320,12 +320,68 @@ macro_rules! bind_audit {
     };
 }
 
+/// Writes an audit entry and, when its action is an event type (SPEC §6), the event and one pending
+/// delivery per enabled endpoint that wants it — in the caller's transaction: the transactional outbox.
+macro_rules! record {
+    ($tx:ident, $a:expr) => {{
+        let a: &AuditEntry = $a;
+        bind_audit!(sqlx::query(INSERT_AUDIT), a).execute(&mut *$tx).await?;
+        if crate::webhooks::EVENT_TYPES.contains(&a.action.as_str()) {
+            let (event_id, env, body) = event_of(a);
+            sqlx::query(INSERT_EVENT)
+                .bind(&event_id)
+                .bind(&a.workspace)
+                .bind(&env)
+                .bind(&a.action)
+                .bind(a.at.0)
+                .bind(&body)
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query(FAN_OUT)
+                .bind(&event_id)
+                .bind(a.at.0)
+                .bind(&a.workspace)
+                .bind(&env)
+                .bind(format!("%\"{}\"%", a.action))
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
+const INSERT_EVENT: &str = "INSERT INTO webhook_events (id, workspace, environment, type, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// One pending delivery per enabled endpoint of the workspace and environment that wants the type.
+/// Event types are validated names, so the LIKE pattern holds no user input.
+const FAN_OUT: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at) \
+     SELECT $1, id, 'pending', 0, $2 FROM webhook_endpoints WHERE workspace = $3 AND environment = $4 \
+     AND disabled_at IS NULL AND (event_types LIKE $5 OR event_types LIKE '%\"*\"%')";
+
+/// The event an audit entry announces: its id, environment and the JSON body of SPEC §6.
+fn event_of(a: &AuditEntry) -> (String, String, String) {
+    let id = gatehouse_core::id::new_id("evt", a.at.0);
+    let env = a.environment.map_or("live", |e| e.as_str()).to_owned();
+    let mut object = serde_json::Map::new();
+    object.insert("id".into(), a.target_id.clone().into());
+    object.insert("object".into(), a.target_type.clone().into());
+    if let serde_json::Value::Object(d) = &a.details {
+        for (k, v) in d {
+            object.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let body = serde_json::json!({
+        "id": id, "type": a.action, "created": a.at.unix_seconds(), "workspace": a.workspace,
+        "environment": env, "data": {"object": object},
+    });
+    (id, env, body.to_string())
+}
+
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         in_tx!(self, tx => {
             bind_key!(sqlx::query(INSERT_KEY), key).execute(&mut *tx).await?;
-            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            record!(tx, audit);
             // New keys go on the feed too, so other nodes drop a negative cache entry for this hash.
             sqlx::query(INSERT_CHANGE).bind(&key.hash.0[..]).bind(audit.at.0).execute(&mut *tx).await?;
         });
@@ -382,7 +438,7 @@ impl KeyStore for SqlStore {
             let row: Option<KeyRow> =
                 sqlx::query_as(&sql).bind(workspace).bind(id).bind(at.0).fetch_optional(&mut *tx).await?;
             if let Some(r) = &row {
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
                 sqlx::query(INSERT_CHANGE).bind(&r.key_hash).bind(at.0).execute(&mut *tx).await?;
             }
             row
@@ -414,7 +470,7 @@ impl KeyStore for SqlStore {
             match &row {
                 Some(r) => {
                     bind_key!(sqlx::query(INSERT_KEY), new).execute(&mut *tx).await?;
-                    bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                    record!(tx, audit);
                     sqlx::query(INSERT_CHANGE).bind(&r.key_hash).bind(audit.at.0).execute(&mut *tx).await?;
                     sqlx::query(INSERT_CHANGE).bind(&new.hash.0[..]).bind(audit.at.0).execute(&mut *tx).await?;
                 }
@@ -564,7 +620,7 @@ impl UserStore for SqlStore {
                 .bind(user.disabled_at.map(|t| t.0))
                 .execute(&mut *tx)
                 .await?;
-            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            record!(tx, audit);
         });
         Ok(())
     }
@@ -738,3 +794,6 @@ impl Store for SqlStore {
 #[path = "sql_oauth.rs"]
 mod oauth_sql;
 pub use oauth_sql::client_feed_hash;
+
+#[path = "sql_webhooks.rs"]
+mod webhooks_sql;

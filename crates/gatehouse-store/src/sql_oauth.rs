@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use gatehouse_core::{KeyHash, Timestamp};
 
-use super::{hash_of, json_list, page_of, Db, SqlStore, INSERT_AUDIT, INSERT_CHANGE};
+use super::{event_of, hash_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_CHANGE, INSERT_EVENT};
 use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -278,7 +278,7 @@ impl OAuthStore for SqlStore {
                 .bind(c.disabled_at.map(|t| t.0))
                 .execute(&mut *tx)
                 .await?;
-            bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+            record!(tx, audit);
         });
         Ok(())
     }
@@ -322,7 +322,7 @@ impl OAuthStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if row.is_some() {
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
                 sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
             }
             row
@@ -345,7 +345,7 @@ impl OAuthStore for SqlStore {
                 revoke_tokens_where!(tx, "client_id = $1", id, at);
                 sqlx::query("DELETE FROM oauth_consents WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(at.0).execute(&mut *tx).await?;
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
             }
             row
         });
@@ -382,7 +382,7 @@ impl OAuthStore for SqlStore {
             }
             let found = deleted > 0 || !grants.is_empty();
             if found {
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
             }
             found
         });
@@ -450,7 +450,7 @@ impl OAuthStore for SqlStore {
             if n == 1 {
                 insert_grant!(tx, grant);
                 insert_tokens!(tx, tokens);
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
                 CodeOutcome::Redeemed
             } else {
                 let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(look).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
@@ -458,7 +458,7 @@ impl OAuthStore for SqlStore {
                     Some((Some(_), grant_id)) => {
                         if let Some(g) = &grant_id {
                             if revoke_grant_in!(tx, g, now) {
-                                bind_audit!(sqlx::query(INSERT_AUDIT), replay_audit).execute(&mut *tx).await?;
+                                record!(tx, replay_audit);
                             }
                         }
                         CodeOutcome::Replayed { grant_id }
@@ -563,7 +563,7 @@ impl OAuthStore for SqlStore {
                             } else {
                                 let _ = revoke_grant_in!(tx, &r.grant_id, now);
                                 fresh.retain(|t| t.grant_id != r.grant_id);
-                                bind_audit!(sqlx::query(INSERT_AUDIT), &it.reuse_audit).execute(&mut *tx).await?;
+                                record!(tx, &it.reuse_audit);
                                 RefreshOutcome::Reused { grant_id: r.grant_id }
                             }
                         }
@@ -582,7 +582,7 @@ impl OAuthStore for SqlStore {
         let n = in_tx!(self, tx => {
             let n = revoke_tokens_where!(tx, "token_hash = $1", &hash.0[..], at);
             if n > 0 {
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
             }
             n
         });
@@ -593,7 +593,7 @@ impl OAuthStore for SqlStore {
         let live = in_tx!(self, tx => {
             let live = revoke_grant_in!(tx, grant_id, at);
             if live {
-                bind_audit!(sqlx::query(INSERT_AUDIT), audit).execute(&mut *tx).await?;
+                record!(tx, audit);
             }
             live
         });

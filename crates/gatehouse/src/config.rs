@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub owner_password: Option<String>,
     pub session: Option<RawSession>,
     pub oauth: Option<RawOAuth>,
+    pub webhooks: Option<RawWebhooks>,
     pub gateway: Option<RawGateway>,
     /// Apps served by `serve` (one table per app).
     pub apps: Option<Vec<RawApp>>,
@@ -48,6 +49,14 @@ pub struct RawConfig {
 pub struct RawSession {
     pub absolute_secs: Option<u64>,
     pub idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    pub header_prefix: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub allow_private_destinations: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +112,7 @@ pub struct RawCache {
 enum Kind {
     Str,
     Int,
+    Bool,
     List,
 }
 
@@ -125,6 +135,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("owner_password", Kind::Str),
     ("session.absolute_secs", Kind::Int),
     ("session.idle_secs", Kind::Int),
+    ("webhooks.header_prefix", Kind::Str),
+    ("webhooks.timeout_secs", Kind::Int),
+    ("webhooks.allow_private_destinations", Kind::Bool),
     ("oauth.access_token_ttl_secs", Kind::Int),
     ("oauth.refresh_token_ttl_secs", Kind::Int),
     ("oauth.code_ttl_secs", Kind::Int),
@@ -240,6 +253,11 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
             Kind::Int => toml::Value::Integer(
                 value.trim().parse().map_err(|_| anyhow!("{name}: `{}` is not a whole number", value.trim()))?,
             ),
+            Kind::Bool => toml::Value::Boolean(match value.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => bail!("{name}: `{other}` is not true or false"),
+            }),
             Kind::List => toml::Value::Array(
                 value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
             ),
@@ -404,6 +422,21 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if oauth.refresh_race_window.as_millis() > 10_000 {
         bail!("{}: at most 10000", at("oauth.refresh_race_window_ms"));
     }
+    let w = raw.webhooks.unwrap_or_default();
+    let wd = gatehouse_server::webhooks::WebhookConfig::default();
+    let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
+    if header_prefix.is_empty() || header_prefix.len() > 40 || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("{}: 1 to 40 letters, digits or `-` (the header is `<prefix>-Signature`)", at("webhooks.header_prefix"));
+    }
+    let webhooks = gatehouse_server::webhooks::WebhookConfig {
+        header_prefix,
+        timeout: w.timeout_secs.map_or(wd.timeout, |s| Duration::from_secs(s.clamp(1, 60))),
+        allow_private_destinations: w.allow_private_destinations.unwrap_or(false),
+        ..wd
+    };
+    if webhooks.allow_private_destinations {
+        tracing::warn!("webhooks.allow_private_destinations is on: webhooks may be sent to loopback and private addresses (development only)");
+    }
     let g = raw.gateway.unwrap_or_default();
     let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
     let public_rate_limit = match (g.public_limit, g.public_window_secs) {
@@ -445,6 +478,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             public_url,
             sessions,
             oauth,
+            webhooks,
+            webhook_worker: true,
         },
     })
 }

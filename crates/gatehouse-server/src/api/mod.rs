@@ -7,6 +7,7 @@ pub mod dto;
 pub mod keys;
 pub mod oauth_clients;
 pub mod ops;
+pub mod webhooks;
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
@@ -42,7 +43,7 @@ tokio::task_local! {
 #[openapi(
     info(title = "Gatehouse management API", description = "API keys, audit log and key verification. See SPEC §4.5."),
     modifiers(&SecurityAddon),
-    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "ops", description = "Health and metrics"))
+    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "webhooks", description = "Webhook endpoints and events"), (name = "ops", description = "Health and metrics"))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -72,6 +73,14 @@ pub fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
         .routes(utoipa_axum::routes!(oauth_clients::get_client))
         .routes(utoipa_axum::routes!(oauth_clients::rotate_secret))
         .routes(utoipa_axum::routes!(oauth_clients::disable_client))
+        .routes(utoipa_axum::routes!(webhooks::create_endpoint, webhooks::list_endpoints))
+        .routes(utoipa_axum::routes!(webhooks::get_endpoint))
+        .routes(utoipa_axum::routes!(webhooks::roll_secret))
+        .routes(utoipa_axum::routes!(webhooks::disable_endpoint))
+        .routes(utoipa_axum::routes!(webhooks::enable_endpoint))
+        .routes(utoipa_axum::routes!(webhooks::list_events))
+        .routes(utoipa_axum::routes!(webhooks::get_event))
+        .routes(utoipa_axum::routes!(webhooks::resend_event))
         .routes(utoipa_axum::routes!(audit::list_audit))
         .routes(utoipa_axum::routes!(ops::healthz))
         .routes(utoipa_axum::routes!(ops::readyz))
@@ -274,6 +283,8 @@ scopes! {
     AuditRead => "audit:read",
     OAuthClientsRead => "oauth_clients:read",
     OAuthClientsWrite => "oauth_clients:write",
+    WebhooksRead => "webhooks:read",
+    WebhooksWrite => "webhooks:write",
 }
 
 /// An authenticated management caller holding the scope `S`.

@@ -10,6 +10,7 @@ mod oauth;
 mod openapi;
 mod path_corpus;
 mod resilience;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -35,6 +35,15 @@ async fn every_documented_operation_is_routed() {
         ("POST", "/v1/oauth/clients"),
         ("POST", "/v1/oauth/clients/key_00000000000000000000000000/disable"),
         ("POST", "/v1/oauth/clients/key_00000000000000000000000000/rotate_secret"),
+        ("GET", "/v1/webhook_endpoints"),
+        ("POST", "/v1/webhook_endpoints"),
+        ("GET", "/v1/webhook_endpoints/key_00000000000000000000000000"),
+        ("POST", "/v1/webhook_endpoints/key_00000000000000000000000000/roll_secret"),
+        ("POST", "/v1/webhook_endpoints/key_00000000000000000000000000/disable"),
+        ("POST", "/v1/webhook_endpoints/key_00000000000000000000000000/enable"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/events/key_00000000000000000000000000"),
+        ("POST", "/v1/events/key_00000000000000000000000000/resend"),
     ];
     let got: Vec<(&str, &str)> = operations.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
     let mut want = expected.to_vec();

@@ -1,0 +1,231 @@
+//! Webhooks (SPEC §6), sending side: endpoint lifecycle (`WebhookService`) and the delivery worker
+//! (`worker`). Events themselves are written by the storage layer in the same transaction as the
+//! change they announce (the transactional outbox), so nothing here can lose or invent one.
+
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::{Environment, SecretString, Timestamp};
+use gatehouse_store::webhooks::{EndpointRecord, EventRecord, EVENT_TYPES};
+use gatehouse_store::{AuditEntry, Page, PageRequest, Store};
+
+use crate::service::{Actor, RequestMeta, ServiceError};
+
+/// Delivery settings.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// `{prefix}-Signature` is the signature header.
+    pub header_prefix: String,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Development only: allow loopback, private and link-local destinations.
+    pub allow_private_destinations: bool,
+    /// How often the worker looks for due deliveries when idle.
+    pub poll_interval: Duration,
+    /// Deliveries sent at once by one worker.
+    pub concurrency: usize,
+    /// An endpoint failing this long is disabled.
+    pub disable_after: Duration,
+    /// Delays before each retry (the first attempt is immediate), each ±20 %.
+    pub schedule: Vec<Duration>,
+    /// Default overlap when a signing secret is rolled.
+    pub default_roll_overlap: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        let m = |x: u64| Duration::from_secs(x * 60);
+        Self {
+            header_prefix: "Gatehouse".into(),
+            timeout: Duration::from_secs(10),
+            allow_private_destinations: false,
+            poll_interval: Duration::from_millis(50),
+            concurrency: 64,
+            disable_after: Duration::from_secs(5 * 86_400),
+            schedule: vec![Duration::from_secs(5), m(5), m(30), m(120), m(300), m(600), m(600)],
+            default_roll_overlap: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// A new endpoint as asked for by a caller.
+#[derive(Clone, Debug, Default)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    pub standard_headers: bool,
+}
+
+/// `whsec_` + base64 of 32 random bytes: one string keys both signature schemes.
+pub fn new_secret() -> SecretString {
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    SecretString::new(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b)))
+}
+
+/// Checks an endpoint URL: absolute http(s), no userinfo or fragment, at most 2000 characters.
+/// `http` is accepted only when private destinations are allowed (local development).
+pub fn validate_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
+    if url.len() > 2000 {
+        return Err("url: at most 2000 characters".into());
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        "http" => return Err("url: use https (plain http is allowed only with webhooks.allow_private_destinations, for development)".into()),
+        s => return Err(format!("url: scheme `{s}` is not http(s)")),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("url: must not contain a user name or password".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err("url: must not contain a fragment".into());
+    }
+    if parsed.host().is_none() {
+        return Err("url: needs a host".into());
+    }
+    Ok(())
+}
+
+/// Endpoint lifecycle and the event log, on one workspace.
+#[derive(Clone, Debug)]
+pub struct WebhookService {
+    store: Arc<dyn Store>,
+    workspace: String,
+    pub cfg: WebhookConfig,
+}
+
+impl WebhookService {
+    pub fn new(store: Arc<dyn Store>, workspace: String, cfg: WebhookConfig) -> Self {
+        Self { store, workspace, cfg }
+    }
+
+    fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, e: &EndpointRecord, details: serde_json::Value) -> AuditEntry {
+        let now = Timestamp::now();
+        AuditEntry {
+            id: new_id("aud", now.0),
+            workspace: self.workspace.clone(),
+            environment: Some(e.environment),
+            at: now,
+            actor: actor.id(),
+            action: action.to_owned(),
+            target_type: "webhook_endpoint".into(),
+            target_id: e.id.clone(),
+            request_id: meta.request_id.clone(),
+            ip: meta.ip.clone(),
+            details,
+        }
+    }
+
+    pub async fn create(&self, actor: &Actor, meta: &RequestMeta, env: Environment, req: NewEndpoint) -> Result<(EndpointRecord, SecretString), ServiceError> {
+        let invalid = ServiceError::Invalid;
+        validate_url(&req.url, self.cfg.allow_private_destinations).map_err(invalid)?;
+        if req.event_types.is_empty() {
+            return Err(invalid("event_types: list the event types to receive, or [\"*\"] for all".into()));
+        }
+        for t in &req.event_types {
+            if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
+                return Err(invalid(format!("event_types: unknown type `{}`; known: {}", t.chars().take(60).collect::<String>(), EVENT_TYPES.join(", "))));
+            }
+        }
+        let description = req.description.unwrap_or_default();
+        if description.chars().count() > 200 {
+            return Err(invalid("description: at most 200 characters".into()));
+        }
+        if let Actor::Key(k) = actor {
+            if k.environment != env {
+                return Err(ServiceError::Denied(gatehouse_core::DenyReason::EnvironmentMismatch));
+            }
+        }
+        let now = Timestamp::now();
+        let secret = new_secret();
+        let mut types = req.event_types;
+        types.sort();
+        types.dedup();
+        let e = EndpointRecord {
+            id: new_id("we", now.0),
+            workspace: self.workspace.clone(),
+            environment: env,
+            url: req.url,
+            event_types: types,
+            description,
+            secret: secret.expose().to_owned(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            standard_headers: req.standard_headers,
+            created_at: now,
+            created_by: actor.id(),
+            disabled_at: None,
+            disabled_reason: None,
+            failing_since: None,
+        };
+        let audit = self.audit(actor, meta, "webhook_endpoint.created", &e, serde_json::json!({"url": e.url, "event_types": e.event_types}));
+        self.store.insert_endpoint(&e, &audit).await?;
+        Ok((e, secret))
+    }
+
+    /// An endpoint of this workspace in `env` (an endpoint of the other environment looks absent).
+    pub async fn get(&self, env: Option<Environment>, id: &str) -> Result<EndpointRecord, ServiceError> {
+        let nf = || ServiceError::NotFound(format!("No webhook endpoint with id `{}`.", id.chars().take(60).collect::<String>()));
+        if !looks_like("we", id) {
+            return Err(nf());
+        }
+        match self.store.endpoint_by_id(&self.workspace, id).await? {
+            Some(e) if env.is_none_or(|v| v == e.environment) => Ok(e),
+            _ => Err(nf()),
+        }
+    }
+
+    pub async fn list(&self, env: Environment, page: &PageRequest) -> Result<Page<EndpointRecord>, ServiceError> {
+        Ok(self.store.list_endpoints(&self.workspace, env, page).await?)
+    }
+
+    /// A new secret; the old one keeps signing for `overlap` (default 24 h, at most 7 days).
+    pub async fn roll(&self, actor: &Actor, meta: &RequestMeta, env: Option<Environment>, id: &str, overlap_secs: Option<i64>) -> Result<(EndpointRecord, SecretString), ServiceError> {
+        let overlap = overlap_secs.unwrap_or(self.cfg.default_roll_overlap.as_secs() as i64);
+        if !(0..=7 * 86_400).contains(&overlap) {
+            return Err(ServiceError::Invalid("overlap_secs: between 0 and 604800".into()));
+        }
+        let e = self.get(env, id).await?;
+        let secret = new_secret();
+        let audit = self.audit(actor, meta, "webhook_endpoint.secret_rolled", &e, serde_json::json!({"overlap_secs": overlap}));
+        let until = Timestamp::now().plus_millis(overlap * 1000);
+        let e = self.store.roll_endpoint_secret(&self.workspace, id, secret.expose(), until, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))?;
+        Ok((e, secret))
+    }
+
+    pub async fn set_enabled(&self, actor: &Actor, meta: &RequestMeta, env: Option<Environment>, id: &str, enabled: bool) -> Result<EndpointRecord, ServiceError> {
+        let e = self.get(env, id).await?;
+        let action = if enabled { "webhook_endpoint.enabled" } else { "webhook_endpoint.disabled_by_user" };
+        let audit = self.audit(actor, meta, action, &e, serde_json::json!({}));
+        let reason = (!enabled).then_some("disabled by a user");
+        Ok(self.store.set_endpoint_disabled(&self.workspace, id, Timestamp::now(), reason, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))?)
+    }
+
+    pub async fn events(&self, env: Environment, page: &PageRequest) -> Result<Page<EventRecord>, ServiceError> {
+        Ok(self.store.list_events(&self.workspace, env, page).await?)
+    }
+
+    pub async fn event(&self, env: Environment, id: &str) -> Result<EventRecord, ServiceError> {
+        let nf = || ServiceError::NotFound(format!("No event with id `{}`.", id.chars().take(60).collect::<String>()));
+        if !looks_like("evt", id) {
+            return Err(nf());
+        }
+        match self.store.event_by_id(&self.workspace, id).await? {
+            Some(e) if e.environment == env.as_str() => Ok(e),
+            _ => Err(nf()),
+        }
+    }
+
+    /// Queues an event again for every enabled endpoint that wants it; returns how many.
+    pub async fn resend(&self, env: Environment, id: &str) -> Result<u64, ServiceError> {
+        self.event(env, id).await?;
+        Ok(self.store.resend_event(&self.workspace, id, Timestamp::now()).await?)
+    }
+}

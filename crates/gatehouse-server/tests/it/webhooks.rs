@@ -1,0 +1,283 @@
+//! Webhooks (SPEC §6), sending side: the outbox, signed deliveries, retries on an injected clock,
+//! rotation windows, the SSRF guard, row claiming across workers, disabling, resend.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use gatehouse_core::Timestamp;
+use gatehouse_server::webhooks::worker::{Clock, Worker};
+use gatehouse_store::testing::Backend;
+use gatehouse_store::{Store, WebhookStore};
+use serde_json::{json, Value};
+
+use crate::{story, TestApp};
+
+/// What a receiver saw: headers and body of each request.
+pub type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// A local receiver answering each request with the next status of `statuses` (then 200).
+pub async fn receiver(statuses: Vec<u16>) -> (SocketAddr, Received) {
+    let seen: Received = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
+        let (s, count, statuses) = (s.clone(), count.clone(), statuses.clone());
+        async move {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            s.lock().unwrap().push((headers, body));
+            let status = statuses.get(n).copied().unwrap_or(200);
+            (StatusCode::from_u16(status).unwrap(), "receiver says hello")
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (addr, seen)
+}
+
+fn dev_config(worker: bool) -> gatehouse_server::ServerConfig {
+    let mut c = crate::test_config();
+    c.webhooks.allow_private_destinations = true;
+    c.webhooks.poll_interval = Duration::from_millis(20);
+    c.webhook_worker = worker;
+    c
+}
+
+pub async fn endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String) {
+    let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": events}))).await;
+    assert_eq!(s, 200, "{e}");
+    (e["id"].as_str().unwrap().to_owned(), e["secret"].as_str().unwrap().to_owned())
+}
+
+async fn wait_for(seen: &Received, n: usize) {
+    for _ in 0..250 {
+        if seen.lock().unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} deliveries, got {}", seen.lock().unwrap().len());
+}
+
+fn verify(h: &HeaderMap, body: &str, secrets: &[&str]) -> Result<(), gatehouse_webhook::VerifyError> {
+    let sig = h["gatehouse-signature"].to_str().unwrap();
+    gatehouse_webhook::verify(sig, body.as_bytes(), secrets, Timestamp::now().unix_seconds(), 300)
+}
+
+story!(key_events_are_delivered_signed_from_the_outbox);
+async fn key_events_are_delivered_signed_from_the_outbox(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(true)).await;
+    let (addr, seen) = receiver(vec![]).await;
+    let (_, secret) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created", "key.revoked"]).await;
+    let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "hooked"}))).await;
+    wait_for(&seen, 1).await;
+    let (h, body) = seen.lock().unwrap()[0].clone();
+    verify(&h, &body, &[&secret]).expect("our own verifier accepts the delivery");
+    assert!(verify(&h, &body, &["whsec_c29tZXRoaW5nIGVsc2UgZW50aXJlbHkgMTIzNDU2Nzg5MA=="]).is_err());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "key.created");
+    assert!(v["id"].as_str().unwrap().starts_with("evt_"));
+    assert_eq!(v["environment"], "live");
+    assert_eq!(v["data"]["object"]["id"], key["id"]);
+    assert!(!body.contains(key["secret"].as_str().unwrap()), "no key secret in an event");
+    assert_eq!(h["content-type"], "application/json");
+    let (_, _, _) = app.call("POST", &format!("/v1/keys/{}/revoke", key["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    wait_for(&seen, 2).await;
+    let v: Value = serde_json::from_str(&seen.lock().unwrap()[1].1).unwrap();
+    assert_eq!(v["type"], "key.revoked");
+    // The event log shows the event with its delivery and attempt.
+    let (s, _, detail) = app.call("GET", &format!("/v1/events/{}", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    assert_eq!(s, 200, "{detail}");
+    assert_eq!(detail["deliveries"][0]["status"], "delivered");
+    assert_eq!(detail["attempts"][0]["status_code"], 200);
+    assert_eq!(detail["attempts"][0]["response_excerpt"], "receiver says hello");
+    // Resend: the same event id arrives again.
+    let (s, _, r) = app.call("POST", &format!("/v1/events/{}/resend", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    assert_eq!((s.as_u16(), r["queued"].as_u64()), (200, Some(1)));
+    wait_for(&seen, 3).await;
+    let again: Value = serde_json::from_str(&seen.lock().unwrap()[2].1).unwrap();
+    assert_eq!(again["id"], v["id"]);
+}
+
+story!(a_change_that_rolls_back_emits_no_event);
+async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, _) = receiver(vec![]).await;
+    endpoint(&app, &format!("http://{addr}/hook"), &["*"]).await;
+    let (rec, _) = app.cli_key(crate::sk(gatehouse_core::Environment::Live)).await;
+    let page = gatehouse_store::PageRequest { limit: 100, starting_after: None };
+    let before = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap().items.len();
+    assert_eq!(before, 2, "the admin key's and this key's key.created");
+    // The same hash again: the insert fails, and with it the audit entry and the event.
+    let audit = gatehouse_store::AuditEntry {
+        id: gatehouse_core::id::new_id("aud", 1),
+        workspace: "default".into(),
+        environment: Some(gatehouse_core::Environment::Live),
+        at: Timestamp::now(),
+        actor: "test".into(),
+        action: "key.created".into(),
+        target_type: "api_key".into(),
+        target_id: "key_dup".into(),
+        request_id: None,
+        ip: None,
+        details: json!({}),
+    };
+    let mut dup = rec.clone();
+    dup.id = gatehouse_core::id::new_id("key", 2);
+    assert!(gatehouse_store::KeyStore::insert_key(&app.store, &dup, &audit).await.is_err());
+    let after = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap().items.len();
+    assert_eq!(before, after, "no event for a change that rolled back");
+    assert_eq!(app.store.pending_deliveries().await.unwrap(), 1, "one delivery: the only event since the endpoint exists");
+}
+
+fn manual_clock(start: i64) -> (Clock, Arc<AtomicI64>) {
+    let now = Arc::new(AtomicI64::new(start));
+    let n = now.clone();
+    (Arc::new(move || Timestamp(n.load(Ordering::SeqCst))), now)
+}
+
+story!(retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attempt);
+async fn retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attempt(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, seen) = receiver(vec![500, 503]).await;
+    let (_, secret) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "retry"}))).await;
+    let (clock, now) = manual_clock(Timestamp::now().0);
+    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
+    assert_eq!(worker.run_once().await.unwrap(), 1, "the first attempt is immediate");
+    assert_eq!(worker.run_once().await.unwrap(), 0, "nothing due until the first retry delay (5 s ± 20 %)");
+    now.fetch_add(3_900, Ordering::SeqCst);
+    assert_eq!(worker.run_once().await.unwrap(), 0, "not before 4 s");
+    now.fetch_add(2_200, Ordering::SeqCst);
+    assert_eq!(worker.run_once().await.unwrap(), 1, "by 6 s the second attempt went");
+    now.fetch_add(3 * 60_000, Ordering::SeqCst);
+    assert_eq!(worker.run_once().await.unwrap(), 0, "the next retry is 5 min ± 20 % later");
+    now.fetch_add(3 * 60_000, Ordering::SeqCst);
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap(), 0, "delivered: nothing more");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<String> = got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "the event id is stable across attempts");
+    let ts: Vec<String> = got.iter().map(|(h, _)| h["gatehouse-signature"].to_str().unwrap().split(',').next().unwrap().to_owned()).collect();
+    assert!(ts[0] != ts[1] && ts[1] != ts[2], "each attempt is signed with a fresh t: {ts:?}");
+    for (h, body) in &got {
+        let t: i64 = h["gatehouse-signature"].to_str().unwrap()[2..].split(',').next().unwrap().parse().unwrap();
+        gatehouse_webhook::verify(h["gatehouse-signature"].to_str().unwrap(), body.as_bytes(), &[&secret], t, 0).unwrap();
+    }
+    let attempts = app.store.attempts_of(&ids[0]).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(503), Some(200)]);
+}
+
+story!(a_rolled_secret_signs_alongside_the_old_one_during_the_overlap);
+async fn a_rolled_secret_signs_alongside_the_old_one_during_the_overlap(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(true)).await;
+    let (addr, seen) = receiver(vec![]).await;
+    let (id, old) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    let (s, _, rolled) = app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), None).await;
+    assert_eq!(s, 200, "{rolled}");
+    let new = rolled["secret"].as_str().unwrap().to_owned();
+    assert!(rolled["previous_secret_expires_at"].as_i64().unwrap() > Timestamp::now().unix_seconds() + 86_000, "default overlap 24 h");
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "a"}))).await;
+    wait_for(&seen, 1).await;
+    let (h, body) = seen.lock().unwrap()[0].clone();
+    assert_eq!(h["gatehouse-signature"].to_str().unwrap().matches("v1=").count(), 2);
+    verify(&h, &body, &[&old]).expect("the old secret alone verifies during the overlap");
+    verify(&h, &body, &[&new]).expect("the new secret alone verifies");
+    // A roll with no overlap: only the newest secret signs.
+    let (_, _, rolled) = app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), Some(json!({"overlap_secs": 0}))).await;
+    let newest = rolled["secret"].as_str().unwrap().to_owned();
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "b"}))).await;
+    wait_for(&seen, 2).await;
+    let (h, body) = seen.lock().unwrap()[1].clone();
+    assert_eq!(h["gatehouse-signature"].to_str().unwrap().matches("v1=").count(), 1);
+    verify(&h, &body, &[&newest]).unwrap();
+    assert!(verify(&h, &body, &[&new]).is_err());
+}
+
+story!(the_ssrf_guard_refuses_private_destinations_unless_allowed);
+async fn the_ssrf_guard_refuses_private_destinations_unless_allowed(b: Backend) {
+    let mut cfg = crate::test_config();
+    cfg.webhook_worker = false;
+    let app = TestApp::with_config(b, cfg.clone()).await;
+    let (addr, seen) = receiver(vec![]).await;
+    let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": format!("http://{addr}/"), "enabled_events": ["*"]}))).await;
+    assert_eq!(s, 400, "plain http is refused without the development switch: {e}");
+    for bad in [json!({"url": "https://user:pw@example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/#x", "enabled_events": ["*"]}), json!({"url": "ftp://example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/", "enabled_events": ["key.exploded"]}), json!({"url": "https://example.com/", "enabled_events": []})] {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(bad.clone())).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+    }
+    // https to loopback literals and to names resolving to loopback can be registered, but are never contacted.
+    let port = addr.port();
+    for url in [format!("https://127.0.0.1:{port}/"), format!("https://[::ffff:127.0.0.1]:{port}/"), format!("https://localhost:{port}/")] {
+        let (s, _, _) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        assert_eq!(s, 200);
+    }
+    let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
+    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, cfg.webhooks.clone(), gatehouse_server::webhooks::worker::system_clock());
+    assert_eq!(worker.run_once().await.unwrap(), 3);
+    let events = app.store.list_events("default", gatehouse_core::Environment::Live, &gatehouse_store::PageRequest { limit: 10, starting_after: None }).await.unwrap();
+    let ev = events.items.iter().find(|e| e.body.contains(key["id"].as_str().unwrap())).unwrap();
+    let attempts = app.store.attempts_of(&ev.id).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    for a in &attempts {
+        assert_eq!(a.status_code, None);
+        assert!(a.error.as_deref().unwrap_or("").contains("SSRF guard"), "{:?}", a.error);
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing reached the loopback receiver");
+}
+
+story!(two_workers_never_deliver_the_same_attempt_twice);
+async fn two_workers_never_deliver_the_same_attempt_twice(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, seen) = receiver(vec![]).await;
+    endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    for i in 0..40 {
+        app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": format!("k{i}")}))).await;
+    }
+    let mut cfg = dev_config(false).webhooks;
+    cfg.concurrency = 7;
+    // Two nodes: separate connections to the same database.
+    let w1 = Arc::new(Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, cfg.clone(), gatehouse_server::webhooks::worker::system_clock()));
+    let w2 = Arc::new(Worker::new(Arc::new(app.db.store().await) as Arc<dyn Store>, cfg, gatehouse_server::webhooks::worker::system_clock()));
+    let run = |w: Arc<Worker>| tokio::spawn(async move { while w.run_once().await.unwrap() > 0 {} });
+    let (a, b2) = (run(w1), run(w2));
+    a.await.unwrap();
+    b2.await.unwrap();
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for (_, body) in seen.lock().unwrap().iter() {
+        *per_event.entry(serde_json::from_str::<Value>(body).unwrap()["id"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(per_event.len(), 40, "every event arrived");
+    assert!(per_event.values().all(|n| *n == 1), "none twice: {per_event:?}");
+}
+
+story!(an_endpoint_failing_for_five_days_is_disabled_and_says_so);
+async fn an_endpoint_failing_for_five_days_is_disabled_and_says_so(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, _) = receiver(vec![500; 100]).await;
+    let (id, _) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    let (watcher, _) = receiver(vec![]).await;
+    let (watch_id, _) = endpoint(&app, &format!("http://{watcher}/watch"), &["webhook_endpoint.disabled"]).await;
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
+    let (clock, now) = manual_clock(Timestamp::now().0);
+    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
+    worker.run_once().await.unwrap();
+    for _ in 0..6 {
+        now.fetch_add(24 * 3_600_000, Ordering::SeqCst);
+        worker.run_once().await.unwrap();
+    }
+    let (_, _, e) = app.call("GET", &format!("/v1/webhook_endpoints/{id}"), Some(&app.admin), None).await;
+    assert_eq!(e["status"], "disabled", "{e}");
+    assert_eq!(e["disabled_reason"], "failing for too long");
+    let (_, _, w) = app.call("GET", &format!("/v1/webhook_endpoints/{watch_id}"), Some(&app.admin), None).await;
+    assert_eq!(w["status"], "enabled", "the healthy endpoint stays enabled");
+    let (_, _, events) = app.call("GET", "/v1/events?limit=100", Some(&app.admin), None).await;
+    assert!(events["data"].as_array().unwrap().iter().any(|e| e["type"] == "webhook_endpoint.disabled" && e["payload"]["data"]["object"]["id"] == id.as_str()), "{events}");
+    let (_, _, audit) = app.call("GET", "/v1/audit?limit=100", Some(&app.admin), None).await;
+    assert!(audit["data"].as_array().unwrap().iter().any(|a| a["action"] == "webhook_endpoint.disabled"));
+}

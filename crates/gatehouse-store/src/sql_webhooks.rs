@@ -1,0 +1,309 @@
+//! The SQL implementation of `WebhookStore`, on both backends (see `sql.rs` for the macros and the outbox).
+
+use async_trait::async_trait;
+use gatehouse_core::{Environment, Timestamp};
+
+use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
+use crate::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointRecord, EventRecord, WebhookStore};
+use crate::{AuditEntry, Page, PageRequest, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: String,
+    workspace: String,
+    environment: String,
+    url: String,
+    event_types: String,
+    description: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<i64>,
+    standard_headers: String,
+    created_at: i64,
+    created_by: String,
+    disabled_at: Option<i64>,
+    disabled_reason: Option<String>,
+    failing_since: Option<i64>,
+}
+
+const ENDPOINT_COLUMNS: &str = "id, workspace, environment, url, event_types, description, secret, previous_secret, \
+     previous_secret_expires_at, standard_headers, created_at, created_by, disabled_at, disabled_reason, failing_since";
+
+impl TryFrom<EndpointRow> for EndpointRecord {
+    type Error = StoreError;
+    fn try_from(r: EndpointRow) -> Result<Self, StoreError> {
+        let corrupt = |w: &str| StoreError::Corrupt(format!("webhook endpoint {}: {w}", r.id));
+        Ok(EndpointRecord {
+            environment: Environment::parse(&r.environment).ok_or_else(|| corrupt("environment"))?,
+            event_types: serde_json::from_str(&r.event_types).map_err(|_| corrupt("event_types"))?,
+            previous_secret_expires_at: r.previous_secret_expires_at.map(Timestamp),
+            standard_headers: r.standard_headers == "yes",
+            created_at: Timestamp(r.created_at),
+            disabled_at: r.disabled_at.map(Timestamp),
+            failing_since: r.failing_since.map(Timestamp),
+            id: r.id,
+            workspace: r.workspace,
+            url: r.url,
+            description: r.description,
+            secret: r.secret,
+            previous_secret: r.previous_secret,
+            created_by: r.created_by,
+            disabled_reason: r.disabled_reason,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: String,
+    workspace: String,
+    environment: String,
+    #[sqlx(rename = "type")]
+    event_type: String,
+    created_at: i64,
+    body: String,
+}
+
+impl From<EventRow> for EventRecord {
+    fn from(r: EventRow) -> Self {
+        EventRecord { id: r.id, workspace: r.workspace, environment: r.environment, event_type: r.event_type, created_at: Timestamp(r.created_at), body: r.body }
+    }
+}
+
+impl TryFrom<EventRow> for EventRecord2 {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        Ok(EventRecord2(r.into()))
+    }
+}
+
+/// `page_of` wants `TryFrom`; events cannot fail to convert.
+struct EventRecord2(EventRecord);
+
+#[async_trait]
+impl WebhookStore for SqlStore {
+    async fn insert_endpoint(&self, e: &EndpointRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+        in_tx!(self, tx => {
+            sqlx::query(&sql)
+                .bind(&e.id)
+                .bind(&e.workspace)
+                .bind(e.environment.as_str())
+                .bind(&e.url)
+                .bind(json_list(e.event_types.clone()))
+                .bind(&e.description)
+                .bind(&e.secret)
+                .bind(&e.previous_secret)
+                .bind(e.previous_secret_expires_at.map(|t| t.0))
+                .bind(if e.standard_headers { "yes" } else { "no" })
+                .bind(e.created_at.0)
+                .bind(&e.created_by)
+                .bind(e.disabled_at.map(|t| t.0))
+                .bind(&e.disabled_reason)
+                .bind(e.failing_since.map(|t| t.0))
+                .execute(&mut *tx)
+                .await?;
+            record!(tx, audit);
+        });
+        Ok(())
+    }
+
+    async fn endpoint_by_id(&self, workspace: &str, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace = $1 AND id = $2");
+        let row: Option<EndpointRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(workspace).bind(id).fetch_optional(p).await?);
+        row.map(EndpointRecord::try_from).transpose()
+    }
+
+    async fn list_endpoints(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EndpointRecord>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace = $1 AND environment = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let rows: Vec<EndpointRow> = on_db!(self, read, p => {
+            sqlx::query_as(&sql).bind(workspace).bind(environment.as_str()).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+        });
+        page_of(rows, limit)
+    }
+
+    async fn roll_endpoint_secret(&self, workspace: &str, id: &str, secret: &str, previous_expires_at: Timestamp, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3 \
+             WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let row: Option<EndpointRow> = in_tx!(self, tx => {
+            let row: Option<EndpointRow> = sqlx::query_as(&sql).bind(workspace).bind(id).bind(secret).bind(previous_expires_at.0).fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                record!(tx, audit);
+            }
+            row
+        });
+        row.map(EndpointRecord::try_from).transpose()
+    }
+
+    async fn set_endpoint_disabled(&self, workspace: &str, id: &str, at: Timestamp, reason: Option<&str>, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE webhook_endpoints SET disabled_at = $3, disabled_reason = $4, failing_since = NULL \
+             WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
+        );
+        let row: Option<EndpointRow> = in_tx!(self, tx => {
+            let row: Option<EndpointRow> = sqlx::query_as(&sql)
+                .bind(workspace)
+                .bind(id)
+                .bind(reason.map(|_| at.0))
+                .bind(reason)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                record!(tx, audit);
+            }
+            row
+        });
+        row.map(EndpointRecord::try_from).transpose()
+    }
+
+    async fn list_events(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EventRecord>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        let sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events \
+                   WHERE workspace = $1 AND environment = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
+        let rows: Vec<EventRow> = on_db!(self, read, p => {
+            sqlx::query_as(sql).bind(workspace).bind(environment.as_str()).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+        });
+        let page: Page<EventRecord2> = page_of(rows, limit)?;
+        Ok(Page { items: page.items.into_iter().map(|e| e.0).collect(), has_more: page.has_more })
+    }
+
+    async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events WHERE workspace = $1 AND id = $2";
+        let row: Option<EventRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(workspace).bind(id).fetch_optional(p).await?);
+        Ok(row.map(Into::into))
+    }
+
+    async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let sql = "SELECT event_id, endpoint_id, status, attempts, next_attempt_at, delivered_at FROM webhook_deliveries WHERE event_id = $1 ORDER BY endpoint_id";
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>)> = on_db!(self, read, p => sqlx::query_as(sql).bind(event_id).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(event_id, endpoint_id, status, attempts, next, delivered)| DeliveryRecord {
+                event_id,
+                endpoint_id,
+                status,
+                attempts,
+                next_attempt_at: Timestamp(next),
+                delivered_at: delivered.map(Timestamp),
+            })
+            .collect())
+    }
+
+    async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let sql = "SELECT id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt FROM webhook_attempts WHERE event_id = $1 ORDER BY at, id";
+        let rows: Vec<(String, String, String, i64, Option<i64>, i64, Option<String>, Option<String>)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(event_id).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt)| AttemptRecord {
+                id,
+                event_id,
+                endpoint_id,
+                at: Timestamp(at),
+                status_code,
+                latency_ms,
+                error,
+                response_excerpt,
+            })
+            .collect())
+    }
+
+    async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let sql = "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at) \
+                   SELECT ev.id, ep.id, 'pending', 0, $3 FROM webhook_events ev JOIN webhook_endpoints ep \
+                   ON ep.workspace = ev.workspace AND ep.environment = ev.environment AND ep.disabled_at IS NULL \
+                   AND (ep.event_types LIKE '%\"' || ev.type || '\"%' OR ep.event_types LIKE '%\"*\"%') \
+                   WHERE ev.workspace = $1 AND ev.id = $2 \
+                   ON CONFLICT (event_id, endpoint_id) DO UPDATE SET status = 'pending', attempts = 0, \
+                   next_attempt_at = excluded.next_attempt_at, claimed_until = NULL";
+        let n = on_db!(self, write, p => sqlx::query(sql).bind(workspace).bind(id).bind(now.0).execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
+    async fn claim_deliveries(&self, now: Timestamp, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let due = "SELECT d.event_id, d.endpoint_id, d.attempts FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
+                   AND e.disabled_at IS NULL ORDER BY d.next_attempt_at LIMIT $2";
+        let claim = "UPDATE webhook_deliveries SET claimed_until = $3 WHERE event_id = $1 AND endpoint_id = $2 \
+                     AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < $4)";
+        let event_sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events WHERE id = $1";
+        let endpoint_sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
+        let claimed: Vec<(EventRow, EndpointRow, i64)> = in_tx!(self, tx => {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(due).bind(now.0).bind(limit).fetch_all(&mut *tx).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (event_id, endpoint_id, attempts) in rows {
+                let n = sqlx::query(claim).bind(&event_id).bind(&endpoint_id).bind(now.0 + lease_ms).bind(now.0).execute(&mut *tx).await?.rows_affected();
+                if n != 1 {
+                    continue;
+                }
+                let ev: EventRow = sqlx::query_as(event_sql).bind(&event_id).fetch_one(&mut *tx).await?;
+                let ep: EndpointRow = sqlx::query_as(&endpoint_sql).bind(&endpoint_id).fetch_one(&mut *tx).await?;
+                out.push((ev, ep, attempts));
+            }
+            out
+        });
+        claimed
+            .into_iter()
+            .map(|(ev, ep, attempts)| Ok(ClaimedDelivery { event: ev.into(), endpoint: ep.try_into()?, attempts }))
+            .collect()
+    }
+
+    async fn finish_attempt(&self, a: &AttemptRecord, outcome: &AttemptOutcome, disable_after_ms: i64, disabled_audit: &AuditEntry) -> Result<(), StoreError> {
+        let log = "INSERT INTO webhook_attempts (id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        in_tx!(self, tx => {
+            sqlx::query(log)
+                .bind(&a.id)
+                .bind(&a.event_id)
+                .bind(&a.endpoint_id)
+                .bind(a.at.0)
+                .bind(a.status_code)
+                .bind(a.latency_ms)
+                .bind(&a.error)
+                .bind(&a.response_excerpt)
+                .execute(&mut *tx)
+                .await?;
+            match outcome {
+                AttemptOutcome::Delivered => {
+                    sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, claimed_until = NULL WHERE event_id = $1 AND endpoint_id = $2")
+                        .bind(&a.event_id).bind(&a.endpoint_id).bind(a.at.0).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1").bind(&a.endpoint_id).execute(&mut *tx).await?;
+                }
+                AttemptOutcome::RetryAt(_) | AttemptOutcome::Failed => {
+                    let (status, next) = match outcome {
+                        AttemptOutcome::RetryAt(t) => ("pending", t.0),
+                        _ => ("failed", a.at.0),
+                    };
+                    sqlx::query("UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, claimed_until = NULL WHERE event_id = $1 AND endpoint_id = $2")
+                        .bind(&a.event_id).bind(&a.endpoint_id).bind(status).bind(next).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1")
+                        .bind(&a.endpoint_id).bind(a.at.0).execute(&mut *tx).await?;
+                    let disabled = sqlx::query(
+                        "UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = 'failing for too long', failing_since = NULL \
+                         WHERE id = $1 AND disabled_at IS NULL AND failing_since <= $3",
+                    )
+                    .bind(&a.endpoint_id)
+                    .bind(a.at.0)
+                    .bind(a.at.0 - disable_after_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if disabled > 0 {
+                        record!(tx, disabled_audit);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        let n: i64 = on_db!(self, read, p => sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(p).await?);
+        Ok(n)
+    }
+}

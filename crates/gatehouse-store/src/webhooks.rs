@@ -1,0 +1,135 @@
+//! Webhook records and the storage capability that keeps them (SPEC §6): endpoints, the outbox of
+//! events (written by the same transaction as the change, see `sql.rs`), deliveries and attempts.
+
+use async_trait::async_trait;
+use gatehouse_core::{Environment, Timestamp};
+
+use crate::{AuditEntry, Page, PageRequest, StoreError};
+
+/// Every event type Gatehouse emits. An audit entry whose action is one of these also writes an event.
+pub const EVENT_TYPES: &[&str] = &[
+    "key.created",
+    "key.revoked",
+    "key.rolled",
+    "key.leaked",
+    "oauth.client.created",
+    "oauth.grant.created",
+    "oauth.grant.revoked",
+    "oauth.refresh_token.reused",
+    "webhook_endpoint.disabled",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRecord {
+    pub id: String,
+    pub workspace: String,
+    pub environment: Environment,
+    pub url: String,
+    /// Event types, or `["*"]`.
+    pub event_types: Vec<String>,
+    pub description: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Also send the Standard Webhooks headers.
+    pub standard_headers: bool,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub disabled_at: Option<Timestamp>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<Timestamp>,
+}
+
+impl EndpointRecord {
+    /// The secrets to sign with at `now`: the current one and, inside the rotation window, the previous one.
+    pub fn live_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut v = vec![self.secret.as_str()];
+        if let (Some(p), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at) {
+            if until > now {
+                v.push(p);
+            }
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: String,
+    pub workspace: String,
+    pub environment: String,
+    pub event_type: String,
+    pub created_at: Timestamp,
+    /// The exact JSON that is signed and sent.
+    pub body: String,
+}
+
+/// A delivery claimed by a worker, with what it needs to send it.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    pub event: EventRecord,
+    pub endpoint: EndpointRecord,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// One try at delivering an event, as logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub at: Timestamp,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(Timestamp),
+    /// No retries left.
+    Failed,
+}
+
+/// The state of one (event, endpoint) pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn insert_endpoint(&self, e: &EndpointRecord, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn endpoint_by_id(&self, workspace: &str, id: &str) -> Result<Option<EndpointRecord>, StoreError>;
+    async fn list_endpoints(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EndpointRecord>, StoreError>;
+    /// New secret; the old one stays live until `previous_expires_at`.
+    async fn roll_endpoint_secret(&self, workspace: &str, id: &str, secret: &str, previous_expires_at: Timestamp, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError>;
+    /// Disables (`Some(reason)`) or re-enables (`None`) an endpoint.
+    async fn set_endpoint_disabled(&self, workspace: &str, id: &str, at: Timestamp, reason: Option<&str>, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError>;
+
+    async fn list_events(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EventRecord>, StoreError>;
+    async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Queues the event again, now, for every enabled endpoint of its environment that wants it.
+    /// Returns how many deliveries were queued.
+    async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Claims up to `limit` due deliveries for `lease_ms` (rows claimed by another worker whose lease has
+    /// not run out are skipped). Deliveries of disabled endpoints are not claimed.
+    async fn claim_deliveries(&self, now: Timestamp, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Logs an attempt and moves its delivery on. A failure that leaves the endpoint failing for
+    /// `disable_after_ms` disables it (with `disabled_audit`, which also emits `webhook_endpoint.disabled`).
+    async fn finish_attempt(&self, attempt: &AttemptRecord, outcome: &AttemptOutcome, disable_after_ms: i64, disabled_audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Pending deliveries (for metrics).
+    async fn pending_deliveries(&self) -> Result<i64, StoreError>;
+}
