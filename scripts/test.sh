@@ -51,9 +51,23 @@ ensure_oauth_client_packages() {
   fi
 }
 
+ensure_webhook_receiver_packages() {
+  # Receivers that verify deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.
+  if [ ! -d tests/webhook-receivers/node_modules/stripe ]; then
+    log "installing the webhook receivers' npm packages"
+    (cd tests/webhook-receivers && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ ! -x tests/webhook-receivers/.venv/bin/python ] || ! tests/webhook-receivers/.venv/bin/python -c 'import stripe, standardwebhooks' 2>/dev/null; then
+    log "installing the webhook receivers' PyPI packages"
+    python3 -m venv tests/webhook-receivers/.venv
+    tests/webhook-receivers/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/webhook-receivers/requirements.txt
+  fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_oauth_client_packages
+ensure_webhook_receiver_packages
 ensure_chromium
 ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then

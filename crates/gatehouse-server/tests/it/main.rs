@@ -11,6 +11,7 @@ mod openapi;
 mod path_corpus;
 mod resilience;
 mod webhooks;
+mod webhooks_sdk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
