@@ -75,6 +75,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
+    /// Webhook endpoints: create, list, roll-secret, disable, enable (works with no server running).
+    #[command(subcommand)]
+    Endpoints(crate::webhooks_cmd::EndpointsCommand),
+    /// Queue an event again for every endpoint that wants it.
+    Resend {
+        id: String,
+        #[arg(long = "env", value_enum, default_value = "live")]
+        environment: crate::keys_cmd::EnvArg,
+    },
     /// Verify a delivery's signature: the raw body on standard input, the header's value as --header.
     /// Exits 0 when valid, 1 when not (with the reason).
     Verify {
@@ -199,6 +208,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhooks(WebhooksCommand::Endpoints(cmd)) => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            let store = open_store(&cfg).await?;
+            let code = crate::webhooks_cmd::endpoints(cmd, &cfg, Arc::new(store.clone()), json).await;
+            store.close().await;
+            code
+        }
+        Command::Webhooks(WebhooksCommand::Resend { id, environment }) => {
+            let cfg = config::load(&cli.global.flags(None))?;
+            let store = open_store(&cfg).await?;
+            let code = crate::webhooks_cmd::resend(id, environment, &cfg, Arc::new(store.clone()), json).await;
+            store.close().await;
+            code
         }
         Command::Webhooks(WebhooksCommand::Verify { secrets, header, tolerance, now }) => {
             use std::io::Read;

@@ -7,6 +7,7 @@ mod oauth_cmd;
 mod output;
 mod supervisor;
 mod up;
+mod webhooks_cmd;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,7 @@ mod cli;
 mod newcomer;
 mod oauth_clients;
 mod up;
+mod webhooks_crash;
 
 use std::path::Path;
 use std::process::{Command, Output};
