@@ -6,10 +6,13 @@ JSON line per delivery. Answers 200 only when every check passed."""
 import json
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import stripe
 from standardwebhooks.webhooks import Webhook
+
+OUTPUT = threading.Lock()  # deliveries arrive concurrently; one whole line each
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -31,7 +34,9 @@ class Handler(BaseHTTPRequestHandler):
                     out["standard_verified"] += 1
                 except Exception as e:  # noqa: BLE001
                     out["errors"].append(f"standardwebhooks: {e}")
-        print(json.dumps(out), flush=True)
+        with OUTPUT:
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
         self.send_response(200 if not out["errors"] else 400)
         self.send_header("content-length", "0")
         self.end_headers()

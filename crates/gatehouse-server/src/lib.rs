@@ -5,6 +5,7 @@
 //! `serve(listener, shutdown)`; the gateway is `gateway::Gateway::new(state, config).router()`.
 
 pub mod api;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod gateway;

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, Timestamp};
 
 use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
-use crate::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointRecord, EventRecord, WebhookStore};
+use crate::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FinishedAttempt, DeliveryRecord, EndpointRecord, EventRecord, WebhookStore};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct EndpointRow {
     id: String,
     workspace: String,
@@ -53,7 +53,7 @@ impl TryFrom<EndpointRow> for EndpointRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct EventRow {
     id: String,
     workspace: String,
@@ -229,23 +229,47 @@ impl WebhookStore for SqlStore {
         let due = "SELECT d.event_id, d.endpoint_id, d.attempts FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                    WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
                    AND e.disabled_at IS NULL ORDER BY d.next_attempt_at LIMIT $2";
-        let claim = "UPDATE webhook_deliveries SET claimed_until = $3 WHERE event_id = $1 AND endpoint_id = $2 \
-                     AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < $4)";
-        let event_sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events WHERE id = $1";
-        let endpoint_sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
+        // Inside the write transaction (SQLite's single writer; PostgreSQL's advisory lock), the rows just
+        // selected cannot be claimed by anyone else before the UPDATE below: no attempt is sent twice.
         let claimed: Vec<(EventRow, EndpointRow, i64)> = in_tx!(self, tx => {
             let rows: Vec<(String, String, i64)> = sqlx::query_as(due).bind(now.0).bind(limit).fetch_all(&mut *tx).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (event_id, endpoint_id, attempts) in rows {
-                let n = sqlx::query(claim).bind(&event_id).bind(&endpoint_id).bind(now.0 + lease_ms).bind(now.0).execute(&mut *tx).await?.rows_affected();
-                if n != 1 {
-                    continue;
+            if rows.is_empty() {
+                vec![]
+            } else {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE webhook_deliveries SET claimed_until = ");
+                qb.push_bind(now.0 + lease_ms).push(" WHERE (event_id, endpoint_id) IN (");
+                let mut sep = qb.separated(", ");
+                for (ev, ep, _) in &rows {
+                    sep.push("(").push_bind_unseparated(ev.clone()).push_unseparated(", ").push_bind_unseparated(ep.clone()).push_unseparated(")");
                 }
-                let ev: EventRow = sqlx::query_as(event_sql).bind(&event_id).fetch_one(&mut *tx).await?;
-                let ep: EndpointRow = sqlx::query_as(&endpoint_sql).bind(&endpoint_id).fetch_one(&mut *tx).await?;
-                out.push((ev, ep, attempts));
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new("SELECT id, workspace, environment, type, created_at, body FROM webhook_events WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for (ev, _, _) in &rows {
+                    sep.push_bind(ev.clone());
+                }
+                qb.push(")");
+                let events: Vec<EventRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new(format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id IN ("));
+                let mut sep = qb.separated(", ");
+                let mut ids: Vec<&String> = rows.iter().map(|r| &r.1).collect();
+                ids.sort();
+                ids.dedup();
+                for ep in ids {
+                    sep.push_bind(ep.clone());
+                }
+                qb.push(")");
+                let endpoints: Vec<EndpointRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let events: std::collections::HashMap<String, EventRow> = events.into_iter().map(|e| (e.id.clone(), e)).collect();
+                let mut out = Vec::with_capacity(rows.len());
+                for (ev, ep, attempts) in rows {
+                    let Some(e) = events.get(&ev).cloned() else { continue };
+                    let Some(endpoint) = endpoints.iter().find(|x| x.id == ep) else { continue };
+                    out.push((e, endpoint.clone(), attempts));
+                }
+                out
             }
-            out
         });
         claimed
             .into_iter()
@@ -253,10 +277,11 @@ impl WebhookStore for SqlStore {
             .collect()
     }
 
-    async fn finish_attempt(&self, a: &AttemptRecord, outcome: &AttemptOutcome, disable_after_ms: i64, disabled_audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn finish_attempts(&self, items: &[FinishedAttempt], disable_after_ms: i64) -> Result<(), StoreError> {
         let log = "INSERT INTO webhook_attempts (id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         in_tx!(self, tx => {
+          for FinishedAttempt { attempt: a, outcome, disabled_audit } in items {
             sqlx::query(log)
                 .bind(&a.id)
                 .bind(&a.event_id)
@@ -298,6 +323,7 @@ impl WebhookStore for SqlStore {
                     }
                 }
             }
+          }
         });
         Ok(())
     }

@@ -95,6 +95,14 @@ pub enum AttemptOutcome {
     Failed,
 }
 
+/// An attempt to record, what it leads to, and the audit entry to write if it disables the endpoint.
+#[derive(Clone, Debug)]
+pub struct FinishedAttempt {
+    pub attempt: AttemptRecord,
+    pub outcome: AttemptOutcome,
+    pub disabled_audit: AuditEntry,
+}
+
 /// The state of one (event, endpoint) pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -127,9 +135,10 @@ pub trait WebhookStore: Send + Sync {
     /// Claims up to `limit` due deliveries for `lease_ms` (rows claimed by another worker whose lease has
     /// not run out are skipped). Deliveries of disabled endpoints are not claimed.
     async fn claim_deliveries(&self, now: Timestamp, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Logs an attempt and moves its delivery on. A failure that leaves the endpoint failing for
-    /// `disable_after_ms` disables it (with `disabled_audit`, which also emits `webhook_endpoint.disabled`).
-    async fn finish_attempt(&self, attempt: &AttemptRecord, outcome: &AttemptOutcome, disable_after_ms: i64, disabled_audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Logs attempts and moves their deliveries on, in one transaction. A failure that leaves the endpoint
+    /// failing for `disable_after_ms` disables it (with the item's `disabled_audit`, which also emits
+    /// `webhook_endpoint.disabled`).
+    async fn finish_attempts(&self, items: &[FinishedAttempt], disable_after_ms: i64) -> Result<(), StoreError>;
     /// Pending deliveries (for metrics).
     async fn pending_deliveries(&self) -> Result<i64, StoreError>;
 }

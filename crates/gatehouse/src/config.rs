@@ -57,6 +57,7 @@ pub struct RawWebhooks {
     pub header_prefix: Option<String>,
     pub timeout_secs: Option<u64>,
     pub allow_private_destinations: Option<bool>,
+    pub deliver: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +139,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("webhooks.header_prefix", Kind::Str),
     ("webhooks.timeout_secs", Kind::Int),
     ("webhooks.allow_private_destinations", Kind::Bool),
+    ("webhooks.deliver", Kind::Bool),
     ("oauth.access_token_ttl_secs", Kind::Int),
     ("oauth.refresh_token_ttl_secs", Kind::Int),
     ("oauth.code_ttl_secs", Kind::Int),
@@ -423,6 +425,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         bail!("{}: at most 10000", at("oauth.refresh_race_window_ms"));
     }
     let w = raw.webhooks.unwrap_or_default();
+    let webhook_worker = w.deliver.unwrap_or(true);
     let wd = gatehouse_server::webhooks::WebhookConfig::default();
     let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
     if header_prefix.is_empty() || header_prefix.len() > 40 || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -479,7 +482,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             sessions,
             oauth,
             webhooks,
-            webhook_worker: true,
+            webhook_worker,
         },
     })
 }

@@ -7,7 +7,6 @@
 //! token's hash is the truth, so revocation works for both. Verified access tokens are cached like
 //! API keys and dropped through the same change feed.
 
-pub mod batch;
 pub mod endpoints;
 pub mod error;
 
@@ -102,8 +101,8 @@ pub struct OAuthService {
     cache: RwLock<HashMap<KeyHash, Arc<ActiveToken>>>,
     /// Clients by the hash of their change-feed name (`client_feed_hash`).
     clients: RwLock<HashMap<KeyHash, Arc<ClientRecord>>>,
-    grants: batch::Batcher<NewGrant, ()>,
-    refreshes: batch::Batcher<RefreshRequest, RefreshOutcome>,
+    grants: crate::batch::Batcher<NewGrant, ()>,
+    refreshes: crate::batch::Batcher<RefreshRequest, RefreshOutcome>,
 }
 
 impl std::fmt::Debug for OAuthService {
@@ -149,12 +148,12 @@ pub fn requested_scopes(param: Option<&str>, allowed: &[String]) -> Result<Vec<S
 impl OAuthService {
     pub fn new(store: Arc<dyn Store>, namespace: Namespace, workspace: String, cfg: OAuthConfig, verifier: Verifier) -> Arc<Self> {
         let s = store.clone();
-        let grants = batch::Batcher::new(256, move |items: Vec<NewGrant>| {
+        let grants = crate::batch::Batcher::new(256, move |items: Vec<NewGrant>| {
             let s = s.clone();
             async move { s.insert_grants(&items).await.map(|()| vec![(); items.len()]) }
         });
         let s = store.clone();
-        let refreshes = batch::Batcher::new(256, move |items: Vec<RefreshRequest>| {
+        let refreshes = crate::batch::Batcher::new(256, move |items: Vec<RefreshRequest>| {
             let s = s.clone();
             async move { s.refresh_many(&items).await }
         });

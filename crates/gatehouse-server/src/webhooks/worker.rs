@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gatehouse_core::destination::forbidden_reason;
 use gatehouse_core::id::new_id;
 use gatehouse_core::Timestamp;
-use gatehouse_store::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery};
+use gatehouse_store::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FinishedAttempt};
 use gatehouse_store::{AuditEntry, Store};
 use rand::Rng;
 
@@ -51,6 +51,8 @@ pub struct Worker {
     clock: Clock,
     http: reqwest::Client,
     signature_header: String,
+    /// Attempts are recorded in batches (one transaction for all that finished meanwhile).
+    finished: crate::batch::Batcher<FinishedAttempt, ()>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -77,7 +79,12 @@ impl Worker {
             .build()
             .expect("a static client configuration builds");
         let signature_header = format!("{}-Signature", cfg.header_prefix);
-        Self { store, cfg, clock, http, signature_header }
+        let (s, disable_after) = (store.clone(), cfg.disable_after.as_millis() as i64);
+        let finished = crate::batch::Batcher::new(256, move |items: Vec<FinishedAttempt>| {
+            let s = s.clone();
+            async move { s.finish_attempts(&items, disable_after).await.map(|()| vec![(); items.len()]) }
+        });
+        Self { store, cfg, clock, http, signature_header, finished }
     }
 
     /// Claims and delivers one batch of due deliveries; returns how many were attempted.
@@ -146,7 +153,7 @@ impl Worker {
             details: serde_json::json!({"url": d.endpoint.url, "reason": "failing for too long"}),
         };
         tracing::debug!(event = %d.event.id, endpoint = %d.endpoint.id, status = ?observed.status, error = ?observed.error, attempt = made, "webhook attempt");
-        if let Err(e) = self.store.finish_attempt(&attempt, &outcome, self.cfg.disable_after.as_millis() as i64, &disabled).await {
+        if let Err(e) = self.finished.submit(FinishedAttempt { attempt, outcome, disabled_audit: disabled }).await {
             // The lease runs out and the delivery is claimed again: at least once, never lost.
             tracing::warn!(error = %e, event = %d.event.id, "could not record a webhook attempt; it will be retried");
         }

@@ -1,4 +1,4 @@
-//! Group commit for token writes. Requests hand their write to one task, which takes everything that
+//! Group commit for writes (OAuth tokens, webhook attempts). Requests hand their write to one task, which takes everything that
 //! queued up while the previous batch was committing and writes it in one transaction. Each caller
 //! still gets its own answer only after its write is durable; nothing is acknowledged early.
 
