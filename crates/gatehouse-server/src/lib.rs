@@ -121,10 +121,14 @@ impl App {
                 tick.tick().await;
                 state.limiter.sweep();
                 state.sessions.flush_activity().await;
+                if let Ok(n) = state.store.pending_deliveries().await {
+                    state.metrics.webhook_pending.set(n);
+                }
             }
         }));
         if self.state.config.webhook_worker {
-            let worker = webhooks::worker::Worker::new(self.state.store.clone(), self.state.config.webhooks.clone(), webhooks::worker::system_clock());
+            let worker = webhooks::worker::Worker::new(self.state.store.clone(), self.state.config.webhooks.clone(), webhooks::worker::system_clock())
+                .with_metrics(self.state.metrics.clone());
             handles.push(Arc::new(worker).spawn());
         }
         let state = self.state.clone();

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// 1 while the change feed is fresh enough to trust the key cache.
     pub cache_trusted: Gauge,
+    /// Deliveries waiting (refreshed every few seconds).
+    pub webhook_pending: Gauge,
+    /// Webhook attempts by outcome (`delivered`, `retry`, `failed`).
+    pub webhook_attempts: Family<CodeLabel, Counter>,
+    /// From the event's commit to its successful delivery.
+    pub webhook_delivery_seconds: Histogram,
 }
 
 impl fmt::Debug for Metrics {
@@ -82,6 +88,12 @@ impl Metrics {
         r.register("store_errors", "Storage failures seen while serving", store_errors.clone());
         let cache_trusted = Gauge::default();
         r.register("key_cache_trusted", "1 while the key change feed is fresh", cache_trusted.clone());
+        let webhook_pending = Gauge::default();
+        r.register("webhook_pending_deliveries", "Webhook deliveries waiting to be sent", webhook_pending.clone());
+        let webhook_attempts = Family::<CodeLabel, Counter>::default();
+        r.register("webhook_attempts", "Webhook delivery attempts by outcome", webhook_attempts.clone());
+        let webhook_delivery_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 12));
+        r.register("webhook_delivery_seconds", "Time from an event's commit to its delivery", webhook_delivery_seconds.clone());
         let info = Family::<BackendLabel, Gauge>::default();
         info.get_or_create(&BackendLabel { backend }).set(1);
         r.register("storage_backend", "The storage backend in use", info);
@@ -97,6 +109,9 @@ impl Metrics {
             rate_limited,
             store_errors,
             cache_trusted,
+            webhook_pending,
+            webhook_attempts,
+            webhook_delivery_seconds,
         }
     }
 

@@ -53,6 +53,7 @@ pub struct Worker {
     signature_header: String,
     /// Attempts are recorded in batches (one transaction for all that finished meanwhile).
     finished: crate::batch::Batcher<FinishedAttempt, ()>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -84,7 +85,13 @@ impl Worker {
             let s = s.clone();
             async move { s.finish_attempts(&items, disable_after).await.map(|()| vec![(); items.len()]) }
         });
-        Self { store, cfg, clock, http, signature_header, finished }
+        Self { store, cfg, clock, http, signature_header, finished, metrics: None }
+    }
+
+    /// Counts attempts and delivery latency in these metrics.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Claims and delivers one batch of due deliveries; returns how many were attempted.
@@ -129,6 +136,18 @@ impl Worker {
         } else {
             AttemptOutcome::Failed
         };
+        if let Some(m) = &self.metrics {
+            let code = match outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::RetryAt(_) => "retry",
+                AttemptOutcome::Failed => "failed",
+            };
+            m.webhook_attempts.get_or_create(&crate::metrics::CodeLabel { code }).inc();
+            if ok {
+                let since = Timestamp::now().0 - d.event.created_at.0;
+                m.webhook_delivery_seconds.observe(since.max(0) as f64 / 1000.0);
+            }
+        }
         let attempt = AttemptRecord {
             id: new_id("att", now.0),
             event_id: d.event.id.clone(),

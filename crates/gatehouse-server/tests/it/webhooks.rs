@@ -104,6 +104,10 @@ async fn key_events_are_delivered_signed_from_the_outbox(b: Backend) {
     assert_eq!(detail["deliveries"][0]["status"], "delivered");
     assert_eq!(detail["attempts"][0]["status_code"], 200);
     assert_eq!(detail["attempts"][0]["response_excerpt"], "receiver says hello");
+    let (_, _, metrics) = app.call("GET", "/metrics", None, None).await;
+    let text = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("gatehouse_webhook_attempts_total{code=\"delivered\"} 2"), "{text}");
+    assert!(text.contains("gatehouse_webhook_delivery_seconds_count 2"), "{text}");
     // Resend: the same event id arrives again.
     let (s, _, r) = app.call("POST", &format!("/v1/events/{}/resend", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
     assert_eq!((s.as_u16(), r["queued"].as_u64()), (200, Some(1)));
