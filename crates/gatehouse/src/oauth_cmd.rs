@@ -127,7 +127,7 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
                 let next = if page.has_more { clients.last().map(|c| c.id.clone()) } else { None };
                 println!("{}", serde_json::json!({"object": "list", "data": clients, "has_more": page.has_more, "next_cursor": next}));
             } else {
-                println!("{:<33}  {:<30}  {:<12}  {}", "CLIENT_ID", "NAME", "TYPE", "STATUS");
+                println!("{:<33}  {:<30}  {:<12}  STATUS", "CLIENT_ID", "NAME", "TYPE");
                 for c in &clients {
                     let kind = if c.secret_last4.is_some() { "confidential" } else { "public" };
                     let status = if c.disabled_at.is_some() { "disabled" } else { "active" };

@@ -205,7 +205,7 @@ impl WebhookService {
         let action = if enabled { "webhook_endpoint.enabled" } else { "webhook_endpoint.disabled_by_user" };
         let audit = self.audit(actor, meta, action, &e, serde_json::json!({}));
         let reason = (!enabled).then_some("disabled by a user");
-        Ok(self.store.set_endpoint_disabled(&self.workspace, id, Timestamp::now(), reason, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))?)
+        self.store.set_endpoint_disabled(&self.workspace, id, Timestamp::now(), reason, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))
     }
 
     pub async fn events(&self, env: Environment, page: &PageRequest) -> Result<Page<EventRecord>, ServiceError> {
