@@ -146,6 +146,9 @@ pub enum CodeOutcome {
 #[async_trait]
 pub trait OAuthStore: Send + Sync {
     async fn insert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Creates or replaces a client declared in configuration (its secret and settings become exactly
+    /// these; a disabled client is enabled again), audited, with a change-feed entry.
+    async fn upsert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
     /// Replaces the secret; the old one stays valid until `previous_expires_at`.

@@ -283,6 +283,34 @@ impl OAuthStore for SqlStore {
         Ok(())
     }
 
+    async fn upsert_client(&self, c: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9, $10, $11, NULL) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, secret_hash = excluded.secret_hash, \
+             secret_last4 = excluded.secret_last4, previous_secret_hash = NULL, previous_secret_expires_at = NULL, \
+             redirect_uris = excluded.redirect_uris, scopes = excluded.scopes, token_format = excluded.token_format, disabled_at = NULL"
+        );
+        in_tx!(self, tx => {
+            sqlx::query(&sql)
+                .bind(&c.id)
+                .bind(&c.workspace)
+                .bind(&c.name)
+                .bind(if c.confidential { "confidential" } else { "public" })
+                .bind(c.secret_hash.map(|h| h.0.to_vec()))
+                .bind(&c.secret_last4)
+                .bind(json_list(c.redirect_uris.clone()))
+                .bind(json_list(c.scopes.clone()))
+                .bind(&c.token_format)
+                .bind(c.created_at.0)
+                .bind(&c.created_by)
+                .execute(&mut *tx)
+                .await?;
+            record!(tx, audit);
+            sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(&c.id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
     async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
         let row: Option<ClientRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);

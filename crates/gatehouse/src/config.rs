@@ -67,6 +67,24 @@ pub struct RawOAuth {
     pub refresh_token_ttl_secs: Option<u64>,
     pub code_ttl_secs: Option<u64>,
     pub refresh_race_window_ms: Option<u64>,
+    pub clients: Option<Vec<RawOAuthClient>>,
+}
+
+/// `[[oauth.clients]]`: a client that exists exactly as declared (created or updated at start).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuthClient {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+    /// A file holding the client secret (confidential clients); relative paths are from the config file.
+    pub client_secret_file: Option<PathBuf>,
+    pub token_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +216,8 @@ pub struct Config {
     pub owner: Option<(String, SecretString)>,
     /// Apps for `serve`, with Spacefile paths resolved.
     pub apps: Vec<RawApp>,
+    /// OAuth clients declared in the config file, secrets read.
+    pub oauth_clients: Vec<gatehouse_server::oauth::ConfiguredClient>,
 }
 
 impl Config {
@@ -403,7 +423,22 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
         bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
     }
-    let o = raw.oauth.unwrap_or_default();
+    let mut o = raw.oauth.unwrap_or_default();
+    let config_dir = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let mut oauth_clients = vec![];
+    for (i, c) in o.clients.take().unwrap_or_default().into_iter().enumerate() {
+        let secret = match &c.client_secret_file {
+            Some(f) => {
+                let path = if f.is_relative() { config_dir.join(f) } else { f.clone() };
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow!("{}: cannot read {} ({e})", at(&format!("oauth.clients[{i}].client_secret_file")), path.display()))?;
+                Some(SecretString::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+            }
+            None => None,
+        };
+        let client = gatehouse_server::oauth::NewClient { name: c.name, confidential: !c.public, redirect_uris: c.redirect_uris, scopes: c.scopes, token_format: c.token_format };
+        oauth_clients.push(gatehouse_server::oauth::ConfiguredClient { id: c.id, client, secret });
+    }
     let od = gatehouse_server::oauth::OAuthConfig::default();
     let oauth = gatehouse_server::oauth::OAuthConfig {
         access_token_ttl: o.access_token_ttl_secs.map_or(od.access_token_ttl, Duration::from_secs),
@@ -460,6 +495,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         }
     }
     Ok(Config {
+        oauth_clients,
         gateway_listen,
         upstream_timeout,
         public_rate_limit,

@@ -64,6 +64,13 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     let app_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
     let app = App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise from storage")?;
     let setup_link = bootstrap_owner(&app, cfg).await?;
+    for c in &cfg.oauth_clients {
+        match app.state.oauth.sync_configured(c).await {
+            Ok(true) => tracing::info!(client = %c.id, "OAuth client from the config file created or updated"),
+            Ok(false) => {}
+            Err(e) => bail!("oauth.clients `{}`: {e}", c.id),
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut micro_tasks = vec![];
     for m in &micros {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::id::new_id;
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
 use gatehouse_core::{KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
 use gatehouse_store::oauth::{ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
@@ -78,6 +78,23 @@ impl ActiveToken {
             && self.record.expires_at > now
             && self.user.as_ref().is_none_or(|u| u.disabled_at.is_none())
     }
+}
+
+/// A client declared in configuration (`[[oauth.clients]]`).
+#[derive(Clone, Debug)]
+pub struct ConfiguredClient {
+    /// `client_` followed by 1 to 64 of `a-z 0-9 _ -`.
+    pub id: String,
+    pub client: NewClient,
+    /// The secret of a confidential client (read from a file; at least 32 characters).
+    pub secret: Option<SecretString>,
+}
+
+/// Whether `id` can be a client id: generated (`client_` + 26 characters) or configured.
+pub fn is_client_id(id: &str) -> bool {
+    id.strip_prefix("client_").is_some_and(|r| {
+        (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    })
 }
 
 /// The token response of RFC 6749 §5.1.
@@ -200,8 +217,8 @@ impl OAuthService {
 
     // ---- clients -------------------------------------------------------------------------------
 
-    /// Validates and registers a client; a confidential client's secret is returned once.
-    pub async fn create_client(&self, actor: &Actor, meta: &RequestMeta, req: NewClient) -> Result<(ClientRecord, Option<SecretString>), ServiceError> {
+    /// Checks a new client's settings; returns the normalised scopes and token format.
+    fn validate_client(&self, actor: &Actor, req: &NewClient) -> Result<(Vec<String>, String), ServiceError> {
         let invalid = ServiceError::Invalid;
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -219,10 +236,10 @@ impl OAuthService {
         if req.scopes.len() > 100 {
             return Err(invalid("scopes: at most 100".into()));
         }
-        let parsed = parse_scope_param(&req.scopes.join(" ")).map_err(|e| invalid(format!("scopes: {e}")))?;
         if req.scopes.iter().any(|s| s.contains(' ')) {
             return Err(invalid("scopes: give one scope per list item".into()));
         }
+        let parsed = parse_scope_param(&req.scopes.join(" ")).map_err(|e| invalid(format!("scopes: {e}")))?;
         if let Actor::Key(k) = actor {
             // A credential cannot register a client that could obtain more than it holds itself.
             let held = k.effective_scopes();
@@ -230,23 +247,29 @@ impl OAuthService {
                 return Err(ServiceError::Denied(gatehouse_core::DenyReason::InsufficientScope(s.clone())));
             }
         }
-        let token_format = req.token_format.unwrap_or_else(|| "opaque".into());
+        let token_format = req.token_format.clone().unwrap_or_else(|| "opaque".into());
         if token_format != "opaque" && token_format != "jwt" {
             return Err(invalid("token_format: `opaque` or `jwt`".into()));
         }
+        Ok((parsed.iter().map(ToString::to_string).collect(), token_format))
+    }
+
+    /// Validates and registers a client; a confidential client's secret is returned once.
+    pub async fn create_client(&self, actor: &Actor, meta: &RequestMeta, req: NewClient) -> Result<(ClientRecord, Option<SecretString>), ServiceError> {
+        let (scopes, token_format) = self.validate_client(actor, &req)?;
         let now = Timestamp::now();
         let secret = req.confidential.then(|| SecretString::new(random_token(&self.namespace, "cs")));
         let client = ClientRecord {
             id: new_id("client", now.0),
             workspace: self.workspace.clone(),
-            name: name.to_owned(),
+            name: req.name.trim().to_owned(),
             confidential: req.confidential,
             secret_hash: secret.as_ref().map(|s| KeyHash::of(s.expose())),
             secret_last4: secret.as_ref().map(|s| last4(s.expose())),
             previous_secret_hash: None,
             previous_secret_expires_at: None,
             redirect_uris: req.redirect_uris,
-            scopes: parsed.iter().map(ToString::to_string).collect(),
+            scopes,
             token_format,
             created_at: now,
             created_by: actor.id(),
@@ -257,9 +280,55 @@ impl OAuthService {
         Ok((client, secret))
     }
 
+    /// Makes a client declared in configuration exist exactly as declared. Writes (and audits) only when
+    /// something differs from what is stored; returns whether it wrote.
+    pub async fn sync_configured(&self, c: &ConfiguredClient) -> Result<bool, ServiceError> {
+        let invalid = ServiceError::Invalid;
+        if !is_client_id(&c.id) {
+            return Err(invalid(format!("id `{}`: use `client_` followed by 1 to 64 of a-z, 0-9, `_`, `-`", c.id.chars().take(80).collect::<String>())));
+        }
+        let (scopes, token_format) = self.validate_client(&Actor::Cli, &c.client)?;
+        let secret_hash = match (&c.secret, c.client.confidential) {
+            (Some(s), true) if s.expose().len() >= 32 => Some(KeyHash::of(s.expose())),
+            (Some(_), true) => return Err(invalid("client_secret_file: the secret must be at least 32 characters".into())),
+            (None, true) => return Err(invalid("client_secret_file: a confidential client needs a secret".into())),
+            (Some(_), false) => return Err(invalid("client_secret_file: a public client has no secret".into())),
+            (None, false) => None,
+        };
+        let existing = self.store.client_by_id(&c.id).await?;
+        let now = Timestamp::now();
+        let client = ClientRecord {
+            id: c.id.clone(),
+            workspace: self.workspace.clone(),
+            name: c.client.name.trim().to_owned(),
+            confidential: c.client.confidential,
+            secret_hash,
+            secret_last4: c.secret.as_ref().map(|s| last4(s.expose())),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            redirect_uris: c.client.redirect_uris.clone(),
+            scopes,
+            token_format,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            created_by: existing.as_ref().map_or_else(|| "config".to_owned(), |e| e.created_by.clone()),
+            disabled_at: None,
+        };
+        if existing.as_ref() == Some(&client) {
+            return Ok(false);
+        }
+        if existing.as_ref().is_some_and(|e| e.workspace != self.workspace) {
+            return Err(ServiceError::Conflict(format!("client `{}` belongs to another workspace", c.id)));
+        }
+        let action = if existing.is_some() { "oauth.client.configured" } else { "oauth.client.created" };
+        let audit = self.audit("config", &RequestMeta::default(), action, "oauth_client", &client.id, describe_client(&client));
+        self.store.upsert_client(&client, &audit).await?;
+        self.forget_client(&c.id);
+        Ok(true)
+    }
+
     pub async fn get_client(&self, id: &str) -> Result<ClientRecord, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("No OAuth client with id `{}`.", id.chars().take(60).collect::<String>()));
-        if !looks_like("client", id) {
+        if !is_client_id(id) {
             return Err(not_found());
         }
         match self.store.client_by_id(id).await? {
@@ -270,7 +339,7 @@ impl OAuthService {
 
     pub async fn list_clients(&self, page: &PageRequest) -> Result<Page<ClientRecord>, ServiceError> {
         if let Some(c) = &page.starting_after {
-            if !looks_like("client", c) {
+            if !is_client_id(c) {
                 return Err(ServiceError::Invalid("starting_after: not a client id".into()));
             }
         }
@@ -346,7 +415,7 @@ impl OAuthService {
 
     /// Checks a client's credentials (SPEC §7 client auth). `secret` is `None` for `none`.
     pub async fn authenticate_client(&self, id: &str, secret: Option<&str>) -> Result<Option<ClientRecord>, StoreError> {
-        if !looks_like("client", id) {
+        if !is_client_id(id) {
             return Ok(None);
         }
         let Some(c) = self.client(id).await? else { return Ok(None) };

@@ -4,6 +4,7 @@
 mod cli;
 mod newcomer;
 mod oauth_clients;
+mod oauth_config;
 mod up;
 mod webhooks_crash;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::Value;
 
-fn serve(dir: &std::path::Path) -> Child {
+pub fn serve(dir: &std::path::Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.current_dir(dir).args(["--config", "gatehouse.toml", "serve"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(dir.join("serve.err")).unwrap());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
