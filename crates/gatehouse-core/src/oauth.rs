@@ -126,6 +126,21 @@ pub fn pkce_s256_ok(verifier: &str, challenge: &str) -> bool {
     computed.as_bytes().ct_eq(challenge.as_bytes()).into()
 }
 
+/// Whether a presented bearer string can be one of our access tokens: `{ns}_at_` + 43 base64url
+/// characters (opaque), or three non-empty base64url segments (an RFC 9068 JWT), at most 4 KiB.
+/// Anything else is refused without a storage lookup.
+pub fn looks_like_access_token(namespace: &str, token: &str) -> bool {
+    let b64url = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if token.len() > 4096 {
+        return false;
+    }
+    if let Some(rest) = token.strip_prefix(namespace).and_then(|r| r.strip_prefix("_at_")) {
+        return rest.len() == 43 && b64url(rest);
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| b64url(p))
+}
+
 /// Parses a `scope` parameter: scope tokens separated by single spaces; duplicates are dropped.
 pub fn parse_scope_param(s: &str) -> Result<Vec<Scope>, String> {
     if s.len() > 4096 {
@@ -234,6 +249,31 @@ mod tests {
         assert!(!pkce_s256_ok(&long, &B64.encode(Sha256::digest(long.as_bytes()))));
         let max = "a".repeat(128);
         assert!(pkce_s256_ok(&max, &B64.encode(Sha256::digest(max.as_bytes()))));
+    }
+
+    #[test]
+    fn access_token_shape_table() {
+        let opaque = format!("gth_at_{}", "A".repeat(42) + "-");
+        assert!(looks_like_access_token("gth", &opaque));
+        assert!(looks_like_access_token("gth", "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln"));
+        let bad = [
+            String::new(),
+            "gth_at_".into(),
+            format!("gth_at_{}", "A".repeat(42)),
+            format!("gth_at_{}", "A".repeat(44)),
+            format!("gth_at_{}=", "A".repeat(42)),
+            format!("xyz_at_{}", "A".repeat(43)),
+            format!("gth_rt_{}", "A".repeat(43)),
+            "a.b".into(),
+            "a..c".into(),
+            "a.b.c.d".into(),
+            "a.b+.c".into(),
+            format!("{}.b.c", "a".repeat(5000)),
+            "gth_sk_live_notatoken".into(),
+        ];
+        for b in bad {
+            assert!(!looks_like_access_token("gth", &b), "{b:?}");
+        }
     }
 
     #[test]

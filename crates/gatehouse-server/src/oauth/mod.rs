@@ -513,7 +513,7 @@ impl OAuthService {
     /// The live access token behind `token`, from the cache or storage. A storage failure is an error
     /// (callers answer 503), never "valid".
     pub async fn verify_access(&self, token: &str) -> Result<Option<Arc<ActiveToken>>, StoreError> {
-        if token.len() > 4096 {
+        if !gatehouse_core::oauth::looks_like_access_token(self.namespace.as_str(), token) {
             return Ok(None);
         }
         let hash = KeyHash::of(token);
