@@ -38,36 +38,27 @@ ensure_browser_test_packages() {
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
 }
 
-ensure_oauth_client_packages() {
-  # Third-party OAuth clients the suite runs against a real Gatehouse: openid-client (npm), Authlib (PyPI).
-  if [ ! -d tests/oauth-clients/node_modules/openid-client ]; then
-    log "installing openid-client for the OAuth client test"
-    (cd tests/oauth-clients && npm ci --no-audit --no-fund --loglevel=error)
+# Installs a test directory's npm packages (if `node_modules/$2` is missing) and its PyPI packages into
+# `.venv` (if `$3` does not import). Usage: ensure_packages DIR NPM_PACKAGE "PYTHON_IMPORTS" WHAT
+ensure_packages() {
+  local dir=$1 npm_pkg=$2 imports=$3 what=$4
+  if [ ! -d "$dir/node_modules/$npm_pkg" ]; then
+    log "installing npm packages for $what"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
-  if [ ! -x tests/oauth-clients/.venv/bin/python ] || ! tests/oauth-clients/.venv/bin/python -c 'import authlib, requests' 2>/dev/null; then
-    log "installing Authlib for the OAuth client test"
-    python3 -m venv tests/oauth-clients/.venv
-    tests/oauth-clients/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/oauth-clients/requirements.txt
-  fi
-}
-
-ensure_webhook_receiver_packages() {
-  # Receivers that verify deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.
-  if [ ! -d tests/webhook-receivers/node_modules/stripe ]; then
-    log "installing the webhook receivers' npm packages"
-    (cd tests/webhook-receivers && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-  if [ ! -x tests/webhook-receivers/.venv/bin/python ] || ! tests/webhook-receivers/.venv/bin/python -c 'import stripe, standardwebhooks' 2>/dev/null; then
-    log "installing the webhook receivers' PyPI packages"
-    python3 -m venv tests/webhook-receivers/.venv
-    tests/webhook-receivers/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/webhook-receivers/requirements.txt
+  if [ ! -x "$dir/.venv/bin/python" ] || ! "$dir/.venv/bin/python" -c "import $imports" 2>/dev/null; then
+    log "installing PyPI packages for $what"
+    python3 -m venv "$dir/.venv"
+    "$dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$dir/requirements.txt"
   fi
 }
 
 ensure_postgres
 ensure_redis
-ensure_oauth_client_packages
-ensure_webhook_receiver_packages
+# Third-party OAuth clients run against a real Gatehouse: openid-client (npm), Authlib (PyPI).
+ensure_packages tests/oauth-clients openid-client "authlib, requests" "the OAuth client test"
+# Receivers verifying deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.
+ensure_packages tests/webhook-receivers stripe "stripe, standardwebhooks" "the webhook receivers"
 ensure_chromium
 ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -42,7 +42,7 @@ pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>)
 }
 
 /// The browser's CSRF cookie, or a fresh one to set with the page.
-fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
+pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
         Some(c) => (c.to_owned(), false),
         None => (crate::sessions::new_token().0, true),
@@ -98,26 +98,16 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+pub fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "storage unavailable during sign-in");
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
 }
 
-/// The user signed in at the control plane in this browser, if any.
-pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<gatehouse_store::UserRecord>, gatehouse_store::StoreError> {
+/// The signed-in control-plane session of this browser (with its user), if any.
+pub async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<crate::sessions::ActiveSession>>, gatehouse_store::StoreError> {
     for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
         if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
-            return Ok(Some(active.user.clone()));
-        }
-    }
-    Ok(None)
-}
-
-/// The signed-in control-plane session of this browser, if any.
-async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
-    for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
-        if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
-            return Ok(Some((active.user.email.clone(), active.session.id_hash)));
+            return Ok(Some(active));
         }
     }
     Ok(None)
@@ -131,7 +121,7 @@ pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAd
         return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
     }
     match current_login(&state, &headers).await {
-        Ok(Some((_, hash))) if rt.is_some() => return continue_to(&state, &hash, rt).await,
+        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt).await,
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
@@ -181,7 +171,7 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
 /// The control plane's landing page for a signed-in browser.
 pub async fn home(State(state): St, headers: HeaderMap) -> Response {
     match current_login(&state, &headers).await {
-        Ok(Some((email, _))) => {
+        Ok(Some(login)) => {
             let (cookie, _) = csrf_cookie(&headers);
             let token = csrf_token(&state.web.csrf_key, &cookie);
             page(
@@ -189,7 +179,7 @@ pub async fn home(State(state): St, headers: HeaderMap) -> Response {
                 "Gatehouse",
                 &format!(
                     r#"<p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#,
-                    esc(&email)
+                    esc(&login.user.email)
                 ),
             )
         }

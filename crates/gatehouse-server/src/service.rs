@@ -57,6 +57,33 @@ pub struct RequestMeta {
     pub ip: Option<String>,
 }
 
+/// What an audit entry is about.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditTarget<'a> {
+    /// `api_key`, `oauth_client`, `oauth_grant`, `webhook_endpoint`, …
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub environment: Option<Environment>,
+}
+
+/// An audit entry stamped now with a fresh id: the one way every service builds them.
+pub fn audit_entry(workspace: &str, actor: &str, meta: &RequestMeta, action: &str, target: AuditTarget<'_>, details: serde_json::Value) -> AuditEntry {
+    let now = Timestamp::now();
+    AuditEntry {
+        id: new_id("aud", now.0),
+        workspace: workspace.to_owned(),
+        environment: target.environment,
+        at: now,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target_type: target.kind.to_owned(),
+        target_id: target.id.to_owned(),
+        request_id: meta.request_id.clone(),
+        ip: meta.ip.clone(),
+        details,
+    }
+}
+
 /// The fields of a new key, as given by a caller; validated by `KeyService::create`.
 #[derive(Clone, Debug)]
 pub struct NewKey {
@@ -96,20 +123,8 @@ impl KeyService {
     }
 
     fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, key: &KeyRecord, details: serde_json::Value) -> AuditEntry {
-        let now = Timestamp::now();
-        AuditEntry {
-            id: new_id("aud", now.0),
-            workspace: self.workspace.clone(),
-            environment: Some(key.environment),
-            at: now,
-            actor: actor.id(),
-            action: action.to_owned(),
-            target_type: "api_key".into(),
-            target_id: key.id.clone(),
-            request_id: meta.request_id.clone(),
-            ip: meta.ip.clone(),
-            details,
-        }
+        let target = AuditTarget { kind: "api_key", id: &key.id, environment: Some(key.environment) };
+        audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
     }
 
     /// Validates, authorizes and stores a new key; returns it with its secret (shown once).

@@ -17,6 +17,13 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Conversions that cannot fail (e.g. rows that map straight onto records) fit where a fallible one is expected.
+impl From<std::convert::Infallible> for StoreError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

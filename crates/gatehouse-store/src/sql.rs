@@ -542,13 +542,14 @@ impl KeyStore for SqlStore {
 
 fn page_of<R, T>(mut rows: Vec<R>, limit_plus_one: i64) -> Result<Page<T>, StoreError>
 where
-    T: TryFrom<R, Error = StoreError>,
+    T: TryFrom<R>,
+    StoreError: From<T::Error>,
 {
     let has_more = rows.len() as i64 >= limit_plus_one;
     if has_more {
         rows.truncate(rows.len() - 1);
     }
-    let items = rows.into_iter().map(T::try_from).collect::<Result<_, _>>()?;
+    let items = rows.into_iter().map(T::try_from).collect::<Result<_, _>>().map_err(StoreError::from)?;
     Ok(Page { items, has_more })
 }
 

@@ -162,30 +162,8 @@ impl TryFrom<TokenRow> for TokenRecord {
     }
 }
 
-const INSERT_TOKEN: &str = "INSERT INTO oauth_tokens (token_hash, kind, grant_id, client_id, user_id, scopes, created_at, \
-     expires_at, parent_hash, used_at, retried_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL)";
-
 const INSERT_GRANT: &str = "INSERT INTO oauth_grants (id, workspace, client_id, user_id, grant_type, scopes, created_at, revoked_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
-
-macro_rules! insert_tokens {
-    ($tx:ident, $tokens:expr) => {
-        for t in $tokens {
-            sqlx::query(INSERT_TOKEN)
-                .bind(&t.hash.0[..])
-                .bind(t.kind.as_str())
-                .bind(&t.grant_id)
-                .bind(&t.client_id)
-                .bind(&t.user_id)
-                .bind(json_list(t.scopes.clone()))
-                .bind(t.created_at.0)
-                .bind(t.expires_at.0)
-                .bind(t.parent_hash.as_ref().map(|h| h.0.to_vec()))
-                .execute(&mut *$tx)
-                .await?;
-        }
-    };
-}
 
 /// Inserts many tokens with one statement.
 macro_rules! insert_tokens_multi {
@@ -477,7 +455,7 @@ impl OAuthStore for SqlStore {
             let n = sqlx::query(spend).bind(&hash.0[..]).bind(now.0).bind(&grant.id).execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 insert_grant!(tx, grant);
-                insert_tokens!(tx, tokens);
+                insert_tokens_multi!(tx, tokens.iter().collect());
                 record!(tx, audit);
                 CodeOutcome::Redeemed
             } else {

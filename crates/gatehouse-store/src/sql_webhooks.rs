@@ -70,15 +70,6 @@ impl From<EventRow> for EventRecord {
     }
 }
 
-impl TryFrom<EventRow> for EventRecord2 {
-    type Error = StoreError;
-    fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        Ok(EventRecord2(r.into()))
-    }
-}
-
-/// `page_of` wants `TryFrom`; events cannot fail to convert.
-struct EventRecord2(EventRecord);
 
 #[async_trait]
 impl WebhookStore for SqlStore {
@@ -168,8 +159,7 @@ impl WebhookStore for SqlStore {
         let rows: Vec<EventRow> = on_db!(self, read, p => {
             sqlx::query_as(sql).bind(workspace).bind(environment.as_str()).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
         });
-        let page: Page<EventRecord2> = page_of(rows, limit)?;
-        Ok(Page { items: page.items.into_iter().map(|e| e.0).collect(), has_more: page.has_more })
+        page_of(rows, limit)
     }
 
     async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {

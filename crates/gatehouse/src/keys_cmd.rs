@@ -118,7 +118,8 @@ fn parse_rate_limit(s: &str) -> Result<RateLimitOverride> {
     Ok(RateLimitOverride { limit, window_secs: u32::try_from(secs).map_err(|_| anyhow!("--rate-limit: window too long"))? })
 }
 
-fn service_error(e: ServiceError) -> anyhow::Error {
+/// A lifecycle error as the CLI says it (shared by the keys, oauth and webhooks commands).
+pub fn service_error(e: ServiceError) -> anyhow::Error {
     match e {
         ServiceError::Store(s) => anyhow!("storage: {s}"),
         other => anyhow!("{other}"),

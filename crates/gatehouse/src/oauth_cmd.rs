@@ -10,11 +10,12 @@ use gatehouse_core::time::parse_duration_secs;
 use gatehouse_server::api::oauth_clients::{ClientOut, ClientWithSecret};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::oauth::{NewClient, OAuthService};
-use gatehouse_server::service::{Actor, RequestMeta, ServiceError};
+use gatehouse_server::service::{Actor, RequestMeta};
 use gatehouse_server::verifier::Verifier;
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;
+use crate::keys_cmd::service_error;
 
 #[derive(Debug, Subcommand)]
 pub enum OAuthCommand {
@@ -61,13 +62,6 @@ pub enum ClientsCommand {
     },
     /// Disable a client: every token it holds stops working at once.
     Disable { id: String },
-}
-
-fn service_error(e: ServiceError) -> anyhow::Error {
-    match e {
-        ServiceError::Store(s) => anyhow!("storage: {s}"),
-        other => anyhow!("{other}"),
-    }
 }
 
 fn print_client(c: &ClientOut) {

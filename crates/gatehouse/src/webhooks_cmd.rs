@@ -8,11 +8,12 @@ use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use gatehouse_core::time::parse_duration_secs;
 use gatehouse_server::api::webhooks::{EndpointOut, EndpointWithSecret};
-use gatehouse_server::service::{Actor, RequestMeta, ServiceError};
+use gatehouse_server::service::{Actor, RequestMeta};
 use gatehouse_server::webhooks::{NewEndpoint, WebhookService};
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;
+use crate::keys_cmd::service_error;
 use crate::keys_cmd::EnvArg;
 
 #[derive(Debug, Subcommand)]
@@ -48,13 +49,6 @@ pub enum EndpointsCommand {
     Disable { id: String },
     /// Resume delivering to an endpoint.
     Enable { id: String },
-}
-
-fn service_error(e: ServiceError) -> anyhow::Error {
-    match e {
-        ServiceError::Store(s) => anyhow!("storage: {s}"),
-        other => anyhow!("{other}"),
-    }
 }
 
 fn show(e: &EndpointOut) {

@@ -29,10 +29,5 @@ pub async fn list_audit(
         .store
         .list_audit(state.keys.workspace(), Some(caller.key.record.environment), &page)
         .await?;
-    Ok(Json(ListOut {
-        object: "list",
-        next_cursor: if result.has_more { result.items.last().map(|a| a.id.clone()) } else { None },
-        has_more: result.has_more,
-        data: result.items.iter().map(AuditOut::from).collect(),
-    }))
+    Ok(Json(ListOut::from_page(&result, |r| r.id.as_str(), |a| AuditOut::from(a))))
 }

@@ -304,6 +304,18 @@ pub struct ListOut<T: ToSchema> {
     pub next_cursor: Option<String>,
 }
 
+impl<T: ToSchema> ListOut<T> {
+    /// A page of records as the API shows them; the cursor is the last record's id.
+    pub fn from_page<R>(page: &gatehouse_store::Page<R>, id: impl Fn(&R) -> &str, out: impl Fn(&R) -> T) -> Self {
+        ListOut {
+            object: "list",
+            next_cursor: if page.has_more { page.items.last().map(|r| id(r).to_owned()) } else { None },
+            has_more: page.has_more,
+            data: page.items.iter().map(out).collect(),
+        }
+    }
+}
+
 /// One audit log entry. Never contains a secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditOut {

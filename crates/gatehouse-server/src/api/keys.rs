@@ -63,12 +63,7 @@ pub async fn list_keys(
 ) -> Result<Json<ListOut<KeyOut>>, ApiError> {
     let page = state.keys.list(&caller.actor(), None, &q.page()?).await?;
     let now = Timestamp::now();
-    Ok(Json(ListOut {
-        object: "list",
-        next_cursor: if page.has_more { page.items.last().map(|k| k.id.clone()) } else { None },
-        has_more: page.has_more,
-        data: page.items.iter().map(|k| KeyOut::from_record(k, now)).collect(),
-    }))
+    Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), |k| KeyOut::from_record(k, now))))
 }
 
 /// Get one key.

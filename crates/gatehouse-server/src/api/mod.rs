@@ -376,21 +376,9 @@ pub fn looks_like_key(ns: &gatehouse_core::Namespace, presented: &str) -> bool {
 /// An OAuth access token calling the management API: it acts as a restricted credential holding the
 /// token's scopes in the live environment, identified by its grant.
 async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<IpAddr>) -> Result<Caller<S>, ApiError> {
-    let t = match state.oauth.verify_access(token).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(ApiError::denied(DenyReason::InvalidToken)),
-        Err(e) => return Err(e.into()),
-    };
-    if !t.scopes.grants(S::scope()) {
-        return Err(ApiError::denied(DenyReason::InsufficientScope(S::scope().clone())));
-    }
-    let r = &t.record;
-    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
-    if !rate.allowed {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::rate_limited(rate));
-    }
+    let (t, rate) = authorize_token(state, token, Some(S::scope())).await?;
     let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
+    let r = &t.record;
     let record = gatehouse_core::KeyRecord {
         id: r.grant_id.clone(),
         hash: r.hash,
@@ -413,6 +401,25 @@ async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<I
         rolled_to: None,
     };
     Ok(Caller { key: Arc::new(CachedKey::synthetic(record)), ip, _scope: std::marker::PhantomData })
+}
+
+/// Checks an OAuth access token for a route or endpoint needing `scope`: live (401 `invalid_token`),
+/// holding the scope — a token is a restricted credential, so no declared scope refuses it (403) — and
+/// within its client+user rate limit (429), in that order. Shared by the gateway and the management API.
+pub async fn authorize_token(state: &AppState, token: &str, scope: Option<&Scope>) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
+    let t = state.oauth.verify_access(token).await?.ok_or_else(|| ApiError::denied(DenyReason::InvalidToken))?;
+    match scope {
+        None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
+        Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
+        Some(_) => {}
+    }
+    let r = &t.record;
+    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
+    if !rate.allowed {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::rate_limited(rate));
+    }
+    Ok((t, rate))
 }
 
 /// A key's rate-limit override as a quota.

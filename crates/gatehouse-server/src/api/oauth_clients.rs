@@ -123,12 +123,7 @@ pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthC
 )]
 pub async fn list_clients(AxState(state): AxState<State>, _caller: Caller<OAuthClientsRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<ClientOut>>, ApiError> {
     let page = state.oauth.list_clients(&q.page()?).await?;
-    Ok(Json(ListOut {
-        object: "list",
-        next_cursor: if page.has_more { page.items.last().map(|c| c.id.clone()) } else { None },
-        has_more: page.has_more,
-        data: page.items.iter().map(ClientOut::from_record).collect(),
-    }))
+    Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), ClientOut::from_record)))
 }
 
 /// Get one client.

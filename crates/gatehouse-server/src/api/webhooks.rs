@@ -167,12 +167,7 @@ pub async fn create_endpoint(AxState(state): AxState<State>, caller: Caller<Webh
     responses((status = 200, body = ListOut<EndpointOut>)))]
 pub async fn list_endpoints(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<EndpointOut>>, ApiError> {
     let page = state.webhooks.list(caller.key.record.environment, &q.page()?).await?;
-    Ok(Json(ListOut {
-        object: "list",
-        next_cursor: if page.has_more { page.items.last().map(|e| e.id.clone()) } else { None },
-        has_more: page.has_more,
-        data: page.items.iter().map(EndpointOut::from_record).collect(),
-    }))
+    Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), EndpointOut::from_record)))
 }
 
 /// Get one endpoint.
@@ -209,12 +204,7 @@ pub async fn enable_endpoint(AxState(state): AxState<State>, caller: Caller<Webh
 #[utoipa::path(get, path = "/v1/events", tag = "webhooks", security(("api_key" = [])), params(ListQuery), responses((status = 200, body = ListOut<EventOut>)))]
 pub async fn list_events(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<EventOut>>, ApiError> {
     let page = state.webhooks.events(caller.key.record.environment, &q.page()?).await?;
-    Ok(Json(ListOut {
-        object: "list",
-        next_cursor: if page.has_more { page.items.last().map(|e| e.id.clone()) } else { None },
-        has_more: page.has_more,
-        data: page.items.iter().map(EventOut::from_record).collect(),
-    }))
+    Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), EventOut::from_record)))
 }
 
 /// Get one event with its deliveries and every attempt.

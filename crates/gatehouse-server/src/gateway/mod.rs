@@ -267,8 +267,8 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         Decision::ApiKeysNotEnabled => {
             return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere))
         }
-        Decision::BearerToken { token, scope } => match check_token(&ctx, token, scope.as_ref()).await {
-            Ok(t) => Identity::OAuth(t),
+        Decision::BearerToken { token, scope } => match crate::api::authorize_token(state, token, scope.as_ref()).await {
+            Ok((t, _)) => Identity::OAuth(t),
             Err(e) => return ctx.error(e),
         },
         Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref()).await {
@@ -323,29 +323,6 @@ async fn check_key(ctx: &Ctx<'_>, key: &str, scope: Option<&gatehouse_core::Scop
         return Err(ApiError::rate_limited(rate));
     }
     Ok(cached)
-}
-
-/// Verifies an OAuth access token for this route: a token is a restricted credential, so the route
-/// must declare a scope the token holds. Then the client+user rate limit.
-async fn check_token(ctx: &Ctx<'_>, token: &str, scope: Option<&gatehouse_core::Scope>) -> Result<Arc<crate::oauth::ActiveToken>, ApiError> {
-    let state = ctx.state();
-    let t = match state.oauth.verify_access(token).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(ApiError::denied(DenyReason::InvalidToken)),
-        Err(_) => return Err(ApiError::Unavailable),
-    };
-    match scope {
-        None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
-        Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
-        Some(_) => {}
-    }
-    let r = &t.record;
-    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
-    if !rate.allowed {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::rate_limited(rate));
-    }
-    Ok(t)
 }
 
 /// Builds the upstream request: strips what the client may not send, sets identity and forwarding headers.

@@ -18,7 +18,7 @@ use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
 use super::{new_code, requested_scopes};
-use crate::login::{is_https, signed_in, url_encode};
+use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
 use crate::service::RequestMeta;
 use crate::web::{cookies, csrf_ok, csrf_token, esc, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
@@ -146,12 +146,8 @@ async fn load_client(state: &AppState, p: &HashMap<String, String>) -> Result<Op
     match state.oauth.get_client(id).await {
         Ok(c) if c.disabled_at.is_none() => Ok(Some(c)),
         Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => Ok(None),
-        Err(_) => Err(unavailable()),
+        Err(e) => Err(unavailable(e)),
     }
-}
-
-fn unavailable() -> Response {
-    page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
 }
 
 /// Issues a code for `a` and sends the browser back to the client.
@@ -171,8 +167,8 @@ async fn issue_code(state: &AppState, a: &Authz, user: &UserRecord, status: Stat
         used_at: None,
         grant_id: None,
     };
-    if state.store.insert_code(&record).await.is_err() {
-        return unavailable();
+    if let Err(e) = state.store.insert_code(&record).await {
+        return unavailable(e);
     }
     let iss = state.web.cp_origin.clone();
     let mut ps = vec![("code", code.as_str())];
@@ -184,10 +180,7 @@ async fn issue_code(state: &AppState, a: &Authz, user: &UserRecord, status: Stat
 }
 
 fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRecord, https: bool) -> Response {
-    let (cookie, fresh) = match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
-        Some(c) => (c.to_owned(), false),
-        None => (crate::sessions::new_token().0, true),
-    };
+    let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
     let scopes: String = a.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
     let hidden = |k: &str, v: &str| format!(r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
@@ -235,9 +228,9 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::FOUND),
     };
-    let user = match signed_in(&state, &headers).await {
-        Ok(u) => u,
-        Err(_) => return unavailable(),
+    let user = match current_login(&state, &headers).await {
+        Ok(login) => login.map(|l| l.user.clone()),
+        Err(e) => return unavailable(e),
     };
     let Some(user) = user else {
         if a.prompt.as_deref() == Some("none") {
@@ -248,7 +241,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
     };
     let remembered = match state.store.consent(&user.id, &a.client.id).await {
         Ok(c) => c.unwrap_or_default(),
-        Err(_) => return unavailable(),
+        Err(e) => return unavailable(e),
     };
     let covered = a.scopes.iter().all(|s| remembered.contains(s));
     if covered && a.prompt.as_deref() != Some("consent") {
@@ -270,10 +263,10 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
     if !csrf_ok(&state.web.csrf_key, csrf, p.get("csrf").map_or("", String::as_str)) {
         return page(StatusCode::FORBIDDEN, "Cannot continue", "<p>The form expired. Go back to the application and start again.</p>");
     }
-    let user = match signed_in(&state, &headers).await {
-        Ok(Some(u)) => u,
+    let user = match current_login(&state, &headers).await {
+        Ok(Some(login)) => login.user.clone(),
         Ok(None) => return page(StatusCode::UNAUTHORIZED, "Cannot continue", "<p>You are no longer signed in. Go back to the application and start again.</p>"),
-        Err(_) => return unavailable(),
+        Err(e) => return unavailable(e),
     };
     let client = match load_client(&state, &p).await {
         Ok(c) => c,
@@ -289,15 +282,15 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
     }
     let mut scopes = match state.store.consent(&user.id, &a.client.id).await {
         Ok(c) => c.unwrap_or_default(),
-        Err(_) => return unavailable(),
+        Err(e) => return unavailable(e),
     };
     for s in &a.scopes {
         if !scopes.contains(s) {
             scopes.push(s.clone());
         }
     }
-    if state.store.save_consent(&user.id, &a.client.id, &scopes, Timestamp::now()).await.is_err() {
-        return unavailable();
+    if let Err(e) = state.store.save_consent(&user.id, &a.client.id, &scopes, Timestamp::now()).await {
+        return unavailable(e);
     }
     tracing::info!(user = %user.id, client = %a.client.id, request_id = %meta(&state, &headers, peer).request_id.unwrap_or_default(), "consent given");
     issue_code(&state, &a, &user, StatusCode::SEE_OTHER).await
@@ -312,7 +305,7 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// The authenticated client of a token/revoke/introspect request.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> Result<ClientRecord, OAuthError> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> Result<Arc<ClientRecord>, OAuthError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let (first, second) = (auth.next(), auth.next());
     if second.is_some() {
@@ -563,7 +556,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
             if !c.confidential {
                 return Err(OAuthError::invalid_client());
             }
-            Some(c.id)
+            Some(c)
         }
     };
     let token = required(&p, "token")?;
@@ -572,7 +565,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     // Access tokens go through the verification cache; refresh tokens are read from storage.
     if let Some(t) = state.oauth.verify_access(token).await? {
         let r = &t.record;
-        if caller_client.as_ref().is_some_and(|c| *c != r.client_id) {
+        if caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
             return Ok(inactive);
         }
         let mut v = serde_json::json!({
@@ -587,7 +580,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     }
     let Some(r) = state.store.token_by_hash(&KeyHash::of(token)).await? else { return Ok(inactive) };
     let live = r.kind == TokenKind::Refresh && r.revoked_at.is_none() && r.used_at.is_none() && r.expires_at > now;
-    if !live || caller_client.as_ref().is_some_and(|c| *c != r.client_id) {
+    if !live || caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
         return Ok(inactive);
     }
     Ok(serde_json::json!({
@@ -628,8 +621,8 @@ pub async fn metadata(State(state): St) -> Response {
 
 /// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie).
 pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
-    let user = match signed_in(&state, &headers).await {
-        Ok(Some(u)) => u,
+    let user = match current_login(&state, &headers).await {
+        Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
@@ -664,8 +657,8 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
 pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(client_id): Path<String>) -> Response {
-    let user = match signed_in(&state, &headers).await {
-        Ok(Some(u)) => u,
+    let user = match current_login(&state, &headers).await {
+        Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };

@@ -189,30 +189,10 @@ impl OAuthService {
         me
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    pub fn workspace(&self) -> &str {
-        &self.workspace
-    }
-
     /// An audit entry of this workspace (OAuth entries carry no environment).
     pub fn audit(&self, actor: &str, meta: &RequestMeta, action: &str, target_type: &str, target_id: &str, details: serde_json::Value) -> AuditEntry {
-        let now = Timestamp::now();
-        AuditEntry {
-            id: new_id("aud", now.0),
-            workspace: self.workspace.clone(),
-            environment: None,
-            at: now,
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target_type: target_type.to_owned(),
-            target_id: target_id.to_owned(),
-            request_id: meta.request_id.clone(),
-            ip: meta.ip.clone(),
-            details,
-        }
+        let target = crate::service::AuditTarget { kind: target_type, id: target_id, environment: None };
+        crate::service::audit_entry(&self.workspace, actor, meta, action, target, details)
     }
 
     // ---- clients -------------------------------------------------------------------------------
@@ -414,7 +394,7 @@ impl OAuthService {
     }
 
     /// Checks a client's credentials (SPEC §7 client auth). `secret` is `None` for `none`.
-    pub async fn authenticate_client(&self, id: &str, secret: Option<&str>) -> Result<Option<ClientRecord>, StoreError> {
+    pub async fn authenticate_client(&self, id: &str, secret: Option<&str>) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         if !is_client_id(id) {
             return Ok(None);
         }
@@ -433,7 +413,7 @@ impl OAuthService {
             }
             _ => false,
         };
-        Ok(ok.then(|| (*c).clone()))
+        Ok(ok.then_some(c))
     }
 
     // ---- tokens --------------------------------------------------------------------------------

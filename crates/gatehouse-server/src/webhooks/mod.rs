@@ -107,20 +107,8 @@ impl WebhookService {
     }
 
     fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, e: &EndpointRecord, details: serde_json::Value) -> AuditEntry {
-        let now = Timestamp::now();
-        AuditEntry {
-            id: new_id("aud", now.0),
-            workspace: self.workspace.clone(),
-            environment: Some(e.environment),
-            at: now,
-            actor: actor.id(),
-            action: action.to_owned(),
-            target_type: "webhook_endpoint".into(),
-            target_id: e.id.clone(),
-            request_id: meta.request_id.clone(),
-            ip: meta.ip.clone(),
-            details,
-        }
+        let target = crate::service::AuditTarget { kind: "webhook_endpoint", id: &e.id, environment: Some(e.environment) };
+        crate::service::audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
     }
 
     pub async fn create(&self, actor: &Actor, meta: &RequestMeta, env: Environment, req: NewEndpoint) -> Result<(EndpointRecord, SecretString), ServiceError> {

@@ -10,7 +10,7 @@ use gatehouse_core::destination::forbidden_reason;
 use gatehouse_core::id::new_id;
 use gatehouse_core::Timestamp;
 use gatehouse_store::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FinishedAttempt};
-use gatehouse_store::{AuditEntry, Store};
+use gatehouse_store::Store;
 use rand::Rng;
 
 use super::WebhookConfig;
@@ -158,19 +158,10 @@ impl Worker {
             error: observed.error.clone(),
             response_excerpt: observed.excerpt,
         };
-        let disabled = AuditEntry {
-            id: new_id("aud", now.0),
-            workspace: d.endpoint.workspace.clone(),
-            environment: Some(d.endpoint.environment),
-            at: now,
-            actor: "system".into(),
-            action: "webhook_endpoint.disabled".into(),
-            target_type: "webhook_endpoint".into(),
-            target_id: d.endpoint.id.clone(),
-            request_id: None,
-            ip: None,
-            details: serde_json::json!({"url": d.endpoint.url, "reason": "failing for too long"}),
-        };
+        let target = crate::service::AuditTarget { kind: "webhook_endpoint", id: &d.endpoint.id, environment: Some(d.endpoint.environment) };
+        let details = serde_json::json!({"url": d.endpoint.url, "reason": "failing for too long"});
+        let mut disabled = crate::service::audit_entry(&d.endpoint.workspace, "system", &Default::default(), "webhook_endpoint.disabled", target, details);
+        disabled.at = now; // the worker's clock, which tests move by hand
         tracing::debug!(event = %d.event.id, endpoint = %d.endpoint.id, status = ?observed.status, error = ?observed.error, attempt = made, "webhook attempt");
         if let Err(e) = self.finished.submit(FinishedAttempt { attempt, outcome, disabled_audit: disabled }).await {
             // The lease runs out and the delivery is claimed again: at least once, never lost.
