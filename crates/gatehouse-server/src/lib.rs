@@ -14,6 +14,7 @@ pub mod login;
 pub mod metrics;
 pub mod netaddr;
 pub mod oauth;
+pub mod percore;
 pub mod service;
 pub mod sessions;
 pub mod users;

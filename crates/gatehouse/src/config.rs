@@ -91,6 +91,8 @@ pub struct RawOAuthClient {
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub upstream_timeout_secs: Option<u64>,
+    /// Gateway threads, each with its own runtime and upstream pool; unset = one per CPU.
+    pub threads: Option<u64>,
     /// Requests per client IP per `public_window_secs` on public routes; unset = no limit.
     pub public_limit: Option<u32>,
     pub public_window_secs: Option<u32>,
@@ -163,6 +165,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("oauth.code_ttl_secs", Kind::Int),
     ("oauth.refresh_race_window_ms", Kind::Int),
     ("gateway.upstream_timeout_secs", Kind::Int),
+    ("gateway.threads", Kind::Int),
     ("gateway.public_limit", Kind::Int),
     ("gateway.public_window_secs", Kind::Int),
     ("rate_limit.limit", Kind::Int),
@@ -211,6 +214,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub gateway_listen: SocketAddr,
     pub upstream_timeout: Duration,
+    /// Single-threaded gateway runtimes sharing the gateway socket.
+    pub gateway_threads: usize,
     pub public_rate_limit: Option<Quota>,
     /// Owner bootstrap (SPEC §1): both set, or neither.
     pub owner: Option<(String, SecretString)>,
@@ -477,6 +482,11 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     }
     let g = raw.gateway.unwrap_or_default();
     let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
+    let gateway_threads = match g.threads {
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+        Some(n @ 1..=256) => n as usize,
+        Some(_) => bail!("{}: between 1 and 256", at("gateway.threads")),
+    };
     let public_rate_limit = match (g.public_limit, g.public_window_secs) {
         (None, None) => None,
         (Some(limit), window) if limit > 0 => {
@@ -498,6 +508,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         oauth_clients,
         gateway_listen,
         upstream_timeout,
+        gateway_threads,
         public_rate_limit,
         owner,
         apps,

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use gatehouse_core::spacefile::{self, Backend, Spacefile};
 use gatehouse_core::Environment;
 use gatehouse_server::gateway::{Gateway, GatewayApp, GatewayConfig, Upstream};
-use gatehouse_server::App;
+use gatehouse_server::{percore, App};
 use gatehouse_store::Store;
 use tokio::sync::watch;
 
@@ -95,10 +95,16 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
         let _ = rx.wait_for(|v| *v).await;
     };
     let cp = tokio::spawn(gatehouse_server::serve_router(app.router(), cp_listener, grace, stopped(stop_rx.clone())));
-    let gw = gw_listener.map(|l| {
-        let gateway = Gateway::new(app.state.clone(), GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout, public_rate_limit: cfg.public_rate_limit });
-        tokio::spawn(gatehouse_server::serve_router(gateway.router(), l, grace, stopped(stop_rx.clone())))
-    });
+    let gw = match gw_listener {
+        None => None,
+        Some(l) => {
+            let config = GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout, public_rate_limit: cfg.public_rate_limit };
+            let state = app.state.clone();
+            // One gateway (own upstream pool) per thread; see gatehouse_server::percore.
+            let make_router = || Gateway::new(state.clone(), config.clone()).router();
+            Some(percore::serve(make_router, l.into_std()?, cfg.gateway_threads, grace, || stopped(stop_rx.clone())).context("cannot start the gateway threads")?)
+        }
+    };
     for line in banner {
         println!("{line}");
     }
@@ -110,14 +116,20 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
         println!("    {link}");
     }
     let _ = cp.await;
-    if let Some(gw) = gw {
-        let _ = gw.await;
+    let mut gw = gw;
+    if let Some(gw) = &mut gw {
+        if let Err(e) = gw.stopped().await {
+            tracing::warn!(error = %e, "the gateway stopped with an error");
+        }
     }
     let _ = stop_tx.send(true);
     for t in micro_tasks {
         let _ = t.await;
     }
     background.shutdown().await;
+    if let Some(gw) = gw {
+        tokio::task::spawn_blocking(move || gw.close()).await.ok();
+    }
     Ok(())
 }
 
