@@ -559,6 +559,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/file"), "file beats default");
         assert_eq!(c.server.default_rate_limit, Quota { limit: 7, window_ms: 60_000 }, "env and file merge per field");
         assert_eq!(c.server.namespace.as_str(), "gth", "default");
+        assert_eq!(c.gateway_threads, std::thread::available_parallelism().map_or(1, usize::from), "default: one per CPU");
+        let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_GATEWAY__THREADS", "3")])).unwrap();
+        assert_eq!(c.gateway_threads, 3);
     }
 
     #[test]
@@ -582,6 +585,8 @@ mod tests {
             (vec![("GATEHOUSE_RATE_LIMIT__LIMIT", "ten")], "GATEHOUSE_RATE_LIMIT__LIMIT"),
             (vec![("GATEHOUSE_CACHE__POLL_INTERVAL_MS", "5000")], "cache.poll_interval_ms"),
             (vec![("GATEHOUSE_LOG_FORMAT", "xml")], "log_format"),
+            (vec![("GATEHOUSE_GATEWAY__THREADS", "0")], "gateway.threads"),
+            (vec![("GATEHOUSE_GATEWAY__THREADS", "257")], "gateway.threads"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
