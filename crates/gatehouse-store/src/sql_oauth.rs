@@ -166,6 +166,30 @@ const INSERT_GRANT: &str = "INSERT INTO oauth_grants (id, workspace, client_id, 
      VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
 
 /// Inserts many tokens with one statement.
+/// Placeholders for every column of `CLIENT_COLUMNS`, in order.
+const CLIENT_VALUES: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// Binds a client's fields in `CLIENT_COLUMNS` order.
+macro_rules! bind_client {
+    ($q:expr, $c:expr) => {{
+        let c: &ClientRecord = $c;
+        $q.bind(&c.id)
+            .bind(&c.workspace)
+            .bind(&c.name)
+            .bind(if c.confidential { "confidential" } else { "public" })
+            .bind(c.secret_hash.map(|h| h.0.to_vec()))
+            .bind(&c.secret_last4)
+            .bind(c.previous_secret_hash.map(|h| h.0.to_vec()))
+            .bind(c.previous_secret_expires_at.map(|t| t.0))
+            .bind(json_list(c.redirect_uris.clone()))
+            .bind(json_list(c.scopes.clone()))
+            .bind(&c.token_format)
+            .bind(c.created_at.0)
+            .bind(&c.created_by)
+            .bind(c.disabled_at.map(|t| t.0))
+    }};
+}
+
 macro_rules! insert_tokens_multi {
     ($tx:ident, $tokens:expr) => {{
         let tokens: Vec<&TokenRecord> = $tokens;
@@ -235,54 +259,25 @@ macro_rules! revoke_grant_in {
 #[async_trait]
 impl OAuthStore for SqlStore {
     async fn insert_client(&self, c: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        );
+        let sql = format!("INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES {CLIENT_VALUES}");
         in_tx!(self, tx => {
-            sqlx::query(&sql)
-                .bind(&c.id)
-                .bind(&c.workspace)
-                .bind(&c.name)
-                .bind(if c.confidential { "confidential" } else { "public" })
-                .bind(c.secret_hash.map(|h| h.0.to_vec()))
-                .bind(&c.secret_last4)
-                .bind(c.previous_secret_hash.map(|h| h.0.to_vec()))
-                .bind(c.previous_secret_expires_at.map(|t| t.0))
-                .bind(json_list(c.redirect_uris.clone()))
-                .bind(json_list(c.scopes.clone()))
-                .bind(&c.token_format)
-                .bind(c.created_at.0)
-                .bind(&c.created_by)
-                .bind(c.disabled_at.map(|t| t.0))
-                .execute(&mut *tx)
-                .await?;
+            bind_client!(sqlx::query(&sql), c).execute(&mut *tx).await?;
             record!(tx, audit);
         });
         Ok(())
     }
 
     async fn upsert_client(&self, c: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        // An existing row becomes the record, except for its identity and creation facts.
         let sql = format!(
-            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9, $10, $11, NULL) \
+            "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES {CLIENT_VALUES} \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, secret_hash = excluded.secret_hash, \
-             secret_last4 = excluded.secret_last4, previous_secret_hash = NULL, previous_secret_expires_at = NULL, \
-             redirect_uris = excluded.redirect_uris, scopes = excluded.scopes, token_format = excluded.token_format, disabled_at = NULL"
+             secret_last4 = excluded.secret_last4, previous_secret_hash = excluded.previous_secret_hash, \
+             previous_secret_expires_at = excluded.previous_secret_expires_at, redirect_uris = excluded.redirect_uris, \
+             scopes = excluded.scopes, token_format = excluded.token_format, disabled_at = excluded.disabled_at"
         );
         in_tx!(self, tx => {
-            sqlx::query(&sql)
-                .bind(&c.id)
-                .bind(&c.workspace)
-                .bind(&c.name)
-                .bind(if c.confidential { "confidential" } else { "public" })
-                .bind(c.secret_hash.map(|h| h.0.to_vec()))
-                .bind(&c.secret_last4)
-                .bind(json_list(c.redirect_uris.clone()))
-                .bind(json_list(c.scopes.clone()))
-                .bind(&c.token_format)
-                .bind(c.created_at.0)
-                .bind(&c.created_by)
-                .execute(&mut *tx)
-                .await?;
+            bind_client!(sqlx::query(&sql), c).execute(&mut *tx).await?;
             record!(tx, audit);
             sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(&c.id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
         });
