@@ -76,7 +76,9 @@ KEY=$("$BIN" --config "$WORK/gatehouse.toml" keys create --name bench --rate-lim
 "$BIN" --config "$WORK/gatehouse.toml" serve > "$WORK/serve.log" 2>&1 &
 GH_PID=$!; PIDS+=("$GH_PID")
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW/public/x" >/dev/null && break; sleep 0.1; done
-sleep 1
+# Idle memory: after 12 s without a request (the server hands freed pages back every 5 s, once they
+# have been free for mimalloc's 1 s purge delay); measured again after the load at the end.
+sleep 12
 echo "idle_rss_kb gatehouse $(awk '/VmRSS/ {print $2}' /proc/$GH_PID/status)" | tee -a "$OUT"
 
 # A real session: sign in on the control plane, follow the ticket to the app host.
@@ -125,6 +127,9 @@ PY
     done
   done
 fi
+
+sleep 12
+echo "idle_rss_after_load_kb gatehouse $(awk '/VmRSS/ {print $2}' /proc/$GH_PID/status)" | tee -a "$OUT"
 
 python3 - "$OUT" <<'PY'
 import re, statistics, sys

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod keys_cmd;
+mod memory;
 mod oauth_cmd;
 mod output;
 mod supervisor;

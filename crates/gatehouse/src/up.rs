@@ -71,6 +71,7 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
             Err(e) => bail!("oauth.clients `{}`: {e}", c.id),
         }
     }
+    crate::memory::spawn_releaser();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut micro_tasks = vec![];
     for m in &micros {
