@@ -69,7 +69,7 @@ impl Metrics {
     pub fn new(backend: &'static str) -> Self {
         let mut r = Registry::with_prefix("gatehouse");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        r.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        r.register("http_requests", "Control-plane HTTP requests by route and status (gateway traffic is in gateway_requests)", http_requests.clone());
         let gateway_requests = Family::<GatewayLabels, Counter>::default();
         r.register("gateway_requests", "Gateway requests by app, decision and status", gateway_requests.clone());
         let verifications = Family::<CodeLabel, Counter>::default();

@@ -1,16 +1,13 @@
 //! The identity assertion for upstreams (SPEC §3): a short-lived EdDSA (Ed25519) JWT with the same
 //! facts as the `X-Gatehouse-*` headers, audience = the app, verifiable with the control plane's JWKS.
-//! Signing costs tens of microseconds, so an assertion is reused for the same identity and app while
-//! it has more than half of its life left.
+//! Signing costs tens of microseconds, so the gateway reuses an assertion for the same credential and
+//! app while it has more than half of its life left (`identity.rs`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey};
-use gatehouse_core::Timestamp;
-use parking_lot::Mutex;
 use serde::Serialize;
 
 /// Lifetime of an assertion (SPEC: at most 5 minutes).
@@ -50,7 +47,6 @@ pub struct AssertionSigner {
     key: SigningKey,
     kid: String,
     issuer: String,
-    cache: Mutex<HashMap<(String, Claims), (String, i64)>>,
 }
 
 
@@ -68,7 +64,7 @@ impl AssertionSigner {
         let key = SigningKey::from_bytes(&s);
         let public = key.verifying_key().to_bytes();
         let kid = gatehouse_core::apikey::KeyHash::of(&B64.encode(public)).to_hex()[..16].to_owned();
-        Self { key, kid, issuer, cache: Mutex::new(HashMap::new()) }
+        Self { key, kid, issuer }
     }
 
     /// A fresh 32-byte seed for `new`.
@@ -99,15 +95,8 @@ impl AssertionSigner {
         }]})
     }
 
-    /// An assertion for `claims` at `audience`, reused while more than half its life remains.
-    pub fn assertion(&self, audience: &str, claims: &Claims) -> String {
-        let now = Timestamp::now().unix_seconds();
-        let cache_key = (audience.to_owned(), claims.clone());
-        if let Some((jwt, exp)) = self.cache.lock().get(&cache_key) {
-            if exp - now > LIFETIME.as_secs() as i64 / 2 {
-                return jwt.clone();
-            }
-        }
+    /// An assertion for `claims` at `audience`, issued at unix time `now`.
+    pub fn assertion(&self, audience: &str, claims: &Claims, now: i64) -> String {
         let exp = now + LIFETIME.as_secs() as i64;
         let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
         let payload = Payload { iss: &self.issuer, aud: audience, iat: now, nbf: now - 5, exp, claims };
@@ -117,13 +106,7 @@ impl AssertionSigner {
             B64.encode(serde_json::to_vec(&payload).expect("claims serialize"))
         );
         let sig = self.key.sign(signing_input.as_bytes());
-        let jwt = format!("{signing_input}.{}", B64.encode(sig.to_bytes()));
-        let mut cache = self.cache.lock();
-        if cache.len() > 100_000 {
-            cache.retain(|_, (_, e)| *e - now > LIFETIME.as_secs() as i64 / 2);
-        }
-        cache.insert(cache_key, (jwt.clone(), exp));
-        jwt
+        format!("{signing_input}.{}", B64.encode(sig.to_bytes()))
     }
 }
 
@@ -144,8 +127,7 @@ mod tests {
             scopes: vec!["orders:read".into()],
             environment: "live".into(),
         };
-        let jwt = signer.assertion("shop", &claims);
-        assert_eq!(signer.assertion("shop", &claims), jwt, "reused while fresh");
+        let jwt = signer.assertion("shop", &claims, gatehouse_core::Timestamp::now().unix_seconds());
         let parts: Vec<&str> = jwt.split('.').collect();
         let jwks = signer.jwks();
         let x = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();

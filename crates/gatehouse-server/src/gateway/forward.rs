@@ -46,8 +46,17 @@ const STRIPPED: &[&str] = &[
 ];
 
 /// RFC 9110 §7.6.1 hop-by-hop fields (plus the legacy ones proxies still see).
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
 
 /// Header-name equality where `_` and `-` are the same (`x_gatehouse_user` and `X-Gatehouse-User` are
 /// one header to many upstreams: CGI, WSGI, nginx). `HeaderName`s are already lower case.
@@ -62,18 +71,21 @@ pub fn is_stripped(name: &HeaderName) -> bool {
     ours || STRIPPED.iter().any(|s| same_name(n, s.as_bytes()))
 }
 
-/// Removes hop-by-hop headers, including those named by `Connection`.
+/// Removes hop-by-hop headers, including those named by `Connection`. Allocates only when a
+/// `Connection` header names other fields.
 pub fn remove_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<String> = h
+    let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok())
+        .filter(|n| !HOP_BY_HOP.contains(n))
         .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
-        h.remove(name.as_str());
+    for name in HOP_BY_HOP.iter().chain(&listed) {
+        if h.contains_key(name) {
+            h.remove(name);
+        }
     }
 }
 
