@@ -29,7 +29,7 @@ trap cleanup EXIT
 TOKENS_NEEDED=$((CONNS * ROUNDS))
 
 # --- oidc-provider ---------------------------------------------------------------------------------
-(cd bench/oauth && PORT=$OP N_REFRESH=$TOKENS_NEEDED REFRESH_OUT="$WORK/op_rt.txt" node provider.mjs > "$WORK/op.log" 2>&1) &
+(cd bench/oauth && PORT=$OP N_REFRESH=$TOKENS_NEEDED REFRESH_OUT="$WORK/op_rt.txt" exec node provider.mjs > "$WORK/op.log" 2>&1) &
 PIDS+=($!)
 OP_BASIC=$(printf 'bench:bench-secret-0123456789abcdef' | base64 -w0)
 
