@@ -21,8 +21,11 @@ async fn raw(addr: std::net::SocketAddr, request: String) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn corpus(host: &str) -> Vec<(String, String, Vec<(String, String)>)> {
-    let mut c: Vec<(String, String, Vec<(String, String)>)> = vec![];
+/// One request of the corpus: method, request target, headers.
+type Case = (String, String, Vec<(String, String)>);
+
+fn corpus(host: &str) -> Vec<Case> {
+    let mut c: Vec<Case> = vec![];
     let mut add = |m: &str, t: String, h: &[(&str, &str)]| c.push((m.into(), t, h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()));
     // Traversal out of every public prefix, with every spelling of `..` and of `/`.
     let anchors = ["/ping", "/public", "/public/x", "/feed/1"];
