@@ -221,10 +221,13 @@ async fn browser_login_in_chromium() {
 
 #[tokio::test]
 async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
-    // A running upstream: the crash fixture's server answers `pid …` on every path.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crashy/src/server.js");
-    let up_port = free_port();
-    let mut upstream = Command::new("node").arg(&fixture).env("PORT", up_port.to_string()).spawn().unwrap();
+    // A running upstream, listening before its port is written anywhere (no free-port race).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_port = listener.local_addr().unwrap().port();
+    let upstream = tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|| async { "upstream" });
+        axum::serve(listener, app).await.unwrap();
+    });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (app, extra) in [("alpha", "    public_routes: [\"/open\"]\n"), ("beta", "")] {
@@ -234,18 +237,37 @@ async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
         );
         std::fs::write(d.join(app).join("Spacefile"), sf).unwrap();
     }
-    let (cp_port, gw_port) = (free_port(), free_port());
-    let config = format!(
-        "listen = \"127.0.0.1:{cp_port}\"\ngateway_listen = \"127.0.0.1:{gw_port}\"\n\n[[apps]]\nname = \"alpha\"\nhosts = [\"alpha.test\"]\nspacefile = \"alpha/Spacefile\"\n\n[[apps]]\nname = \"beta\"\nhosts = [\"beta.test\"]\nspacefile = \"beta/Spacefile\"\n"
-    );
-    std::fs::write(d.join("gatehouse.toml"), config).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["--config", "gatehouse.toml", "serve"])
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // The server's own ports are picked free and released; if another process takes one in between,
+    // the server exits at once and is started again on new ports.
+    let (mut server, gw_port) = 'start: {
+        for _ in 0..5 {
+            let (cp_port, gw_port) = (free_port(), free_port());
+            let config = format!(
+                "listen = \"127.0.0.1:{cp_port}\"\ngateway_listen = \"127.0.0.1:{gw_port}\"\n\n[[apps]]\nname = \"alpha\"\nhosts = [\"alpha.test\"]\nspacefile = \"alpha/Spacefile\"\n\n[[apps]]\nname = \"beta\"\nhosts = [\"beta.test\"]\nspacefile = \"beta/Spacefile\"\n"
+            );
+            std::fs::write(d.join("gatehouse.toml"), config).unwrap();
+            let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(["--config", "gatehouse.toml", "serve"])
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if server.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_ok() {
+                    break 'start (server, gw_port);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        panic!("serve did not come up in five attempts");
+    };
     let client = reqwest::Client::new();
     let gw = format!("http://127.0.0.1:{gw_port}");
     let call = |host: &'static str, path: &'static str, key: Option<String>| {
@@ -271,6 +293,6 @@ async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
     assert_eq!(call("alpha.test", "/x", Some(key.clone())).await, 200);
     assert_eq!(call("beta.test", "/x", Some(key)).await, 403, "an app-restricted key works only on its app");
     let _ = server.kill();
-    let _ = upstream.kill();
-    let _ = (server.wait(), upstream.wait());
+    let _ = server.wait();
+    upstream.abort();
 }
