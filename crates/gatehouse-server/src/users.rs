@@ -10,7 +10,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Pass
 use argon2::Argon2;
 use gatehouse_core::id::new_id;
 use gatehouse_core::Timestamp;
-use gatehouse_store::{AuditEntry, Store, StoreError, UserRecord};
+use gatehouse_store::{AuditEntry, Store, StoreError, UserChange, UserRecord};
 use parking_lot::Mutex;
 
 /// Hashes a password with Argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane).
@@ -84,11 +84,19 @@ impl Users {
         Ok(self.store.count_users(&self.workspace).await? > 0)
     }
 
-    /// Creates the owner account. Fails with `Conflict` if the email exists.
+    /// Creates the owner account. Fails if the email exists.
     pub async fn create_owner(&self, email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
+        self.create(email, password, "owner", actor).await
+    }
+
+    /// Creates a user with `role` (`owner` or `member`). Fails if the email exists.
+    pub async fn create(&self, email: &str, password: &str, role: &str, actor: &str) -> Result<UserRecord, String> {
         let email = normalize_email(email);
-        if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
-            return Err(format!("`{email}` is not an email address"));
+        if !email.contains('@') || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("`{}` is not an email address", email.chars().take(254).collect::<String>()));
+        }
+        if !matches!(role, "owner" | "member") {
+            return Err(format!("the role must be owner or member, not `{role}`"));
         }
         check_password(password)?;
         let now = Timestamp::now();
@@ -97,28 +105,83 @@ impl Users {
             workspace: self.workspace.clone(),
             email: email.clone(),
             password_hash: hash_password(password),
-            role: "owner".into(),
+            role: role.into(),
             created_at: now,
             disabled_at: None,
         };
-        let audit = AuditEntry {
-            id: new_id("aud", now.0),
-            workspace: self.workspace.clone(),
-            environment: None,
-            at: now,
-            actor: actor.to_owned(),
-            action: "user.created".into(),
-            target_type: "user".into(),
-            target_id: user.id.clone(),
-            request_id: None,
-            ip: None,
-            details: serde_json::json!({"email": email, "role": "owner"}),
-        };
+        let audit = self.audit(actor, "user.created", &user.id, serde_json::json!({"email": email, "role": role}));
         self.store.insert_user(&user, &audit).await.map_err(|e| match e {
             StoreError::Conflict(_) => format!("a user with email {email} already exists"),
             other => other.to_string(),
         })?;
         Ok(user)
+    }
+
+    fn audit(&self, actor: &str, action: &str, user_id: &str, details: serde_json::Value) -> AuditEntry {
+        let now = Timestamp::now();
+        AuditEntry {
+            id: new_id("aud", now.0),
+            workspace: self.workspace.clone(),
+            environment: None,
+            at: now,
+            actor: actor.to_owned(),
+            action: action.into(),
+            target_type: "user".into(),
+            target_id: user_id.to_owned(),
+            request_id: None,
+            ip: None,
+            details,
+        }
+    }
+
+    /// Every user of the workspace, oldest first.
+    pub async fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.store.list_users(&self.workspace).await
+    }
+
+    /// A user of this workspace by id (`usr_…`) or email.
+    pub async fn find(&self, id_or_email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let found = if id_or_email.contains('@') {
+            self.store.user_by_email(&self.workspace, &normalize_email(id_or_email)).await?
+        } else {
+            self.store.user_by_id(id_or_email).await?
+        };
+        Ok(found.filter(|u| u.workspace == self.workspace))
+    }
+
+    async fn change(&self, id_or_email: &str, change: UserChange, action: &str, actor: &str) -> Result<UserRecord, String> {
+        let Some(user) = self.find(id_or_email).await.map_err(|e| e.to_string())? else {
+            return Err(format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()));
+        };
+        let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
+        self.store.update_user(&user.id, &change, &audit).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no user `{}`", user.id))
+    }
+
+    /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
+    /// poll). The last enabled owner cannot be disabled: nobody could sign in to manage the deployment.
+    pub async fn disable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
+        let Some(user) = self.find(id_or_email).await.map_err(|e| e.to_string())? else {
+            return Err(format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()));
+        };
+        if user.role == "owner" && user.disabled_at.is_none() {
+            let owners = self.list().await.map_err(|e| e.to_string())?;
+            if !owners.iter().any(|u| u.id != user.id && u.role == "owner" && u.disabled_at.is_none()) {
+                return Err(format!("{} is the only enabled owner; create or enable another owner first", user.email));
+            }
+        }
+        self.change(&user.id, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
+    }
+
+    /// Lets a disabled user sign in again (their ended sessions stay ended).
+    pub async fn enable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
+        self.change(id_or_email, UserChange::Enable, "user.enabled", actor).await
+    }
+
+    /// Sets a new password and ends every session of the user.
+    pub async fn set_password(&self, id_or_email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
+        check_password(password)?;
+        let hash = hash_password(password);
+        self.change(id_or_email, UserChange::Password { hash, at: Timestamp::now() }, "user.password_changed", actor).await
     }
 
     fn wait_for(&self, key: &str) -> Option<Duration> {

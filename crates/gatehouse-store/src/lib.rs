@@ -161,6 +161,22 @@ pub trait UserStore: Send + Sync {
     async fn user_by_email(&self, workspace: &str, email: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn count_users(&self, workspace: &str) -> Result<i64, StoreError>;
+    /// Every user of the workspace, oldest first.
+    async fn list_users(&self, workspace: &str) -> Result<Vec<UserRecord>, StoreError>;
+    /// Applies `change` to the user `id` with its audit entry, in one transaction, and answers the
+    /// updated record (`None`: no such user). Disabling a user or changing the password also ends every
+    /// session of the user and puts those sessions and the user's live OAuth access tokens on the change
+    /// feed, so every node drops its cached copies within one poll.
+    async fn update_user(&self, id: &str, change: &UserChange, audit: &AuditEntry) -> Result<Option<UserRecord>, StoreError>;
+}
+
+/// A change to a user (`UserStore::update_user`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserChange {
+    Disable { at: Timestamp },
+    Enable,
+    /// A new Argon2id PHC string.
+    Password { hash: String, at: Timestamp },
 }
 
 /// Sessions and the one-time tickets that carry a login to an app host.

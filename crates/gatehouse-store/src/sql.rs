@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::{
     AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore, SessionRecord, SessionStore,
-    Store, StoreError, UserRecord, UserStore,
+    Store, StoreError, UserChange, UserRecord, UserStore,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -644,6 +644,55 @@ impl UserStore for SqlStore {
         let sql = "SELECT COUNT(*) FROM users WHERE workspace = $1";
         let n: i64 = on_db!(self, read, p => sqlx::query_scalar(sql).bind(workspace).fetch_one(p).await?);
         Ok(n)
+    }
+
+    async fn list_users(&self, workspace: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE workspace = $1 ORDER BY id");
+        let rows: Vec<UserRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(workspace).fetch_all(p).await?);
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn update_user(&self, id: &str, change: &UserChange, audit: &AuditEntry) -> Result<Option<UserRecord>, StoreError> {
+        let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let live_sessions = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL";
+        let end_sessions = "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+        let live_tokens = "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
+        let row: Option<UserRow> = in_tx!(self, tx => {
+            let exists: Option<UserRow> = sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
+            if exists.is_some() {
+                let ends_access = match change {
+                    UserChange::Disable { at } => {
+                        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1").bind(id).bind(at.0).execute(&mut *tx).await?;
+                        Some(*at)
+                    }
+                    UserChange::Enable => {
+                        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                        None
+                    }
+                    UserChange::Password { hash, at } => {
+                        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(&mut *tx).await?;
+                        Some(*at)
+                    }
+                };
+                if let Some(at) = ends_access {
+                    let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(id).fetch_all(&mut *tx).await?;
+                    sqlx::query(end_sessions).bind(id).bind(at.0).execute(&mut *tx).await?;
+                    // Access tokens are not revoked (the user's grants stay), but cached copies must be
+                    // reloaded: a disabled user's tokens stop working, and the refresh path reads the user.
+                    let tokens: Vec<Vec<u8>> = sqlx::query_scalar(live_tokens).bind(id).bind(at.0).fetch_all(&mut *tx).await?;
+                    hashes.extend(tokens);
+                    for h in &hashes {
+                        sqlx::query(INSERT_CHANGE).bind(h).bind(at.0).execute(&mut *tx).await?;
+                    }
+                }
+                record!(tx, audit);
+            }
+            match exists {
+                Some(_) => sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?,
+                None => None,
+            }
+        });
+        Ok(row.map(Into::into))
     }
 }
 

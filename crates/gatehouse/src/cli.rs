@@ -68,6 +68,9 @@ pub enum Command {
     /// OAuth clients: register, list, rotate secrets, disable (works with no server running).
     #[command(subcommand)]
     Oauth(crate::oauth_cmd::OAuthCommand),
+    /// People who sign in: create, list, disable, enable, set a password (works with no server running).
+    #[command(subcommand)]
+    Users(crate::users_cmd::UsersCommand),
     /// Webhook tools.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -147,6 +150,18 @@ fn init_logging(cfg: &Config) {
     };
 }
 
+/// Runs an admin command on the configured store and closes the store afterwards, whatever the outcome.
+macro_rules! with_store {
+    ($global:expr, |$cfg:ident, $store:ident| $run:expr) => {{
+        let $cfg = config::load(&$global.flags(None))?;
+        let opened = open_store(&$cfg).await?;
+        let $store: Arc<dyn gatehouse_store::Store> = Arc::new(opened.clone());
+        let code = $run.await;
+        opened.close().await;
+        code
+    }};
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.global.json;
     match cli.command {
@@ -209,20 +224,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Webhooks(WebhooksCommand::Endpoints(cmd)) => {
-            let cfg = config::load(&cli.global.flags(None))?;
-            let store = open_store(&cfg).await?;
-            let code = crate::webhooks_cmd::endpoints(cmd, &cfg, Arc::new(store.clone()), json).await;
-            store.close().await;
-            code
-        }
-        Command::Webhooks(WebhooksCommand::Resend { id, environment }) => {
-            let cfg = config::load(&cli.global.flags(None))?;
-            let store = open_store(&cfg).await?;
-            let code = crate::webhooks_cmd::resend(id, environment, &cfg, Arc::new(store.clone()), json).await;
-            store.close().await;
-            code
-        }
+        Command::Webhooks(WebhooksCommand::Endpoints(cmd)) => with_store!(cli.global, |cfg, store| crate::webhooks_cmd::endpoints(cmd, &cfg, store, json)),
+        Command::Webhooks(WebhooksCommand::Resend { id, environment }) => with_store!(cli.global, |cfg, store| crate::webhooks_cmd::resend(id, environment, &cfg, store, json)),
         Command::Webhooks(WebhooksCommand::Verify { secrets, header, tolerance, now }) => {
             use std::io::Read;
             let mut body = Vec::new();
@@ -248,22 +251,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Keys(cmd) => {
-            let cfg = config::load(&cli.global.flags(None))?;
-            let store = open_store(&cfg).await?;
-            let code = crate::keys_cmd::run(cmd, &cfg, Arc::new(store.clone()), json).await;
-            store.close().await;
-            code
-        }
-        Command::Oauth(cmd) => {
-            let cfg = config::load(&cli.global.flags(None))?;
-            let store = open_store(&cfg).await?;
-            let code = crate::oauth_cmd::run(cmd, &cfg, Arc::new(store.clone()), json).await;
-            store.close().await;
-            code
-        }
+        Command::Keys(cmd) => with_store!(cli.global, |cfg, store| crate::keys_cmd::run(cmd, &cfg, store, json)),
+        Command::Oauth(cmd) => with_store!(cli.global, |cfg, store| crate::oauth_cmd::run(cmd, &cfg, store, json)),
+        Command::Users(cmd) => with_store!(cli.global, |cfg, store| crate::users_cmd::run(cmd, &cfg, store, json)),
     }
 }
+
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -8,6 +8,7 @@ mod oauth_cmd;
 mod output;
 mod supervisor;
 mod up;
+mod users_cmd;
 mod webhooks_cmd;
 
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 
 mod keys;
 mod oauth;
+mod users;
 
 use gatehouse_core::apikey::{generate, ApiKey, Namespace};
 use gatehouse_core::{id::new_id, Environment, IpAllowlist, KeyKind, KeyRecord, ScopeSet, Timestamp};

@@ -6,10 +6,11 @@ mod newcomer;
 mod oauth_clients;
 mod oauth_config;
 mod up;
+mod users;
 mod webhooks_crash;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `gatehouse` with `args` in `dir`, with a clean `GATEHOUSE_*` environment plus `env`.
 pub fn gatehouse(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -39,4 +40,15 @@ pub fn json(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Valu
     let out = gatehouse(dir, &all, env);
     assert!(out.status.success(), "gatehouse {args:?} failed: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+}
+
+/// Starts `gatehouse --config gatehouse.toml serve` in `dir`, its output discarded.
+pub fn serve(dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["--config", "gatehouse.toml", "serve"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gatehouse serve")
 }

@@ -246,13 +246,7 @@ async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
                 "listen = \"127.0.0.1:{cp_port}\"\ngateway_listen = \"127.0.0.1:{gw_port}\"\n\n[[apps]]\nname = \"alpha\"\nhosts = [\"alpha.test\"]\nspacefile = \"alpha/Spacefile\"\n\n[[apps]]\nname = \"beta\"\nhosts = [\"beta.test\"]\nspacefile = \"beta/Spacefile\"\n"
             );
             std::fs::write(d.join("gatehouse.toml"), config).unwrap();
-            let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-                .args(["--config", "gatehouse.toml", "serve"])
-                .current_dir(d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut server = crate::serve(d);
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(30) {
                 if server.try_wait().unwrap().is_some() {
