@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Run the webhook delivery worker in this process (every node may; rows are claimed, not locked).
     pub webhook_worker: bool,
+    /// Share rate limits across nodes through this Redis (SPEC §8); `None`: limits per node, in memory.
+    pub redis_url: Option<gatehouse_core::SecretString>,
 }
 
 /// The documented request body limit of the management API.
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             oauth: crate::oauth::OAuthConfig::default(),
             webhooks: crate::webhooks::WebhookConfig::default(),
             webhook_worker: true,
+            redis_url: None,
         }
     }
 }

@@ -83,7 +83,15 @@ impl App {
     pub async fn build(config: ServerConfig, store: Arc<dyn Store>, app_hosts: Vec<String>) -> Result<Self, gatehouse_store::StoreError> {
         let metrics = metrics::Metrics::new(store.backend());
         let verifier = verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
-        let limiter = limiter::RateLimiter::new(config.default_rate_limit);
+        let limiter = match &config.redis_url {
+            None => limiter::RateLimiter::new(config.default_rate_limit),
+            Some(url) => {
+                let health = limiter::SharedHealth { up: metrics.rate_limit_shared.clone(), fallbacks: metrics.rate_limit_fallbacks.clone() };
+                let prefix = format!("gatehouse:{}:rl:", config.workspace);
+                limiter::RateLimiter::shared(config.default_rate_limit, url.expose(), prefix, health)
+                    .map_err(gatehouse_store::StoreError::Other)?
+            }
+        };
         let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())
             .with_cache(verifier.clone());
         let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub cache_misses: Counter,
     pub cache_negative_hits: Counter,
     pub rate_limited: Counter,
+    /// 1 while rate limits are shared through Redis, 0 while decided per node (no `redis_url`, or Redis unreachable).
+    pub rate_limit_shared: Gauge,
+    /// Rate-limit checks decided per node because Redis did not answer.
+    pub rate_limit_fallbacks: Counter,
     pub store_errors: Counter,
     /// 1 while the change feed is fresh enough to trust the key cache.
     pub cache_trusted: Gauge,
@@ -84,6 +88,10 @@ impl Metrics {
         r.register("key_cache_negative_hits", "Unknown keys answered from the cache", cache_negative_hits.clone());
         let rate_limited = Counter::default();
         r.register("rate_limited", "Requests refused with 429", rate_limited.clone());
+        let rate_limit_shared = Gauge::default();
+        r.register("rate_limit_shared", "1 while rate limits are shared through Redis across nodes", rate_limit_shared.clone());
+        let rate_limit_fallbacks = Counter::default();
+        r.register("rate_limit_fallbacks", "Rate-limit checks decided per node because Redis did not answer", rate_limit_fallbacks.clone());
         let store_errors = Counter::default();
         r.register("store_errors", "Storage failures seen while serving", store_errors.clone());
         let cache_trusted = Gauge::default();
@@ -107,6 +115,8 @@ impl Metrics {
             cache_misses,
             cache_negative_hits,
             rate_limited,
+            rate_limit_shared,
+            rate_limit_fallbacks,
             store_errors,
             cache_trusted,
             webhook_pending,

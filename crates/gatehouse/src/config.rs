@@ -20,6 +20,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
     pub listen: Option<String>,
     pub key_namespace: Option<String>,
     pub workspace: Option<String>,
@@ -142,6 +143,7 @@ enum Kind {
 const KEYS: &[(&str, Kind)] = &[
     ("data_dir", Kind::Str),
     ("database_url", Kind::Str),
+    ("redis_url", Kind::Str),
     ("listen", Kind::Str),
     ("key_namespace", Kind::Str),
     ("workspace", Kind::Str),
@@ -179,7 +181,7 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Keys whose value may be read from a file named by `GATEHOUSE_<KEY>_FILE`.
-const SECRET_KEYS: &[&str] = &["database_url", "owner_password"];
+const SECRET_KEYS: &[&str] = &["database_url", "redis_url", "owner_password"];
 
 fn env_name(path: &str) -> String {
     format!("GATEHOUSE_{}", path.replace('.', "__").to_uppercase())
@@ -239,6 +241,16 @@ impl Config {
         match &self.database_url {
             Some(u) => redact_url(u.expose()),
             None => format!("sqlite {}", self.data_dir.join("gatehouse.db").display()),
+        }
+    }
+}
+
+impl Config {
+    /// Where rate limits are kept, with any password removed, for printing.
+    pub fn limits_display(&self) -> String {
+        match &self.server.redis_url {
+            Some(u) => format!("shared through {}", redact_url(u.expose())),
+            None => "per node, in memory".to_owned(),
         }
     }
 }
@@ -349,6 +361,12 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(SecretString::new(u)),
         Some(u) if u.is_empty() => None,
         Some(_) => bail!("{}: must be a postgres:// URL; leave it unset for SQLite in the data dir", at("database_url")),
+        None => None,
+    };
+    let redis_url = match raw.redis_url {
+        Some(u) if u.is_empty() => None,
+        Some(u) if (u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) && redis_url_parses(&u) => Some(SecretString::new(u)),
+        Some(_) => bail!("{}: must be a redis:// URL (redis://[user:password@]host[:port][/db]); TLS (rediss://) is not supported yet", at("redis_url")),
         None => None,
     };
     let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:4455".into());
@@ -530,8 +548,13 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             oauth,
             webhooks,
             webhook_worker,
+            redis_url,
         },
     })
+}
+
+fn redis_url_parses(url: &str) -> bool {
+    gatehouse_server::limiter::RateLimiter::shared(Quota { limit: 1, window_ms: 1000 }, url, String::new(), Default::default()).is_ok()
 }
 
 #[cfg(test)]
@@ -587,6 +610,9 @@ mod tests {
             (vec![("GATEHOUSE_LOG_FORMAT", "xml")], "log_format"),
             (vec![("GATEHOUSE_GATEWAY__THREADS", "0")], "gateway.threads"),
             (vec![("GATEHOUSE_GATEWAY__THREADS", "257")], "gateway.threads"),
+            (vec![("GATEHOUSE_REDIS_URL", "rediss://cache:6380")], "redis_url"),
+            (vec![("GATEHOUSE_REDIS_URL", "memcached://cache")], "redis_url"),
+            (vec![("GATEHOUSE_REDIS_URL", "redis://")], "redis_url"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
@@ -603,5 +629,12 @@ mod tests {
         assert_eq!(c.store_location(), "postgres://u:hunter2@db/gh");
         assert_eq!(c.store_display(), "postgres://…@db/gh");
         assert!(!format!("{c:?}").contains("hunter2"));
+
+        let redis = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(redis.path(), "redis://:swordfish@cache:6379/2\n").unwrap();
+        let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_REDIS_URL_FILE", &redis.path().display().to_string())])).unwrap();
+        assert_eq!(c.server.redis_url.as_ref().unwrap().expose(), "redis://:swordfish@cache:6379/2");
+        assert_eq!(c.limits_display(), "shared through redis://…@cache:6379/2");
+        assert!(!format!("{c:?}").contains("swordfish"));
     }
 }

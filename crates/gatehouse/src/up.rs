@@ -62,7 +62,7 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
         Some(tokio::net::TcpListener::bind(cfg.gateway_listen).await.with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?)
     };
     let app_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
-    let app = App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise from storage")?;
+    let app = App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise (storage, redis_url)")?;
     let setup_link = bootstrap_owner(&app, cfg).await?;
     for c in &cfg.oauth_clients {
         match app.state.oauth.sync_configured(c).await {
@@ -111,6 +111,9 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     }
     println!("  control    {}", app.state.web.cp_origin);
     println!("  storage    {}", cfg.store_display());
+    if cfg.server.redis_url.is_some() {
+        println!("  limits     {}", cfg.limits_display());
+    }
     if let Some(link) = setup_link {
         println!();
         println!("  No owner account yet. Create it here (the link works once):");

@@ -148,7 +148,7 @@ pub async fn verify_key(
     let denied = |code: &'static str, message: String| VerifyOut { valid: false, code, message: Some(message), retry_after: None, key: None };
     let out = match state.verifier.verify(&body.key, &ctx).await {
         Ok(key) => {
-            let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of));
+            let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of)).await;
             if rate.allowed {
                 VerifyOut {
                     valid: true,

@@ -355,7 +355,7 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
             VerifyError::Denied(reason) => ApiError::denied_key(reason, &presented),
             VerifyError::Unavailable => ApiError::Unavailable,
         })?;
-        let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of));
+        let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of)).await;
         if !rate.allowed {
             state.metrics.rate_limited.inc();
             return Err(ApiError::rate_limited(rate));
@@ -414,7 +414,7 @@ pub async fn authorize_token(state: &AppState, token: &str, scope: Option<&Scope
         Some(_) => {}
     }
     let r = &t.record;
-    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None);
+    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None).await;
     if !rate.allowed {
         state.metrics.rate_limited.inc();
         return Err(ApiError::rate_limited(rate));

@@ -245,7 +245,7 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
     let identity = match decision {
         Decision::Public => {
             if let Some(q) = gw.config.public_rate_limit {
-                let rate = state.limiter.check(&format!("ip:{}", ctx.client_ip), Some(q));
+                let rate = state.limiter.check(&format!("ip:{}", ctx.client_ip), Some(q)).await;
                 if !rate.allowed {
                     state.metrics.rate_limited.inc();
                     return ctx.error(ApiError::rate_limited(rate));
@@ -285,7 +285,7 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
             }
             match found {
                 Some(s) => {
-                    let rate = state.limiter.check(&format!("user:{}", s.user.id), None);
+                    let rate = state.limiter.check(&format!("user:{}", s.user.id), None).await;
                     if !rate.allowed {
                         state.metrics.rate_limited.inc();
                         return ctx.error(ApiError::rate_limited(rate));
@@ -313,7 +313,7 @@ async fn check_key(ctx: &Ctx<'_>, key: &str, scope: Option<&gatehouse_core::Scop
     if scope.is_none() && cached.record.kind == KeyKind::Restricted {
         return Err(ApiError::Denied { reason: DenyReason::RouteHasNoScope, presented: None, rate: None });
     }
-    let rate = state.limiter.check(&cached.record.id, cached.record.rate_limit.map(crate::api::quota_of));
+    let rate = state.limiter.check(&cached.record.id, cached.record.rate_limit.map(crate::api::quota_of)).await;
     if !rate.allowed {
         state.metrics.rate_limited.inc();
         return Err(ApiError::rate_limited(rate));

@@ -4,6 +4,7 @@
 mod api_keys;
 mod gateway;
 mod hostile;
+mod limits_redis;
 mod login;
 mod logs;
 mod oauth;
