@@ -124,12 +124,13 @@ pub async fn wait_ready(port: u16, deadline: Duration) -> bool {
 }
 
 /// Runs a one-off build step (`npm install`, the micro's `commands`) in `dir`, prefixing its output.
-pub async fn run_step(name: &str, command: &str, dir: &std::path::Path) -> Result<()> {
+pub async fn run_step(name: &str, command: &str, dir: &std::path::Path, env: &[(String, String)]) -> Result<()> {
     println!("[{name}] $ {command}");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -158,20 +158,23 @@ pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Resul
                 if !src_dir.is_dir() {
                     bail!("micro `{}`: src directory {} does not exist", m.name, src_dir.display());
                 }
-                // Deta installed a Node micro's dependencies itself; do the same when they are missing.
+                // Deta installed a micro's dependencies itself; do the same when they are missing.
                 let node = m.engine.as_deref().is_some_and(|e| e.starts_with("nodejs"));
                 if node && src_dir.join("package.json").is_file() && !src_dir.join("node_modules").exists() {
-                    supervisor::run_step(&m.name, "npm install --no-audit --no-fund", &src_dir).await?;
+                    supervisor::run_step(&m.name, "npm install --no-audit --no-fund", &src_dir, &[]).await?;
                 }
+                let python = m.engine.as_deref().is_some_and(|e| e.starts_with("python"));
+                let step_env = if python { python_env(&m.name, &src_dir).await? } else { vec![] };
                 for c in &m.commands {
-                    supervisor::run_step(&m.name, c, &src_dir).await?;
+                    supervisor::run_step(&m.name, c, &src_dir, &step_env).await?;
                 }
                 let port = supervisor::free_port()?;
-                let mut env = vec![
+                let mut env = step_env;
+                env.extend([
                     ("DETA_SPACE_APP_HOSTNAME".to_owned(), app_host.to_owned()),
                     ("DETA_SPACE_APP_MICRO_NAME".to_owned(), m.name.clone()),
                     ("DETA_SPACE_APP_MICRO_TYPE".to_owned(), if m.primary { "primary" } else { "normal" }.to_owned()),
-                ];
+                ]);
                 for var in &m.env {
                     // The Spacefile's default, unless the same variable is set where Gatehouse runs.
                     if let Some(v) = std::env::var(&var.name).ok().or_else(|| var.default.clone()) {
@@ -184,6 +187,36 @@ pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Resul
         }
     }
     Ok((upstreams, processes))
+}
+
+/// A Python micro's virtual environment, `.venv` in its `src` directory: used when present; created and
+/// filled from `requirements.txt` when there is one and no `.venv` yet (a failed install leaves none
+/// behind, so the next start tries again). Answers the environment its steps and process run with:
+/// the venv's `bin` first on `PATH`, and `VIRTUAL_ENV`, so `python`, `pip` and installed commands such
+/// as `uvicorn` are the venv's.
+async fn python_env(micro: &str, src_dir: &Path) -> Result<Vec<(String, String)>> {
+    let venv = src_dir.join(".venv");
+    if !venv.exists() && src_dir.join("requirements.txt").is_file() {
+        let install = async {
+            supervisor::run_step(micro, "python3 -m venv .venv", src_dir, &[]).await?;
+            supervisor::run_step(micro, ".venv/bin/python -m pip install --disable-pip-version-check -r requirements.txt", src_dir, &[]).await
+        };
+        if let Err(e) = install.await {
+            let _ = std::fs::remove_dir_all(&venv);
+            return Err(e);
+        }
+    }
+    let bin = venv.join("bin");
+    if !bin.is_dir() {
+        return Ok(vec![]);
+    }
+    let bin = bin.canonicalize().unwrap_or(bin);
+    let path = match std::env::var_os("PATH") {
+        Some(p) => std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(&p)))?,
+        None => bin.clone().into_os_string(),
+    };
+    let venv = venv.canonicalize().unwrap_or(venv);
+    Ok(vec![("PATH".to_owned(), path.to_string_lossy().into_owned()), ("VIRTUAL_ENV".to_owned(), venv.display().to_string())])
 }
 
 /// `gatehouse up [DIR]`.

@@ -40,7 +40,7 @@ fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let name = e.file_name();
-        if name == "node_modules" || name == ".gatehouse" {
+        if name == "node_modules" || name == ".gatehouse" || name == ".venv" {
             continue;
         }
         if e.file_type().unwrap().is_dir() {
@@ -123,6 +123,45 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::Head
     let s = r.status().as_u16();
     let h = r.headers().clone();
     (s, h, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_python_micro_gets_its_requirements_in_a_venv() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python-micro");
+    let up = Up::start(&fixture, "/version").await;
+    let (status, _, body) = get(&format!("{}/version", up.app), &[]).await;
+    assert_eq!(status, 200);
+    let venv = up.dir.path().canonicalize().unwrap().join(".venv");
+    assert!(body.starts_with("six 1.16.0 from "), "{body}");
+    assert!(body.contains(&venv.display().to_string()), "six must come from {}: {body}", venv.display());
+    let log = std::fs::read_to_string(&up.log).unwrap();
+    assert!(log.contains("[api] $ python3 -m venv .venv"), "{log}");
+    assert!(log.contains("pip install --disable-pip-version-check -r requirements.txt"), "{log}");
+    // Everything but the public route stays private.
+    assert_eq!(get(&format!("{}/other", up.app), &[]).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_static_micro_serves_its_directory_and_nothing_outside_it() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/static-site");
+    let up = Up::start(&fixture, "/").await;
+    let (status, h, body) = get(&format!("{}/", up.app), &[]).await;
+    assert_eq!((status, h["content-type"].to_str().unwrap()), (200, "text/html; charset=utf-8"));
+    assert!(body.contains("static site index"));
+    let (status, h, body) = get(&format!("{}/app.js", up.app), &[]).await;
+    assert_eq!((status, h["content-type"].to_str().unwrap()), (200, "text/javascript; charset=utf-8"));
+    assert!(body.contains("static site script"));
+    assert_eq!(get(&format!("{}/missing.html", up.app), &[]).await.0, 404);
+    assert_eq!(get(&format!("{}/secret.txt", up.app), &[]).await.0, 404, "src is not served, only serve");
+    // A symlink inside the served directory pointing out of it is not followed out.
+    let dist = up.dir.path().join("site/dist");
+    std::os::unix::fs::symlink(up.dir.path().join("site/secret.txt"), dist.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(up.dir.path().join("site"), dist.join("up")).unwrap();
+    let (status, _, body) = get(&format!("{}/leak.txt", up.app), &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(get(&format!("{}/up/secret.txt", up.app), &[]).await.0, 404);
+    let post = reqwest::Client::new().post(format!("{}/", up.app)).send().await.unwrap();
+    assert_eq!(post.status().as_u16(), 405, "files are read-only");
 }
 
 #[tokio::test]
