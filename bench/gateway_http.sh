@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gateway benchmark (issue: the gateway). One upstream (nginx answering "ok"), measured in one run:
-# direct, through nginx as a plain reverse proxy, and through Gatehouse on a public route, with an API
-# key, and with a session. wrk for peak throughput; oha at half of nginx's peak rate for p99 under
+# direct, through nginx as a plain reverse proxy, through Gatehouse's HTTP stack alone (the
+# `stack_floor` example: same runtimes, router and upstream client, no gateway logic), and through
+# Gatehouse on a public route, with an API key, and with a session. wrk for peak throughput; oha at half of nginx's peak rate for p99 under
 # load, when oha is installed (cargo install oha). Three rounds each, medians.
 # Usage: bash bench/gateway_http.sh [DURATION_SECS] [CONNECTIONS]
 set -euo pipefail
@@ -12,12 +13,13 @@ ROUNDS=${ROUNDS:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 cargo build -q --release -p gatehouse
+cargo build -q --release -p gatehouse-server --example stack_floor
 BIN=$PWD/target/release/gatehouse
 WORK=$(mktemp -d)
 OUT=bench/results/gateway_http-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
 base=$((20000 + RANDOM % 20000))
-UP=$base; NGX=$((base + 1)); GW=$((base + 2)); CP=$((base + 3))
+UP=$base; NGX=$((base + 1)); GW=$((base + 2)); CP=$((base + 3)); FLOOR=$((base + 4))
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
@@ -75,6 +77,9 @@ CFG
 KEY=$("$BIN" --config "$WORK/gatehouse.toml" keys create --name bench --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 "$BIN" --config "$WORK/gatehouse.toml" serve > "$WORK/serve.log" 2>&1 &
 GH_PID=$!; PIDS+=("$GH_PID")
+# The same HTTP stack with no gateway logic (per-core runtimes, axum, the pooled upstream client).
+target/release/examples/stack_floor "127.0.0.1:$FLOOR" "127.0.0.1:$UP" > "$WORK/floor.log" 2>&1 &
+PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW/public/x" >/dev/null && break; sleep 0.1; done
 # Idle memory: after 12 s without a request (the server hands freed pages back every 5 s, once they
 # have been free for mimalloc's 1 s purge delay); measured again after the load at the end.
@@ -106,6 +111,7 @@ run() { # label url [header]
 }
 run direct "http://127.0.0.1:$UP/x"
 run nginx "http://127.0.0.1:$NGX/x"
+run stack_floor "http://127.0.0.1:$FLOOR/x"
 run gh_public "http://127.0.0.1:$GW/public/x"
 run gh_key "http://127.0.0.1:$GW/private" "X-Space-App-Key: $KEY"
 run gh_session "http://127.0.0.1:$GW/private" "Cookie: gatehouse_session=$SESSION"
@@ -147,12 +153,13 @@ for line in open(sys.argv[1]):
         rate = h[1]
 print("\nmedians (req/s, p50 ms, p99 ms):")
 med = {}
-for name in ["direct", "nginx", "gh_public", "gh_key", "gh_session"]:
+for name in ["direct", "nginx", "stack_floor", "gh_public", "gh_key", "gh_session"]:
     v = rows[name]
     med[name] = statistics.median(x[0] for x in v)
     print(f"  {name:11} {med[name]:>9.0f}  {statistics.median(x[1] for x in v):6.2f}  {statistics.median(x[2] for x in v):6.2f}")
-for name in ["gh_public", "gh_key", "gh_session"]:
+for name in ["stack_floor", "gh_public", "gh_key", "gh_session"]:
     print(f"  {name} / nginx throughput: {med[name] / med['nginx']:.3f}")
+print(f"  gh_key / stack_floor throughput: {med['gh_key'] / med['stack_floor']:.3f}")
 if half:
     print(f"\np99 at half of nginx's peak ({rate} req/s), medians:")
     for name, v in half.items():
