@@ -15,6 +15,20 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
+/// Runs `fut` as one request: a fresh request id and the key namespace are set for it (error bodies
+/// carry the id, the final masking pass uses the namespace). Answers the id and `fut`'s output; the
+/// caller puts the id on its response. Both the management API's middleware and the gateway use it.
+pub async fn in_request_scope<T>(ns: Namespace, fut: impl std::future::Future<Output = T>) -> (String, T) {
+    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
+    let out = REQUEST_ID.scope(request_id.clone(), NAMESPACE.scope(ns, fut)).await;
+    (request_id, out)
+}
+
+/// Sets the `Request-Id` header.
+pub fn set_request_id(resp: &mut Response, request_id: &str) {
+    resp.headers_mut().insert("request-id", HeaderValue::from_str(request_id).expect("ids are ASCII"));
+}
+
 /// The current request's id, or a fresh one outside a request.
 pub fn current_request_id() -> String {
     REQUEST_ID

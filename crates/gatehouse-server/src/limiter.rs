@@ -35,7 +35,7 @@ impl RateLimiter {
 
     /// A limiter whose states live in Redis at `url`, under keys starting with `prefix`.
     pub fn shared(default: Quota, url: &str, prefix: String, health: SharedHealth) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|_| "redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])".to_owned())?;
+        let client = redis_client(url)?;
         let mut limiter = Self::new(default);
         limiter.shared = Some(SharedLimits::new(client, prefix, health));
         Ok(limiter)
@@ -90,6 +90,16 @@ impl RateLimiter {
             shard.lock().retain(|_, tat| *tat > now);
         }
     }
+}
+
+/// Checks a `redis_url` without connecting (for configuration checks).
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    redis_client(url).map(drop)
+}
+
+/// The message never repeats the URL, which may hold a password.
+fn redis_client(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|_| "redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])".to_owned())
 }
 
 /// Where the shared limiter reports whether Redis answers.

@@ -149,10 +149,14 @@ impl Users {
         Ok(found.filter(|u| u.workspace == self.workspace))
     }
 
-    async fn change(&self, id_or_email: &str, change: UserChange, action: &str, actor: &str) -> Result<UserRecord, String> {
-        let Some(user) = self.find(id_or_email).await.map_err(|e| e.to_string())? else {
-            return Err(format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()));
-        };
+    async fn find_or_fail(&self, id_or_email: &str) -> Result<UserRecord, String> {
+        self.find(id_or_email)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()))
+    }
+
+    async fn change(&self, user: &UserRecord, change: UserChange, action: &str, actor: &str) -> Result<UserRecord, String> {
         let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
         self.store.update_user(&user.id, &change, &audit).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no user `{}`", user.id))
     }
@@ -160,28 +164,28 @@ impl Users {
     /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
     /// poll). The last enabled owner cannot be disabled: nobody could sign in to manage the deployment.
     pub async fn disable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
-        let Some(user) = self.find(id_or_email).await.map_err(|e| e.to_string())? else {
-            return Err(format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()));
-        };
+        let user = self.find_or_fail(id_or_email).await?;
         if user.role == "owner" && user.disabled_at.is_none() {
             let owners = self.list().await.map_err(|e| e.to_string())?;
             if !owners.iter().any(|u| u.id != user.id && u.role == "owner" && u.disabled_at.is_none()) {
                 return Err(format!("{} is the only enabled owner; create or enable another owner first", user.email));
             }
         }
-        self.change(&user.id, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
+        self.change(&user, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
     }
 
     /// Lets a disabled user sign in again (their ended sessions stay ended).
     pub async fn enable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
-        self.change(id_or_email, UserChange::Enable, "user.enabled", actor).await
+        let user = self.find_or_fail(id_or_email).await?;
+        self.change(&user, UserChange::Enable, "user.enabled", actor).await
     }
 
     /// Sets a new password and ends every session of the user.
     pub async fn set_password(&self, id_or_email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
         check_password(password)?;
+        let user = self.find_or_fail(id_or_email).await?;
         let hash = hash_password(password);
-        self.change(id_or_email, UserChange::Password { hash, at: Timestamp::now() }, "user.password_changed", actor).await
+        self.change(&user, UserChange::Password { hash, at: Timestamp::now() }, "user.password_changed", actor).await
     }
 
     fn wait_for(&self, key: &str) -> Option<Duration> {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use clap::{Subcommand, ValueEnum};
 use gatehouse_core::Timestamp;
+use gatehouse_server::service::Actor;
 use gatehouse_server::users::Users;
 use gatehouse_store::{Store, UserRecord};
 use rand::Rng;
@@ -115,7 +116,7 @@ fn print_with_password(u: &UserRecord, password: &str, generated: bool, json: bo
 
 pub async fn run(cmd: UsersCommand, cfg: &Config, store: Arc<dyn Store>, json: bool) -> Result<ExitCode> {
     let users = Users::new(store, cfg.server.workspace.clone());
-    let actor = "cli";
+    let actor = &Actor::Cli.id();
     match cmd {
         UsersCommand::Create { email, role, password_stdin } => {
             let (pw, generated) = password(password_stdin)?;

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::{set_rate_headers, ApiError, NAMESPACE, REQUEST_ID};
+use crate::error::{in_request_scope, set_rate_headers, set_request_id, ApiError};
 use crate::metrics::HttpLabels;
 use crate::verifier::{CachedKey, VerifyError};
 use crate::AppState;
@@ -124,27 +124,22 @@ pub fn router(state: State) -> Router {
 pub async fn request_context(axum::extract::State(state): axum::extract::State<State>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     req.extensions_mut().insert(BodyLimit(state.config.body_limit));
-    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
     let ns = state.config.namespace.clone();
-    let (mut resp, rate) = REQUEST_ID
-        .scope(
-            request_id.clone(),
-            NAMESPACE.scope(
-                ns,
-                RATE_SLOT.scope(Cell::new(None), async move {
-                    let resp = next.run(req).await;
-                    (resp, RATE_SLOT.with(Cell::get))
-                }),
-            ),
-        )
-        .await;
+    let (request_id, (mut resp, rate)) = in_request_scope(
+        ns,
+        RATE_SLOT.scope(Cell::new(None), async move {
+            let resp = next.run(req).await;
+            (resp, RATE_SLOT.with(Cell::get))
+        }),
+    )
+    .await;
+    set_request_id(&mut resp, &request_id);
     let h = resp.headers_mut();
-    h.insert("request-id", HeaderValue::from_str(&request_id).expect("ids are ASCII"));
     if let Some(rate) = rate {
         if !h.contains_key("ratelimit-limit") {
             set_rate_headers(h, &rate);

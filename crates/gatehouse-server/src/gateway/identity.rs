@@ -52,9 +52,16 @@ struct Entry {
 const MAX_ENTRIES: usize = 10_000;
 
 /// Identity headers by (credential, app).
-#[derive(Default)]
 pub struct IdentityHeaders {
     entries: Mutex<HashMap<(usize, usize), Entry>>,
+    /// What every public request carries (the same for all, built once).
+    public: Headers,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self { entries: Mutex::default(), public: Arc::new([(name("x-gatehouse-auth"), HeaderValue::from_static("public"))]) }
+    }
 }
 
 impl std::fmt::Debug for IdentityHeaders {
@@ -71,7 +78,7 @@ impl IdentityHeaders {
     /// The headers for `identity` at `app` at unix time `now`.
     pub fn get(&self, identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i64) -> Headers {
         let Some((addr, _)) = identity.address() else {
-            return Arc::new([(name("x-gatehouse-auth"), HeaderValue::from_static("public"))]);
+            return self.public.clone();
         };
         let key = (addr, app as *const GatewayApp as usize);
         if let Some(e) = self.entries.lock().get(&key) {
@@ -93,6 +100,7 @@ impl IdentityHeaders {
     }
 }
 
+/// The headers of a credential (never `Identity::Public`, whose headers are fixed).
 fn build(identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i64) -> Vec<(HeaderName, HeaderValue)> {
     let mut out: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(7);
     let mut set = |n: &'static str, v: &str| {
@@ -104,7 +112,7 @@ fn build(identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i
     };
     let environment = app.environment.as_str();
     let claims = match identity {
-        Identity::Public => return vec![(name("x-gatehouse-auth"), HeaderValue::from_static("public"))],
+        Identity::Public => unreachable!("public requests carry the fixed headers"),
         Identity::Key(k) => {
             let r = &k.record;
             let scopes = r.effective_scopes().to_strings();

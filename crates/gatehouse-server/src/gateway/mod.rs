@@ -23,7 +23,7 @@ use gatehouse_core::{DenyReason, Environment, KeyKind, VerifyContext};
 
 use self::identity::{Identity, IdentityHeaders};
 use self::forward::{UpstreamClient, UpstreamError};
-use crate::error::{ApiError, NAMESPACE, REQUEST_ID};
+use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
 use crate::verifier::VerifyError;
 use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
@@ -147,11 +147,9 @@ impl Ctx<'_> {
 
 async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
     let mut outcome = Outcome { app: String::new(), decision: "invalid" };
-    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
-    let request_id_header = HeaderValue::from_str(&request_id).expect("ids are ASCII");
     let ns = gw.state.config.namespace.clone();
-    let mut resp = REQUEST_ID.scope(request_id, NAMESPACE.scope(ns, pipeline(&gw, peer, req, &mut outcome))).await;
-    resp.headers_mut().insert("request-id", request_id_header);
+    let (request_id, mut resp) = in_request_scope(ns, pipeline(&gw, peer, req, &mut outcome)).await;
+    set_request_id(&mut resp, &request_id);
     let labels = crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp

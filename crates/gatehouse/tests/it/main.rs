@@ -14,15 +14,21 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `gatehouse` with `args` in `dir`, with a clean `GATEHOUSE_*` environment plus `env`.
 pub fn gatehouse(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(dir, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run gatehouse")
+}
+
+/// `gatehouse` with `args` in `dir`, with no `GATEHOUSE_*` variable from the test's environment.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.current_dir(dir).args(args);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
         cmd.env_remove(k);
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run gatehouse")
+    cmd
 }
 
 pub fn stdout(o: &Output) -> String {

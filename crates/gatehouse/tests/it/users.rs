@@ -3,20 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{gatehouse, json, stderr};
 
 /// Runs `gatehouse` with `input` on standard input.
 fn with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
-        cmd.env_remove(k);
-    }
-    let mut child = cmd
-        .current_dir(dir)
-        .args(args)
+    let mut child = crate::command(dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
