@@ -46,6 +46,12 @@ ensure_packages() {
     log "installing npm packages for $what"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  ensure_venv "$dir" "$imports" "$what"
+}
+
+# Installs a test directory's PyPI packages into `.venv` (if `$2` does not import). Usage: ensure_venv DIR "IMPORTS" WHAT
+ensure_venv() {
+  local dir=$1 imports=$2 what=$3
   if [ ! -x "$dir/.venv/bin/python" ] || ! "$dir/.venv/bin/python" -c "import $imports" 2>/dev/null; then
     log "installing PyPI packages for $what"
     python3 -m venv "$dir/.venv"
@@ -59,6 +65,8 @@ ensure_redis
 ensure_packages tests/oauth-clients openid-client "authlib, requests" "the OAuth client test"
 # Receivers verifying deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.
 ensure_packages tests/webhook-receivers stripe "stripe, standardwebhooks" "the webhook receivers"
+# A real h2c-capable upstream (hypercorn) and HTTP/2 client (h2) for the gateway's edge tests.
+ensure_venv tests/h2c "h2, hypercorn" "the h2c edge tests"
 ensure_chromium
 ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then

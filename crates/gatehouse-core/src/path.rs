@@ -112,7 +112,10 @@ impl NormalizedPath {
             return Err(PathError::NotUtf8);
         }
         // Pass 2: segments. Empty segments (from `//`) merge; `.` drops; `..` pops or refuses.
+        // RFC 3986 §5.2.4: a final `.` or `..` leaves the directory it names, so `/a/.` is `/a/`.
         let trailing_slash = out.len() > 1 && out.ends_with('/');
+        let last = out.rsplit('/').next().unwrap_or("");
+        let trailing_slash = trailing_slash || last == "." || last == "..";
         let mut segments: Vec<&str> = Vec::new();
         for seg in out.split('/') {
             match seg {
@@ -174,7 +177,11 @@ mod tests {
             ("/a//b", "/a/b"),
             ("/a/./b", "/a/b"),
             ("/a/../b", "/b"),
-            ("/a/b/..", "/a"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/%2e", "/a/"),
+            ("/a/b/%2E%2E", "/a/"),
+            ("/a/./", "/a/"),
             ("/a/b/../", "/a/"),
             ("/%70ing", "/ping"),
             ("/a/%2e%2e/b", "/b"),

@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
             let upstream = upstream.clone();
             async move {
                 let pq = req.uri().path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
-                match forward::forward(&client, &upstream, &pq, req, Duration::from_secs(30)).await {
+                match forward::forward(&client, &upstream, &pq, req, false, Duration::from_secs(30)).await {
                     Ok(resp) => resp,
                     Err(_) => StatusCode::BAD_GATEWAY.into_response(),
                 }
@@ -36,7 +36,7 @@ fn main() -> std::io::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut servers = gatehouse_server::percore::serve(make_router, listener, threads, Duration::from_secs(1), || async {
+        let mut servers = gatehouse_server::percore::serve(make_router, listener, gatehouse_server::listener::ConnectionGate::new(Default::default()), threads, Duration::from_secs(1), || async {
             // Runs until killed (SIGTERM): the benchmark script starts it in the background.
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut term) => {

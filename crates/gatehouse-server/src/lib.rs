@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod limiter;
+pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod netaddr;
@@ -159,43 +160,22 @@ impl App {
     /// `shutdown_grace` to finish, and flushes pending writes.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let background = self.start_background().await;
-        let result = serve_router(self.router(), listener, self.state.config.shutdown_grace, shutdown).await;
+        let gate = listener::ConnectionGate::new(self.state.config.listener.clone());
+        let result = listener::serve(self.router(), listener, gate, self.state.config.shutdown_grace, shutdown).await;
         background.shutdown().await;
         result
     }
 }
 
-/// Serves `router` (HTTP/1.1 and h2c) until `shutdown`, then gives in-flight requests `grace` to finish.
+/// Serves `router` (HTTP/1.1 and h2c) until `shutdown`, then gives in-flight requests `grace` to
+/// finish, with the default listener limits (see [`listener`]).
 pub async fn serve_router(
     router: axum::Router,
     listener: TcpListener,
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use std::future::IntoFuture;
-    {
-        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = fired_tx.send(());
-        };
-        let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
-        let deadline = async move {
-            if fired_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            r = server => r,
-            _ = deadline => {
-                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
-                Ok(())
-            }
-        }
-    }
+    listener::serve(router, listener, listener::ConnectionGate::new(listener::ListenerLimits::default()), grace, shutdown).await
 }
 
 /// Handles of the background tasks; `shutdown` stops them and flushes what they hold.

@@ -24,8 +24,16 @@ pub struct PerCore {
 }
 
 /// Starts `threads` servers of `make_router()` on `listener`, each until its `shutdown()` resolves,
-/// with `grace` for in-flight requests (as [`crate::serve_router`]).
-pub fn serve<R, S, F>(make_router: R, listener: std::net::TcpListener, threads: usize, grace: Duration, shutdown: S) -> std::io::Result<PerCore>
+/// with `grace` for in-flight requests (as [`crate::serve_router`]). The threads share `gate`: the
+/// connection cap is the listener's, not each thread's.
+pub fn serve<R, S, F>(
+    make_router: R,
+    listener: std::net::TcpListener,
+    gate: crate::listener::ConnectionGate,
+    threads: usize,
+    grace: Duration,
+    shutdown: S,
+) -> std::io::Result<PerCore>
 where
     R: Fn() -> axum::Router,
     S: Fn() -> F,
@@ -37,13 +45,14 @@ where
         let socket = listener.try_clone()?;
         let router = make_router();
         let signal = shutdown();
+        let gate = gate.clone();
         let (stopped_tx, stopped_rx) = oneshot::channel();
         let (release_tx, release_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("gateway-{i}")).spawn(move || {
             runtime.block_on(async move {
                 let result = match tokio::net::TcpListener::from_std(socket) {
-                    Ok(l) => crate::serve_router(router, l, grace, signal).await,
+                    Ok(l) => crate::listener::serve(router, l, gate, grace, signal).await,
                     Err(e) => Err(e),
                 };
                 let _ = stopped_tx.send(result);

@@ -43,6 +43,18 @@ pub struct RawConfig {
     pub apps: Option<Vec<RawApp>>,
     pub rate_limit: Option<RawRateLimit>,
     pub cache: Option<RawCache>,
+    /// Time and size limits of each listener (SPEC §11).
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    /// Client connections per listener; unset: derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +190,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("cache.negative_ttl_secs", Kind::Int),
     ("cache.max_entries", Kind::Int),
     ("cache.last_used_flush_secs", Kind::Int),
+    ("limits.header_read_timeout_secs", Kind::Int),
+    ("limits.idle_timeout_secs", Kind::Int),
+    ("limits.max_connections", Kind::Int),
+    ("limits.max_header_bytes", Kind::Int),
 ];
 
 /// Keys whose value may be read from a file named by `GATEHOUSE_<KEY>_FILE`.
@@ -512,6 +528,26 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         }
         _ => bail!("{}: set gateway.public_limit (≥ 1) to limit public routes per IP", at("gateway.public_limit")),
     };
+    let l = raw.limits.unwrap_or_default();
+    let ld = gatehouse_server::listener::ListenerLimits::default();
+    let listener = gatehouse_server::listener::ListenerLimits {
+        header_read_timeout: l.header_read_timeout_secs.map_or(ld.header_read_timeout, Duration::from_secs),
+        idle_timeout: l.idle_timeout_secs.map_or(ld.idle_timeout, Duration::from_secs),
+        max_connections: l.max_connections.unwrap_or(ld.max_connections),
+        max_header_bytes: l.max_header_bytes.unwrap_or(ld.max_header_bytes),
+    };
+    if !(1..=300).contains(&listener.header_read_timeout.as_secs()) {
+        bail!("{}: between 1 and 300 seconds", at("limits.header_read_timeout_secs"));
+    }
+    if !(1..=3600).contains(&listener.idle_timeout.as_secs()) {
+        bail!("{}: between 1 and 3600 seconds", at("limits.idle_timeout_secs"));
+    }
+    if !(1..=1_000_000).contains(&listener.max_connections) {
+        bail!("{}: between 1 and 1000000", at("limits.max_connections"));
+    }
+    if !(8192..=1024 * 1024).contains(&listener.max_header_bytes) {
+        bail!("{}: between 8192 and 1048576 bytes", at("limits.max_header_bytes"));
+    }
     let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let mut apps = raw.apps.unwrap_or_default();
     for a in &mut apps {
@@ -549,6 +585,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             webhooks,
             webhook_worker,
             redis_url,
+            listener,
         },
     })
 }

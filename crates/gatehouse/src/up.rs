@@ -95,7 +95,9 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let cp = tokio::spawn(gatehouse_server::serve_router(app.router(), cp_listener, grace, stopped(stop_rx.clone())));
+    let limits = cfg.server.listener.clone();
+    let cp_gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
+    let cp = tokio::spawn(gatehouse_server::listener::serve(app.router(), cp_listener, cp_gate, grace, stopped(stop_rx.clone())));
     let gw = match gw_listener {
         None => None,
         Some(l) => {
@@ -103,7 +105,8 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
             let state = app.state.clone();
             // One gateway (own upstream pool) per thread; see gatehouse_server::percore.
             let make_router = || Gateway::new(state.clone(), config.clone()).router();
-            Some(percore::serve(make_router, l.into_std()?, cfg.gateway_threads, grace, || stopped(stop_rx.clone())).context("cannot start the gateway threads")?)
+            let gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
+            Some(percore::serve(make_router, l.into_std()?, gate, cfg.gateway_threads, grace, || stopped(stop_rx.clone())).context("cannot start the gateway threads")?)
         }
     };
     for line in banner {

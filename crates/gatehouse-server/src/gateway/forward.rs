@@ -21,8 +21,9 @@ pub fn client() -> UpstreamClient {
     Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build(connector)
 }
 
-/// Headers a client may not pass through: ours (any case, `_` or `-`), URL overrides that some
-/// frameworks route by, and forwarding headers we set ourselves.
+/// Headers a client may never pass through: ours, URL and method overrides that some frameworks route
+/// by, and the forwarding headers Gatehouse sets itself (a trusted proxy's `X-Forwarded-For` and
+/// `Forwarded` are read before this and carried into the ones we set).
 const STRIPPED: &[&str] = &[
     "x-space-app-key",
     "x-original-url",
@@ -35,8 +36,6 @@ const STRIPPED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-server",
     "forwarded",
     "x-real-ip",
     // Method overrides would let a request decided as a public GET act as a private write upstream.
@@ -45,8 +44,27 @@ const STRIPPED: &[&str] = &[
     "x-method-override",
 ];
 
-/// RFC 9110 §7.6.1 hop-by-hop fields (plus the legacy ones proxies still see).
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Client-supplied addressing headers (SPEC §11): frameworks believe them for the client's address,
+/// scheme or host. Removed unless the peer is a trusted proxy, which may have set them itself.
+const ADDRESSING: &[&str] = &[
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "front-end-https",
+    "x-url-scheme",
+    "x-host",
+    "x-original-host",
+];
+
+/// RFC 9110 §7.6.1 hop-by-hop fields (plus the legacy ones proxies still see, and `HTTP2-Settings`,
+/// which only means something with an `Upgrade: h2c` that is never forwarded).
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -56,23 +74,55 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
 ];
 
-/// Header-name equality where `_` and `-` are the same (`x_gatehouse_user` and `X-Gatehouse-User` are
-/// one header to many upstreams: CGI, WSGI, nginx). `HeaderName`s are already lower case.
-fn same_name(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (matches!(x, b'_' | b'-') && matches!(y, b'_' | b'-')))
+/// A header name as servers behind us may read it: lower case, every run of characters other than
+/// letters and digits folded into one `-`, none at either end. `X_Gatehouse_User`, `x-gatehouse.user`
+/// and `x-gatehouse~~user` all fold to `x-gatehouse-user` (CGI, WSGI, Rack and some proxies map
+/// separators to one another). Allocation-free: it runs for every header of every request.
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    let mut pending_sep = false;
+    std::iter::from_fn(move || loop {
+        let b = *name.get(i)?;
+        if b.is_ascii_alphanumeric() {
+            if pending_sep {
+                pending_sep = false;
+                return Some(b'-');
+            }
+            i += 1;
+            return Some(b.to_ascii_lowercase());
+        }
+        i += 1;
+        // A separator counts only between two alphanumeric runs (never leading).
+        if name[..i - 1].iter().any(u8::is_ascii_alphanumeric) {
+            pending_sep = true;
+        }
+    })
 }
 
-/// Whether a client-sent header must not reach the upstream. Allocation-free: it runs for every header.
-pub fn is_stripped(name: &HeaderName) -> bool {
+fn folded_eq(name: &[u8], ours: &str) -> bool {
+    folded(name).eq(ours.bytes())
+}
+
+/// Whether a header name, folded, is `x-gatehouse` or starts with `x-gatehouse-`.
+fn folds_to_ours(name: &[u8]) -> bool {
+    let mut f = folded(name);
+    b"x-gatehouse".iter().all(|b| f.next() == Some(*b)) && matches!(f.next(), None | Some(b'-'))
+}
+
+/// Whether a client-sent header must not reach the upstream. `trusted_peer`: the connection came
+/// from a configured trusted proxy, whose addressing headers are passed on.
+pub fn is_stripped(name: &HeaderName, trusted_peer: bool) -> bool {
     let n = name.as_str().as_bytes();
-    let ours = n.len() >= 11 && same_name(&n[..11], b"x-gatehouse") && (n.len() == 11 || matches!(n[11], b'-' | b'_'));
-    ours || STRIPPED.iter().any(|s| same_name(n, s.as_bytes()))
+    folds_to_ours(n)
+        || STRIPPED.iter().any(|s| folded_eq(n, s))
+        || (!trusted_peer && ADDRESSING.iter().any(|s| folded_eq(n, s)))
 }
 
-/// Removes hop-by-hop headers, including those named by `Connection`. Allocates only when a
-/// `Connection` header names other fields.
+/// Removes hop-by-hop headers, including those named by `Connection`. Called on a request before
+/// Gatehouse sets its own headers, so `Connection: X-Forwarded-For, Host` cannot remove them.
 pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -89,15 +139,35 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Whether the request asks for a WebSocket (or other) upgrade.
-pub fn wants_upgrade(h: &HeaderMap) -> bool {
-    let connection_upgrade = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && h.contains_key(header::UPGRADE)
+fn tokens<'a>(h: &'a HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+    h.get_all(name).into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
+/// Whether the request is a WebSocket opening handshake (RFC 6455 §4.1): GET, `Connection: upgrade`
+/// and `Upgrade: websocket`. This is the only protocol switch the gateway forwards (SPEC §11); any
+/// other `Upgrade` (`h2c` above all, which would let one public request carry private HTTP/2 streams
+/// past the decision) is removed with the other hop-by-hop headers.
+pub fn is_websocket_upgrade(method: &http::Method, h: &HeaderMap) -> bool {
+    method == http::Method::GET
+        && tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(h, header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
+}
+
+/// Removes every `Set-Cookie` of the upstream's response that names one of Gatehouse's cookies
+/// (compared case-insensitively), so an app cannot plant or clear a session or CSRF cookie.
+pub fn drop_our_set_cookies(h: &mut HeaderMap, ours: &[&str]) {
+    let is_ours = |v: &HeaderValue| {
+        let name = v.as_bytes().split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
+        ours.iter().any(|o| name.eq_ignore_ascii_case(o.as_bytes()))
+    };
+    if !h.get_all(header::SET_COOKIE).iter().any(is_ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().filter(|v| !is_ours(v)).cloned().collect();
+    h.remove(header::SET_COOKIE);
+    for v in kept {
+        h.append(header::SET_COOKIE, v);
+    }
 }
 
 /// A gateway failure to reach the upstream.
@@ -107,54 +177,72 @@ pub enum UpstreamError {
     Unreachable(String),
     /// No response head within the timeout: 504.
     Timeout,
+    /// The client's own request body was malformed (bad chunk size, bare LF, overflow) or broke off:
+    /// a client error (400), not the upstream's fault.
+    ClientBody(String),
 }
 
-/// Sends `req` (headers already cleaned and set) to `authority` with `path_and_query`, streaming.
+/// Sends `req` to `authority` with `path_and_query`, streaming. Its headers are final: hop-by-hop
+/// ones were removed before Gatehouse set its own. `websocket`: the request is a WebSocket handshake
+/// that was judged like any other; it is the one upgrade forwarded, and a `101` is spliced only then.
 pub async fn forward(
     client: &UpstreamClient,
     authority: &str,
     path_and_query: &str,
     mut req: Request<Body>,
+    websocket: bool,
     timeout: Duration,
 ) -> Result<Response<Body>, UpstreamError> {
-    let upgrade = wants_upgrade(req.headers());
-    let upgrade_value = req.headers().get(header::UPGRADE).cloned();
-    let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
+    let client_upgrade = if websocket { Some(hyper::upgrade::on(&mut req)) } else { None };
     let uri: Uri = format!("http://{authority}{path_and_query}").parse().map_err(|_| UpstreamError::Unreachable("bad upstream URI".into()))?;
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
-    remove_hop_by_hop(req.headers_mut());
-    if let (true, Some(v)) = (upgrade, upgrade_value.clone()) {
+    if websocket {
         req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        req.headers_mut().insert(header::UPGRADE, v);
+        req.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    let mut resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    // Remember whether the body failed on the client's side, to tell a bad request from a bad upstream.
+    let client_body_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let (parts, body) = req.into_parts();
+    let seen = client_body_error.clone();
+    let body = http_body_util::BodyExt::map_err(body, move |e| {
+        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        e
+    });
+    let req = Request::from_parts(parts, Body::new(body));
+    let result = tokio::time::timeout(timeout, client.request(req)).await;
+    if let Some(cause) = client_body_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if !matches!(result, Ok(Ok(_))) {
+            return Err(UpstreamError::ClientBody(cause));
+        }
+    }
+    let mut resp = match result {
         Err(_) => return Err(UpstreamError::Timeout),
         Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
         Ok(Ok(r)) => r,
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((c, u)) => {
-                        let mut c = TokioIo::new(c);
-                        let mut u = TokioIo::new(u);
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+        let agreed = tokens(resp.headers(), header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"));
+        let Some(client_upgrade) = client_upgrade.filter(|_| agreed) else {
+            // A switch nobody asked for (or to another protocol): never hand the client a raw socket.
+            return Err(UpstreamError::Unreachable("the upstream switched protocols without a WebSocket handshake".into()));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((c, u)) => {
+                    let mut c = TokioIo::new(c);
+                    let mut u = TokioIo::new(u);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                 }
-            });
-            let (mut parts, _) = resp.into_parts();
-            let upgrade_header = parts.headers.get(header::UPGRADE).cloned();
-            remove_hop_by_hop(&mut parts.headers);
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(u) = upgrade_header.or(upgrade_value) {
-                parts.headers.insert(header::UPGRADE, u);
+                Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
             }
-            return Ok(Response::from_parts(parts, Body::empty()));
-        }
+        });
+        let (mut parts, _) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return Ok(Response::from_parts(parts, Body::empty()));
     }
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -206,12 +294,62 @@ mod tests {
 
     #[test]
     fn our_headers_are_recognized_in_every_spelling() {
-        for name in ["X-Gatehouse-User", "x-gatehouse-user", "X_Gatehouse_User", "x_GATEHOUSE-email", "X-Space-App-Key", "x_space_app_key", "X-Original-URL", "Forwarded", "X-Forwarded-For"] {
-            assert!(is_stripped(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
+        let always = [
+            "X-Gatehouse-User", "x-gatehouse-user", "X_Gatehouse_User", "x_GATEHOUSE-email", "x-gatehouse.jwt-assertion",
+            "x-gatehouse~jwt-assertion", "x-gatehouse--user", "x.gatehouse.auth", "-x-gatehouse-auth", "x-gatehouse", "x_gatehouse",
+            "X-Space-App-Key", "x_space_app_key", "x.space.app.key", "X-Original-URL", "x.original.url", "Forwarded",
+            "X-Forwarded-For", "x_forwarded_for", "X-Real-IP", "x-http-method-override", "x-forwarded-proto", "x-forwarded-host",
+        ];
+        for name in always {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_stripped(&n, false) && is_stripped(&n, true), "{name}");
         }
-        for name in ["x-gatehousex", "x-requested-with", "authorization", "cookie"] {
-            assert!(!is_stripped(&HeaderName::from_bytes(name.as_bytes()).unwrap()), "{name}");
+        let addressing = [
+            "True-Client-IP", "X-Client-IP", "CF-Connecting-IP", "cf_connecting_ip", "Fastly-Client-IP", "X-Cluster-Client-IP",
+            "X-Forwarded-Ssl", "x_forwarded_ssl", "X-Forwarded-Scheme", "Front-End-Https", "X-Url-Scheme", "X-Host", "X-Original-Host",
+            "x.original.host", "X-Forwarded-Server", "X-Forwarded-Port",
+        ];
+        for name in addressing {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(is_stripped(&n, false), "{name} from an untrusted peer");
+            assert!(!is_stripped(&n, true), "{name} from a trusted proxy");
         }
+        for name in ["x-gatehousex", "x-gatehouse2-user", "xgatehouse-user", "x-requested-with", "authorization", "cookie", "x-hostname", "x-client-ipx"] {
+            assert!(!is_stripped(&HeaderName::from_bytes(name.as_bytes()).unwrap(), false), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_recognized() {
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let rows: &[Row] = &[
+            ("GET", &[("connection", "Upgrade"), ("upgrade", "websocket")], true),
+            ("GET", &[("connection", "keep-alive, upgrade"), ("upgrade", "WebSocket")], true),
+            ("GET", &[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")], false),
+            ("GET", &[("connection", "upgrade"), ("upgrade", "h2c, websocket")], true),
+            ("GET", &[("connection", "upgrade"), ("upgrade", "TLS/1.2")], false),
+            ("GET", &[("upgrade", "websocket")], false),
+            ("GET", &[("connection", "upgrade")], false),
+            ("POST", &[("connection", "upgrade"), ("upgrade", "websocket")], false),
+        ];
+        for (method, headers, want) in rows {
+            let mut h = HeaderMap::new();
+            for (k, v) in *headers {
+                h.append(*k, v.parse().unwrap());
+            }
+            assert_eq!(is_websocket_upgrade(&method.parse().unwrap(), &h), *want, "{method} {headers:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_set_cookies_of_ours_are_dropped() {
+        let mut h = HeaderMap::new();
+        for v in ["gatehouse_session=evil; Path=/", "app=1", " GATEHOUSE_CSRF=x", "gatehouse_sessionx=2", "gatehouse_cp_session=; Max-Age=0"] {
+            h.append(header::SET_COOKIE, v.parse().unwrap());
+        }
+        drop_our_set_cookies(&mut h, &["gatehouse_session", "gatehouse_cp_session", "gatehouse_csrf"]);
+        let left: Vec<_> = h.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(left, ["app=1", "gatehouse_sessionx=2"]);
     }
 
     #[test]

@@ -94,6 +94,27 @@ impl Gateway {
     }
 }
 
+/// The one authority a request names, lower case: `Host`, the absolute-form target's or h2's
+/// `:authority`, which must agree when both are present. Userinfo in the authority is refused.
+fn request_authority(req: &Request) -> Result<String, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header_host = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err("Send one Host header."),
+        (Some(v), None) => Some(v.to_str().map_err(|_| "The Host header is not valid.")?),
+        (None, None) => None,
+    };
+    let target = req.uri().authority().map(|a| a.as_str());
+    if target.is_some_and(|a| a.contains('@')) {
+        return Err("The request target must not carry user information.");
+    }
+    match (target, header_host) {
+        (Some(t), Some(h)) if !t.eq_ignore_ascii_case(h.trim()) => Err("The request target's authority and the Host header disagree."),
+        (Some(t), _) => Ok(t.to_ascii_lowercase()),
+        (None, Some(h)) if !h.trim().is_empty() => Ok(h.trim().to_ascii_lowercase()),
+        _ => Err("A Host header is required."),
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
@@ -162,15 +183,17 @@ struct Outcome {
 }
 
 async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &mut Outcome) -> Response {
-    // 1. Host → app. The absolute-form authority wins over Host, as HTTP says.
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
-    let Some(host) = host.map(|h| h.to_ascii_lowercase()) else {
-        return ApiError::InvalidRequest("A Host header is required.".into()).into_response();
+    // 1. Host → app. One authority only (SPEC §11): two `Host`s, or an absolute-form target or h2
+    // `:authority` naming another host than `Host`, would let the upstream see a host we did not choose.
+    let host = match request_authority(&req) {
+        Ok(h) => h,
+        Err(message) => return ApiError::InvalidRequest(message.into()).into_response(),
     };
+    // No tunnels: CONNECT (HTTP/1.1, or h2 with or without `:protocol`) is never forwarded.
+    if req.method() == Method::CONNECT {
+        outcome.decision = "invalid";
+        return ApiError::InvalidRequest("CONNECT is not supported by the gateway; open WebSockets with an HTTP/1.1 upgrade.".into()).into_response();
+    }
     let Some(app) = gw.app_for(&host) else {
         return ApiError::NotFound(format!("No app is served at host `{}`.", host.chars().take(100).collect::<String>())).into_response();
     };
@@ -334,10 +357,22 @@ async fn proxy(
         Some(u) => u.clone(),
         None => return ctx.error(ApiError::Internal(format!("no upstream for micro {}", micro.name))),
     };
-    let original_xff: Vec<String> =
-        req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    // Every header the client named in `Connection` goes before Gatehouse sets its own (SPEC §11), so a
+    // client cannot delete `Host`, `X-Forwarded-*`, `X-Gatehouse-*` or the assertion.
+    let websocket = forward::is_websocket_upgrade(req.method(), req.headers());
+    forward::remove_hop_by_hop(req.headers_mut());
+    let peer_ip = gatehouse_core::ipallow::canonical(ctx.peer.ip());
+    let trusted_peer = state.config.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
+    let joined = |h: &HeaderMap, name: &str| -> Vec<String> {
+        if !trusted_peer {
+            return vec![];
+        }
+        h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let original_xff = joined(req.headers(), "x-forwarded-for");
+    let original_forwarded = joined(req.headers(), "forwarded");
     let h = req.headers_mut();
-    let doomed: Vec<HeaderName> = h.keys().filter(|n| forward::is_stripped(n)).cloned().collect();
+    let doomed: Vec<HeaderName> = h.keys().filter(|n| forward::is_stripped(n, trusted_peer)).cloned().collect();
     for n in doomed {
         h.remove(n);
     }
@@ -347,19 +382,24 @@ async fn proxy(
     web::strip_cookie(h, &state.sessions.cfg.cookie_name);
     web::strip_cookie(h, &state.sessions.cfg.cp_cookie_name);
     web::strip_cookie(h, CSRF_COOKIE);
-    // Forwarding headers: the client's own X-Forwarded-For only counts when it came through a trusted proxy.
-    let peer_ip = gatehouse_core::ipallow::canonical(ctx.peer.ip());
-    let trusted_peer = state.config.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
-    let xff = if trusted_peer && !original_xff.is_empty() { format!("{}, {peer_ip}", original_xff.join(", ")) } else { peer_ip.to_string() };
-    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+    // Forwarding headers: the client's own chain only counts when it came through a trusted proxy.
+    let xff = if original_xff.is_empty() { peer_ip.to_string() } else { format!("{}, {peer_ip}", original_xff.join(", ")) };
+    let proto = if ctx.https { "https" } else { "http" };
+    let for_node = if peer_ip.is_ipv6() { format!("\"[{peer_ip}]\"") } else { peer_ip.to_string() };
+    let ours = format!("for={for_node};proto={proto};host=\"{}\"", ctx.host);
+    let forwarded = if original_forwarded.is_empty() { ours } else { format!("{}, {ours}", original_forwarded.join(", ")) };
+    let set = |h: &mut HeaderMap, name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
     };
-    set(h, "x-forwarded-for", &xff);
-    set(h, "x-forwarded-proto", if ctx.https { "https" } else { "http" });
-    set(h, "x-forwarded-host", &ctx.host);
-    set(h, "x-real-ip", &ctx.client_ip.to_string());
+    // Exactly one Host: the authority the app was chosen by.
+    set(h, header::HOST, &ctx.host);
+    set(h, HeaderName::from_static("x-forwarded-for"), &xff);
+    set(h, HeaderName::from_static("x-forwarded-proto"), proto);
+    set(h, HeaderName::from_static("x-forwarded-host"), &ctx.host);
+    set(h, HeaderName::from_static("x-real-ip"), &ctx.client_ip.to_string());
+    set(h, header::FORWARDED, &forwarded);
     let now = gatehouse_core::Timestamp::now().unix_seconds();
     for (name, value) in ctx.gw.identity_headers.get(&identity, ctx.app, &state.web.signer, now).iter() {
         h.insert(name.clone(), value.clone());
@@ -377,9 +417,17 @@ async fn proxy(
             forward::serve_static(&dir, rel.as_str()).await
         }
         Upstream::Http(authority) => {
-            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, ctx.gw.config.upstream_timeout).await {
-                Ok(resp) => resp,
+            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout).await {
+                Ok(mut resp) => {
+                    let cfg = &state.sessions.cfg;
+                    forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE]);
+                    resp
+                }
                 Err(UpstreamError::Timeout) => ctx.error(ApiError::UpstreamTimeout(micro.name.clone())),
+                Err(UpstreamError::ClientBody(cause)) => {
+                    tracing::info!(micro = %micro.name, error = %cause, "client sent a malformed request body");
+                    ctx.error(ApiError::InvalidRequest("The request body is malformed.".into()))
+                }
                 Err(UpstreamError::Unreachable(cause)) => {
                     tracing::warn!(micro = %micro.name, error = %cause, "upstream unreachable");
                     ctx.error(ApiError::BadGateway(micro.name.clone()))

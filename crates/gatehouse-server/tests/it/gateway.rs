@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use gatehouse_core::spacefile;
 use gatehouse_core::Environment;
 use gatehouse_server::gateway::{Gateway, GatewayApp, GatewayConfig, Upstream};
@@ -35,10 +36,18 @@ pub async fn recording_upstream(delay: Option<Duration>) -> (SocketAddr, Seen) {
             let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
             s.lock().unwrap().push((req.method().to_string(), pq.clone(), req.headers().clone()));
             if req.uri().path() == "/ping" {
-                return "pong".to_owned();
+                return "pong".into_response();
+            }
+            // An upstream that tries to plant or clear Gatehouse's cookies, beside one of its own.
+            if req.uri().path() == "/public/set-cookies" {
+                let mut r = "cookies".into_response();
+                for c in ["gatehouse_session=planted; Path=/", "gatehouse_csrf=planted", "GATEHOUSE_CP_SESSION=; Max-Age=0", "app_theme=dark"] {
+                    r.headers_mut().append("set-cookie", c.parse().unwrap());
+                }
+                return r;
             }
             let body = axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await.map(|b| b.len()).unwrap_or(0);
-            format!("upstream saw {pq} ({body} bytes)")
+            format!("upstream saw {pq} ({body} bytes)").into_response()
         }
     });
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,18 +97,33 @@ impl Gw {
     }
 
     pub async fn start_with(b: Backend, upstream_delay: Option<Duration>, timeout: Duration, config: gatehouse_server::ServerConfig) -> Gw {
+        Self::start_full(b, None, upstream_delay, timeout, config).await
+    }
+
+    /// As `start_with`, in front of `upstream` (instead of the recording one) when given. The gateway
+    /// listener has `config.listener`'s limits.
+    pub async fn start_full(
+        b: Backend,
+        upstream: Option<SocketAddr>,
+        upstream_delay: Option<Duration>,
+        timeout: Duration,
+        config: gatehouse_server::ServerConfig,
+    ) -> Gw {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let host = format!("127.0.0.1:{}", addr.port());
+        let limits = config.listener.clone();
         // One process serves both, as `gatehouse up` does: the gateway shares the control plane's state.
         let cp = TestApp::with_app_hosts(b, config, vec![host.clone()]).await;
-        let (up, seen) = recording_upstream(upstream_delay).await;
+        let (recording, seen) = recording_upstream(upstream_delay).await;
+        let up = upstream.unwrap_or(recording);
         let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
         let upstreams: HashMap<String, Upstream> =
             ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
         let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
         let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout, public_rate_limit: None });
-        tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
+        let gate = gatehouse_server::listener::ConnectionGate::new(limits);
+        tokio::spawn(gatehouse_server::listener::serve(gw.router(), l, gate, Duration::from_secs(1), std::future::pending()));
         Gw { cp, addr, seen, host }
     }
 
