@@ -62,11 +62,23 @@ pub fn repo_root() -> PathBuf {
 impl Up {
     /// Copies `example` to a temp dir and runs `gatehouse up` on it; waits until `ready_path` answers.
     pub async fn start(example: &Path, ready_path: &str) -> Up {
+        Self::start_under(example, ready_path, &[]).await
+    }
+
+    /// As `start`, with `gatehouse` run by `wrapper` (e.g. `prlimit --nofile=256:256 --`) when not empty.
+    pub async fn start_under(example: &Path, ready_path: &str, wrapper: &[&str]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(example, dir.path());
         let (app_port, cp_port) = (free_port(), free_port());
         let log = dir.path().join("up.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_gatehouse"));
+                c
+            }
+        };
         cmd.args(["up", ".", "--listen", &format!("127.0.0.1:{app_port}"), "--control-plane", &format!("127.0.0.1:{cp_port}")])
             .current_dir(dir.path())
             .env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL)
@@ -328,4 +340,36 @@ async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
     let _ = server.kill();
     let _ = server.wait();
     upstream.abort();
+}
+
+/// SPEC §11 limits: with the process at a low open-file limit, a flood of idle connections to the
+/// gateway never exhausts its descriptors — the control plane keeps answering, the gateway serves again
+/// as soon as the flood goes, and the log carries no per-attempt accept errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_at_the_open_file_limit_never_stalls_the_process() {
+    let up = Up::start_under(&repo_root().join("examples/hello"), "/ping", &["prlimit", "--nofile=256:256", "--"]).await;
+    let app_addr = up.app.trim_start_matches("http://").to_owned();
+    let mut flood = vec![];
+    // More than the process has descriptors: beyond the gateway's cap they wait in the kernel's backlog
+    // (and past it, their connect times out), instead of the process running out of descriptors.
+    for _ in 0..400 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(20), tokio::net::TcpStream::connect(&app_addr)).await {
+            flood.push(s);
+        }
+    }
+    assert!(flood.len() >= 150, "the flood opened {} connections", flood.len());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    let health = client.get(format!("{}/healthz", up.cp)).send().await.map(|r| r.status().as_u16());
+    assert_eq!(health.ok(), Some(200), "the control plane answers during a gateway flood");
+    drop(flood);
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{}/ping", up.app)).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the gateway did not serve again after the flood");
+    }
+    let err = std::fs::read_to_string(up.dir.path().join("up.err")).unwrap_or_default() + &std::fs::read_to_string(&up.log).unwrap_or_default();
+    assert!(err.matches("Too many open files").count() <= 1, "accept errors are logged once per episode:\n{err}");
 }
