@@ -1,15 +1,26 @@
-//! The shared signature vectors (`shared/vectors/webhook-signatures.json`), each checked by a
+//! The signature vectors (`tests/vectors/webhook-signatures.json`, a copy of the shared ones), each checked by a
 //! third-party verifier when they were made: our signer must produce them and our verifier accept them.
 
 use gatehouse_webhook::{sign_header, standard, verify};
 
+
+/// The repository's copy of the vectors (`tests/vectors/`), or `GATEHOUSE_VECTORS_DIR`. When the shared
+/// originals exist beside the repository (`../shared/vectors`), the copy must be identical to them.
+fn vectors_text(name: &str) -> String {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| repo.join("tests/vectors"));
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
+    let shared = repo.join("../shared/vectors").join(name);
+    if let Ok(original) = std::fs::read_to_string(&shared) {
+        assert!(original == text, "{} differs from {}: copy the shared vectors again", path.display(), shared.display());
+    }
+    text
+}
+
 #[test]
 fn shared_vectors() {
-    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"));
-    let path = dir.join("webhook-signatures.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
+    let text = vectors_text("webhook-signatures.json");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut checked = 0;
     for v in doc["stripe_compatible"].as_array().unwrap() {
