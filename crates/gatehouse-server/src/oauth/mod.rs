@@ -39,6 +39,9 @@ pub struct OAuthConfig {
     pub refresh_race_window: Duration,
     /// Longest overlap a client-secret rotation may give the old secret.
     pub max_secret_overlap: Duration,
+    /// The deployment's default per-credential rate limit, which tokens are held to (set by
+    /// `App::build`): a key held to less may not register clients.
+    pub default_rate_limit: Option<gatehouse_core::RateLimitOverride>,
 }
 
 impl Default for OAuthConfig {
@@ -49,6 +52,7 @@ impl Default for OAuthConfig {
             code_ttl: Duration::from_secs(60),
             refresh_race_window: Duration::from_secs(1),
             max_secret_overlap: Duration::from_secs(7 * 86_400),
+            default_rate_limit: None,
         }
     }
 }

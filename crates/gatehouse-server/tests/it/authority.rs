@@ -1,0 +1,144 @@
+//! SPEC §11 "authority never grows" against a running server: what a key or an OAuth token creates is
+//! never stronger than itself, and a credential of one environment cannot reach the other.
+
+use gatehouse_core::{Environment, RateLimitOverride, Timestamp};
+use gatehouse_server::service::NewKey;
+use gatehouse_store::testing::Backend;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{code, rk, story, TestApp};
+
+/// Keys a restricted key creates: limits it leaves out are inherited, limits it widens are refused.
+story!(restricted_key_escape_is_refused);
+async fn restricted_key_escape_is_refused(b: Backend) {
+    let app = TestApp::new(b).await;
+    let parent_expiry = Timestamp::now().plus_millis(30 * 60 * 1000).unix_seconds();
+    // The review's key: an allowlist (the test client's address), a 30-minute expiry and a low rate limit.
+    let (_, parent) = app
+        .cli_key(NewKey {
+            ip_allowlist: vec!["127.0.0.0/8".into()],
+            expires_at: Some(Timestamp::from_unix_seconds(parent_expiry)),
+            rate_limit: Some(RateLimitOverride { limit: 20, window_secs: 60 }),
+            ..rk(Environment::Live, &["keys:write", "orders:read"])
+        })
+        .await;
+
+    // Asking for nothing: the child carries every limit of its parent.
+    let (s, _, child) = app.call("POST", "/v1/keys", Some(&parent), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    assert_eq!(s, 200, "{child}");
+    let k = &child;
+    assert_eq!(k["ip_allowlist"], json!(["127.0.0.0/8"]), "allowlist inherited: {k}");
+    assert_eq!(k["expires_at"], json!(parent_expiry), "expiry inherited: {k}");
+    assert_eq!(k["rate_limit"], json!({"limit": 20, "window_secs": 60}), "rate limit inherited: {k}");
+
+    // Narrower is fine.
+    let sooner = parent_expiry - 60;
+    let (s, _, narrow) = app
+        .call("POST", "/v1/keys", Some(&parent), Some(json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["127.0.0.1"], "expires_at": sooner, "rate_limit": {"limit": 1, "window_secs": 60}})))
+        .await;
+    assert_eq!(s, 200, "{narrow}");
+    assert_eq!(narrow["ip_allowlist"], json!(["127.0.0.1/32"]));
+    assert_eq!(narrow["expires_at"], json!(sooner));
+
+    // Every widening is a 403 permission_error naming what the parent allows, and creates nothing.
+    let before = app.key_count().await;
+    let far = Timestamp::now().plus_millis(86_400_000).unix_seconds();
+    let cases: [(&str, Value, &str, &str); 7] = [
+        ("no allowlist → any address", json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["0.0.0.0/0"]}), "ip_not_allowed", "127.0.0.0/8"),
+        ("another network", json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["192.0.2.0/24"]}), "ip_not_allowed", "127.0.0.0/8"),
+        ("later expiry", json!({"kind": "rk", "scopes": ["orders:read"], "expires_at": far}), "insufficient_scope", "cannot expire later"),
+        ("10 M/s", json!({"kind": "rk", "scopes": ["orders:read"], "rate_limit": {"limit": 10_000_000, "window_secs": 1}}), "insufficient_scope", "20 requests per 60 s"),
+        ("a scope it lacks", json!({"kind": "rk", "scopes": ["webhooks:write"]}), "insufficient_scope", "webhooks:write"),
+        ("an sk", json!({"kind": "sk"}), "insufficient_scope", "secret (sk)"),
+        ("the other environment", json!({"kind": "rk", "scopes": ["orders:read"], "environment": "test"}), "environment_mismatch", "live"),
+    ];
+    for (what, body, want_code, names) in cases {
+        let (s, _, err) = app.call("POST", "/v1/keys", Some(&parent), Some(body)).await;
+        assert_eq!((s, code(&err), err["error"]["type"].as_str()), (StatusCode::FORBIDDEN, want_code, Some("permission_error")), "{what}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(names), "{what}: {err}");
+    }
+    assert_eq!(app.key_count().await, before, "no refused request created a key");
+}
+
+/// An `rk` holding `*` is still restricted: it never mints an `sk`, nor rolls one.
+story!(restricted_wildcard_key_cannot_mint_or_roll_a_secret_key);
+async fn restricted_wildcard_key_cannot_mint_or_roll_a_secret_key(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, star) = app.cli_key(rk(Environment::Live, &["*"])).await;
+    let (s, _, err) = app.call("POST", "/v1/keys", Some(&star), Some(json!({"kind": "sk"}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+    let (s, _, ok) = app.call("POST", "/v1/keys", Some(&star), Some(json!({"kind": "rk", "scopes": ["*"]}))).await;
+    assert_eq!(s, 200, "an rk with * may mint an rk with *: {ok}");
+    // Rolling an sk gives a fresh sk secret: the same as minting one.
+    let (sk_rec, _) = app.cli_key(crate::sk(Environment::Live)).await;
+    let (s, _, err) = app.call("POST", &format!("/v1/keys/{}/roll", sk_rec.id), Some(&star), None).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+}
+
+/// Rolling copies the old key's settings, so a limited credential cannot roll a key with fewer limits.
+story!(roll_cannot_launder_a_stronger_key);
+async fn roll_cannot_launder_a_stronger_key(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (permanent, _) = app.cli_key(rk(Environment::Live, &["orders:read"])).await;
+    let soon = Timestamp::now().plus_millis(30 * 60 * 1000);
+    let (_, limited) = app.cli_key(NewKey { expires_at: Some(soon), ..rk(Environment::Live, &["keys:write", "orders:read"]) }).await;
+    let (s, _, err) = app.call("POST", &format!("/v1/keys/{}/roll", permanent.id), Some(&limited), None).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+    // A key within its authority rolls as before.
+    let (s, _, inside) = app.call("POST", "/v1/keys", Some(&limited), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    assert_eq!(s, 200);
+    let id = inside["id"].as_str().unwrap();
+    let (s, _, rolled) = app.call("POST", &format!("/v1/keys/{id}/roll"), Some(&limited), None).await;
+    assert_eq!(s, 200, "{rolled}");
+    assert_eq!(rolled["new_key"]["expires_at"], json!(soon.unix_seconds()));
+}
+
+/// A key held to the deployment's default rate limit cannot hand out a faster one.
+story!(default_rate_limit_is_a_ceiling_for_children);
+async fn default_rate_limit_is_a_ceiling_for_children(b: Backend) {
+    let app = TestApp::new(b).await; // default: 10 000 per second
+    let (s, _, err) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"rate_limit": {"limit": 10_000_000, "window_secs": 1}}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+    let (s, _, ok) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"rate_limit": {"limit": 5, "window_secs": 1}}))).await;
+    assert_eq!(s, 200, "{ok}");
+    let (s, _, ok) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({}))).await;
+    assert_eq!((s, &ok["rate_limit"]), (StatusCode::OK, &Value::Null), "an sk at the default mints keys at the default");
+}
+
+/// A client_credentials token for `client_id`/`secret` with the given scopes.
+pub async fn cc_token(app: &TestApp, client_id: &str, secret: &str, scope: &str) -> Value {
+    let r = app.client.post(app.url("/oauth/token")).basic_auth(client_id, Some(secret)).form(&[("grant_type", "client_credentials"), ("scope", scope)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Registers a confidential client with `key`; returns (id, secret) or the refusal.
+pub async fn register(app: &TestApp, key: &str, extra: Value) -> (StatusCode, Value) {
+    let mut body = json!({"name": "Tool", "client_type": "confidential", "redirect_uris": [], "scopes": ["keys:read", "keys:write", "audit:read"]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (s, _, c) = app.call("POST", "/v1/oauth/clients", Some(key), Some(body)).await;
+    (s, c)
+}
+
+/// A 1-hour OAuth token mints keys that end with it, never permanent ones.
+story!(oauth_token_cannot_mint_a_permanent_key);
+async fn oauth_token_cannot_mint_a_permanent_key(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (s, c) = register(&app, &app.admin, json!({})).await;
+    assert_eq!(s, 200, "{c}");
+    let t = cc_token(&app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "keys:write").await;
+    let at = t["access_token"].as_str().unwrap();
+    let token_exp = Timestamp::now().unix_seconds() + t["expires_in"].as_i64().unwrap();
+    let (s, _, key) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
+    assert_eq!(s, 200, "{key}");
+    let exp = key["expires_at"].as_i64().expect("the key expires");
+    assert!((token_exp - 5..=token_exp + 5).contains(&exp), "the key ends with the token: {exp} vs {token_exp}");
+    let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"], "expires_at": token_exp + 86_400}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+    // The token is restricted: it never mints an sk.
+    let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "sk"}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+}
