@@ -427,7 +427,7 @@ fn validate_name(name: Option<&str>) -> Result<String, ServiceError> {
 }
 
 /// App names follow Spacefile micro/app naming: letters, digits, `_` and `-`.
-fn validate_app(app: &str) -> Result<(), ServiceError> {
+pub(crate) fn validate_app(app: &str) -> Result<(), ServiceError> {
     let ok = (1..=64).contains(&app.len())
         && app.as_bytes()[0].is_ascii_alphanumeric()
         && app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -1,7 +1,7 @@
 //! OAuth 2.0 records and the storage capability that keeps them (SPEC §7).
 
 use async_trait::async_trait;
-use gatehouse_core::{KeyHash, Timestamp};
+use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -28,6 +28,10 @@ pub struct ClientRecord {
     pub created_at: Timestamp,
     pub created_by: String,
     pub disabled_at: Option<Timestamp>,
+    /// The environment its tokens act in (SPEC §11).
+    pub environment: Environment,
+    /// The one app its tokens may be used on, if restricted.
+    pub app: Option<String>,
 }
 
 /// An authorization code; only its hash is stored.
@@ -150,7 +154,8 @@ pub trait OAuthStore: Send + Sync {
     /// these; a disabled client is enabled again), audited, with a change-feed entry.
     async fn upsert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
-    async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
+    /// Clients of the workspace, of one environment when `environment` is given.
+    async fn list_clients(&self, workspace: &str, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
     /// Replaces the secret; the old one stays valid until `previous_expires_at`.
     async fn rotate_client_secret(
         &self,

@@ -417,8 +417,8 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
     let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &rec.scopes);
     let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &rec.scopes, Some(&rec.scopes), None, &state.web.signer);
     let m = meta(state, headers, peer);
-    let audit = state.oauth.audit(&format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": rec.scopes, "grant_type": "authorization_code"}));
-    let replay_audit = state.oauth.audit(&client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
+    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": rec.scopes, "grant_type": "authorization_code"}));
+    let replay_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
     match state.store.redeem_code(&hash, now, &grant, &tokens, &audit, &replay_audit).await? {
         CodeOutcome::Redeemed => Ok(resp),
         CodeOutcome::Replayed { grant_id } => {
@@ -453,7 +453,7 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
     };
     let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&rec.scopes), Some(hash), &state.web.signer);
     let m = meta(state, headers, peer);
-    let reuse_audit = state.oauth.audit(&client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
+    let reuse_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
     let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;
     let req = RefreshRequest { hash, client_id: client.id.clone(), now: Timestamp::now(), race_window_ms: race, new_pair: tokens, reuse_audit };
     match state.oauth.present_refresh(req).await? {
@@ -480,7 +480,7 @@ async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketA
     let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?;
     let grant = state.oauth.new_grant(client, None, "client_credentials", &scopes);
     let (resp, tokens) = state.oauth.mint(client, &grant.id, None, &scopes, None, None, &state.web.signer);
-    let audit = state.oauth.audit(&client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
+    let audit = state.oauth.audit(client.environment, &client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
     state.oauth.store_grant(NewGrant { grant, tokens, audit }).await?;
     Ok(resp)
 }
@@ -498,12 +498,12 @@ pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>
             if rec.client_id == client.id {
                 match rec.kind {
                     TokenKind::Access => {
-                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
+                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
                         state.store.revoke_token(&hash, Timestamp::now(), &audit).await?;
                         state.oauth.forget_token(&hash);
                     }
                     TokenKind::Refresh => {
-                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
+                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
                         state.store.revoke_grant(&rec.grant_id, Timestamp::now(), &audit).await?;
                         state.oauth.forget_grant(&rec.grant_id);
                     }
@@ -539,14 +539,15 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
         let (s, t) = v.split_once(' ')?;
         s.eq_ignore_ascii_case("bearer").then(|| t.trim().to_owned())
     });
-    let caller_client = match bearer {
+    // Who asks: a client (its own tokens) or a management key (every token of its environment).
+    let (caller_client, key_env) = match bearer {
         Some(key) => {
             let parsed = ApiKey::parse(&state.config.namespace, &key).map_err(|_| OAuthError::invalid_client())?;
             let ip = crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
             let scope = Scope::parse("oauth_clients:read").expect("scope parses");
             let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
             match state.verifier.verify(&key, &ctx).await {
-                Ok(_) => None,
+                Ok(_) => (None, Some(parsed.environment)),
                 Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
                 Err(_) => return Err(OAuthError::invalid_client()),
             }
@@ -556,7 +557,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
             if !c.confidential {
                 return Err(OAuthError::invalid_client());
             }
-            Some(c)
+            (Some(c), None)
         }
     };
     let token = required(&p, "token")?;
@@ -565,7 +566,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     // Access tokens go through the verification cache; refresh tokens are read from storage.
     if let Some(t) = state.oauth.verify_access(token).await? {
         let r = &t.record;
-        if caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
+        if caller_client.as_ref().is_some_and(|c| c.id != r.client_id) || key_env.is_some_and(|e| e != t.environment) {
             return Ok(inactive);
         }
         let mut v = serde_json::json!({
@@ -582,6 +583,13 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     let live = r.kind == TokenKind::Refresh && r.revoked_at.is_none() && r.used_at.is_none() && r.expires_at > now;
     if !live || caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
         return Ok(inactive);
+    }
+    if let Some(env) = key_env {
+        match state.oauth.get_client(&r.client_id).await {
+            Ok(c) if c.environment == env => {}
+            Err(crate::service::ServiceError::Store(e)) => return Err(e.into()),
+            _ => return Ok(inactive),
+        }
     }
     Ok(serde_json::json!({
         "active": true, "scope": r.scopes.join(" "), "client_id": r.client_id, "token_type": "refresh_token",
@@ -662,7 +670,12 @@ pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): Connect
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let audit = state.oauth.audit(&format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
+    let client = match state.oauth.get_client(&client_id).await {
+        Ok(c) => c,
+        Err(crate::service::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
+        Err(_) => return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response(),
+    };
+    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
     match state.store.withdraw_consent(&user.id, &client_id, Timestamp::now(), &audit).await {
         Ok(true) => {
             state.oauth.invalidate_user_client(&user.id, &client_id);

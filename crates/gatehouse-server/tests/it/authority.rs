@@ -142,3 +142,106 @@ async fn oauth_token_cannot_mint_a_permanent_key(b: Backend) {
     let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "sk"}))).await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
 }
+
+/// The review's attack: a test key registers a client with management scopes and uses its token in live.
+story!(test_key_cannot_reach_live_through_an_oauth_client);
+async fn test_key_cannot_reach_live_through_an_oauth_client(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let (live_rec, _) = app.cli_key(rk(Environment::Live, &["orders:read"])).await;
+
+    let (s, err) = register(&app, &test_sk, json!({"environment": "live"})).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "environment_mismatch"), "{err}");
+    let (s, c) = register(&app, &test_sk, json!({})).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["environment"], "test", "the client belongs to the registering key's environment");
+    let t = cc_token(&app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "keys:read keys:write audit:read").await;
+    let at = t["access_token"].as_str().unwrap();
+
+    // Listing: only test keys; a live key by id looks absent.
+    let (s, _, list) = app.call("GET", "/v1/keys?limit=100", Some(at), None).await;
+    assert_eq!(s, 200, "{list}");
+    let items = list["data"].as_array().unwrap();
+    assert!(!items.is_empty() && items.iter().all(|k| k["environment"] == "test"), "{list}");
+    let (s, _, _) = app.call("GET", &format!("/v1/keys/{}", live_rec.id), Some(at), None).await;
+    assert_eq!(s, 404);
+    // Creating: in test only.
+    let (s, _, k) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
+    assert_eq!((s, &k["environment"]), (StatusCode::OK, &json!("test")), "{k}");
+    let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"], "environment": "live"}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "environment_mismatch"), "{err}");
+    // Revoking and rolling a live key: absent.
+    for path in [format!("/v1/keys/{}/revoke", live_rec.id), format!("/v1/keys/{}/roll", live_rec.id)] {
+        let (s, _, _) = app.call("POST", &path, Some(at), None).await;
+        assert_eq!(s, 404, "{path}");
+    }
+    // The audit log: nothing of live.
+    let (s, _, log) = app.call("GET", "/v1/audit?limit=100", Some(at), None).await;
+    assert_eq!(s, 200, "{log}");
+    let entries = log["data"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["environment"] == "test"), "only test entries: {log}");
+    assert!(!log.to_string().contains(&live_rec.id), "the live key's creation is not visible");
+}
+
+/// Clients of one environment are invisible to keys of the other, and so are their secrets.
+story!(clients_of_the_other_environment_look_absent);
+async fn clients_of_the_other_environment_look_absent(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let (s, live) = register(&app, &app.admin, json!({})).await;
+    assert_eq!((s, &live["environment"]), (StatusCode::OK, &json!("live")));
+    let id = live["id"].as_str().unwrap();
+    let (s, _, list) = app.call("GET", "/v1/oauth/clients", Some(&test_sk), None).await;
+    assert_eq!(s, 200);
+    assert!(!list.to_string().contains(id), "{list}");
+    for (m, path) in [("GET", format!("/v1/oauth/clients/{id}")), ("POST", format!("/v1/oauth/clients/{id}/rotate_secret")), ("POST", format!("/v1/oauth/clients/{id}/disable"))] {
+        let (s, _, body) = app.call(m, &path, Some(&test_sk), None).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    // The live client still works: nothing was rotated or disabled.
+    cc_token(&app, id, live["client_secret"].as_str().unwrap(), "keys:read").await;
+    let (s, _, got) = app.call("GET", &format!("/v1/oauth/clients/{id}"), Some(&app.admin), None).await;
+    assert_eq!((s, &got["disabled_at"]), (StatusCode::OK, &Value::Null));
+}
+
+/// Introspection with a key sees only tokens of the key's environment.
+story!(test_key_cannot_introspect_live_tokens);
+async fn test_key_cannot_introspect_live_tokens(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let (_, live) = register(&app, &app.admin, json!({})).await;
+    let t = cc_token(&app, live["id"].as_str().unwrap(), live["client_secret"].as_str().unwrap(), "keys:read").await;
+    let at = t["access_token"].as_str().unwrap();
+    let introspect = |key: String| {
+        let (app, at) = (&app, at.to_owned());
+        async move {
+            let r = app.client.post(app.url("/oauth/introspect")).bearer_auth(key).form(&[("token", at.as_str())]).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(introspect(test_sk.clone()).await, json!({"active": false}), "a test key learns nothing about a live token");
+    assert_eq!(introspect(app.admin.clone()).await["active"], true, "a live key does");
+}
+
+/// `/v1/keys/verify` answers environment_mismatch for a key of the other environment whatever its state.
+story!(verify_decides_environment_before_revoked_or_expired);
+async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let (revoked, revoked_secret) = app.cli_key(crate::sk(Environment::Live)).await;
+    let (s, _, _) = app.call("POST", &format!("/v1/keys/{}/revoke", revoked.id), Some(&app.admin), None).await;
+    assert_eq!(s, 200);
+    let (_, expiring) = app.cli_key(NewKey { expires_at: Some(Timestamp::now().plus_millis(300)), ..crate::sk(Environment::Live) }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let unknown = gatehouse_core::apikey::generate(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
+    for (what, key) in [("revoked", revoked_secret.as_str()), ("expired", expiring.as_str()), ("unknown", unknown.expose()), ("valid", app.admin.as_str())] {
+        let (s, _, v) = app.call("POST", "/v1/keys/verify", Some(&test_sk), Some(json!({"key": key}))).await;
+        assert_eq!((s, v["valid"].as_bool(), v["code"].as_str()), (StatusCode::OK, Some(false), Some("environment_mismatch")), "{what}: {v}");
+        assert!(v.get("key").is_none_or(Value::is_null), "{what}: nothing about the key: {v}");
+    }
+    // In its own environment the usual order holds.
+    let (_, _, v) = app.call("POST", "/v1/keys/verify", Some(&app.admin), Some(json!({"key": revoked_secret}))).await;
+    assert_eq!(v["code"], "api_key_revoked");
+}
