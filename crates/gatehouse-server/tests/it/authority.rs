@@ -245,3 +245,92 @@ async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
     let (_, _, v) = app.call("POST", "/v1/keys/verify", Some(&app.admin), Some(json!({"key": revoked_secret}))).await;
     assert_eq!(v["code"], "api_key_revoked");
 }
+
+/// A control plane and a gateway serving `shop` (live), `blog` (live) and `lab` (test) on one port,
+/// told apart by host.
+struct ThreeApps {
+    cp: TestApp,
+    addr: std::net::SocketAddr,
+    seen: crate::gateway::Seen,
+}
+
+impl ThreeApps {
+    async fn start(b: Backend) -> Self {
+        use gatehouse_server::gateway::{Gateway, GatewayApp, GatewayConfig, Upstream};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let host = |name: &str| format!("{name}.test:{}", addr.port());
+        let cp = TestApp::with_app_hosts(b, crate::test_config(), ["shop", "blog", "lab"].map(host).to_vec()).await;
+        let (up, seen) = crate::gateway::recording_upstream(None).await;
+        let sf = gatehouse_core::spacefile::parse("Spacefile", crate::gateway::SPACEFILE).unwrap();
+        let apps = [("shop", Environment::Live), ("blog", Environment::Live), ("lab", Environment::Test)].map(|(name, environment)| GatewayApp {
+            name: name.into(),
+            hosts: vec![host(name)],
+            environment,
+            spacefile: sf.clone(),
+            upstreams: ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect(),
+        });
+        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: apps.to_vec(), upstream_timeout: std::time::Duration::from_secs(5), public_rate_limit: None });
+        tokio::spawn(gatehouse_server::serve_router(gw.router(), l, std::time::Duration::from_secs(1), std::future::pending()));
+        ThreeApps { cp, addr, seen }
+    }
+
+    /// `GET /orders/1` on `app` with a bearer token: status and error code (or the environment the upstream was told).
+    async fn get(&self, app: &str, token: &str) -> (u16, String) {
+        let r = self
+            .cp
+            .client
+            .get(format!("http://{}/orders/1", self.addr))
+            .header("host", format!("{app}.test:{}", self.addr.port()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if s == 200 {
+            let h = self.seen.lock().unwrap().last().cloned().unwrap().2;
+            (s, h["x-gatehouse-environment"].to_str().unwrap().to_owned())
+        } else {
+            (s, code(&body).to_owned())
+        }
+    }
+}
+
+/// A token is bound to its client's environment and app at the gateway, like an API key.
+story!(oauth_token_is_bound_to_its_environment_and_app_at_the_gateway);
+async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backend) {
+    let g = ThreeApps::start(b).await;
+    let app = &g.cp;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let scopes = json!({"scopes": ["orders:read", "keys:read"]});
+    let (_, live) = register(app, &app.admin, scopes.clone()).await;
+    let (_, test) = register(app, &test_sk, scopes.clone()).await;
+    let (s, shop_only) = register(app, &app.admin, json!({"scopes": ["orders:read", "keys:read"], "app": "shop"})).await;
+    assert_eq!((s, &shop_only["app"]), (StatusCode::OK, &json!("shop")), "{shop_only}");
+    let token = |c: &Value| {
+        let c = c.clone();
+        async move { cc_token(app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "orders:read keys:read").await["access_token"].as_str().unwrap().to_owned() }
+    };
+    let (live_t, test_t, shop_t) = (token(&live).await, token(&test).await, token(&shop_only).await);
+    let rows: [(&str, &String, (u16, &str)); 8] = [
+        ("live token, live app", &live_t, (200, "live")),
+        ("live token, other live app", &live_t, (200, "live")),
+        ("live token, test app", &live_t, (403, "environment_mismatch")),
+        ("test token, test app", &test_t, (200, "test")),
+        ("test token, live app", &test_t, (403, "environment_mismatch")),
+        ("shop token, shop", &shop_t, (200, "live")),
+        ("shop token, blog", &shop_t, (403, "app_not_allowed")),
+        ("shop token, test app", &shop_t, (403, "environment_mismatch")),
+    ];
+    let apps = ["shop", "blog", "lab", "lab", "shop", "shop", "blog", "lab"];
+    for ((what, t, (want_s, want)), target) in rows.into_iter().zip(apps) {
+        let (s, got) = g.get(target, t).await;
+        assert_eq!((s, got.as_str()), (want_s, want), "{what}");
+    }
+    // An app-restricted token is outside its app on the management API, as an app-restricted key is.
+    let (s, _, body) = app.call("GET", "/v1/keys", Some(&shop_t), None).await;
+    assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, "app_not_allowed"), "{body}");
+    let (s, _, _) = app.call("GET", "/v1/keys", Some(&live_t), None).await;
+    assert_eq!(s, 200);
+}
