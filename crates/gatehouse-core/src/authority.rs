@@ -195,6 +195,26 @@ pub fn bound_client<'a>(
     Ok(app)
 }
 
+/// The resources of the management API's own scopes (SPEC §4.4).
+pub const MANAGEMENT_RESOURCES: [&str; 5] = ["keys", "oauth_clients", "webhooks", "audit", "users"];
+
+/// Whether a user of `role` may delegate `scope` to an app (SPEC §12 roles): a person hands an app
+/// no more of the management API than their role lets them use themselves. App scopes are the user's
+/// own access to apps, which every role has. Unknown roles delegate no management scope (fail closed).
+pub fn role_may_delegate(role: &str, scope: &Scope) -> bool {
+    let Some(resource) = scope.resource() else { return matches!(role, "owner" | "admin") };
+    if !MANAGEMENT_RESOURCES.contains(&resource) {
+        return true;
+    }
+    let read = scope.action() == "read";
+    match role {
+        "owner" | "admin" => true,
+        "developer" => matches!(resource, "keys" | "oauth_clients" | "webhooks") || (resource == "audit" && read),
+        "viewer" => read,
+        _ => false,
+    }
+}
+
 fn environment(parent: &Authority<'_>, wanted: Environment) -> Result<(), Excess> {
     if parent.environment == wanted {
         Ok(())
@@ -373,6 +393,42 @@ mod tests {
         assert!(e.message.contains("10.0.0.0/8"), "{e}");
         assert_eq!(Dimension::Environment.code(), "environment_mismatch");
         assert_eq!(Dimension::App.code(), "app_not_allowed");
+    }
+
+    /// One row per role and kind of scope (SPEC §12).
+    #[test]
+    fn roles_delegate_what_they_may_use_table() {
+        let rows: [(&str, &str, bool); 26] = [
+            ("owner", "keys:write", true),
+            ("owner", "users:write", true),
+            ("owner", "*", true),
+            ("admin", "users:write", true),
+            ("admin", "*", true),
+            ("developer", "keys:write", true),
+            ("developer", "oauth_clients:write", true),
+            ("developer", "webhooks:write", true),
+            ("developer", "audit:read", true),
+            ("developer", "users:read", false),
+            ("developer", "users:write", false),
+            ("developer", "*", false),
+            ("developer", "orders:write", true),
+            ("viewer", "keys:read", true),
+            ("viewer", "audit:read", true),
+            ("viewer", "users:read", true),
+            ("viewer", "keys:write", false),
+            ("viewer", "webhooks:write", false),
+            ("viewer", "orders:write", true),
+            ("member", "keys:write", false),
+            ("member", "keys:read", false),
+            ("member", "audit:read", false),
+            ("member", "orders:write", true),
+            ("member", "*", false),
+            ("", "keys:read", false),
+            ("superuser", "keys:read", false),
+        ];
+        for (role, scope, want) in rows {
+            assert_eq!(role_may_delegate(role, &Scope::parse(scope).unwrap()), want, "{role} {scope}");
+        }
     }
 
     #[test]

@@ -431,6 +431,13 @@ pub async fn authorize_token(state: &AppState, token: &str, target: TokenTarget<
     match scope {
         None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
         Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
+        // On the management API a token acting for a person holds at most what that person's role
+        // allows now (SPEC §12), whatever was consented to before.
+        Some(s) if matches!(target, TokenTarget::ManagementApi)
+            && t.user.as_ref().is_some_and(|u| !gatehouse_core::authority::role_may_delegate(&u.role, s)) =>
+        {
+            return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone())))
+        }
         Some(_) => {}
     }
     let r = &t.record;

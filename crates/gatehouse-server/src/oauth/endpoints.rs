@@ -112,6 +112,17 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
     })
 }
 
+/// Keeps the scopes the signed-in user's role lets them delegate (SPEC §12): an app gets no more of
+/// the management API than the person using it has. Nothing left is `invalid_scope`.
+fn narrow_to_role(a: &mut Authz, user: &UserRecord) -> Result<(), AuthzFail> {
+    a.scopes = super::delegable(user, &a.scopes);
+    if a.scopes.is_empty() {
+        let description = format!("your account's role ({}) cannot authorize any of the requested scopes", user.role);
+        return Err(AuthzFail::Redirect { to: a.redirect_uri.clone(), state: a.state.clone(), error: "invalid_scope", description });
+    }
+    Ok(())
+}
+
 /// Adds query parameters to a redirect URI that may already have a query.
 fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = uri.to_owned();
@@ -224,7 +235,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         Ok(c) => c,
         Err(r) => return r,
     };
-    let a = match check_authz(&p, client) {
+    let mut a = match check_authz(&p, client) {
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::FOUND),
     };
@@ -239,6 +250,9 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         let back = format!("/oauth/authorize?{raw}");
         return redirect(StatusCode::FOUND, &format!("/login?return_to={}", url_encode(&back)));
     };
+    if let Err(f) = narrow_to_role(&mut a, &user) {
+        return fail_response(&state, f, StatusCode::FOUND);
+    }
     let remembered = match state.store.consent(&user.id, &a.client.id).await {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => return unavailable(e),
@@ -272,10 +286,13 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
         Ok(c) => c,
         Err(r) => return r,
     };
-    let a = match check_authz(&p, client) {
+    let mut a = match check_authz(&p, client) {
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::SEE_OTHER),
     };
+    if let Err(f) = narrow_to_role(&mut a, &user) {
+        return fail_response(&state, f, StatusCode::SEE_OTHER);
+    }
     if p.get("decision").map(String::as_str) != Some("allow") {
         let f = AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "access_denied", description: "the user denied the request".into() };
         return fail_response(&state, f, StatusCode::SEE_OTHER);
@@ -414,10 +431,15 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
         Some(u) if u.disabled_at.is_none() => u,
         _ => return Err(bad()),
     };
-    let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &rec.scopes);
-    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &rec.scopes, Some(&rec.scopes), None, &state.web.signer);
+    // What the user and client may still grant now, not only when the code was issued.
+    let scopes = super::still_allowed(&rec.scopes, client, Some(&user));
+    if scopes.is_empty() {
+        return Err(bad());
+    }
+    let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &scopes);
+    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &scopes, Some(&scopes), None, &state.web.signer);
     let m = meta(state, headers, peer);
-    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": rec.scopes, "grant_type": "authorization_code"}));
+    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "authorization_code"}));
     let replay_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
     match state.store.redeem_code(&hash, now, &grant, &tokens, &audit, &replay_audit).await? {
         CodeOutcome::Redeemed => Ok(resp),
@@ -447,11 +469,17 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
         },
         None => None,
     };
+    // A scope removed from the client, or no longer delegable by the user's role, is gone from the
+    // grant from this refresh on (the new refresh token carries the narrowed set).
+    let current = super::still_allowed(&rec.scopes, client, user.as_ref());
+    if current.is_empty() {
+        return Err(OAuthError::invalid_grant("None of this authorization's scopes is still allowed for this client; the user must authorize again."));
+    }
     let access_scopes = match p.get("scope") {
-        None => rec.scopes.clone(),
-        Some(s) => requested_scopes(Some(s), &rec.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?,
+        None => current.clone(),
+        Some(s) => requested_scopes(Some(s), &current).map_err(|e| OAuthError::new("invalid_scope", e))?,
     };
-    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&rec.scopes), Some(hash), &state.web.signer);
+    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&current), Some(hash), &state.web.signer);
     let m = meta(state, headers, peer);
     let reuse_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
     let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;

@@ -168,6 +168,27 @@ pub fn allowed_covers(allowed: &[String], requested: &[Scope]) -> Result<(), Sco
     }
 }
 
+/// The scopes of `scopes` that `user` may delegate (SPEC §12 roles), in order. Unparseable ones are
+/// dropped: they were validated when stored, so this only happens to data older than the rules.
+pub fn delegable(user: &UserRecord, scopes: &[String]) -> Vec<String> {
+    scopes
+        .iter()
+        .filter(|s| Scope::parse(s).is_ok_and(|s| gatehouse_core::authority::role_may_delegate(&user.role, &s)))
+        .cloned()
+        .collect()
+}
+
+/// `scopes` narrowed to what a client may still ask for and what its user may still delegate: a
+/// grant never keeps a scope that was since removed from its client or from its user's role.
+pub fn still_allowed(scopes: &[String], client: &ClientRecord, user: Option<&UserRecord>) -> Vec<String> {
+    let allowed = ScopeSet::parse(client.scopes.iter().map(String::as_str)).unwrap_or_default();
+    let kept: Vec<String> = scopes.iter().filter(|s| Scope::parse(s).is_ok_and(|s| allowed.grants(&s))).cloned().collect();
+    match user {
+        Some(u) => delegable(u, &kept),
+        None => kept,
+    }
+}
+
 /// The scopes a request asks for: the `scope` parameter checked against what is allowed, or all of
 /// `allowed` when the parameter is absent. An error names the offending scope.
 pub fn requested_scopes(param: Option<&str>, allowed: &[String]) -> Result<Vec<String>, String> {

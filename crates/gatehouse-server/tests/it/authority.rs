@@ -334,3 +334,65 @@ async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backe
     let (s, _, _) = app.call("GET", "/v1/keys", Some(&live_t), None).await;
     assert_eq!(s, 200);
 }
+
+// ---- people delegate only what their role allows (SPEC §12) ------------------------------------------
+
+use crate::oauth::{authorize_as, authorize_url, exchange, pkce, query_of, Browser, CB, EMAIL, PASSWORD};
+
+async fn people_env(b: Backend) -> crate::oauth::Env {
+    let mut body = crate::oauth::client_body("confidential");
+    body["scopes"] = json!(["orders:read", "keys:read", "keys:write"]);
+    let e = crate::oauth::env_with(b, crate::oauth::oauth_config(std::time::Duration::from_millis(300)), body).await;
+    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(e.gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    users.create("member@example.com", PASSWORD, "member", "test").await.unwrap();
+    e
+}
+
+/// The review's attack: a member consents to a client holding keys:write and mints keys with the token.
+story!(member_cannot_delegate_management_scopes);
+async fn member_cannot_delegate_management_scopes(b: Backend) {
+    let e = people_env(b).await;
+    let p = pkce();
+    let br = Browser::new();
+    let (to, consent) = authorize_as(&e, &br, &authorize_url(&e, CB, "orders:read keys:write", &p.challenge), true, "member@example.com", PASSWORD).await;
+    assert!(consent.contains("orders:read") && !consent.contains("keys:write"), "the consent screen offers only what the role allows: {consent}");
+    let q = query_of(&to);
+    let (s, t) = exchange(&e, &q["code"], &p.verifier).await;
+    assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let (s, _, err) = e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
+    // Asking only for management scopes: nothing to delegate.
+    let br = Browser::new();
+    let (to, _) = authorize_as(&e, &br, &authorize_url(&e, CB, "keys:write keys:read", &p.challenge), true, "member@example.com", PASSWORD).await;
+    assert_eq!(query_of(&to)["error"], "invalid_scope", "{to}");
+    // A tampered consent form (the scope field edited to add keys:write) is narrowed again.
+    let (s, _, page) = br.get(&format!("{}&prompt=consent", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
+    assert_eq!(s, 200, "{page}");
+    let mut fields: Vec<(String, String)> = crate::oauth::hidden_fields(&page)
+        .into_iter()
+        .map(|(k, v)| if k == "scope" { (k, "orders:read keys:write".to_owned()) } else { (k, v) })
+        .collect();
+    fields.push(("decision".into(), "allow".into()));
+    let (s, to, _) = br.post(&e.gw.cp.url("/oauth/authorize"), &fields).await;
+    assert_eq!(s, 303);
+    let (s, t) = exchange(&e, &query_of(&to)["code"], &p.verifier).await;
+    assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t}");
+}
+
+/// An owner may delegate keys:write; what that token mints ends with the token.
+story!(owner_token_mints_keys_that_end_with_the_token);
+async fn owner_token_mints_keys_that_end_with_the_token(b: Backend) {
+    let e = people_env(b).await;
+    let p = pkce();
+    let br = Browser::new();
+    let (to, _) = authorize_as(&e, &br, &authorize_url(&e, CB, "keys:write", &p.challenge), true, EMAIL, PASSWORD).await;
+    let (s, t) = exchange(&e, &query_of(&to)["code"], &p.verifier).await;
+    assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("keys:write")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let token_exp = Timestamp::now().unix_seconds() + t["expires_in"].as_i64().unwrap();
+    let (s, _, k) = e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
+    assert_eq!(s, 200, "{k}");
+    let exp = k["expires_at"].as_i64().expect("the key expires");
+    assert!(exp <= token_exp + 5, "a key minted by a 1 h token ends with it: {exp} vs {token_exp}");
+}
