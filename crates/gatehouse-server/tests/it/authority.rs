@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::{code, rk, story, TestApp};
 
-/// Keys a restricted key creates: limits it leaves out are inherited, limits it widens are refused.
+// Keys a restricted key creates: limits it leaves out are inherited, limits it widens are refused.
 story!(restricted_key_escape_is_refused);
 async fn restricted_key_escape_is_refused(b: Backend) {
     let app = TestApp::new(b).await;
@@ -61,7 +61,7 @@ async fn restricted_key_escape_is_refused(b: Backend) {
     assert_eq!(app.key_count().await, before, "no refused request created a key");
 }
 
-/// An `rk` holding `*` is still restricted: it never mints an `sk`, nor rolls one.
+// An `rk` holding `*` is still restricted: it never mints an `sk`, nor rolls one.
 story!(restricted_wildcard_key_cannot_mint_or_roll_a_secret_key);
 async fn restricted_wildcard_key_cannot_mint_or_roll_a_secret_key(b: Backend) {
     let app = TestApp::new(b).await;
@@ -76,7 +76,7 @@ async fn restricted_wildcard_key_cannot_mint_or_roll_a_secret_key(b: Backend) {
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
 }
 
-/// Rolling copies the old key's settings, so a limited credential cannot roll a key with fewer limits.
+// Rolling copies the old key's settings, so a limited credential cannot roll a key with fewer limits.
 story!(roll_cannot_launder_a_stronger_key);
 async fn roll_cannot_launder_a_stronger_key(b: Backend) {
     let app = TestApp::new(b).await;
@@ -94,7 +94,7 @@ async fn roll_cannot_launder_a_stronger_key(b: Backend) {
     assert_eq!(rolled["new_key"]["expires_at"], json!(soon.unix_seconds()));
 }
 
-/// A key held to the deployment's default rate limit cannot hand out a faster one.
+// A key held to the deployment's default rate limit cannot hand out a faster one.
 story!(default_rate_limit_is_a_ceiling_for_children);
 async fn default_rate_limit_is_a_ceiling_for_children(b: Backend) {
     let app = TestApp::new(b).await; // default: 10 000 per second
@@ -123,7 +123,7 @@ pub async fn register(app: &TestApp, key: &str, extra: Value) -> (StatusCode, Va
     (s, c)
 }
 
-/// A 1-hour OAuth token mints keys that end with it, never permanent ones.
+// A 1-hour OAuth token mints keys that end with it, never permanent ones.
 story!(oauth_token_cannot_mint_a_permanent_key);
 async fn oauth_token_cannot_mint_a_permanent_key(b: Backend) {
     let app = TestApp::new(b).await;
@@ -143,7 +143,7 @@ async fn oauth_token_cannot_mint_a_permanent_key(b: Backend) {
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
 }
 
-/// The review's attack: a test key registers a client with management scopes and uses its token in live.
+// The review's attack: a test key registers a client with management scopes and uses its token in live.
 story!(test_key_cannot_reach_live_through_an_oauth_client);
 async fn test_key_cannot_reach_live_through_an_oauth_client(b: Backend) {
     let app = TestApp::new(b).await;
@@ -184,7 +184,7 @@ async fn test_key_cannot_reach_live_through_an_oauth_client(b: Backend) {
     assert!(!log.to_string().contains(&live_rec.id), "the live key's creation is not visible");
 }
 
-/// Clients of one environment are invisible to keys of the other, and so are their secrets.
+// Clients of one environment are invisible to keys of the other, and so are their secrets.
 story!(clients_of_the_other_environment_look_absent);
 async fn clients_of_the_other_environment_look_absent(b: Backend) {
     let app = TestApp::new(b).await;
@@ -205,7 +205,7 @@ async fn clients_of_the_other_environment_look_absent(b: Backend) {
     assert_eq!((s, &got["disabled_at"]), (StatusCode::OK, &Value::Null));
 }
 
-/// Introspection with a key sees only tokens of the key's environment.
+// Introspection with a key sees only tokens of the key's environment.
 story!(test_key_cannot_introspect_live_tokens);
 async fn test_key_cannot_introspect_live_tokens(b: Backend) {
     let app = TestApp::new(b).await;
@@ -225,7 +225,7 @@ async fn test_key_cannot_introspect_live_tokens(b: Backend) {
     assert_eq!(introspect(app.admin.clone()).await["active"], true, "a live key does");
 }
 
-/// `/v1/keys/verify` answers environment_mismatch for a key of the other environment whatever its state.
+// `/v1/keys/verify` answers environment_mismatch for a key of the other environment whatever its state.
 story!(verify_decides_environment_before_revoked_or_expired);
 async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
     let app = TestApp::new(b).await;
@@ -297,7 +297,7 @@ impl ThreeApps {
     }
 }
 
-/// A token is bound to its client's environment and app at the gateway, like an API key.
+// A token is bound to its client's environment and app at the gateway, like an API key.
 story!(oauth_token_is_bound_to_its_environment_and_app_at_the_gateway);
 async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backend) {
     let g = ThreeApps::start(b).await;
@@ -348,7 +348,7 @@ async fn people_env(b: Backend) -> crate::oauth::Env {
     e
 }
 
-/// The review's attack: a member consents to a client holding keys:write and mints keys with the token.
+// The review's attack: a member consents to a client holding keys:write and mints keys with the token.
 story!(member_cannot_delegate_management_scopes);
 async fn member_cannot_delegate_management_scopes(b: Backend) {
     let e = people_env(b).await;
@@ -380,7 +380,7 @@ async fn member_cannot_delegate_management_scopes(b: Backend) {
     assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t}");
 }
 
-/// An owner may delegate keys:write; what that token mints ends with the token.
+// An owner may delegate keys:write; what that token mints ends with the token.
 story!(owner_token_mints_keys_that_end_with_the_token);
 async fn owner_token_mints_keys_that_end_with_the_token(b: Backend) {
     let e = people_env(b).await;
@@ -395,4 +395,42 @@ async fn owner_token_mints_keys_that_end_with_the_token(b: Backend) {
     assert_eq!(s, 200, "{k}");
     let exp = k["expires_at"].as_i64().expect("the key expires");
     assert!(exp <= token_exp + 5, "a key minted by a 1 h token ends with it: {exp} vs {token_exp}");
+}
+
+// A scope removed from a client is gone from its existing grants at the next refresh.
+story!(removed_client_scope_is_not_refreshed_forever);
+async fn removed_client_scope_is_not_refreshed_forever(b: Backend) {
+    use gatehouse_server::oauth::{ConfiguredClient, NewClient};
+    let e = crate::oauth::env(b).await; // client scopes: orders:read orders:write keys:read
+    let br = Browser::new();
+    let p = pkce();
+    let the_code = crate::oauth::get_code(&e, &br, &p).await; // orders:read keys:read
+    let (_, t1) = exchange(&e, &the_code, &p.verifier).await;
+    assert_eq!(t1["scope"], "orders:read keys:read");
+    let reconfigure = |scopes: &[&str]| ConfiguredClient {
+        id: e.client_id.clone(),
+        client: NewClient {
+            name: "Order Tracker".into(),
+            confidential: true,
+            redirect_uris: vec![CB.into(), "https://tracker.example.com/cb".into()],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        secret: Some(gatehouse_core::SecretString::new(e.secret.clone())),
+    };
+    assert!(e.gw.cp.state.oauth.sync_configured(&reconfigure(&["orders:read", "orders:write"])).await.unwrap());
+    let (s, t2) = crate::oauth::refresh(&e, t1["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((s, t2["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t2}");
+    let info = crate::oauth::introspect(&e, t2["access_token"].as_str().unwrap()).await;
+    assert_eq!(info["scope"], "orders:read");
+    let (s, _, body) = e.gw.cp.call("GET", "/v1/keys", Some(t2["access_token"].as_str().unwrap()), None).await;
+    assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, "insufficient_scope"));
+    // The narrowed set sticks: adding the scope back does not revive it in this grant.
+    assert!(e.gw.cp.state.oauth.sync_configured(&reconfigure(&["orders:read", "orders:write", "keys:read"])).await.unwrap());
+    let (s, t3) = crate::oauth::refresh(&e, t2["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((s, t3["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t3}");
+    // With nothing of the grant left (orders:write would still cover orders:read), it cannot refresh.
+    assert!(e.gw.cp.state.oauth.sync_configured(&reconfigure(&["keys:read"])).await.unwrap());
+    let (s, v) = crate::oauth::refresh(&e, t3["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{v}");
 }
