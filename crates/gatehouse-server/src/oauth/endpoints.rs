@@ -426,6 +426,15 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
         if rec.expires_at <= now {
             return Err(bad());
         }
+    } else {
+        // A spent code revokes what it issued only when its own client presents it, authenticated as
+        // that client (SPEC §11): a confidential client by its secret (already checked), a public one
+        // by the PKCE verifier. Anyone else holding the code learns nothing and changes nothing.
+        let own = rec.client_id == client.id && (client.confidential || pkce_s256_ok(verifier, &rec.code_challenge));
+        if !own {
+            tracing::info!(client = %client.id, "a spent authorization code was presented by another party; ignored");
+            return Err(bad());
+        }
     }
     let user = match state.store.user_by_id(&rec.user_id).await? {
         Some(u) if u.disabled_at.is_none() => u,

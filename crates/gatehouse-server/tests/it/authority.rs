@@ -434,3 +434,71 @@ async fn removed_client_scope_is_not_refreshed_forever(b: Backend) {
     let (s, v) = crate::oauth::refresh(&e, t3["refresh_token"].as_str().unwrap()).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{v}");
 }
+
+// ---- code replay (SPEC §11) --------------------------------------------------------------------------
+
+async fn spend(e: &crate::oauth::Env, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (StatusCode, Value) {
+    let (s, _, v) = crate::oauth::token_call(e, basic, form).await;
+    (s, v)
+}
+
+// A spent code presented by anyone but its own client, authenticated, revokes nothing.
+story!(spent_code_from_another_client_does_not_revoke_the_grant);
+async fn spent_code_from_another_client_does_not_revoke_the_grant(b: Backend) {
+    let e = crate::oauth::env(b).await;
+    let admin = e.gw.cp.admin.clone();
+    let (_, _, public) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("public"))).await;
+    let (_, _, other) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("confidential"))).await;
+    let br = Browser::new();
+    let p = pkce();
+    let the_code = crate::oauth::get_code(&e, &br, &p).await;
+    let (s, t) = exchange(&e, &the_code, &p.verifier).await;
+    assert_eq!(s, 200);
+    let at = t["access_token"].as_str().unwrap();
+    let bogus = pkce().verifier;
+    let form = |verifier: &str| vec![("grant_type", "authorization_code".to_owned()), ("code", the_code.clone()), ("redirect_uri", CB.to_owned()), ("code_verifier", verifier.to_owned())];
+    let public_id = public["id"].as_str().unwrap().to_owned();
+    let attempts: Vec<(&str, Vec<(&str, String)>, Option<(String, String)>)> = vec![
+        ("a public client with a bogus verifier", [form(&bogus), vec![("client_id", public_id.clone())]].concat(), None),
+        ("a public client with the right verifier", [form(&p.verifier), vec![("client_id", public_id.clone())]].concat(), None),
+        ("another confidential client", form(&p.verifier), Some((other["id"].as_str().unwrap().to_owned(), other["client_secret"].as_str().unwrap().to_owned()))),
+        ("the right client id with a wrong secret", form(&p.verifier), Some((e.client_id.clone(), format!("{}x", e.secret)))),
+    ];
+    for (what, f, basic) in attempts {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (s, v) = spend(&e, &f, basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))).await;
+        assert!(s == 400 || s == 401, "{what}: {s} {v}");
+        assert_eq!(crate::oauth::introspect(&e, at).await["active"], true, "{what}: the victim's grant survives");
+    }
+    // Its own client, authenticated, replaying: the grant is revoked, as before.
+    let (s, _) = exchange(&e, &the_code, &p.verifier).await;
+    assert_eq!(s, 400);
+    assert_eq!(crate::oauth::introspect(&e, at).await["active"], false);
+}
+
+// A public client's replay counts only with the code's PKCE verifier.
+story!(public_client_replay_needs_the_verifier);
+async fn public_client_replay_needs_the_verifier(b: Backend) {
+    let e = crate::oauth::env_with(b, crate::oauth::oauth_config(std::time::Duration::from_millis(300)), crate::oauth::client_body("public")).await;
+    let br = Browser::new();
+    let p = pkce();
+    let the_code = crate::oauth::get_code(&e, &br, &p).await;
+    let redeem = |verifier: String| {
+        let (e, c) = (&e, the_code.clone());
+        async move {
+            let f = [("grant_type", "authorization_code"), ("code", c.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str()), ("client_id", e.client_id.as_str())];
+            spend(e, &f, None).await
+        }
+    };
+    let (s, t) = redeem(p.verifier.clone()).await;
+    assert_eq!(s, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let (s, _) = redeem(pkce().verifier).await;
+    assert_eq!(s, 400);
+    let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(&at), None).await;
+    assert_eq!(s, 200, "a replay with a bogus verifier revokes nothing");
+    let (s, _) = redeem(p.verifier.clone()).await;
+    assert_eq!(s, 400);
+    let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(&at), None).await;
+    assert_eq!(s, 401, "the replay with the verifier revoked the grant");
+}
