@@ -7,6 +7,9 @@ use gatehouse_store::testing::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use gatehouse_store::AuditStore;
+
+use crate::oauth::{authorize_as, authorize_url, exchange, pkce, query_of, Browser, CB, EMAIL, PASSWORD};
 use crate::{code, rk, story, TestApp};
 
 // Keys a restricted key creates: limits it leaves out are inherited, limits it widens are refused.
@@ -337,7 +340,6 @@ async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backe
 
 // ---- people delegate only what their role allows (SPEC §12) ------------------------------------------
 
-use crate::oauth::{authorize_as, authorize_url, exchange, pkce, query_of, Browser, CB, EMAIL, PASSWORD};
 
 async fn people_env(b: Backend) -> crate::oauth::Env {
     let mut body = crate::oauth::client_body("confidential");
@@ -501,4 +503,38 @@ async fn public_client_replay_needs_the_verifier(b: Backend) {
     assert_eq!(s, 400);
     let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(&at), None).await;
     assert_eq!(s, 401, "the replay with the verifier revoked the grant");
+}
+
+// A key reads only its own environment's audit entries: none of the other, none of no environment.
+story!(key_reads_only_its_environments_audit_entries);
+async fn key_reads_only_its_environments_audit_entries(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
+    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(app.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    let person = users.create("someone@example.com", "a long enough password", "member", "test").await.unwrap();
+    // A live OAuth grant: its entry names the client and the caller's address.
+    let (_, live) = register(&app, &app.admin, json!({})).await;
+    cc_token(&app, live["id"].as_str().unwrap(), live["client_secret"].as_str().unwrap(), "keys:read").await;
+    let (_, test) = register(&app, &test_sk, json!({})).await;
+    cc_token(&app, test["id"].as_str().unwrap(), test["client_secret"].as_str().unwrap(), "keys:read").await;
+
+    let read = |key: String| {
+        let app = &app;
+        async move {
+            let (s, _, log) = app.call("GET", "/v1/audit?limit=100", Some(&key), None).await;
+            assert_eq!(s, 200, "{log}");
+            log["data"].as_array().unwrap().clone()
+        }
+    };
+    let test_log = read(test_sk.clone()).await;
+    assert!(test_log.iter().all(|e| e["environment"] == "test"), "{test_log:?}");
+    assert!(test_log.iter().any(|e| e["action"] == "oauth.grant.created"), "its own grants are there");
+    let text = serde_json::to_string(&test_log).unwrap();
+    assert!(!text.contains(&person.id) && !text.contains(live["id"].as_str().unwrap()), "nothing of users or live clients: {text}");
+    let live_log = read(app.admin.clone()).await;
+    assert!(live_log.iter().all(|e| e["environment"] == "live"), "environment-less entries are not for keys: {live_log:?}");
+    assert!(live_log.iter().any(|e| e["action"] == "oauth.grant.created" && e["details"]["client_id"] == live["id"]));
+    // The owner's view (no environment) still has everything.
+    let all = app.store.list_audit("default", None, &gatehouse_store::PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    assert!(all.items.iter().any(|e| e.action == "user.created" && e.environment.is_none()));
 }
