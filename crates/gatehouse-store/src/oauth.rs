@@ -52,6 +52,14 @@ pub struct CodeRecord {
     pub grant_id: Option<String>,
 }
 
+/// What a user allowed a client, remembered so the consent screen is skipped next time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: Timestamp,
+}
+
 /// One authorization: the tokens descended from one code exchange or one client_credentials request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantRecord {
@@ -173,6 +181,8 @@ pub trait OAuthStore: Send + Sync {
     async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError>;
     /// Forgets the consent and revokes every grant of that user to that client.
     async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
+    /// Every consent the user has given, newest first.
+    async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError>;
     /// The user's live grants, newest first.
     async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError>;
     async fn grant_by_id(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use super::{event_of, hash_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_CHANGE, INSERT_EVENT};
-use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
+use crate::oauth::{ClientRecord, CodeOutcome, ConsentRecord, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
 /// The change-feed entry of a client (its cached copy on every node is dropped when it changes).
@@ -402,6 +402,14 @@ impl OAuthStore for SqlStore {
             found
         });
         Ok(found)
+    }
+
+    async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        let sql = "SELECT client_id, scopes, granted_at FROM oauth_consents WHERE user_id = $1 ORDER BY granted_at DESC, client_id LIMIT 500";
+        let rows: Vec<(String, String, i64)> = on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(client_id, scopes, at)| Ok(ConsentRecord { client_id, scopes: strings(&scopes, "consent scopes")?, granted_at: Timestamp(at) }))
+            .collect()
     }
 
     async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError> {

@@ -664,35 +664,44 @@ pub async fn metadata(State(state): St) -> Response {
 
 // ---- the signed-in user's authorized apps --------------------------------------------------------
 
-/// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie).
+/// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie). Every app
+/// whose consent is remembered is listed, with or without live tokens, since a remembered consent is
+/// what skips the consent screen: what is listed is exactly what is skipped, and withdrawing it here
+/// forgets the consent and revokes the tokens.
 pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let grants = match state.store.grants_of_user(&user.id).await {
-        Ok(g) => g,
+    let (consents, grants) = match tokio::try_join!(state.store.consents_of_user(&user.id), state.store.grants_of_user(&user.id)) {
+        Ok(both) => both,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let mut by_client: Vec<serde_json::Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // One entry per app: consents first (newest first), then any app with live grants but no consent.
+    let mut apps: Vec<(String, Timestamp)> = consents.iter().map(|c| (c.client_id.clone(), c.granted_at)).collect();
     for g in &grants {
-        if !seen.insert(g.client_id.clone()) {
-            continue;
+        if !apps.iter().any(|(id, _)| *id == g.client_id) {
+            apps.push((g.client_id.clone(), g.created_at));
         }
-        let name = match state.store.client_by_id(&g.client_id).await {
+    }
+    let mut by_client: Vec<serde_json::Value> = Vec::new();
+    for (client_id, at) in apps {
+        let name = match state.store.client_by_id(&client_id).await {
             Ok(Some(c)) => c.name,
             Ok(None) => continue,
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
-        let scopes: Vec<&String> = {
-            let mut s: Vec<&String> = grants.iter().filter(|x| x.client_id == g.client_id).flat_map(|x| &x.scopes).collect();
-            s.sort();
-            s.dedup();
-            s
-        };
-        by_client.push(serde_json::json!({"client_id": g.client_id, "name": name, "scopes": scopes, "authorized_at": g.created_at.to_rfc3339()}));
+        let mut scopes: Vec<&String> = consents
+            .iter()
+            .filter(|c| c.client_id == client_id)
+            .flat_map(|c| &c.scopes)
+            .chain(grants.iter().filter(|g| g.client_id == client_id).flat_map(|g| &g.scopes))
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        let active = grants.iter().any(|g| g.client_id == client_id);
+        by_client.push(serde_json::json!({"client_id": client_id, "name": name, "scopes": scopes, "authorized_at": at.to_rfc3339(), "active_grants": active}));
     }
     let mut resp = Json(serde_json::json!({"object": "list", "data": by_client})).into_response();
     no_store(resp.headers_mut());

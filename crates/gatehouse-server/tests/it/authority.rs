@@ -538,3 +538,37 @@ async fn key_reads_only_its_environments_audit_entries(b: Backend) {
     let all = app.store.list_audit("default", None, &gatehouse_store::PageRequest { limit: 100, starting_after: None }).await.unwrap();
     assert!(all.items.iter().any(|e| e.action == "user.created" && e.environment.is_none()));
 }
+
+// ---- remembered consent is visible exactly while it skips the screen ---------------------------------
+
+// A consent whose grant never came (or was revoked) is listed, withdrawable, and then asked again.
+story!(remembered_consent_without_a_grant_is_listed_and_withdrawable);
+async fn remembered_consent_without_a_grant_is_listed_and_withdrawable(b: Backend) {
+    let e = crate::oauth::env(b).await;
+    let br = Browser::new();
+    let p = pkce();
+    let _never_exchanged = crate::oauth::get_code(&e, &br, &p).await;
+    let list = |br: &Browser| {
+        let (br, url) = (br.clone_client(), e.gw.cp.url("/v1/me/authorizations"));
+        async move { br.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let l = list(&br).await;
+    assert_eq!(l["data"][0]["client_id"].as_str(), Some(e.client_id.as_str()), "the remembered consent is listed: {l}");
+    assert_eq!(l["data"][0]["active_grants"], false);
+    let (s, loc, _) = br.get(&authorize_url(&e, CB, "orders:read", &p.challenge)).await;
+    assert_eq!(s, 302, "and it skips the consent screen");
+    assert!(query_of(&loc).contains_key("code"));
+    // A grant whose refresh token the app revoked: the consent stays, and stays listed.
+    let (_, t) = exchange(&e, &query_of(&loc)["code"], &p.verifier).await;
+    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/revoke")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("token", t["refresh_token"].as_str().unwrap())]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let l = list(&br).await;
+    assert_eq!((l["data"].as_array().unwrap().len(), &l["data"][0]["active_grants"]), (1, &json!(false)), "{l}");
+    // Withdrawing forgets it: the next authorization asks again and the list is empty.
+    let r = br.clone_client().delete(e.gw.cp.url(&format!("/v1/me/authorizations/{}", e.client_id))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(list(&br).await["data"], json!([]));
+    let (s, _, body) = br.get(&authorize_url(&e, CB, "orders:read", &p.challenge)).await;
+    assert_eq!(s, 200, "consent is asked again");
+    assert!(body.contains("Allow"));
+}

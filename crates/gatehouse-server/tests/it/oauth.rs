@@ -53,6 +53,10 @@ pub fn client_body(kind: &str) -> Value {
 pub struct Browser(reqwest::Client);
 
 impl Browser {
+    /// The underlying client, sharing this browser's cookies.
+    pub fn clone_client(&self) -> reqwest::Client {
+        self.0.clone()
+    }
     pub fn new() -> Self {
         Self(reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap())
     }
