@@ -32,6 +32,8 @@ pub enum DenyReason {
     EnvironmentMismatch,
     AppNotAllowed,
     RateLimited { retry_after_secs: u64 },
+    /// Creating something stronger than the creating credential (SPEC §11 "authority never grows").
+    ExceedsAuthority(crate::authority::Excess),
 }
 
 impl DenyReason {
@@ -47,6 +49,7 @@ impl DenyReason {
             DenyReason::EnvironmentMismatch => "environment_mismatch",
             DenyReason::AppNotAllowed => "app_not_allowed",
             DenyReason::RateLimited { .. } => "rate_limited",
+            DenyReason::ExceedsAuthority(e) => e.dimension.code(),
         }
     }
 
@@ -62,7 +65,8 @@ impl DenyReason {
             | DenyReason::RouteHasNoScope
             | DenyReason::IpNotAllowed
             | DenyReason::EnvironmentMismatch
-            | DenyReason::AppNotAllowed => DenyClass::Permission,
+            | DenyReason::AppNotAllowed
+            | DenyReason::ExceedsAuthority(_) => DenyClass::Permission,
             DenyReason::RateLimited { .. } => DenyClass::RateLimit,
         }
     }
@@ -89,6 +93,7 @@ impl fmt::Display for DenyReason {
             DenyReason::RateLimited { retry_after_secs } => {
                 write!(f, "Too many requests for this credential; retry after {retry_after_secs} s.")
             }
+            DenyReason::ExceedsAuthority(e) => f.write_str(&e.message),
         }
     }
 }

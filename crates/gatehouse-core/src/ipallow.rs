@@ -56,6 +56,15 @@ impl IpAllowlist {
         self.0.iter().any(|n| n.contains(&ip))
     }
 
+    /// Whether every network of this list lies inside one of `outer`'s (a non-empty list's subset test;
+    /// an empty `outer` allows everything, an empty `self` is not within a non-empty one).
+    pub fn is_within(&self, outer: &IpAllowlist) -> bool {
+        if outer.0.is_empty() {
+            return true;
+        }
+        !self.0.is_empty() && self.0.iter().all(|n| outer.0.iter().any(|o| o.contains(n)))
+    }
+
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(ToString::to_string).collect()
     }
@@ -100,5 +109,23 @@ mod tests {
             assert_eq!(list.allows(ip.parse().unwrap()), want, "{ip}");
         }
         assert!(IpAllowlist::default().allows("1.1.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn within_table() {
+        let outer = IpAllowlist::parse(["10.0.0.0/8", "2001:db8::/32"]).unwrap();
+        let rows: [(&[&str], bool); 7] = [
+            (&["10.1.0.0/16"], true),
+            (&["10.0.0.0/8", "2001:db8:1::/48"], true),
+            (&["10.0.0.1"], true),
+            (&["10.0.0.0/7"], false),
+            (&["10.1.0.0/16", "192.0.2.1"], false),
+            (&["0.0.0.0/0"], false),
+            (&[], false),
+        ];
+        for (inner, want) in rows {
+            assert_eq!(IpAllowlist::parse(inner.iter().copied()).unwrap().is_within(&outer), want, "{inner:?}");
+        }
+        assert!(outer.is_within(&IpAllowlist::default()));
     }
 }

@@ -5,6 +5,7 @@
 //! SPEC §4.3 are a pure function over a stored key record and the request's context.
 
 pub mod apikey;
+pub mod authority;
 pub mod base62;
 pub mod deny;
 pub mod gateway;

@@ -44,6 +44,16 @@ impl Scope {
         self.resource.is_none()
     }
 
+    /// The resource part (`orders` of `orders:read`); `None` for `*`.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// The action part (`read` of `orders:read`); empty for `*`.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
     /// Whether holding `self` is enough for `required`.
     pub fn grants(&self, required: &Scope) -> bool {
         let Some(resource) = &self.resource else { return true };

@@ -94,14 +94,16 @@ impl App {
             }
         };
         let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())
-            .with_cache(verifier.clone());
+            .with_cache(verifier.clone())
+            .with_default_rate_limit(service::default_as_override(config.default_rate_limit));
         let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;
         let seed = store.secret("assertion_ed25519_seed", gateway::assertion::AssertionSigner::fresh_seed()).await?;
         let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
         let users = users::Users::new(store.clone(), config.workspace.clone());
         let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
-        let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), config.oauth.clone(), verifier.clone());
+        let oauth_cfg = oauth::OAuthConfig { default_rate_limit: Some(service::default_as_override(config.default_rate_limit)), ..config.oauth.clone() };
+        let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), oauth_cfg, verifier.clone());
         let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();
         let web = WebState {
             cp_origin: config.public_url.trim_end_matches('/').to_owned(),

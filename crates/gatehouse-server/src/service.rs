@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use gatehouse_core::apikey::{generate, ApiKey};
+use gatehouse_core::authority::{bound_key, Authority, KeyRequest};
 use gatehouse_core::id::{looks_like, new_id};
 use gatehouse_core::{
     DenyReason, Environment, IpAllowlist, KeyKind, KeyRecord, Namespace, RateLimitOverride, ScopeSet, SecretString,
@@ -48,6 +49,21 @@ impl Actor {
             Actor::Key(k) => k.id.clone(),
         }
     }
+
+    /// The ceiling for what this actor creates (SPEC §11); `None` for the shell, which has full
+    /// authority over its data dir.
+    pub fn authority(&self, default_rate_limit: Option<RateLimitOverride>) -> Option<Authority<'_>> {
+        match self {
+            Actor::Cli => None,
+            Actor::Key(k) => Some(Authority::of_key(k, default_rate_limit)),
+        }
+    }
+}
+
+/// A deployment's default per-credential quota as a key override, rounded so it is never read as
+/// more generous than it is (a sub-second window counts as a whole second).
+pub fn default_as_override(q: gatehouse_core::ratelimit::Quota) -> RateLimitOverride {
+    RateLimitOverride { limit: q.limit, window_secs: u32::try_from((q.window_ms / 1000).max(1)).unwrap_or(u32::MAX) }
 }
 
 /// Where a request came from, for the audit log.
@@ -105,11 +121,19 @@ pub struct KeyService {
     namespace: Namespace,
     workspace: String,
     cache: Option<Verifier>,
+    /// What a key without an override is held to: the ceiling for rate limits a key hands out.
+    default_rate_limit: Option<RateLimitOverride>,
 }
 
 impl KeyService {
     pub fn new(store: Arc<dyn Store>, namespace: Namespace, workspace: String) -> Self {
-        Self { store, namespace, workspace, cache: None }
+        Self { store, namespace, workspace, cache: None, default_rate_limit: None }
+    }
+
+    /// The deployment's default rate limit, so a key held to it cannot mint a faster one.
+    pub fn with_default_rate_limit(mut self, limit: RateLimitOverride) -> Self {
+        self.default_rate_limit = Some(limit);
+        self
     }
 
     /// Drops keys from this node's cache at once when they are revoked or rolled.
@@ -146,12 +170,26 @@ impl KeyService {
             validate_rate_limit(rl)?;
         }
         validate_metadata(&req.metadata)?;
-        let candidate_scopes = match req.kind {
-            KeyKind::Secret => ScopeSet::all(),
-            KeyKind::Restricted => scopes.clone(),
-        };
-        self.authorize(actor, req.environment, &candidate_scopes)?;
-
+        let mut req = req;
+        let mut ip_allowlist = ip_allowlist;
+        // Authority never grows (SPEC §11): a key-backed actor's limits bound the new key, and
+        // limits the request leaves out are inherited.
+        if let Some(parent) = actor.authority(self.default_rate_limit) {
+            let asked = KeyRequest {
+                environment: req.environment,
+                kind: req.kind,
+                scopes: &scopes,
+                app: req.app.as_deref(),
+                ip_allowlist: &ip_allowlist,
+                expires_at: req.expires_at,
+                rate_limit: req.rate_limit,
+            };
+            let b = bound_key(&parent, &asked).map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))?;
+            req.app = b.app;
+            req.expires_at = b.expires_at;
+            req.rate_limit = b.rate_limit;
+            ip_allowlist = b.ip_allowlist;
+        }
         let (secret, minted) = self.mint(req.kind, req.environment, now, actor);
         let record = KeyRecord {
             name,
@@ -276,7 +314,26 @@ impl KeyService {
             return Err(invalid(format!("grace period must be between 0 and {MAX_GRACE_SECS} seconds (7 days)")));
         }
         let old = self.get(actor, id).await?;
-        self.authorize(actor, old.environment, &old.effective_scopes())?;
+        // The successor has the old key's settings exactly, so the actor must be able to create it.
+        if let Some(parent) = actor.authority(self.default_rate_limit) {
+            let asked = KeyRequest {
+                environment: old.environment,
+                kind: old.kind,
+                scopes: &old.scopes,
+                app: old.app.as_deref(),
+                ip_allowlist: &old.ip_allowlist,
+                expires_at: old.expires_at,
+                rate_limit: old.rate_limit,
+            };
+            let b = bound_key(&parent, &asked).map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))?;
+            let same = b.app == old.app && b.ip_allowlist == old.ip_allowlist && b.expires_at == old.expires_at && b.rate_limit == old.rate_limit;
+            if !same {
+                return Err(ServiceError::Denied(DenyReason::ExceedsAuthority(gatehouse_core::authority::Excess {
+                    dimension: gatehouse_core::authority::Dimension::Scopes,
+                    message: "This key has fewer limits than the credential rolling it (app, IP allowlist, expiry or rate limit); roll it with a credential that has at least its authority.".into(),
+                })));
+            }
+        }
         let now = Timestamp::now();
         if old.revoked_at.is_some() {
             return Err(ServiceError::Conflict("The key is revoked; create a new key instead of rolling it.".into()));
@@ -370,7 +427,7 @@ fn validate_name(name: Option<&str>) -> Result<String, ServiceError> {
 }
 
 /// App names follow Spacefile micro/app naming: letters, digits, `_` and `-`.
-fn validate_app(app: &str) -> Result<(), ServiceError> {
+pub(crate) fn validate_app(app: &str) -> Result<(), ServiceError> {
     let ok = (1..=64).contains(&app.len())
         && app.as_bytes()[0].is_ascii_alphanumeric()
         && app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -113,7 +113,8 @@ pub trait KeyStore: Send + Sync {
 /// The audit log, read side (entries are written by the mutations that cause them).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Newest first; with an environment, entries of that environment and environment-less ones.
+    /// Newest first; with an environment, only entries of that environment (SPEC §11: entries that
+    /// belong to no environment — users, sign-ins — are for readers that act in both, e.g. owners).
     async fn list_audit(
         &self,
         workspace: &str,

@@ -1,7 +1,7 @@
 //! OAuth 2.0 records and the storage capability that keeps them (SPEC §7).
 
 use async_trait::async_trait;
-use gatehouse_core::{KeyHash, Timestamp};
+use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -28,6 +28,10 @@ pub struct ClientRecord {
     pub created_at: Timestamp,
     pub created_by: String,
     pub disabled_at: Option<Timestamp>,
+    /// The environment its tokens act in (SPEC §11).
+    pub environment: Environment,
+    /// The one app its tokens may be used on, if restricted.
+    pub app: Option<String>,
 }
 
 /// An authorization code; only its hash is stored.
@@ -46,6 +50,14 @@ pub struct CodeRecord {
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
     pub grant_id: Option<String>,
+}
+
+/// What a user allowed a client, remembered so the consent screen is skipped next time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: Timestamp,
 }
 
 /// One authorization: the tokens descended from one code exchange or one client_credentials request.
@@ -150,7 +162,8 @@ pub trait OAuthStore: Send + Sync {
     /// these; a disabled client is enabled again), audited, with a change-feed entry.
     async fn upsert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
-    async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
+    /// Clients of the workspace, of one environment when `environment` is given.
+    async fn list_clients(&self, workspace: &str, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
     /// Replaces the secret; the old one stays valid until `previous_expires_at`.
     async fn rotate_client_secret(
         &self,
@@ -168,6 +181,8 @@ pub trait OAuthStore: Send + Sync {
     async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError>;
     /// Forgets the consent and revokes every grant of that user to that client.
     async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
+    /// Every consent the user has given, newest first.
+    async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError>;
     /// The user's live grants, newest first.
     async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError>;
     async fn grant_by_id(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;

@@ -564,7 +564,7 @@ impl AuditStore for SqlStore {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
                    FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
-                   AND ($4 IS NULL OR environment IS NULL OR environment = $4) ORDER BY id DESC LIMIT $3";
+                   AND ($4 IS NULL OR environment = $4) ORDER BY id DESC LIMIT $3";
         let rows: Vec<AuditRow> = on_db!(self, read, p => {
             sqlx::query_as(sql)
                 .bind(workspace)

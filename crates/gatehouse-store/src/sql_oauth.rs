@@ -1,10 +1,10 @@
 //! The SQL implementation of `OAuthStore`, on both backends (see `sql.rs` for the macros).
 
 use async_trait::async_trait;
-use gatehouse_core::{KeyHash, Timestamp};
+use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use super::{event_of, hash_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_CHANGE, INSERT_EVENT};
-use crate::oauth::{ClientRecord, CodeOutcome, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
+use crate::oauth::{ClientRecord, CodeOutcome, ConsentRecord, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
 /// The change-feed entry of a client (its cached copy on every node is dropped when it changes).
@@ -32,10 +32,12 @@ struct ClientRow {
     created_at: i64,
     created_by: String,
     disabled_at: Option<i64>,
+    environment: String,
+    app: Option<String>,
 }
 
 const CLIENT_COLUMNS: &str = "id, workspace, name, kind, secret_hash, secret_last4, previous_secret_hash, \
-     previous_secret_expires_at, redirect_uris, scopes, token_format, created_at, created_by, disabled_at";
+     previous_secret_expires_at, redirect_uris, scopes, token_format, created_at, created_by, disabled_at, environment, app";
 
 impl TryFrom<ClientRow> for ClientRecord {
     type Error = StoreError;
@@ -49,6 +51,8 @@ impl TryFrom<ClientRow> for ClientRecord {
             scopes: strings(&r.scopes, "scopes")?,
             created_at: Timestamp(r.created_at),
             disabled_at: r.disabled_at.map(Timestamp),
+            environment: Environment::parse(&r.environment).ok_or_else(|| StoreError::Corrupt("oauth client environment".into()))?,
+            app: r.app,
             id: r.id,
             workspace: r.workspace,
             name: r.name,
@@ -167,7 +171,7 @@ const INSERT_GRANT: &str = "INSERT INTO oauth_grants (id, workspace, client_id, 
 
 /// Inserts many tokens with one statement.
 /// Placeholders for every column of `CLIENT_COLUMNS`, in order.
-const CLIENT_VALUES: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+const CLIENT_VALUES: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// Binds a client's fields in `CLIENT_COLUMNS` order.
 macro_rules! bind_client {
@@ -187,6 +191,8 @@ macro_rules! bind_client {
             .bind(c.created_at.0)
             .bind(&c.created_by)
             .bind(c.disabled_at.map(|t| t.0))
+            .bind(c.environment.as_str())
+            .bind(&c.app)
     }};
 }
 
@@ -274,7 +280,8 @@ impl OAuthStore for SqlStore {
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, secret_hash = excluded.secret_hash, \
              secret_last4 = excluded.secret_last4, previous_secret_hash = excluded.previous_secret_hash, \
              previous_secret_expires_at = excluded.previous_secret_expires_at, redirect_uris = excluded.redirect_uris, \
-             scopes = excluded.scopes, token_format = excluded.token_format, disabled_at = excluded.disabled_at"
+             scopes = excluded.scopes, token_format = excluded.token_format, disabled_at = excluded.disabled_at, \
+             environment = excluded.environment, app = excluded.app"
         );
         in_tx!(self, tx => {
             bind_client!(sqlx::query(&sql), c).execute(&mut *tx).await?;
@@ -290,13 +297,20 @@ impl OAuthStore for SqlStore {
         row.map(ClientRecord::try_from).transpose()
     }
 
-    async fn list_clients(&self, workspace: &str, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError> {
+    async fn list_clients(&self, workspace: &str, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = format!(
-            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE workspace = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
+             AND ($4 IS NULL OR environment = $4) ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<ClientRow> = on_db!(self, read, p => {
-            sqlx::query_as(&sql).bind(workspace).bind(page.starting_after.as_deref()).bind(limit).fetch_all(p).await?
+            sqlx::query_as(&sql)
+                .bind(workspace)
+                .bind(page.starting_after.as_deref())
+                .bind(limit)
+                .bind(environment.map(Environment::as_str))
+                .fetch_all(p)
+                .await?
         });
         page_of(rows, limit)
     }
@@ -388,6 +402,14 @@ impl OAuthStore for SqlStore {
             found
         });
         Ok(found)
+    }
+
+    async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        let sql = "SELECT client_id, scopes, granted_at FROM oauth_consents WHERE user_id = $1 ORDER BY granted_at DESC, client_id LIMIT 500";
+        let rows: Vec<(String, String, i64)> = on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(client_id, scopes, at)| Ok(ConsentRecord { client_id, scopes: strings(&scopes, "consent scopes")?, granted_at: Timestamp(at) }))
+            .collect()
     }
 
     async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRecord>, StoreError> {

@@ -98,6 +98,10 @@ pub struct RawOAuthClient {
     /// A file holding the client secret (confidential clients); relative paths are from the config file.
     pub client_secret_file: Option<PathBuf>,
     pub token_format: Option<String>,
+    /// `live` (default) or `test`: the environment the client's tokens act in.
+    pub environment: Option<String>,
+    /// Restricts the client's tokens to one app.
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,7 +479,22 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             }
             None => None,
         };
-        let client = gatehouse_server::oauth::NewClient { name: c.name, confidential: !c.public, redirect_uris: c.redirect_uris, scopes: c.scopes, token_format: c.token_format };
+        let environment = match c.environment.as_deref() {
+            None => None,
+            Some(e) => Some(
+                gatehouse_core::Environment::parse(e)
+                    .ok_or_else(|| anyhow!("{}: `live` or `test`", at(&format!("oauth.clients[{i}].environment"))))?,
+            ),
+        };
+        let client = gatehouse_server::oauth::NewClient {
+            name: c.name,
+            confidential: !c.public,
+            redirect_uris: c.redirect_uris,
+            scopes: c.scopes,
+            token_format: c.token_format,
+            environment,
+            app: c.app,
+        };
         oauth_clients.push(gatehouse_server::oauth::ConfiguredClient { id: c.id, client, secret });
     }
     let od = gatehouse_server::oauth::OAuthConfig::default();

@@ -43,9 +43,18 @@ pub enum ClientsCommand {
         /// Issue RFC 9068 JWT access tokens instead of opaque ones.
         #[arg(long)]
         jwt: bool,
+        /// The environment the client's tokens act in (live or test).
+        #[arg(long, default_value = "live", value_parser = ["live", "test"])]
+        environment: String,
+        /// Restrict the client's tokens to one app (by name).
+        #[arg(long)]
+        app: Option<String>,
     },
     /// List clients, newest first.
     List {
+        /// Only clients of this environment (live or test).
+        #[arg(long, value_parser = ["live", "test"])]
+        environment: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long)]
@@ -77,6 +86,11 @@ fn print_client(c: &ClientOut) {
         ("redirect uris", list(&c.redirect_uris)),
         ("scopes", list(&c.scopes)),
         ("token format", c.token_format.clone()),
+        ("environment", match c.environment {
+            gatehouse_server::api::dto::Env::Live => "live".to_owned(),
+            gatehouse_server::api::dto::Env::Test => "test".to_owned(),
+        }),
+        ("app", c.app.clone().unwrap_or_else(|| "-".into())),
         ("secret", c.secret_last4.as_ref().map_or("-".into(), |l| format!("…{l}"))),
         ("created", c.created_at.clone()),
         ("disabled", c.disabled_at.clone().unwrap_or_else(|| "-".into())),
@@ -101,8 +115,16 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
     let meta = RequestMeta::default();
     let OAuthCommand::Clients(cmd) = cmd;
     match cmd {
-        ClientsCommand::Create { name, redirect_uris, scopes, public, jwt } => {
-            let new = NewClient { name, confidential: !public, redirect_uris, scopes, token_format: Some(if jwt { "jwt" } else { "opaque" }.into()) };
+        ClientsCommand::Create { name, redirect_uris, scopes, public, jwt, environment, app } => {
+            let new = NewClient {
+                name,
+                confidential: !public,
+                redirect_uris,
+                scopes,
+                token_format: Some(if jwt { "jwt" } else { "opaque" }.into()),
+                environment: gatehouse_core::Environment::parse(&environment),
+                app,
+            };
             let (client, secret) = svc.create_client(&Actor::Cli, &meta, new).await.map_err(service_error)?;
             let out = ClientWithSecret { client: ClientOut::from_record(&client), client_secret: secret.map(|s| s.expose().to_owned()) };
             if json {
@@ -111,11 +133,12 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
                 print_secret(&out);
             }
         }
-        ClientsCommand::List { limit, starting_after } => {
+        ClientsCommand::List { environment, limit, starting_after } => {
             if !(1..=100).contains(&limit) {
                 bail!("--limit must be between 1 and 100");
             }
-            let page = svc.list_clients(&PageRequest { limit, starting_after }).await.map_err(service_error)?;
+            let environment = environment.as_deref().and_then(gatehouse_core::Environment::parse);
+            let page = svc.list_clients(&Actor::Cli, environment, &PageRequest { limit, starting_after }).await.map_err(service_error)?;
             let clients: Vec<ClientOut> = page.items.iter().map(ClientOut::from_record).collect();
             if json {
                 let next = if page.has_more { clients.last().map(|c| c.id.clone()) } else { None };

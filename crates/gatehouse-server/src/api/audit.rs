@@ -1,4 +1,6 @@
-//! `GET /v1/audit`: the append-only audit log, newest first, in the caller's environment.
+//! `GET /v1/audit`: the append-only audit log, newest first, in the caller's environment. A key or
+//! token acts in one environment, so it reads only that environment's entries; entries of no
+//! environment (users, sign-ins) are for owners, through the CLI or the dashboard.
 
 use axum::extract::State as AxState;
 use axum::Json;

@@ -146,6 +146,12 @@ pub async fn verify_key(
     let env = caller.key.record.environment;
     let ctx = VerifyContext { environment: env, ip, app: body.app.as_deref(), scope: scope.as_ref() };
     let denied = |code: &'static str, message: String| VerifyOut { valid: false, code, message: Some(message), retry_after: None, key: None };
+    // A key of the other environment is decided from its text, before any lookup, so whether it
+    // exists, is revoked or has expired never reaches a caller of this environment (SPEC §11).
+    if ApiKey::parse(&state.config.namespace, &body.key).is_ok_and(|k| k.environment != env) {
+        let reason = gatehouse_core::DenyReason::EnvironmentMismatch;
+        return Ok(Json(denied(reason.code(), reason.to_string())));
+    }
     let out = match state.verifier.verify(&body.key, &ctx).await {
         Ok(key) => {
             let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of)).await;

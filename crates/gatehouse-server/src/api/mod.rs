@@ -369,9 +369,9 @@ pub fn looks_like_key(ns: &gatehouse_core::Namespace, presented: &str) -> bool {
 }
 
 /// An OAuth access token calling the management API: it acts as a restricted credential holding the
-/// token's scopes in the live environment, identified by its grant.
+/// token's scopes in its client's environment, expiring with the token, identified by its grant.
 async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<IpAddr>) -> Result<Caller<S>, ApiError> {
-    let (t, rate) = authorize_token(state, token, Some(S::scope())).await?;
+    let (t, rate) = authorize_token(state, token, TokenTarget::ManagementApi, Some(S::scope())).await?;
     let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
     let r = &t.record;
     let record = gatehouse_core::KeyRecord {
@@ -379,12 +379,12 @@ async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<I
         hash: r.hash,
         name: format!("OAuth token of {}", r.client_id),
         workspace: state.keys.workspace().to_owned(),
-        environment: gatehouse_core::Environment::Live,
+        environment: t.environment,
         kind: gatehouse_core::KeyKind::Restricted,
         scopes: t.scopes.clone(),
         ip_allowlist: Default::default(),
         expires_at: Some(r.expires_at),
-        app: None,
+        app: t.app.clone(),
         rate_limit: None,
         metadata: Default::default(),
         display_prefix: String::new(),
@@ -398,14 +398,46 @@ async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<I
     Ok(Caller { key: Arc::new(CachedKey::synthetic(record)), ip, _scope: std::marker::PhantomData })
 }
 
+/// Where a token is presented.
+#[derive(Clone, Copy, Debug)]
+pub enum TokenTarget<'a> {
+    /// The management API: the token acts in its own environment, and an app-restricted token is refused.
+    ManagementApi,
+    /// An app behind the gateway, of one environment.
+    App { name: &'a str, environment: gatehouse_core::Environment },
+}
+
 /// Checks an OAuth access token for a route or endpoint needing `scope`: live (401 `invalid_token`),
-/// holding the scope — a token is a restricted credential, so no declared scope refuses it (403) — and
-/// within its client+user rate limit (429), in that order. Shared by the gateway and the management API.
-pub async fn authorize_token(state: &AppState, token: &str, scope: Option<&Scope>) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
+/// of the app's environment (403 `environment_mismatch`) and allowed on the app (403 `app_not_allowed`),
+/// like an API key (§4.3, §11); holding the scope — a token is a restricted credential, so no declared
+/// scope refuses it (403) — and within its client+user rate limit (429), in that order. Shared by the
+/// gateway and the management API.
+pub async fn authorize_token(state: &AppState, token: &str, target: TokenTarget<'_>, scope: Option<&Scope>) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
     let t = state.oauth.verify_access(token).await?.ok_or_else(|| ApiError::denied(DenyReason::InvalidToken))?;
+    let app = match target {
+        TokenTarget::ManagementApi => None,
+        TokenTarget::App { name, environment } => {
+            if environment != t.environment {
+                return Err(ApiError::denied(DenyReason::EnvironmentMismatch));
+            }
+            Some(name)
+        }
+    };
+    if let Some(restricted) = &t.app {
+        if app != Some(restricted.as_str()) {
+            return Err(ApiError::denied(DenyReason::AppNotAllowed));
+        }
+    }
     match scope {
         None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
         Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
+        // On the management API a token acting for a person holds at most what that person's role
+        // allows now (SPEC §12), whatever was consented to before.
+        Some(s) if matches!(target, TokenTarget::ManagementApi)
+            && t.user.as_ref().is_some_and(|u| !gatehouse_core::authority::role_may_delegate(&u.role, s)) =>
+        {
+            return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone())))
+        }
         Some(_) => {}
     }
     let r = &t.record;

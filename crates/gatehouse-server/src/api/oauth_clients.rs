@@ -36,6 +36,10 @@ pub struct CreateClientIn {
     pub scopes: Vec<String>,
     /// `opaque` (default) or `jwt` (RFC 9068) access tokens.
     pub token_format: Option<String>,
+    /// Where the client's tokens act. Default: the calling key's environment (a key registers clients only in its own).
+    pub environment: Option<super::dto::Env>,
+    /// Restrict the client's tokens to one app (by name); an app-restricted key's clients are restricted to its app.
+    pub app: Option<String>,
 }
 
 /// An OAuth client. Never includes its secret.
@@ -50,6 +54,10 @@ pub struct ClientOut {
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub token_format: String,
+    /// The only environment its tokens act in.
+    pub environment: super::dto::Env,
+    /// The only app its tokens may be used on, if restricted.
+    pub app: Option<String>,
     /// Last 4 characters of the current secret (confidential clients).
     pub secret_last4: Option<String>,
     /// Until when the previous secret is still accepted, after a rotation.
@@ -68,6 +76,8 @@ impl ClientOut {
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             token_format: c.token_format.clone(),
+            environment: c.environment.into(),
+            app: c.app.clone(),
             secret_last4: c.secret_last4.clone(),
             previous_secret_expires_at: c
                 .previous_secret_expires_at
@@ -110,6 +120,8 @@ pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthC
         redirect_uris: body.redirect_uris,
         scopes: body.scopes,
         token_format: body.token_format,
+        environment: body.environment.map(Into::into),
+        app: body.app,
     };
     let (client, secret) = state.oauth.create_client(&caller.actor(), &caller.meta(), new).await?;
     Ok(Json(ClientWithSecret { client: ClientOut::from_record(&client), client_secret: secret.map(|s| s.expose().to_owned()) }))
@@ -121,8 +133,8 @@ pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthC
     params(ListQuery),
     responses((status = 200, body = ListOut<ClientOut>), (status = 400, body = ErrorOut))
 )]
-pub async fn list_clients(AxState(state): AxState<State>, _caller: Caller<OAuthClientsRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<ClientOut>>, ApiError> {
-    let page = state.oauth.list_clients(&q.page()?).await?;
+pub async fn list_clients(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<ClientOut>>, ApiError> {
+    let page = state.oauth.list_clients(&caller.actor(), None, &q.page()?).await?;
     Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), ClientOut::from_record)))
 }
 
@@ -132,8 +144,8 @@ pub async fn list_clients(AxState(state): AxState<State>, _caller: Caller<OAuthC
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn get_client(AxState(state): AxState<State>, _caller: Caller<OAuthClientsRead>, Path(id): Path<String>) -> Result<Json<ClientOut>, ApiError> {
-    Ok(Json(ClientOut::from_record(&state.oauth.get_client(&id).await?)))
+pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, Path(id): Path<String>) -> Result<Json<ClientOut>, ApiError> {
+    Ok(Json(ClientOut::from_record(&state.oauth.client_for(&caller.actor(), &id).await?)))
 }
 
 /// Rotate a confidential client's secret; the old one keeps working for the grace period.

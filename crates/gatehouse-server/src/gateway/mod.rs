@@ -284,7 +284,7 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         Decision::ApiKeysNotEnabled => {
             return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere))
         }
-        Decision::BearerToken { token, scope } => match crate::api::authorize_token(state, token, scope.as_ref()).await {
+        Decision::BearerToken { token, scope } => match crate::api::authorize_token(state, token, crate::api::TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment }, scope.as_ref()).await {
             Ok((t, _)) => Identity::OAuth(t),
             Err(e) => return ctx.error(e),
         },

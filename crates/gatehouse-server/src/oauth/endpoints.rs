@@ -112,6 +112,17 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
     })
 }
 
+/// Keeps the scopes the signed-in user's role lets them delegate (SPEC §12): an app gets no more of
+/// the management API than the person using it has. Nothing left is `invalid_scope`.
+fn narrow_to_role(a: &mut Authz, user: &UserRecord) -> Result<(), AuthzFail> {
+    a.scopes = super::delegable(user, &a.scopes);
+    if a.scopes.is_empty() {
+        let description = format!("your account's role ({}) cannot authorize any of the requested scopes", user.role);
+        return Err(AuthzFail::Redirect { to: a.redirect_uri.clone(), state: a.state.clone(), error: "invalid_scope", description });
+    }
+    Ok(())
+}
+
 /// Adds query parameters to a redirect URI that may already have a query.
 fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = uri.to_owned();
@@ -224,7 +235,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         Ok(c) => c,
         Err(r) => return r,
     };
-    let a = match check_authz(&p, client) {
+    let mut a = match check_authz(&p, client) {
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::FOUND),
     };
@@ -239,6 +250,9 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         let back = format!("/oauth/authorize?{raw}");
         return redirect(StatusCode::FOUND, &format!("/login?return_to={}", url_encode(&back)));
     };
+    if let Err(f) = narrow_to_role(&mut a, &user) {
+        return fail_response(&state, f, StatusCode::FOUND);
+    }
     let remembered = match state.store.consent(&user.id, &a.client.id).await {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => return unavailable(e),
@@ -272,10 +286,13 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
         Ok(c) => c,
         Err(r) => return r,
     };
-    let a = match check_authz(&p, client) {
+    let mut a = match check_authz(&p, client) {
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::SEE_OTHER),
     };
+    if let Err(f) = narrow_to_role(&mut a, &user) {
+        return fail_response(&state, f, StatusCode::SEE_OTHER);
+    }
     if p.get("decision").map(String::as_str) != Some("allow") {
         let f = AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "access_denied", description: "the user denied the request".into() };
         return fail_response(&state, f, StatusCode::SEE_OTHER);
@@ -409,16 +426,30 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
         if rec.expires_at <= now {
             return Err(bad());
         }
+    } else {
+        // A spent code revokes what it issued only when its own client presents it, authenticated as
+        // that client (SPEC §11): a confidential client by its secret (already checked), a public one
+        // by the PKCE verifier. Anyone else holding the code learns nothing and changes nothing.
+        let own = rec.client_id == client.id && (client.confidential || pkce_s256_ok(verifier, &rec.code_challenge));
+        if !own {
+            tracing::info!(client = %client.id, "a spent authorization code was presented by another party; ignored");
+            return Err(bad());
+        }
     }
     let user = match state.store.user_by_id(&rec.user_id).await? {
         Some(u) if u.disabled_at.is_none() => u,
         _ => return Err(bad()),
     };
-    let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &rec.scopes);
-    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &rec.scopes, Some(&rec.scopes), None, &state.web.signer);
+    // What the user and client may still grant now, not only when the code was issued.
+    let scopes = super::still_allowed(&rec.scopes, client, Some(&user));
+    if scopes.is_empty() {
+        return Err(bad());
+    }
+    let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &scopes);
+    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &scopes, Some(&scopes), None, &state.web.signer);
     let m = meta(state, headers, peer);
-    let audit = state.oauth.audit(&format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": rec.scopes, "grant_type": "authorization_code"}));
-    let replay_audit = state.oauth.audit(&client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
+    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "authorization_code"}));
+    let replay_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
     match state.store.redeem_code(&hash, now, &grant, &tokens, &audit, &replay_audit).await? {
         CodeOutcome::Redeemed => Ok(resp),
         CodeOutcome::Replayed { grant_id } => {
@@ -447,13 +478,19 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
         },
         None => None,
     };
+    // A scope removed from the client, or no longer delegable by the user's role, is gone from the
+    // grant from this refresh on (the new refresh token carries the narrowed set).
+    let current = super::still_allowed(&rec.scopes, client, user.as_ref());
+    if current.is_empty() {
+        return Err(OAuthError::invalid_grant("None of this authorization's scopes is still allowed for this client; the user must authorize again."));
+    }
     let access_scopes = match p.get("scope") {
-        None => rec.scopes.clone(),
-        Some(s) => requested_scopes(Some(s), &rec.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?,
+        None => current.clone(),
+        Some(s) => requested_scopes(Some(s), &current).map_err(|e| OAuthError::new("invalid_scope", e))?,
     };
-    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&rec.scopes), Some(hash), &state.web.signer);
+    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&current), Some(hash), &state.web.signer);
     let m = meta(state, headers, peer);
-    let reuse_audit = state.oauth.audit(&client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
+    let reuse_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
     let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;
     let req = RefreshRequest { hash, client_id: client.id.clone(), now: Timestamp::now(), race_window_ms: race, new_pair: tokens, reuse_audit };
     match state.oauth.present_refresh(req).await? {
@@ -480,7 +517,7 @@ async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketA
     let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?;
     let grant = state.oauth.new_grant(client, None, "client_credentials", &scopes);
     let (resp, tokens) = state.oauth.mint(client, &grant.id, None, &scopes, None, None, &state.web.signer);
-    let audit = state.oauth.audit(&client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
+    let audit = state.oauth.audit(client.environment, &client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
     state.oauth.store_grant(NewGrant { grant, tokens, audit }).await?;
     Ok(resp)
 }
@@ -498,12 +535,12 @@ pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>
             if rec.client_id == client.id {
                 match rec.kind {
                     TokenKind::Access => {
-                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
+                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
                         state.store.revoke_token(&hash, Timestamp::now(), &audit).await?;
                         state.oauth.forget_token(&hash);
                     }
                     TokenKind::Refresh => {
-                        let audit = state.oauth.audit(&client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
+                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
                         state.store.revoke_grant(&rec.grant_id, Timestamp::now(), &audit).await?;
                         state.oauth.forget_grant(&rec.grant_id);
                     }
@@ -539,14 +576,15 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
         let (s, t) = v.split_once(' ')?;
         s.eq_ignore_ascii_case("bearer").then(|| t.trim().to_owned())
     });
-    let caller_client = match bearer {
+    // Who asks: a client (its own tokens) or a management key (every token of its environment).
+    let (caller_client, key_env) = match bearer {
         Some(key) => {
             let parsed = ApiKey::parse(&state.config.namespace, &key).map_err(|_| OAuthError::invalid_client())?;
             let ip = crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
             let scope = Scope::parse("oauth_clients:read").expect("scope parses");
             let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
             match state.verifier.verify(&key, &ctx).await {
-                Ok(_) => None,
+                Ok(_) => (None, Some(parsed.environment)),
                 Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
                 Err(_) => return Err(OAuthError::invalid_client()),
             }
@@ -556,7 +594,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
             if !c.confidential {
                 return Err(OAuthError::invalid_client());
             }
-            Some(c)
+            (Some(c), None)
         }
     };
     let token = required(&p, "token")?;
@@ -565,7 +603,7 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     // Access tokens go through the verification cache; refresh tokens are read from storage.
     if let Some(t) = state.oauth.verify_access(token).await? {
         let r = &t.record;
-        if caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
+        if caller_client.as_ref().is_some_and(|c| c.id != r.client_id) || key_env.is_some_and(|e| e != t.environment) {
             return Ok(inactive);
         }
         let mut v = serde_json::json!({
@@ -582,6 +620,13 @@ async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAdd
     let live = r.kind == TokenKind::Refresh && r.revoked_at.is_none() && r.used_at.is_none() && r.expires_at > now;
     if !live || caller_client.as_ref().is_some_and(|c| c.id != r.client_id) {
         return Ok(inactive);
+    }
+    if let Some(env) = key_env {
+        match state.oauth.get_client(&r.client_id).await {
+            Ok(c) if c.environment == env => {}
+            Err(crate::service::ServiceError::Store(e)) => return Err(e.into()),
+            _ => return Ok(inactive),
+        }
     }
     Ok(serde_json::json!({
         "active": true, "scope": r.scopes.join(" "), "client_id": r.client_id, "token_type": "refresh_token",
@@ -619,35 +664,44 @@ pub async fn metadata(State(state): St) -> Response {
 
 // ---- the signed-in user's authorized apps --------------------------------------------------------
 
-/// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie).
+/// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie). Every app
+/// whose consent is remembered is listed, with or without live tokens, since a remembered consent is
+/// what skips the consent screen: what is listed is exactly what is skipped, and withdrawing it here
+/// forgets the consent and revokes the tokens.
 pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let grants = match state.store.grants_of_user(&user.id).await {
-        Ok(g) => g,
+    let (consents, grants) = match tokio::try_join!(state.store.consents_of_user(&user.id), state.store.grants_of_user(&user.id)) {
+        Ok(both) => both,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let mut by_client: Vec<serde_json::Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // One entry per app: consents first (newest first), then any app with live grants but no consent.
+    let mut apps: Vec<(String, Timestamp)> = consents.iter().map(|c| (c.client_id.clone(), c.granted_at)).collect();
     for g in &grants {
-        if !seen.insert(g.client_id.clone()) {
-            continue;
+        if !apps.iter().any(|(id, _)| *id == g.client_id) {
+            apps.push((g.client_id.clone(), g.created_at));
         }
-        let name = match state.store.client_by_id(&g.client_id).await {
+    }
+    let mut by_client: Vec<serde_json::Value> = Vec::new();
+    for (client_id, at) in apps {
+        let name = match state.store.client_by_id(&client_id).await {
             Ok(Some(c)) => c.name,
             Ok(None) => continue,
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
-        let scopes: Vec<&String> = {
-            let mut s: Vec<&String> = grants.iter().filter(|x| x.client_id == g.client_id).flat_map(|x| &x.scopes).collect();
-            s.sort();
-            s.dedup();
-            s
-        };
-        by_client.push(serde_json::json!({"client_id": g.client_id, "name": name, "scopes": scopes, "authorized_at": g.created_at.to_rfc3339()}));
+        let mut scopes: Vec<&String> = consents
+            .iter()
+            .filter(|c| c.client_id == client_id)
+            .flat_map(|c| &c.scopes)
+            .chain(grants.iter().filter(|g| g.client_id == client_id).flat_map(|g| &g.scopes))
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        let active = grants.iter().any(|g| g.client_id == client_id);
+        by_client.push(serde_json::json!({"client_id": client_id, "name": name, "scopes": scopes, "authorized_at": at.to_rfc3339(), "active_grants": active}));
     }
     let mut resp = Json(serde_json::json!({"object": "list", "data": by_client})).into_response();
     no_store(resp.headers_mut());
@@ -662,7 +716,12 @@ pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): Connect
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let audit = state.oauth.audit(&format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
+    let client = match state.oauth.get_client(&client_id).await {
+        Ok(c) => c,
+        Err(crate::service::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
+        Err(_) => return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response(),
+    };
+    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
     match state.store.withdraw_consent(&user.id, &client_id, Timestamp::now(), &audit).await {
         Ok(true) => {
             state.oauth.invalidate_user_client(&user.id, &client_id);

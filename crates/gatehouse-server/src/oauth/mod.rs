@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use gatehouse_core::id::new_id;
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
-use gatehouse_core::{KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
+use gatehouse_core::{DenyReason, Environment, KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
 use gatehouse_store::oauth::{ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store, StoreError, UserRecord};
 use parking_lot::RwLock;
@@ -39,6 +39,9 @@ pub struct OAuthConfig {
     pub refresh_race_window: Duration,
     /// Longest overlap a client-secret rotation may give the old secret.
     pub max_secret_overlap: Duration,
+    /// The deployment's default per-credential rate limit, which tokens are held to (set by
+    /// `App::build`): a key held to less may not register clients.
+    pub default_rate_limit: Option<gatehouse_core::RateLimitOverride>,
 }
 
 impl Default for OAuthConfig {
@@ -49,6 +52,7 @@ impl Default for OAuthConfig {
             code_ttl: Duration::from_secs(60),
             refresh_race_window: Duration::from_secs(1),
             max_secret_overlap: Duration::from_secs(7 * 86_400),
+            default_rate_limit: None,
         }
     }
 }
@@ -62,6 +66,11 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     /// `opaque` (default) or `jwt`.
     pub token_format: Option<String>,
+    /// Where its tokens act: the registering key's environment (a key cannot choose another), live
+    /// by default for the CLI and configuration.
+    pub environment: Option<Environment>,
+    /// Restricts its tokens to one app (inherited from an app-restricted registering key).
+    pub app: Option<String>,
 }
 
 /// A verified, live access token with what the gateway and the API need to know about it.
@@ -70,6 +79,10 @@ pub struct ActiveToken {
     pub record: TokenRecord,
     pub scopes: ScopeSet,
     pub user: Option<UserRecord>,
+    /// The environment of the token's client: the only one it acts in.
+    pub environment: Environment,
+    /// The app the token's client is restricted to, if any.
+    pub app: Option<String>,
 }
 
 impl ActiveToken {
@@ -78,6 +91,14 @@ impl ActiveToken {
             && self.record.expires_at > now
             && self.user.as_ref().is_none_or(|u| u.disabled_at.is_none())
     }
+}
+
+/// A client's settings once validated.
+struct ValidClient {
+    scopes: Vec<String>,
+    token_format: String,
+    environment: Environment,
+    app: Option<String>,
 }
 
 /// A client declared in configuration (`[[oauth.clients]]`).
@@ -147,6 +168,27 @@ pub fn allowed_covers(allowed: &[String], requested: &[Scope]) -> Result<(), Sco
     }
 }
 
+/// The scopes of `scopes` that `user` may delegate (SPEC §12 roles), in order. Unparseable ones are
+/// dropped: they were validated when stored, so this only happens to data older than the rules.
+pub fn delegable(user: &UserRecord, scopes: &[String]) -> Vec<String> {
+    scopes
+        .iter()
+        .filter(|s| Scope::parse(s).is_ok_and(|s| gatehouse_core::authority::role_may_delegate(&user.role, &s)))
+        .cloned()
+        .collect()
+}
+
+/// `scopes` narrowed to what a client may still ask for and what its user may still delegate: a
+/// grant never keeps a scope that was since removed from its client or from its user's role.
+pub fn still_allowed(scopes: &[String], client: &ClientRecord, user: Option<&UserRecord>) -> Vec<String> {
+    let allowed = ScopeSet::parse(client.scopes.iter().map(String::as_str)).unwrap_or_default();
+    let kept: Vec<String> = scopes.iter().filter(|s| Scope::parse(s).is_ok_and(|s| allowed.grants(&s))).cloned().collect();
+    match user {
+        Some(u) => delegable(u, &kept),
+        None => kept,
+    }
+}
+
 /// The scopes a request asks for: the `scope` parameter checked against what is allowed, or all of
 /// `allowed` when the parameter is absent. An error names the offending scope.
 pub fn requested_scopes(param: Option<&str>, allowed: &[String]) -> Result<Vec<String>, String> {
@@ -189,16 +231,19 @@ impl OAuthService {
         me
     }
 
-    /// An audit entry of this workspace (OAuth entries carry no environment).
-    pub fn audit(&self, actor: &str, meta: &RequestMeta, action: &str, target_type: &str, target_id: &str, details: serde_json::Value) -> AuditEntry {
-        let target = crate::service::AuditTarget { kind: target_type, id: target_id, environment: None };
+    /// An audit entry of this workspace in `environment` (the client's), so a key of the other
+    /// environment never reads it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit(&self, environment: Environment, actor: &str, meta: &RequestMeta, action: &str, target_type: &str, target_id: &str, details: serde_json::Value) -> AuditEntry {
+        let target = crate::service::AuditTarget { kind: target_type, id: target_id, environment: Some(environment) };
         crate::service::audit_entry(&self.workspace, actor, meta, action, target, details)
     }
 
     // ---- clients -------------------------------------------------------------------------------
 
-    /// Checks a new client's settings; returns the normalised scopes and token format.
-    fn validate_client(&self, actor: &Actor, req: &NewClient) -> Result<(Vec<String>, String), ServiceError> {
+    /// Checks a new client's settings against the actor's authority; returns the normalised scopes,
+    /// token format, environment and app.
+    fn validate_client(&self, actor: &Actor, req: &NewClient) -> Result<ValidClient, ServiceError> {
         let invalid = ServiceError::Invalid;
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -220,23 +265,39 @@ impl OAuthService {
             return Err(invalid("scopes: give one scope per list item".into()));
         }
         let parsed = parse_scope_param(&req.scopes.join(" ")).map_err(|e| invalid(format!("scopes: {e}")))?;
-        if let Actor::Key(k) = actor {
-            // A credential cannot register a client that could obtain more than it holds itself.
-            let held = k.effective_scopes();
-            if let Some(s) = parsed.iter().find(|s| !held.grants(s)) {
-                return Err(ServiceError::Denied(gatehouse_core::DenyReason::InsufficientScope(s.clone())));
-            }
-        }
         let token_format = req.token_format.clone().unwrap_or_else(|| "opaque".into());
         if token_format != "opaque" && token_format != "jwt" {
             return Err(invalid("token_format: `opaque` or `jwt`".into()));
         }
-        Ok((parsed.iter().map(ToString::to_string).collect(), token_format))
+        if let Some(app) = &req.app {
+            crate::service::validate_app(app)?;
+        }
+        let (environment, app) = match actor.authority(self.cfg.default_rate_limit) {
+            // A credential registers clients in its own environment, holding no more than it does (SPEC §11).
+            Some(parent) => {
+                let environment = req.environment.unwrap_or(parent.environment);
+                let wanted = ScopeSet::parse(parsed.iter().map(|s| s.to_string()).collect::<Vec<_>>().iter().map(String::as_str)).unwrap_or_default();
+                let app = gatehouse_core::authority::bound_client(&parent, environment, &wanted, req.app.as_deref())
+                    .map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))?;
+                (environment, app)
+            }
+            None => (req.environment.unwrap_or(Environment::Live), req.app.clone()),
+        };
+        Ok(ValidClient { scopes: parsed.iter().map(ToString::to_string).collect(), token_format, environment, app })
+    }
+
+    /// Whether `actor` holds at least the authority of `client` (needed to obtain its secret).
+    fn check_authority_over(&self, actor: &Actor, client: &ClientRecord) -> Result<(), ServiceError> {
+        let Some(parent) = actor.authority(self.cfg.default_rate_limit) else { return Ok(()) };
+        let wanted = ScopeSet::parse(client.scopes.iter().map(String::as_str)).unwrap_or_default();
+        gatehouse_core::authority::bound_client(&parent, client.environment, &wanted, client.app.as_deref())
+            .map(|_| ())
+            .map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))
     }
 
     /// Validates and registers a client; a confidential client's secret is returned once.
     pub async fn create_client(&self, actor: &Actor, meta: &RequestMeta, req: NewClient) -> Result<(ClientRecord, Option<SecretString>), ServiceError> {
-        let (scopes, token_format) = self.validate_client(actor, &req)?;
+        let ValidClient { scopes, token_format, environment, app } = self.validate_client(actor, &req)?;
         let now = Timestamp::now();
         let secret = req.confidential.then(|| SecretString::new(random_token(&self.namespace, "cs")));
         let client = ClientRecord {
@@ -254,8 +315,10 @@ impl OAuthService {
             created_at: now,
             created_by: actor.id(),
             disabled_at: None,
+            environment,
+            app,
         };
-        let audit = self.audit(&actor.id(), meta, "oauth.client.created", "oauth_client", &client.id, describe_client(&client));
+        let audit = self.audit(environment, &actor.id(), meta, "oauth.client.created", "oauth_client", &client.id, describe_client(&client));
         self.store.insert_client(&client, &audit).await?;
         Ok((client, secret))
     }
@@ -267,7 +330,7 @@ impl OAuthService {
         if !is_client_id(&c.id) {
             return Err(invalid(format!("id `{}`: use `client_` followed by 1 to 64 of a-z, 0-9, `_`, `-`", c.id.chars().take(80).collect::<String>())));
         }
-        let (scopes, token_format) = self.validate_client(&Actor::Cli, &c.client)?;
+        let ValidClient { scopes, token_format, environment, app } = self.validate_client(&Actor::Cli, &c.client)?;
         let secret_hash = match (&c.secret, c.client.confidential) {
             (Some(s), true) if s.expose().len() >= 32 => Some(KeyHash::of(s.expose())),
             (Some(_), true) => return Err(invalid("client_secret_file: the secret must be at least 32 characters".into())),
@@ -292,6 +355,8 @@ impl OAuthService {
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             created_by: existing.as_ref().map_or_else(|| "config".to_owned(), |e| e.created_by.clone()),
             disabled_at: None,
+            environment,
+            app,
         };
         if existing.as_ref() == Some(&client) {
             return Ok(false);
@@ -300,7 +365,7 @@ impl OAuthService {
             return Err(ServiceError::Conflict(format!("client `{}` belongs to another workspace", c.id)));
         }
         let action = if existing.is_some() { "oauth.client.configured" } else { "oauth.client.created" };
-        let audit = self.audit("config", &RequestMeta::default(), action, "oauth_client", &client.id, describe_client(&client));
+        let audit = self.audit(client.environment, "config", &RequestMeta::default(), action, "oauth_client", &client.id, describe_client(&client));
         self.store.upsert_client(&client, &audit).await?;
         self.forget_client(&c.id);
         Ok(true)
@@ -317,13 +382,30 @@ impl OAuthService {
         }
     }
 
-    pub async fn list_clients(&self, page: &PageRequest) -> Result<Page<ClientRecord>, ServiceError> {
+    /// A client as `actor` may see it: a key's view holds only its own environment's clients, and
+    /// the others look absent.
+    pub async fn client_for(&self, actor: &Actor, id: &str) -> Result<ClientRecord, ServiceError> {
+        let c = self.get_client(id).await?;
+        match actor {
+            Actor::Key(k) if k.environment != c.environment => {
+                Err(ServiceError::NotFound(format!("No OAuth client with id `{}`.", id.chars().take(60).collect::<String>())))
+            }
+            _ => Ok(c),
+        }
+    }
+
+    /// Clients newest first; a key sees only its environment's, the CLI those of `environment` or all.
+    pub async fn list_clients(&self, actor: &Actor, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, ServiceError> {
         if let Some(c) = &page.starting_after {
             if !is_client_id(c) {
                 return Err(ServiceError::Invalid("starting_after: not a client id".into()));
             }
         }
-        Ok(self.store.list_clients(&self.workspace, page).await?)
+        let environment = match actor {
+            Actor::Key(k) => Some(k.environment),
+            Actor::Cli => environment,
+        };
+        Ok(self.store.list_clients(&self.workspace, environment, page).await?)
     }
 
     /// Issues a new secret; the old one keeps working for `overlap` (0 … 7 days).
@@ -332,7 +414,9 @@ impl OAuthService {
         if !(0..=max).contains(&overlap_secs) {
             return Err(ServiceError::Invalid(format!("grace_period_secs: between 0 and {max}")));
         }
-        let client = self.get_client(id).await?;
+        let client = self.client_for(actor, id).await?;
+        // The new secret is the client's whole authority: only a credential holding as much may have it.
+        self.check_authority_over(actor, &client)?;
         if !client.confidential {
             return Err(ServiceError::Invalid("a public client has no secret to rotate".into()));
         }
@@ -341,7 +425,7 @@ impl OAuthService {
         }
         let secret = SecretString::new(random_token(&self.namespace, "cs"));
         let until = Timestamp::now().plus_millis(overlap_secs * 1000);
-        let audit = self.audit(&actor.id(), meta, "oauth.client.secret_rotated", "oauth_client", id, serde_json::json!({"grace_period_secs": overlap_secs}));
+        let audit = self.audit(client.environment, &actor.id(), meta, "oauth.client.secret_rotated", "oauth_client", id, serde_json::json!({"grace_period_secs": overlap_secs}));
         let updated = self
             .store
             .rotate_client_secret(id, &KeyHash::of(secret.expose()), &last4(secret.expose()), until, &audit)
@@ -353,8 +437,8 @@ impl OAuthService {
 
     /// Disables a client and revokes everything it holds.
     pub async fn disable_client(&self, actor: &Actor, meta: &RequestMeta, id: &str) -> Result<ClientRecord, ServiceError> {
-        self.get_client(id).await?;
-        let audit = self.audit(&actor.id(), meta, "oauth.client.disabled", "oauth_client", id, serde_json::json!({}));
+        let client = self.client_for(actor, id).await?;
+        let audit = self.audit(client.environment, &actor.id(), meta, "oauth.client.disabled", "oauth_client", id, serde_json::json!({}));
         let c = self.store.disable_client(id, Timestamp::now(), &audit).await?.ok_or_else(|| ServiceError::NotFound("no such client".into()))?;
         self.forget_client(id);
         self.cache.write().retain(|_, t| t.record.client_id != id);
@@ -513,8 +597,13 @@ impl OAuthService {
                     },
                     None => None,
                 };
+                // The client decides where the token acts; a token whose client is gone acts nowhere.
+                let Some(client) = self.client(&record.client_id).await? else { return Ok(None) };
+                if client.disabled_at.is_some() || client.workspace != self.workspace {
+                    return Ok(None);
+                }
                 let scopes = ScopeSet::parse(record.scopes.iter().map(String::as_str)).unwrap_or_default();
-                let a = Arc::new(ActiveToken { record, scopes, user });
+                let a = Arc::new(ActiveToken { record, scopes, user, environment: client.environment, app: client.app.clone() });
                 if a.is_live(now) {
                     let mut cache = self.cache.write();
                     if cache.len() > 500_000 {
@@ -572,6 +661,8 @@ pub fn describe_client(c: &ClientRecord) -> serde_json::Value {
         "redirect_uris": c.redirect_uris,
         "scopes": c.scopes,
         "token_format": c.token_format,
+        "environment": c.environment.as_str(),
+        "app": c.app,
     })
 }
 

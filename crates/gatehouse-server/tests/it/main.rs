@@ -2,6 +2,7 @@
 //! every story on SQLite and on PostgreSQL.
 
 mod api_keys;
+mod authority;
 mod edge;
 mod gateway;
 mod hostile;

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use crate::gateway::Gw;
 use crate::story;
 
-const EMAIL: &str = "owner@example.com";
-const PASSWORD: &str = "correct horse battery staple";
-const CB: &str = "http://127.0.0.1/callback";
+pub const EMAIL: &str = "owner@example.com";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const CB: &str = "http://127.0.0.1/callback";
 
 pub fn oauth_config(race_window: Duration) -> ServerConfig {
     let mut c = crate::test_config();
@@ -45,7 +45,7 @@ pub async fn env(b: Backend) -> Env {
     env_with(b, oauth_config(Duration::from_millis(300)), client_body("confidential")).await
 }
 
-fn client_body(kind: &str) -> Value {
+pub fn client_body(kind: &str) -> Value {
     json!({"name": "Order Tracker", "client_type": kind, "redirect_uris": [CB, "https://tracker.example.com/cb"], "scopes": ["orders:read", "orders:write", "keys:read"]})
 }
 
@@ -53,6 +53,10 @@ fn client_body(kind: &str) -> Value {
 pub struct Browser(reqwest::Client);
 
 impl Browser {
+    /// The underlying client, sharing this browser's cookies.
+    pub fn clone_client(&self) -> reqwest::Client {
+        self.0.clone()
+    }
     pub fn new() -> Self {
         Self(reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap())
     }
@@ -74,7 +78,7 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// The hidden inputs of the consent form.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
     let mut out = vec![];
     for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let (name, rest) = part.split_once('"').unwrap();
@@ -92,11 +96,16 @@ pub fn query_of(url: &str) -> HashMap<String, String> {
 
 /// Signs in (if asked to) and answers the consent screen; returns where the browser is sent.
 pub async fn authorize(e: &Env, br: &Browser, authorize_url: &str, allow: bool) -> String {
+    authorize_as(e, br, authorize_url, allow, EMAIL, PASSWORD).await.0
+}
+
+/// `authorize` as another user; also returns the consent page shown, if one was.
+pub async fn authorize_as(e: &Env, br: &Browser, authorize_url: &str, allow: bool, email: &str, password: &str) -> (String, String) {
     let (s, loc, body) = br.get(authorize_url).await;
     let (s, loc, body) = if s == 302 && loc.starts_with("/login") {
         let (_, _, form) = br.get(&e.gw.cp.url(&loc)).await;
         let rt = query_of(&loc)["return_to"].clone();
-        let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &rt)]
+        let fields = [("email", email), ("password", password), ("csrf", &csrf_of(&form)), ("return_to", &rt)]
             .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let (s, back, _) = br.post(&e.gw.cp.url("/login"), &fields).await;
         assert_eq!(s, 303);
@@ -105,15 +114,15 @@ pub async fn authorize(e: &Env, br: &Browser, authorize_url: &str, allow: bool) 
         (s, loc, body)
     };
     if s == 302 {
-        return loc; // consent remembered, or an error sent back to the client
+        return (loc, String::new()); // consent remembered, or an error sent back to the client
     }
     assert_eq!(s, 200, "consent page expected: {body}");
     assert!(body.contains("Order Tracker"), "the consent screen names the client");
     let mut fields = hidden_fields(&body);
     fields.push(("decision".into(), if allow { "allow" } else { "deny" }.into()));
-    let (s, loc, body) = br.post(&e.gw.cp.url("/oauth/authorize"), &fields).await;
-    assert_eq!(s, 303, "{body}");
-    loc
+    let (s, loc, posted) = br.post(&e.gw.cp.url("/oauth/authorize"), &fields).await;
+    assert_eq!(s, 303, "{posted}");
+    (loc, body)
 }
 
 pub struct Pkce {
@@ -162,12 +171,12 @@ pub async fn token_call(e: &Env, basic: Option<(&str, &str)>, form: &[(&str, &st
     (s, h, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn exchange(e: &Env, code: &str, verifier: &str) -> (StatusCode, Value) {
+pub async fn exchange(e: &Env, code: &str, verifier: &str) -> (StatusCode, Value) {
     let (s, _, v) = token_call(e, Some((&e.client_id, &e.secret)), &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)]).await;
     (s, v)
 }
 
-async fn refresh(e: &Env, rt: &str) -> (StatusCode, Value) {
+pub async fn refresh(e: &Env, rt: &str) -> (StatusCode, Value) {
     let (s, _, v) = token_call(e, Some((&e.client_id, &e.secret)), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
     (s, v)
 }
