@@ -15,7 +15,7 @@ use gatehouse_server::verifier::Verifier;
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;
-use crate::keys_cmd::service_error;
+use crate::keys_cmd::{service_error, EnvArg};
 
 #[derive(Debug, Subcommand)]
 pub enum OAuthCommand {
@@ -43,18 +43,18 @@ pub enum ClientsCommand {
         /// Issue RFC 9068 JWT access tokens instead of opaque ones.
         #[arg(long)]
         jwt: bool,
-        /// The environment the client's tokens act in (live or test).
-        #[arg(long, default_value = "live", value_parser = ["live", "test"])]
-        environment: String,
+        /// The environment the client's tokens act in.
+        #[arg(long = "env", value_enum, default_value = "live")]
+        environment: EnvArg,
         /// Restrict the client's tokens to one app (by name).
         #[arg(long)]
         app: Option<String>,
     },
     /// List clients, newest first.
     List {
-        /// Only clients of this environment (live or test).
-        #[arg(long, value_parser = ["live", "test"])]
-        environment: Option<String>,
+        /// Only clients of this environment.
+        #[arg(long = "env", value_enum)]
+        environment: Option<EnvArg>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long)]
@@ -122,7 +122,7 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
                 redirect_uris,
                 scopes,
                 token_format: Some(if jwt { "jwt" } else { "opaque" }.into()),
-                environment: gatehouse_core::Environment::parse(&environment),
+                environment: Some(environment.into()),
                 app,
             };
             let (client, secret) = svc.create_client(&Actor::Cli, &meta, new).await.map_err(service_error)?;
@@ -137,8 +137,7 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
             if !(1..=100).contains(&limit) {
                 bail!("--limit must be between 1 and 100");
             }
-            let environment = environment.as_deref().and_then(gatehouse_core::Environment::parse);
-            let page = svc.list_clients(&Actor::Cli, environment, &PageRequest { limit, starting_after }).await.map_err(service_error)?;
+            let page = svc.list_clients(&Actor::Cli, environment.map(Into::into), &PageRequest { limit, starting_after }).await.map_err(service_error)?;
             let clients: Vec<ClientOut> = page.items.iter().map(ClientOut::from_record).collect();
             if json {
                 let next = if page.has_more { clients.last().map(|c| c.id.clone()) } else { None };

@@ -272,18 +272,19 @@ impl OAuthService {
         if let Some(app) = &req.app {
             crate::service::validate_app(app)?;
         }
+        let scopes: Vec<String> = parsed.iter().map(ToString::to_string).collect();
         let (environment, app) = match actor.authority(self.cfg.default_rate_limit) {
             // A credential registers clients in its own environment, holding no more than it does (SPEC §11).
             Some(parent) => {
                 let environment = req.environment.unwrap_or(parent.environment);
-                let wanted = ScopeSet::parse(parsed.iter().map(|s| s.to_string()).collect::<Vec<_>>().iter().map(String::as_str)).unwrap_or_default();
+                let wanted = ScopeSet::parse(scopes.iter().map(String::as_str)).unwrap_or_default();
                 let app = gatehouse_core::authority::bound_client(&parent, environment, &wanted, req.app.as_deref())
                     .map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))?;
                 (environment, app)
             }
             None => (req.environment.unwrap_or(Environment::Live), req.app.clone()),
         };
-        Ok(ValidClient { scopes: parsed.iter().map(ToString::to_string).collect(), token_format, environment, app })
+        Ok(ValidClient { scopes, token_format, environment, app })
     }
 
     /// Whether `actor` holds at least the authority of `client` (needed to obtain its secret).
@@ -368,6 +369,7 @@ impl OAuthService {
         let audit = self.audit(client.environment, "config", &RequestMeta::default(), action, "oauth_client", &client.id, describe_client(&client));
         self.store.upsert_client(&client, &audit).await?;
         self.forget_client(&c.id);
+        self.cache.write().retain(|_, t| t.record.client_id != c.id);
         Ok(true)
     }
 
@@ -640,7 +642,10 @@ impl OAuthService {
 impl ChangeSink for OAuthService {
     fn invalidate(&self, hash: &KeyHash) {
         self.cache.write().remove(hash);
-        self.clients.write().remove(hash);
+        // A changed client may have a new environment or app; its cached tokens carry the old ones.
+        if let Some(c) = self.clients.write().remove(hash) {
+            self.cache.write().retain(|_, t| t.record.client_id != c.id);
+        }
     }
 
     fn invalidate_all(&self) {

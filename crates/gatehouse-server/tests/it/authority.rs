@@ -460,7 +460,9 @@ async fn spent_code_from_another_client_does_not_revoke_the_grant(b: Backend) {
     let bogus = pkce().verifier;
     let form = |verifier: &str| vec![("grant_type", "authorization_code".to_owned()), ("code", the_code.clone()), ("redirect_uri", CB.to_owned()), ("code_verifier", verifier.to_owned())];
     let public_id = public["id"].as_str().unwrap().to_owned();
-    let attempts: Vec<(&str, Vec<(&str, String)>, Option<(String, String)>)> = vec![
+    // What, the form, and Basic credentials if any.
+    type Attempt<'a> = (&'a str, Vec<(&'a str, String)>, Option<(String, String)>);
+    let attempts: Vec<Attempt> = vec![
         ("a public client with a bogus verifier", [form(&bogus), vec![("client_id", public_id.clone())]].concat(), None),
         ("a public client with the right verifier", [form(&p.verifier), vec![("client_id", public_id.clone())]].concat(), None),
         ("another confidential client", form(&p.verifier), Some((other["id"].as_str().unwrap().to_owned(), other["client_secret"].as_str().unwrap().to_owned()))),

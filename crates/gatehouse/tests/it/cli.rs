@@ -183,3 +183,20 @@ fn webhooks_verify_from_the_shell() {
     assert_eq!(run(&header, "1767226000", body), (Some(1), "invalid: the signature is too old (replay protection)".into()));
     assert_eq!(run(&header, "1767225600", b"{}"), (Some(1), "invalid: no signature matches the secret(s)".into()));
 }
+
+#[test]
+fn oauth_clients_belong_to_an_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let live = json(d, &["oauth", "clients", "create", "--name", "Live tool", "--scope", "orders:read"], &[]);
+    assert_eq!((&live["environment"], &live["app"]), (&serde_json::json!("live"), &serde_json::Value::Null), "live by default: {live}");
+    let test = json(d, &["oauth", "clients", "create", "--name", "Test tool", "--scope", "orders:read", "--env", "test", "--app", "shop"], &[]);
+    assert_eq!((&test["environment"], &test["app"]), (&serde_json::json!("test"), &serde_json::json!("shop")), "{test}");
+    let only_test = json(d, &["oauth", "clients", "list", "--env", "test"], &[]);
+    let ids: Vec<&str> = only_test["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [test["id"].as_str().unwrap()], "{only_test}");
+    let all = json(d, &["oauth", "clients", "list"], &[]);
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+    let out = gatehouse(d, &["oauth", "clients", "create", "--name", "x", "--env", "staging"], &[]);
+    assert!(!out.status.success());
+}
