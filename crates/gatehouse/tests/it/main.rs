@@ -8,6 +8,7 @@ mod oauth_config;
 mod up;
 mod users;
 mod webhooks_crash;
+mod webhooks_proxy;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
