@@ -4,6 +4,7 @@
 mod api_keys;
 mod gateway;
 mod hostile;
+mod input_rejection;
 mod limits_redis;
 mod login;
 mod logs;
