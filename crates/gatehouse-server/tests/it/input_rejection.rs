@@ -36,3 +36,66 @@ async fn redirect_uris_with_hostile_authorities_are_refused_at_registration(b: B
         assert_eq!(s, 200, "{uri}: {e}");
     }
 }
+
+/// Sends raw bytes (the path is not re-encoded) and returns status, content type and the parsed body.
+async fn raw(app: &TestApp, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, String, serde_json::Value, bool) {
+    let mut rb = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth(&app.admin);
+    if let Some(b) = body {
+        rb = rb.header("content-type", "application/json").body(b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let has_request_id = resp.headers().contains_key("request-id");
+    let text = resp.text().await.unwrap();
+    (status, ct, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)), has_request_id)
+}
+
+story!(ids_that_are_not_utf8_get_the_json_error_on_every_endpoint);
+async fn ids_that_are_not_utf8_get_the_json_error_on_every_endpoint(b: Backend) {
+    let app = TestApp::new(b).await;
+    let routes = [
+        ("GET", "/v1/keys/{}"),
+        ("POST", "/v1/keys/{}/revoke"),
+        ("POST", "/v1/keys/{}/roll"),
+        ("GET", "/v1/oauth/clients/{}"),
+        ("POST", "/v1/oauth/clients/{}/rotate_secret"),
+        ("POST", "/v1/oauth/clients/{}/disable"),
+        ("GET", "/v1/webhook_endpoints/{}"),
+        ("POST", "/v1/webhook_endpoints/{}/roll_secret"),
+        ("POST", "/v1/webhook_endpoints/{}/disable"),
+        ("POST", "/v1/webhook_endpoints/{}/enable"),
+        ("GET", "/v1/events/{}"),
+        ("POST", "/v1/events/{}/resend"),
+    ];
+    // A lone continuation byte, a truncated sequence, an overlong `/`, a UTF-16 surrogate, and one
+    // hidden after a plausible id.
+    let ids = ["%FF", "%C3%28", "%C0%AF", "%ED%A0%80", "key_01abc%FE"];
+    for (method, route) in routes {
+        for id in ids {
+            let path = route.replace("{}", id);
+            let (s, ct, e, rid) = raw(&app, method, &path, None).await;
+            assert_eq!(s, 400, "{method} {path}: {e}");
+            assert!(ct.starts_with("application/json"), "{method} {path}: {ct} {e}");
+            assert_eq!(e["error"]["type"], "invalid_request_error", "{method} {path}: {e}");
+            assert_eq!(crate::code(&e), "invalid_request", "{method} {path}: {e}");
+            assert!(e["error"]["request_id"].as_str().unwrap().starts_with("req_") && rid, "{method} {path}: {e}");
+            assert_eq!(e["error"]["message"], "The path parameter `id` is not valid UTF-8 once percent-decoded.");
+        }
+        // A well-formed unknown id is still a 404, not a 400.
+        let (s, _, e, _) = raw(&app, method, &route.replace("{}", "nope"), None).await;
+        assert_eq!(s, 404, "{method} {route}: {e}");
+    }
+    // Query strings and bodies: the same JSON error.
+    for (method, path, body) in [
+        ("GET", "/v1/keys?limit=%FF", None),
+        ("GET", "/v1/keys?starting_after=%FF", None),
+        ("GET", "/v1/keys?limit=ten", None),
+        ("GET", "/v1/events?limit=-1", None),
+        ("POST", "/v1/keys", Some(vec![b'{', b'"', b'n', b'a', b'm', b'e', b'"', b':', b'"', 0xFF, b'"', b'}'])),
+        ("POST", "/v1/keys/verify", Some(b"{\"key\": 1}".to_vec())),
+    ] {
+        let (s, ct, e, _) = raw(&app, method, path, body).await;
+        assert!(s == 400 && ct.starts_with("application/json") && crate::code(&e) == "invalid_request", "{method} {path}: {s} {ct} {e}");
+    }
+}
