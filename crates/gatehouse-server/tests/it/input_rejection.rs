@@ -99,3 +99,51 @@ async fn ids_that_are_not_utf8_get_the_json_error_on_every_endpoint(b: Backend) 
         assert!(s == 400 && ct.starts_with("application/json") && crate::code(&e) == "invalid_request", "{method} {path}: {s} {ct} {e}");
     }
 }
+
+story!(error_messages_never_echo_a_presented_secret_beyond_its_masked_form);
+async fn error_messages_never_echo_a_presented_secret_beyond_its_masked_form(b: Backend) {
+    let app = TestApp::new(b).await;
+    // The admin key's random part (beyond the four characters a masked key shows) must never appear,
+    // nor any of the junk glued to it.
+    let key = app.admin.clone();
+    let hidden = &key["gth_sk_live_".len() + 4..key.len() - 4];
+    let junk = "hunter2Pa55";
+    let cs = format!("gth_cs_{}", "Q".repeat(43));
+    let whsec = "whsec_c29tZXRoaW5nIGVsc2UgZW50aXJlbHkgMTIzNDU2Nzg5MA==";
+    let tampered = format!("{}{}", &key[..key.len() - 1], if key.ends_with('A') { 'B' } else { 'A' });
+    let presented = [format!("{key}{junk}"), format!("{key}_{junk}"), format!("{key}-{junk}"), format!("{}{junk}", &key[..30])];
+    for bearer in &presented {
+        let resp = app.client.get(app.url("/v1/keys")).bearer_auth(bearer).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{bearer}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(hidden) && !text.contains(junk) && !text.contains("Pa55"), "{bearer}: {text}");
+        assert!(text.contains("(key gth_sk_live_…)"), "{bearer}: {text}");
+    }
+    // A well-formed key that fails its checksum still shows the usual masked form, and only that.
+    let resp = app.client.get(app.url("/v1/keys")).bearer_auth(&tampered).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(text.contains(&format!("(key {}…{})", &tampered[..16], &tampered[tampered.len() - 4..])) && !text.contains(hidden), "{text}");
+    // Credentials pasted where an id or a value is expected, with junk around them.
+    let rows = [
+        ("GET", format!("/v1/keys/{junk}{key}{junk}"), None, "gth_sk_live_…"),
+        ("GET", format!("/v1/keys/{key}"), None, "gth_sk_live_"),
+        ("GET", format!("/v1/oauth/clients/{cs}{junk}"), None, "gth_cs_…"),
+        ("GET", format!("/v1/webhook_endpoints/{}", whsec.trim_end_matches('=')), None, "whsec_…"),
+        ("GET", format!("/v1/events/{junk}{cs}"), None, "gth_cs_…"),
+        ("POST", "/v1/keys".to_owned(), Some(json!({"name": "x", "scopes": format!("{cs}{junk}")})), "gth_cs_…"),
+        ("POST", "/v1/keys".to_owned(), Some(json!({"name": "x", "scopes": [format!("{junk}{key}")]})), "gth_sk_live_"),
+        ("POST", "/v1/keys/verify".to_owned(), Some(json!({"key": [whsec]})), "invalid type"),
+        ("POST", "/v1/keys/verify".to_owned(), Some(json!({"key": "x", "ip": whsec})), ""),
+        ("POST", "/v1/webhook_endpoints".to_owned(), Some(json!({"url": "https://8.8.8.8/", "enabled_events": [format!("{cs}-{junk}")]})), "gth_cs_…"),
+        ("POST", "/v1/oauth/clients".to_owned(), Some(json!({"name": "x", "scopes": [format!("{cs}{junk}")]})), "gth_cs_…"),
+    ];
+    for (method, path, body, shown) in rows {
+        let (s, _, e) = app.call(method, &path, Some(&app.admin), body.clone()).await;
+        assert!(s.is_client_error(), "{method} {path}: {s} {e}");
+        let msg = e["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(msg.contains(shown), "{method} {path} {body:?}: {msg}");
+        for secret in [hidden, junk, "Pa55", &cs["gth_cs_".len()..], &whsec["whsec_".len()..whsec.len() - 2]] {
+            assert!(!msg.contains(secret), "{method} {path} {body:?} echoes `{secret}`: {msg}");
+        }
+    }
+}
