@@ -2,6 +2,7 @@
 //! on SQLite and (by changing one setting) PostgreSQL.
 
 mod cli;
+mod config_apps;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
