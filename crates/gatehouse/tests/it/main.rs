@@ -6,6 +6,7 @@ mod config_apps;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
+mod signing_key;
 mod up;
 mod users;
 mod webhooks_crash;
