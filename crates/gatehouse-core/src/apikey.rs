@@ -248,14 +248,86 @@ fn display_prefix(full: &str) -> String {
     format!("{}…", &full[..cut])
 }
 
-/// Masks anything that might be a key for use in a message: `gth_sk_live_4eC3…ab12`.
-/// Strings too short to mask safely become `…`.
+/// Masks a presented key for use in a message: `gth_sk_live_4eC3…ab12`. Only a string of exactly
+/// the key's shape (`{ns}_{sk|rk}_{live|test}_` and 36 base62 characters) shows its first and last
+/// four characters; anything longer, shorter or otherwise malformed shows its prefix alone
+/// (`gth_sk_live_…`), and a string without a key prefix becomes `…`, so nothing glued to a key is
+/// ever echoed.
 pub fn mask(s: &str) -> String {
-    if !s.is_ascii() || s.len() < 24 {
-        return "…".to_owned();
+    let Some(prefix_len) = key_prefix_len(s) else { return "…".to_owned() };
+    let (prefix, body) = s.split_at(prefix_len);
+    if body.len() == TAIL_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        format!("{prefix}{}…{}", &body[..4], &body[TAIL_LEN - 4..])
+    } else {
+        format!("{prefix}…")
     }
-    let head_end = s.rfind('_').map(|i| i + 5).filter(|&e| e + 8 <= s.len()).unwrap_or(8);
-    format!("{}…{}", &s[..head_end], &s[s.len() - 4..])
+}
+
+/// The length of a leading `{ns}_{sk|rk}_{live|test}_`, for any well-formed namespace.
+fn key_prefix_len(s: &str) -> Option<usize> {
+    let (ns, rest) = s.split_once('_')?;
+    Namespace::parse(ns).ok()?;
+    let (kind, rest) = rest.split_once('_')?;
+    let (env, _) = rest.split_once('_')?;
+    KeyKind::parse(kind)?;
+    Environment::parse(env)?;
+    Some(ns.len() + kind.len() + env.len() + 3)
+}
+
+/// Replaces every credential of this deployment in `text` with its masked form, so that no message
+/// built from user input can echo a secret back: API keys (`{ns}_sk_…`, `{ns}_rk_…`, masked as by
+/// [`mask`]), OAuth access and refresh tokens and client secrets (`{ns}_at_`, `{ns}_rt_`, `{ns}_cs_`)
+/// and webhook signing secrets (`whsec_`), which become their prefix and `…`. The whole run of
+/// token characters around the prefix is replaced, so junk pasted before or after a credential is
+/// not echoed either. Already-masked text (`gth_sk_live_4eC3…ab12`) is left as it is.
+pub fn mask_keys_in(text: &str, namespace: &Namespace) -> String {
+    let ns = namespace.as_str();
+    let markers = [format!("{ns}_sk_"), format!("{ns}_rk_"), format!("{ns}_at_"), format!("{ns}_rt_"), format!("{ns}_cs_"), "whsec_".to_owned()];
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i < b.len() {
+        let Some(marker) = markers.iter().find(|m| b[i..].starts_with(m.as_bytes())) else {
+            i += 1;
+            continue;
+        };
+        let mut end = i + marker.len();
+        while end < b.len() && is_token_byte(b[end]) {
+            end += 1;
+        }
+        if end == i + marker.len() {
+            // A bare prefix (`gth_sk_`) carries no secret.
+            i = end;
+            continue;
+        }
+        if text[end..].starts_with('…') && key_prefix_len(&text[i..end]).is_some_and(|p| end - i - p <= 4) {
+            // `gth_sk_live_4eC3…ab12`: already masked.
+            i = end;
+            continue;
+        }
+        let mut start = i;
+        while start > copied && is_token_byte(b[start - 1]) {
+            start -= 1;
+        }
+        out.push_str(&text[copied..start]);
+        let run = &text[i..end];
+        match key_prefix_len(run) {
+            Some(_) => out.push_str(&mask(run)),
+            None => {
+                out.push_str(marker);
+                out.push('…');
+            }
+        }
+        copied = end;
+        i = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Characters that can continue a credential in any of our encodings (base62, base64, base64url).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'=' | b'~')
 }
 
 #[cfg(test)]
@@ -321,7 +393,59 @@ mod tests {
         assert_eq!(mask(k), "gth_sk_live_4eC3…iDNt");
         assert_eq!(display_prefix(k), "gth_sk_live_4eC3…");
         assert_eq!(mask("short"), "…");
-        assert_eq!(mask("abcdefghijklmnopqrstuvwxyz0123"), "abcdefgh…0123");
+        assert_eq!(mask("abcdefghijklmnopqrstuvwxyz0123"), "…");
+    }
+
+    #[test]
+    fn masking_never_echoes_more_than_the_masked_form() {
+        let key = "gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
+        let rows = [
+            (key.to_owned(), "gth_sk_live_4eC3…iDNt"),
+            (format!("{key}EXTRA"), "gth_sk_live_…"),
+            (format!("{key}_hunter2password"), "gth_sk_live_…"),
+            (key[..40].to_owned(), "gth_sk_live_…"),
+            ("gth_rk_test_hunter2hunter2hunter2hunter2hunter2".to_owned(), "gth_rk_test_…"),
+            ("gth_rk_test_hunter2hunter2hunter2hunter2hunter22".to_owned(), "gth_rk_test_hunt…er22"),
+            ("gth_sk_live_hunter2-password-that-is-long-enough".to_owned(), "gth_sk_live_…"),
+            ("gth_sk_prod_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt".to_owned(), "…"),
+            ("password-that-is-long-enough-to-mask".to_owned(), "…"),
+            ("gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiD\u{e9}".to_owned(), "gth_sk_live_…"),
+        ];
+        for (presented, want) in rows {
+            assert_eq!(mask(&presented), want, "{presented}");
+        }
+    }
+
+    #[test]
+    fn mask_keys_in_table() {
+        let ns = Namespace::default();
+        let key = "gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
+        let at = "gth_at_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA-_x";
+        let whsec = "whsec_c29tZXRoaW5nIGVsc2UgZW50aXJlbHkgMTIzNDU2Nzg5MA==";
+        let rows = [
+            (format!("No API key with id `{key}`."), "No API key with id `gth_sk_live_4eC3…iDNt`.".to_owned()),
+            (format!("No API key with id `{key}EXTRA`."), "No API key with id `gth_sk_live_…`.".to_owned()),
+            (format!("id `junk{key}_more-junk`"), "id `gth_sk_live_…`".to_owned()),
+            (format!("id `hunter2{key}`"), "id `gth_sk_live_4eC3…iDNt`".to_owned()),
+            (format!("invalid type: string \"{at}\", expected a sequence"), "invalid type: string \"gth_at_…\", expected a sequence".to_owned()),
+            (format!("scope `x{at}y`"), "scope `gth_at_…`".to_owned()),
+            ("client gth_cs_s3cr3t-with+junk/==".to_owned(), "client gth_cs_…".to_owned()),
+            ("refresh gth_rt_abc".to_owned(), "refresh gth_rt_…".to_owned()),
+            (format!("secret {whsec}!"), "secret whsec_…!".to_owned()),
+            ("gth_sk_hunter2hunter2".to_owned(), "gth_sk_…".to_owned()),
+            (format!("{key} and {key}"), "gth_sk_live_4eC3…iDNt and gth_sk_live_4eC3…iDNt".to_owned()),
+            // Already masked, bare prefixes and other namespaces are left alone.
+            ("(key gth_sk_live_4eC3…iDNt)".to_owned(), "(key gth_sk_live_4eC3…iDNt)".to_owned()),
+            ("(key gth_sk_live_…)".to_owned(), "(key gth_sk_live_…)".to_owned()),
+            ("keys look like gth_sk_ or gth_rk_".to_owned(), "keys look like gth_sk_ or gth_rk_".to_owned()),
+            ("über gth_sk_live_x ü".to_owned(), "über gth_sk_live_… ü".to_owned()),
+            ("nothing here".to_owned(), "nothing here".to_owned()),
+        ];
+        for (text, want) in rows {
+            assert_eq!(mask_keys_in(&text, &ns), want, "{text}");
+        }
+        let acme = Namespace::parse("acme").unwrap();
+        assert_eq!(mask_keys_in("acme_cs_secret and gth_cs_other", &acme), "acme_cs_… and gth_cs_other");
     }
 
     #[test]
@@ -332,53 +456,5 @@ mod tests {
         assert_eq!(ApiKey::parse(&Namespace::default(), key.expose()).err(), Some(KeyParseError::Namespace));
         assert!(Namespace::parse("Bad").is_err());
         assert!(Namespace::parse("a").is_err());
-    }
-}
-
-/// Replaces anything in `text` shaped like a key of this namespace with its masked form, so that
-/// no message built from user input can echo a secret back.
-pub fn mask_keys_in(text: &str, namespace: &Namespace) -> String {
-    let ns = namespace.as_str();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find(ns) {
-        let candidate = &rest[pos..];
-        let shape_len = ns.len() + 9;
-        let tail_len = candidate
-            .get(shape_len..)
-            .map(|t| t.bytes().take_while(|b| b.is_ascii_alphanumeric()).count())
-            .unwrap_or(0);
-        let looks_like_key = candidate.len() >= shape_len
-            && candidate.is_char_boundary(shape_len)
-            && KeyKind::parse(&candidate[ns.len() + 1..ns.len() + 3]).is_some()
-            && Environment::parse(&candidate[ns.len() + 4..ns.len() + 8]).is_some()
-            && tail_len >= 8;
-        if looks_like_key {
-            out.push_str(&rest[..pos]);
-            out.push_str(&mask(&candidate[..shape_len + tail_len]));
-            rest = &candidate[shape_len + tail_len..];
-        } else {
-            out.push_str(&rest[..pos + ns.len()]);
-            rest = &candidate[ns.len()..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod mask_tests {
-    use super::*;
-
-    #[test]
-    fn masks_every_key_shaped_run() {
-        let ns = Namespace::default();
-        let k = "gth_sk_live_4eC39HqLyjWDarjtT1zdp7dc0ABCDE1RiDNt";
-        let text = format!("bad scope `{k}` and again \"{k}\"; gth_ alone; gth_sk_live_ab");
-        let masked = mask_keys_in(&text, &ns);
-        assert!(!masked.contains("4eC39HqLyjWD"), "{masked}");
-        assert_eq!(masked.matches("gth_sk_live_4eC3…iDNt").count(), 2, "{masked}");
-        assert!(masked.ends_with("gth_ alone; gth_sk_live_ab"));
-        assert_eq!(mask_keys_in("ünïcödé gth_rk_test_é", &ns), "ünïcödé gth_rk_test_é");
     }
 }

@@ -20,8 +20,15 @@ struct UriParts<'a> {
     rest: &'a str,
 }
 
+/// Splits `scheme://authority rest`, refusing what RFC 3986 does not allow or what a redirect URI has
+/// no business holding: a scheme outside `ALPHA *(ALPHA / DIGIT / + / - / .)`, userinfo, an empty
+/// host, a host that is not a DNS name or a bracketed IPv6 address (no zone id, no percent-encoding),
+/// and a port that is empty, not decimal, has a leading zero, is 0, or is above 65535.
 fn split_uri(uri: &str) -> Option<UriParts<'_>> {
     let (scheme, rest) = uri.split_once("://")?;
+    if !valid_scheme(scheme) {
+        return None;
+    }
     let (authority, rest) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -31,23 +38,42 @@ fn split_uri(uri: &str) -> Option<UriParts<'_>> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (inside, after) = v6.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':')?),
         };
         (&authority[..inside.len() + 2], port)
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
+        };
+        if !valid_dns_name(host) {
+            return None;
         }
+        (host, port)
     };
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        let decimal = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0');
+        if !decimal || p.parse::<u16>().is_err() {
             return None;
         }
     }
     Some(UriParts { scheme, host, port, rest })
+}
+
+/// RFC 3986 §3.1: a letter, then letters, digits, `+`, `-` or `.`.
+fn valid_scheme(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// A host name of non-empty labels of letters, digits, `-` and `_`, at most 63 characters each and
+/// 253 in all (IPv4 literals are of this shape too).
+fn valid_dns_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -78,10 +104,13 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
         };
     }
     // A private-use scheme without an authority: `com.example.app:/callback`.
+    if uri.contains("://") {
+        return Err(format!("redirect URI `{shown}` has an invalid scheme, host or port (ports are 1 to 65535; no user name, no empty host)"));
+    }
     match uri.split_once(':') {
         Some((scheme, rest))
             if scheme.contains('.')
-                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+                && valid_scheme(scheme)
                 && rest.starts_with('/')
                 && !rest.starts_with("//") =>
         {
@@ -186,6 +215,54 @@ mod tests {
         ];
         for u in bad {
             assert!(validate_redirect_uri(u).is_err(), "{u:?} should be refused");
+        }
+        // Hostile authorities: every row must be refused, and must not match a loopback registration either.
+        let hostile = [
+            "https://app.example.com:65536/cb",
+            "https://app.example.com:99999/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://[::1]:70000/cb",
+            "https://app.example.com:0/cb",
+            "http://127.0.0.1:0/cb",
+            "https://app.example.com:08080/cb",
+            "https://app.example.com:/cb",
+            "https://app.example.com:80a/cb",
+            "https://app.example.com:-1/cb",
+            "https://app.example.com:+443/cb",
+            "https://app.example.com:0x50/cb",
+            "https://app.example.com:443:443/cb",
+            "https://:443/cb",
+            "https://:/cb",
+            "https:///cb",
+            "https://?x",
+            "https://user:pw@app.example.com/cb",
+            "https://@app.example.com/cb",
+            "http://u@127.0.0.1/cb",
+            "https://app.example.com/cb#",
+            "https://app.example.com/cb#access_token=x",
+            "https://app..example.com/cb",
+            "https://.app.example.com/cb",
+            "https://app.example.com./cb",
+            "https://app%2eexample.com/cb",
+            "https://evil.com%2f@app.example.com/cb",
+            "https://[]/cb",
+            "https://[::1/cb",
+            "https://[::1]x/cb",
+            "https://[fe80::1%25eth0]/cb",
+            "https://[not-v6]/cb",
+            "http://[::1]]/cb",
+            "https:/evil.example://cb",
+            "1com.example.app://cb",
+            "com.exa_mple.app://cb",
+        ];
+        for u in hostile {
+            assert!(validate_redirect_uri(u).is_err(), "{u:?} should be refused");
+            assert!(!redirect_uri_matches("http://127.0.0.1/cb", u), "{u:?} must not match a loopback registration");
+        }
+        let msg = validate_redirect_uri("https://app.example.com:65536/cb").unwrap_err();
+        assert!(msg.contains("1 to 65535"), "{msg}");
+        for u in ["https://app.example.com:65535/cb", "https://app.example.com:1/cb", "http://127.0.0.1:65535/cb", "https://my_host.example.com/cb", "https://[2001:db8::1]:8443/cb"] {
+            assert_eq!(validate_redirect_uri(u), Ok(()), "{u}");
         }
         assert!(validate_redirect_uri(&format!("https://a.example/{}", "x".repeat(3000))).is_err());
     }

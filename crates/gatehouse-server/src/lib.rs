@@ -58,7 +58,8 @@ pub struct WebState {
     pub app_hosts: Vec<String>,
     /// HMAC key of CSRF tokens, shared by every node through storage.
     pub csrf_key: Vec<u8>,
-    pub signer: gateway::assertion::AssertionSigner,
+    /// Reloaded from storage in the background, so a key rotation reaches every process.
+    pub signer: Arc<gateway::assertion::AssertionSigner>,
     /// While no owner exists and no owner was configured: the token of the printed setup link.
     pub setup_token: parking_lot::Mutex<Option<String>>,
 }
@@ -97,8 +98,8 @@ impl App {
             .with_cache(verifier.clone())
             .with_default_rate_limit(service::default_as_override(config.default_rate_limit));
         let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;
-        let seed = store.secret("assertion_ed25519_seed", gateway::assertion::AssertionSigner::fresh_seed()).await?;
-        let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
+        let signing_keys = gateway::assertion::load_keys(store.as_ref()).await?;
+        let signer = Arc::new(gateway::assertion::AssertionSigner::with_keys(&signing_keys, config.public_url.clone()));
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
         let users = users::Users::new(store.clone(), config.workspace.clone());
         let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
@@ -126,6 +127,7 @@ impl App {
     pub async fn start_background(&self) -> BackgroundTasks {
         let mut handles = vec![];
         handles.push(self.state.verifier.spawn_background().await);
+        handles.push(self.state.web.signer.clone().spawn_reload(self.state.store.clone()));
         let state = self.state.clone();
         handles.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));

@@ -200,6 +200,11 @@ pub trait SessionStore: Send + Sync {
 pub trait SecretStore: Send + Sync {
     /// The secret called `name`, inserting `fresh` if there is none yet (the first writer wins).
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError>;
+    /// The secret called `name`, if there is one (never creates it).
+    async fn read_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets the secret `name` to `value` if it still holds `expected` (`None`: if it does not exist
+    /// yet), with its audit entry in the same transaction. False when another writer was first.
+    async fn swap_secret(&self, name: &str, expected: Option<&[u8]>, value: &[u8], audit: &AuditEntry) -> Result<bool, StoreError>;
 }
 
 /// Everything the server needs from storage.

@@ -823,6 +823,28 @@ impl SecretStore for SqlStore {
         });
         Ok(value)
     }
+
+    async fn read_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let select = "SELECT value FROM server_secrets WHERE name = $1";
+        Ok(on_db!(self, read, p => { sqlx::query_scalar(select).bind(name).fetch_optional(p).await? }))
+    }
+
+    async fn swap_secret(&self, name: &str, expected: Option<&[u8]>, value: &[u8], audit: &AuditEntry) -> Result<bool, StoreError> {
+        let insert = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+        let update = "UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2";
+        let swapped = in_tx!(self, tx => {
+            let done = match expected {
+                None => sqlx::query(insert).bind(name).bind(value).bind(audit.at.0).execute(&mut *tx).await?,
+                Some(old) => sqlx::query(update).bind(name).bind(old).bind(value).execute(&mut *tx).await?,
+            };
+            let swapped = done.rows_affected() == 1;
+            if swapped {
+                record!(tx, audit);
+            }
+            swapped
+        });
+        Ok(swapped)
+    }
 }
 
 #[async_trait]

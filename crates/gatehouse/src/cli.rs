@@ -74,6 +74,9 @@ pub enum Command {
     /// Webhook tools.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// The key that signs identity assertions and JWT access tokens: rotate, list (works with no server running).
+    #[command(subcommand)]
+    SigningKey(crate::signing_key_cmd::SigningKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +257,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => with_store!(cli.global, |cfg, store| crate::keys_cmd::run(cmd, &cfg, store, json)),
         Command::Oauth(cmd) => with_store!(cli.global, |cfg, store| crate::oauth_cmd::run(cmd, &cfg, store, json)),
         Command::Users(cmd) => with_store!(cli.global, |cfg, store| crate::users_cmd::run(cmd, &cfg, store, json)),
+        Command::SigningKey(cmd) => with_store!(cli.global, |cfg, store| crate::signing_key_cmd::run(cmd, &cfg, store, json)),
     }
 }
 

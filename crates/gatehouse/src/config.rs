@@ -295,6 +295,9 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         // Deserialize the file on its own first: that is where line and column are known.
         toml::from_str::<RawConfig>(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        // `[[apps]]` come from the file alone (no environment variable sets them), so their
+        // uniqueness is checked here, where each value's line is known.
+        check_apps_unique(path, &text)?;
         merged = text.parse::<toml::Table>().map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     for (name, value) in env {
@@ -336,6 +339,76 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
     }
     let raw: RawConfig = toml::Value::Table(merged).try_into().map_err(|e| anyhow!("configuration: {e}"))?;
     check(raw, flags.config.as_deref())
+}
+
+/// Only what the uniqueness checks read from `[[apps]]`, with where each value is in the file.
+#[derive(Deserialize)]
+struct AppsWithSpans {
+    #[serde(default)]
+    apps: Vec<SpannedApp>,
+}
+
+#[derive(Deserialize)]
+struct SpannedApp {
+    name: toml::Spanned<String>,
+    #[serde(default)]
+    hosts: Vec<toml::Spanned<String>>,
+}
+
+/// Refuses `[[apps]]` that share a name, or a host an earlier app already answers on: the gateway
+/// picks the first app whose host matches, so the later one would be shadowed without a word.
+/// Hosts compare as the gateway matches them: case-insensitively, and a host without a port also
+/// claims that host on every port. Every problem is reported, each as `file:line: field: …`.
+fn check_apps_unique(path: &Path, text: &str) -> Result<()> {
+    let parsed: AppsWithSpans = toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let line = |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let mut problems = vec![];
+    // (lower-cased host, app index, app name, line)
+    let mut claimed: Vec<(String, usize, &str, usize)> = vec![];
+    for (i, app) in parsed.apps.iter().enumerate() {
+        let name = app.name.get_ref();
+        if let Some((j, first)) = parsed.apps[..i].iter().enumerate().find(|(_, a)| a.name.get_ref() == name) {
+            problems.push(format!(
+                "{}:{}: apps[{i}].name: the app name `{name}` is already used by apps[{j}] (line {}); app names must be unique",
+                path.display(),
+                line(app.name.span()),
+                line(first.name.span())
+            ));
+        }
+        for (k, host) in app.hosts.iter().enumerate() {
+            let h = host.get_ref().to_ascii_lowercase();
+            let at = line(host.span());
+            if h.is_empty() {
+                problems.push(format!("{}:{at}: apps[{i}].hosts[{k}]: a host must not be empty", path.display()));
+                continue;
+            }
+            let earlier = claimed.iter().find(|(c, owner, _, _)| *c == h || (*owner != i && !c.contains(':') && c == bare_host(&h)));
+            if let Some((c, owner_index, owner, first)) = earlier {
+                let problem = if *owner_index == i {
+                    format!("the host `{}` is listed twice for this app (line {first})", host.get_ref())
+                } else if *c == h {
+                    format!("the host `{}` is already served by app `{owner}` (line {first}); requests would never reach `{name}`", host.get_ref())
+                } else {
+                    format!("the host `{}` is already served by app `{owner}`, whose host `{c}` (line {first}) takes every port; requests would never reach `{name}`", host.get_ref())
+                };
+                problems.push(format!("{}:{at}: apps[{i}].hosts[{k}]: {problem}", path.display()));
+            }
+            claimed.push((h, i, name, at));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("\n"))
+    }
+}
+
+/// `host` of `host:port` (and `[v6]` of `[v6]:port`), as the gateway strips it.
+fn bare_host(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map_or(h, |x| &h[..x.len() + 1]);
+    }
+    h.rsplit_once(':').map_or(h, |(b, _)| b)
 }
 
 enum EnvKey {

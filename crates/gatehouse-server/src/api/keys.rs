@@ -2,12 +2,12 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::Json;
 use gatehouse_core::{ApiKey, Scope, Timestamp, VerifyContext};
 
 use super::dto::{CreateKeyIn, KeyOut, KeyWithSecret, ListOut, ListQuery, RevokeIn, RollIn, RolledOut, VerifyIn, VerifyOut};
-use super::{quota_of, ApiJson, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
+use super::{quota_of, ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
 use crate::error::ApiError;
 use crate::service::NewKey;
 use crate::verifier::VerifyError;
@@ -75,7 +75,7 @@ pub async fn list_keys(
 pub async fn get_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<KeyOut>, ApiError> {
     let record = state.keys.get(&caller.actor(), &id).await?;
     Ok(Json(KeyOut::from_record(&record, Timestamp::now())))
@@ -91,7 +91,7 @@ pub async fn get_key(
 pub async fn revoke_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<RevokeIn>,
 ) -> Result<Json<KeyOut>, ApiError> {
     let record = state.keys.revoke(&caller.actor(), &caller.meta(), &id, body.reason).await?;
@@ -108,7 +108,7 @@ pub async fn revoke_key(
 pub async fn roll_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<RollIn>,
 ) -> Result<Json<RolledOut>, ApiError> {
     let (rolled, secret) = state.keys.roll(&caller.actor(), &caller.meta(), &id, body.grace_period_secs).await?;

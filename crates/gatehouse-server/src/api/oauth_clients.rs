@@ -1,13 +1,13 @@
 //! `/v1/oauth/clients`: register, list, get, rotate the secret of, and disable OAuth clients (SPEC §7).
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::Json;
 use gatehouse_store::oauth::ClientRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::{ErrorOut, ListOut, ListQuery};
-use super::{ApiJson, ApiQuery, Caller, OAuthClientsRead, OAuthClientsWrite, OptionalJson, State};
+use super::{ApiJson, ApiPath, ApiQuery, Caller, OAuthClientsRead, OAuthClientsWrite, OptionalJson, State};
 use crate::error::ApiError;
 use crate::oauth::NewClient;
 
@@ -144,7 +144,7 @@ pub async fn list_clients(AxState(state): AxState<State>, caller: Caller<OAuthCl
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, Path(id): Path<String>) -> Result<Json<ClientOut>, ApiError> {
+pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, ApiPath(id): ApiPath<String>) -> Result<Json<ClientOut>, ApiError> {
     Ok(Json(ClientOut::from_record(&state.oauth.client_for(&caller.actor(), &id).await?)))
 }
 
@@ -155,7 +155,7 @@ pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClie
     request_body(content = Option<RotateSecretIn>, description = "Grace period for the old secret"),
     responses((status = 200, body = ClientWithSecret), (status = 400, body = ErrorOut), (status = 404, body = ErrorOut))
 )]
-pub async fn rotate_secret(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, Path(id): Path<String>, OptionalJson(body): OptionalJson<RotateSecretIn>) -> Result<Json<ClientWithSecret>, ApiError> {
+pub async fn rotate_secret(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, ApiPath(id): ApiPath<String>, OptionalJson(body): OptionalJson<RotateSecretIn>) -> Result<Json<ClientWithSecret>, ApiError> {
     let (client, secret) = state.oauth.rotate_secret(&caller.actor(), &caller.meta(), &id, body.grace_period_secs).await?;
     Ok(Json(ClientWithSecret { client: ClientOut::from_record(&client), client_secret: Some(secret.expose().to_owned()) }))
 }
@@ -166,6 +166,6 @@ pub async fn rotate_secret(AxState(state): AxState<State>, caller: Caller<OAuthC
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn disable_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, Path(id): Path<String>) -> Result<Json<ClientOut>, ApiError> {
+pub async fn disable_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<ClientOut>, ApiError> {
     Ok(Json(ClientOut::from_record(&state.oauth.disable_client(&caller.actor(), &caller.meta(), &id).await?)))
 }

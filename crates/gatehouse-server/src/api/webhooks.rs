@@ -1,14 +1,14 @@
 //! `/v1/webhook_endpoints` and `/v1/events` (SPEC §6): endpoints with their signing secrets, the event
 //! log with each event's deliveries and attempts, and manual resend.
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::State as AxState;
 use axum::Json;
 use gatehouse_store::webhooks::{AttemptRecord, DeliveryRecord, EndpointRecord, EventRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::{ErrorOut, ListOut, ListQuery};
-use super::{ApiJson, ApiQuery, Caller, OptionalJson, State, WebhooksRead, WebhooksWrite};
+use super::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, State, WebhooksRead, WebhooksWrite};
 use crate::error::ApiError;
 use crate::webhooks::NewEndpoint;
 
@@ -173,7 +173,7 @@ pub async fn list_endpoints(AxState(state): AxState<State>, caller: Caller<Webho
 /// Get one endpoint.
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn get_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, Path(id): Path<String>) -> Result<Json<EndpointOut>, ApiError> {
+pub async fn get_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
     Ok(Json(EndpointOut::from_record(&state.webhooks.get(Some(caller.key.record.environment), &id).await?)))
 }
 
@@ -181,7 +181,7 @@ pub async fn get_endpoint(AxState(state): AxState<State>, caller: Caller<Webhook
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/roll_secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), request_body(content = Option<RollSecretIn>),
     responses((status = 200, body = EndpointWithSecret), (status = 404, body = ErrorOut)))]
-pub async fn roll_secret(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, Path(id): Path<String>, OptionalJson(body): OptionalJson<RollSecretIn>) -> Result<Json<EndpointWithSecret>, ApiError> {
+pub async fn roll_secret(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>, OptionalJson(body): OptionalJson<RollSecretIn>) -> Result<Json<EndpointWithSecret>, ApiError> {
     let (e, secret) = state.webhooks.roll(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, body.overlap_secs).await?;
     Ok(Json(EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() }))
 }
@@ -189,14 +189,14 @@ pub async fn roll_secret(AxState(state): AxState<State>, caller: Caller<Webhooks
 /// Disable an endpoint: nothing is delivered to it until it is enabled again.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/disable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn disable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, Path(id): Path<String>) -> Result<Json<EndpointOut>, ApiError> {
+pub async fn disable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
     Ok(Json(EndpointOut::from_record(&state.webhooks.set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, false).await?)))
 }
 
 /// Enable an endpoint again; pending deliveries resume.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/enable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn enable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, Path(id): Path<String>) -> Result<Json<EndpointOut>, ApiError> {
+pub async fn enable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
     Ok(Json(EndpointOut::from_record(&state.webhooks.set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, true).await?)))
 }
 
@@ -210,7 +210,7 @@ pub async fn list_events(AxState(state): AxState<State>, caller: Caller<Webhooks
 /// Get one event with its deliveries and every attempt.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = EventDetailOut), (status = 404, body = ErrorOut)))]
-pub async fn get_event(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, Path(id): Path<String>) -> Result<Json<EventDetailOut>, ApiError> {
+pub async fn get_event(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiPath(id): ApiPath<String>) -> Result<Json<EventDetailOut>, ApiError> {
     let e = state.webhooks.event(caller.key.record.environment, &id).await?;
     let deliveries = state.store.deliveries_of(&e.id).await?.into_iter().map(delivery_out).collect();
     let attempts = state.store.attempts_of(&e.id).await?.into_iter().map(attempt_out).collect();
@@ -227,6 +227,6 @@ pub struct ResendOut {
 /// Send an event again, now, to every enabled endpoint that wants its type (same event id).
 #[utoipa::path(post, path = "/v1/events/{id}/resend", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = ResendOut), (status = 404, body = ErrorOut)))]
-pub async fn resend_event(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, Path(id): Path<String>) -> Result<Json<ResendOut>, ApiError> {
+pub async fn resend_event(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<ResendOut>, ApiError> {
     Ok(Json(ResendOut { queued: state.webhooks.resend(caller.key.record.environment, &id).await? }))
 }

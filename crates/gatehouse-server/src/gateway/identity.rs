@@ -44,6 +44,8 @@ struct Entry {
     /// Holds the credential, so its address cannot be reused by another one while the entry lives.
     owner: Identity,
     fresh_until: i64,
+    /// The signer's generation the assertion was signed in: a rotated key re-signs at once.
+    generation: u64,
     headers: Headers,
 }
 
@@ -81,8 +83,9 @@ impl IdentityHeaders {
             return self.public.clone();
         };
         let key = (addr, app as *const GatewayApp as usize);
+        let generation = signer.generation();
         if let Some(e) = self.entries.lock().get(&key) {
-            if e.fresh_until > now {
+            if e.fresh_until > now && e.generation == generation {
                 return e.headers.clone();
             }
         }
@@ -95,7 +98,7 @@ impl IdentityHeaders {
             }
         }
         let fresh_until = now + LIFETIME.as_secs() as i64 / 2;
-        entries.insert(key, Entry { owner: identity.clone(), fresh_until, headers: headers.clone() });
+        entries.insert(key, Entry { owner: identity.clone(), fresh_until, generation, headers: headers.clone() });
         headers
     }
 }

@@ -93,6 +93,58 @@ pub fn validate_url(url: &str, allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses, at registration, a destination the SSRF guard would refuse at delivery (SPEC §11): an IP
+/// literal in a guarded range, or a name that resolves now to a guarded address (any of its addresses,
+/// as the delivery resolver judges). A name that does not resolve now, or not within two seconds, is
+/// accepted: DNS may be down or the name not yet published, and the guard runs again on every attempt.
+pub async fn check_destination(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
+    let refuse = |name: Option<&str>, ip: std::net::IpAddr, why: &str| {
+        let named = name.map(|n| format!("{n} resolves to {ip}, and ")).unwrap_or_default();
+        Err(format!(
+            "url: {named}{ip} is a {why} address; webhooks are not sent to loopback, private, link-local, CGNAT, multicast or cloud-metadata addresses (SSRF guard; webhooks.allow_private_destinations allows them for local development)"
+        ))
+    };
+    let name = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => return gatehouse_core::destination::forbidden_reason(v4.into()).map_or(Ok(()), |w| refuse(None, v4.into(), w)),
+        Some(url::Host::Ipv6(v6)) => return gatehouse_core::destination::forbidden_reason(v6.into()).map_or(Ok(()), |w| refuse(None, v6.into(), w)),
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        None => return Err("url: needs a host".into()),
+    };
+    // RFC 6761: `localhost` and every name under it are loopback, whether or not this resolver knows
+    // them (the resolver here may not know `localhost.`; one at delivery time may).
+    let bare = name.trim_end_matches('.').to_ascii_lowercase();
+    if bare == "localhost" || bare.ends_with(".localhost") {
+        return refuse(Some(&name.chars().take(253).collect::<String>()), std::net::Ipv4Addr::LOCALHOST.into(), "loopback");
+    }
+    let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name.as_str(), 0))).await;
+    let Ok(Ok(addrs)) = lookup else { return Ok(()) };
+    for a in addrs {
+        if let Some(why) = gatehouse_core::destination::forbidden_reason(a.ip()) {
+            let shown: String = name.chars().take(253).collect();
+            return refuse(Some(&shown), a.ip(), why);
+        }
+    }
+    Ok(())
+}
+
+/// Checks an endpoint description: at most 200 characters, and no control or bidirectional-override
+/// characters, which would let a stored description rewrite a terminal line or a log line, or display
+/// reordered in the dashboard.
+pub fn validate_description(d: &str) -> Result<(), String> {
+    if d.chars().count() > 200 {
+        return Err("description: at most 200 characters".into());
+    }
+    let hostile = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}');
+    if let Some((i, c)) = d.chars().enumerate().find(|(_, c)| hostile(*c)) {
+        return Err(format!("description: must not contain control characters (U+{:04X} at character {})", c as u32, i + 1));
+    }
+    Ok(())
+}
+
 /// Endpoint lifecycle and the event log, on one workspace.
 #[derive(Clone, Debug)]
 pub struct WebhookService {
@@ -123,14 +175,14 @@ impl WebhookService {
             }
         }
         let description = req.description.unwrap_or_default();
-        if description.chars().count() > 200 {
-            return Err(invalid("description: at most 200 characters".into()));
-        }
+        validate_description(&description).map_err(invalid)?;
         if let Actor::Key(k) = actor {
             if k.environment != env {
                 return Err(ServiceError::Denied(gatehouse_core::DenyReason::EnvironmentMismatch));
             }
         }
+        // Last of the checks: it may wait on DNS.
+        check_destination(&req.url, self.cfg.allow_private_destinations).await.map_err(invalid)?;
         let now = Timestamp::now();
         let secret = new_secret();
         let mut types = req.event_types;

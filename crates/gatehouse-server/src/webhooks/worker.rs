@@ -71,7 +71,10 @@ struct Observed {
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, cfg: WebhookConfig, clock: Clock) -> Self {
+        // `no_proxy`: reqwest would otherwise honour HTTP(S)_PROXY / ALL_PROXY from the environment, and
+        // a proxy resolves the destination itself, so the guarded resolver below would never run (SPEC §11).
         let http = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)

@@ -6,6 +6,7 @@ mod authority;
 mod edge;
 mod gateway;
 mod hostile;
+mod input_rejection;
 mod limits_redis;
 mod login;
 mod logs;

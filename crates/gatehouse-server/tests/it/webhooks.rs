@@ -212,23 +212,84 @@ async fn a_rolled_secret_signs_alongside_the_old_one_during_the_overlap(b: Backe
     assert!(verify(&h, &body, &[&new]).is_err());
 }
 
-story!(the_ssrf_guard_refuses_private_destinations_unless_allowed);
-async fn the_ssrf_guard_refuses_private_destinations_unless_allowed(b: Backend) {
+story!(ssrf_destinations_are_refused_when_the_endpoint_is_created);
+async fn ssrf_destinations_are_refused_when_the_endpoint_is_created(b: Backend) {
     let mut cfg = crate::test_config();
     cfg.webhook_worker = false;
-    let app = TestApp::with_config(b, cfg.clone()).await;
-    let (addr, seen) = receiver(vec![]).await;
+    let app = TestApp::with_config(b, cfg).await;
+    let (addr, _) = receiver(vec![]).await;
     let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": format!("http://{addr}/"), "enabled_events": ["*"]}))).await;
     assert_eq!(s, 400, "plain http is refused without the development switch: {e}");
     for bad in [json!({"url": "https://user:pw@example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/#x", "enabled_events": ["*"]}), json!({"url": "ftp://example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/", "enabled_events": ["key.exploded"]}), json!({"url": "https://example.com/", "enabled_events": []})] {
         let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(bad.clone())).await;
         assert_eq!(s, 400, "{bad}: {e}");
     }
-    // https to loopback literals and to names resolving to loopback can be registered, but are never contacted.
     let port = addr.port();
+    // (url, the kind of address the message names); every literal spelling the URL parser accepts.
+    let refused = [
+        (format!("https://127.0.0.1:{port}/"), "loopback"),
+        ("https://127.1/".to_owned(), "loopback"),
+        ("https://2130706433/".to_owned(), "loopback"),
+        ("https://0x7f.0.0.1/".to_owned(), "loopback"),
+        ("https://[::1]/".to_owned(), "loopback"),
+        (format!("https://[::ffff:127.0.0.1]:{port}/"), "loopback"),
+        ("https://10.0.0.1/".to_owned(), "private"),
+        ("https://192.168.1.1/".to_owned(), "private"),
+        ("https://172.16.0.1/".to_owned(), "private"),
+        ("https://[fd00::1]/".to_owned(), "unique local"),
+        ("https://169.254.169.254/latest/meta-data/".to_owned(), "cloud metadata"),
+        ("https://[::ffff:169.254.169.254]/".to_owned(), "cloud metadata"),
+        ("https://[64:ff9b::a9fe:a9fe]/".to_owned(), "cloud metadata"),
+        ("https://169.254.1.1/".to_owned(), "link-local"),
+        ("https://[fe80::1]/".to_owned(), "link-local"),
+        ("https://100.64.0.1/".to_owned(), "carrier-grade NAT"),
+        ("https://224.0.0.1/".to_owned(), "multicast"),
+        ("https://0.0.0.0/".to_owned(), "unspecified"),
+        // Names are resolved at creation: `localhost` is loopback whatever it is spelled like.
+        (format!("https://localhost:{port}/"), "loopback"),
+        ("https://LOCALHOST./".to_owned(), "loopback"),
+        ("https://api.localhost/".to_owned(), "loopback"),
+    ];
+    for (url, kind) in &refused {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        assert_eq!(s, 400, "{url} must be refused at creation: {e}");
+        assert_eq!(crate::code(&e), "invalid_request", "{url}: {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("SSRF guard") && msg.contains(kind), "{url}: {msg}");
+    }
+    // Public literals pass; a name that does not resolve now passes too (DNS may be down; the guard
+    // runs again at every delivery).
+    for url in ["https://8.8.8.8/hook", "https://[2606:4700::1111]/hook", "https://no-such-host.invalid/hook"] {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        assert_eq!(s, 200, "{url}: {e}");
+    }
+    let (_, _, list) = app.call("GET", "/v1/webhook_endpoints?limit=100", Some(&app.admin), None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 3, "none of the refused ones was stored: {list}");
+}
+
+story!(private_destinations_are_accepted_only_with_the_development_switch);
+async fn private_destinations_are_accepted_only_with_the_development_switch(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, _) = receiver(vec![]).await;
+    for url in [format!("http://{addr}/"), format!("https://localhost:{}/", addr.port()), "https://10.0.0.1/".to_owned()] {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        assert_eq!(s, 200, "{url}: {e}");
+    }
+}
+
+story!(the_ssrf_guard_still_refuses_at_delivery);
+async fn the_ssrf_guard_still_refuses_at_delivery(b: Backend) {
+    // Endpoints that passed at creation but point at loopback now (a name whose DNS changed, or one
+    // registered while the development switch was on): the worker must still refuse them.
+    let mut cfg = crate::test_config();
+    cfg.webhook_worker = false;
+    let app = TestApp::with_config(b, cfg.clone()).await;
+    let (addr, seen) = receiver(vec![]).await;
+    let port = addr.port();
+    let lax = gatehouse_server::webhooks::WebhookService::new(Arc::new(app.store.clone()), "default".into(), dev_config(false).webhooks);
     for url in [format!("https://127.0.0.1:{port}/"), format!("https://[::ffff:127.0.0.1]:{port}/"), format!("https://localhost:{port}/")] {
-        let (s, _, _) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
-        assert_eq!(s, 200);
+        let new = gatehouse_server::webhooks::NewEndpoint { url, event_types: vec!["key.created".into()], ..Default::default() };
+        lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new).await.unwrap();
     }
     let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
     let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, cfg.webhooks.clone(), gatehouse_server::webhooks::worker::system_clock());
@@ -242,6 +303,38 @@ async fn the_ssrf_guard_refuses_private_destinations_unless_allowed(b: Backend) 
         assert!(a.error.as_deref().unwrap_or("").contains("SSRF guard"), "{:?}", a.error);
     }
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the loopback receiver");
+}
+
+story!(descriptions_with_control_characters_are_refused);
+async fn descriptions_with_control_characters_are_refused(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, _) = receiver(vec![]).await;
+    let url = format!("http://{addr}/hook");
+    let refused = [
+        ("line\nbreak", "U+000A"),
+        ("carriage\rreturn", "U+000D"),
+        ("tab\there", "U+0009"),
+        ("\u{1b}[31mred\u{1b}[0m", "U+001B"),
+        ("nul\0byte", "U+0000"),
+        ("delete\u{7f}", "U+007F"),
+        ("c1 next line\u{85}", "U+0085"),
+        ("bidi \u{202e}txt.exe", "U+202E"),
+        ("isolate \u{2066}x\u{2069}", "U+2066"),
+        ("line separator\u{2028}", "U+2028"),
+    ];
+    for (d, shown) in refused {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": d}))).await;
+        assert_eq!(s, 400, "{d:?}: {e}");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with("description: must not contain control characters") && msg.contains(shown), "{d:?}: {msg}");
+    }
+    for d in ["Orders – payments ✓", "Bestellungen (live)", "注文の通知", ""] {
+        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": d}))).await;
+        assert_eq!(s, 200, "{d:?}: {e}");
+        assert_eq!(e["description"], d);
+    }
+    let (s, _, _) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": "x".repeat(201)}))).await;
+    assert_eq!(s, 400);
 }
 
 story!(two_workers_never_deliver_the_same_attempt_twice);

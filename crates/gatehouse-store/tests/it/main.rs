@@ -2,6 +2,7 @@
 
 mod keys;
 mod oauth;
+mod secrets;
 mod users;
 
 use gatehouse_core::apikey::{generate, ApiKey, Namespace};

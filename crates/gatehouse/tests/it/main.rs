@@ -2,12 +2,15 @@
 //! on SQLite and (by changing one setting) PostgreSQL.
 
 mod cli;
+mod config_apps;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
+mod signing_key;
 mod up;
 mod users;
 mod webhooks_crash;
+mod webhooks_proxy;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
