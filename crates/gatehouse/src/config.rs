@@ -71,6 +71,8 @@ pub struct RawWebhooks {
     pub timeout_secs: Option<u64>,
     pub allow_private_destinations: Option<bool>,
     pub deliver: Option<bool>,
+    /// An outgoing proxy for deliveries, `http://host:port` (environment proxies are never used).
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +180,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("webhooks.timeout_secs", Kind::Int),
     ("webhooks.allow_private_destinations", Kind::Bool),
     ("webhooks.deliver", Kind::Bool),
+    ("webhooks.proxy", Kind::Str),
     ("oauth.access_token_ttl_secs", Kind::Int),
     ("oauth.refresh_token_ttl_secs", Kind::Int),
     ("oauth.code_ttl_secs", Kind::Int),
@@ -601,8 +604,12 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         header_prefix,
         timeout: w.timeout_secs.map_or(wd.timeout, |s| Duration::from_secs(s.clamp(1, 60))),
         allow_private_destinations: w.allow_private_destinations.unwrap_or(false),
+        proxy: w.proxy.filter(|p| !p.is_empty()),
         ..wd
     };
+    if let Some(p) = &webhooks.proxy {
+        gatehouse_server::webhooks::validate_proxy(p, webhooks.allow_private_destinations).map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
+    }
     if webhooks.allow_private_destinations {
         tracing::warn!("webhooks.allow_private_destinations is on: webhooks may be sent to loopback and private addresses (development only)");
     }
@@ -738,11 +745,27 @@ mod tests {
             (vec![("GATEHOUSE_REDIS_URL", "rediss://cache:6380")], "redis_url"),
             (vec![("GATEHOUSE_REDIS_URL", "memcached://cache")], "redis_url"),
             (vec![("GATEHOUSE_REDIS_URL", "redis://")], "redis_url"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128")], "webhooks.proxy: 127.0.0.1 is a loopback address"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://169.254.169.254")], "webhooks.proxy: 169.254.169.254 is a cloud metadata address"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://[::ffff:10.0.0.1]:3128")], "webhooks.proxy: ::ffff:10.0.0.1 is a private address"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "socks5://proxy.example:1080")], "webhooks.proxy: scheme `socks5`"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128/path")], "webhooks.proxy: give the proxy as"),
+            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "proxy.example:3128")], "webhooks.proxy"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
             assert!(err.contains(field), "{e:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_webhook_proxy_is_taken_only_from_the_config_and_judged_by_the_ssrf_guard() {
+        let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128")])).unwrap();
+        assert_eq!(c.server.webhooks.proxy.as_deref(), Some("http://proxy.example:3128"));
+        assert_eq!(load_from(&Flags::default(), &env(&[])).unwrap().server.webhooks.proxy, None);
+        // A loopback proxy is fine for local development, with the switch that allows private destinations.
+        let e = env(&[("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128"), ("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "true")]);
+        assert!(load_from(&Flags::default(), &e).is_ok());
     }
 
     #[test]

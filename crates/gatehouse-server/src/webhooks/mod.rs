@@ -34,6 +34,9 @@ pub struct WebhookConfig {
     pub schedule: Vec<Duration>,
     /// Default overlap when a signing secret is rolled.
     pub default_roll_overlap: Duration,
+    /// An outgoing proxy (`http://host:port`) for deliveries. Proxies from the environment are never
+    /// used; this one is, and the SSRF guard judges its address too.
+    pub proxy: Option<String>,
 }
 
 impl Default for WebhookConfig {
@@ -48,6 +51,7 @@ impl Default for WebhookConfig {
             disable_after: Duration::from_secs(5 * 86_400),
             schedule: vec![Duration::from_secs(5), m(5), m(30), m(120), m(300), m(600), m(600)],
             default_roll_overlap: Duration::from_secs(86_400),
+            proxy: None,
         }
     }
 }
@@ -143,6 +147,36 @@ pub fn validate_description(d: &str) -> Result<(), String> {
         return Err(format!("description: must not contain control characters (U+{:04X} at character {})", c as u32, i + 1));
     }
     Ok(())
+}
+
+/// Checks a configured delivery proxy: an absolute `http` or `https` URL of a host and port only.
+/// Unless private destinations are allowed, an IP literal the SSRF guard refuses is refused here;
+/// a name is judged by the guarded resolver each time the proxy is connected to.
+pub fn validate_proxy(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("scheme `{}` is not http or https", parsed.scheme()));
+    }
+    if parsed.host().is_none() || parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("give the proxy as scheme://host:port, nothing more".into());
+    }
+    if !allow_private {
+        if let Some(ip) = literal_ip(&parsed) {
+            if let Some(why) = gatehouse_core::destination::forbidden_reason(ip) {
+                return Err(format!("{ip} is a {why} address; refused (SSRF guard; webhooks.allow_private_destinations allows it for local development)"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host of `url` when it is an IP literal (such hosts never go through a resolver).
+pub(crate) fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(v4.into()),
+        Some(url::Host::Ipv6(v6)) => Some(v6.into()),
+        _ => None,
+    }
 }
 
 /// Endpoint lifecycle and the event log, on one workspace.

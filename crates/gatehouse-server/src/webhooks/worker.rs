@@ -54,6 +54,8 @@ pub struct Worker {
     /// Attempts are recorded in batches (one transaction for all that finished meanwhile).
     finished: crate::batch::Batcher<FinishedAttempt, ()>,
     metrics: Option<crate::metrics::Metrics>,
+    /// Why the configured proxy may not be used, if it may not: then nothing is sent.
+    proxy_refused: Option<String>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -73,22 +75,30 @@ impl Worker {
     pub fn new(store: Arc<dyn Store>, cfg: WebhookConfig, clock: Clock) -> Self {
         // `no_proxy`: reqwest would otherwise honour HTTP(S)_PROXY / ALL_PROXY from the environment, and
         // a proxy resolves the destination itself, so the guarded resolver below would never run (SPEC §11).
-        let http = reqwest::Client::builder()
+        // A configured proxy's name is resolved by the guarded resolver like any destination.
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .user_agent(concat!("Gatehouse-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver { allow_private: cfg.allow_private_destinations }))
-            .build()
-            .expect("a static client configuration builds");
+            .dns_resolver(Arc::new(GuardedResolver { allow_private: cfg.allow_private_destinations }));
+        let mut proxy_refused = None;
+        if let Some(url) = &cfg.proxy {
+            match super::validate_proxy(url, cfg.allow_private_destinations).and_then(|()| reqwest::Proxy::all(url).map_err(|e| e.to_string())) {
+                Ok(p) => builder = builder.proxy(p),
+                // Checked when the config was loaded; a worker built otherwise refuses every delivery.
+                Err(e) => proxy_refused = Some(format!("webhooks.proxy: {e}")),
+            }
+        }
+        let http = builder.build().expect("a static client configuration builds");
         let signature_header = format!("{}-Signature", cfg.header_prefix);
         let (s, disable_after) = (store.clone(), cfg.disable_after.as_millis() as i64);
         let finished = crate::batch::Batcher::new(256, move |items: Vec<FinishedAttempt>| {
             let s = s.clone();
             async move { s.finish_attempts(&items, disable_after).await.map(|()| vec![(); items.len()]) }
         });
-        Self { store, cfg, clock, http, signature_header, finished, metrics: None }
+        Self { store, cfg, clock, http, signature_header, finished, metrics: None, proxy_refused }
     }
 
     /// Counts attempts and delivery latency in these metrics.
@@ -174,8 +184,18 @@ impl Worker {
 
     async fn attempt(&self, d: &ClaimedDelivery, now: Timestamp) -> Observed {
         let fail = |e: String| Observed { status: None, error: Some(e), excerpt: None };
+        if let Some(e) = &self.proxy_refused {
+            return fail(e.clone());
+        }
         if let Err(e) = self.check_literal(&d.endpoint.url) {
             return fail(e);
+        }
+        if self.cfg.proxy.is_some() {
+            // Through a proxy the destination is resolved by the proxy, not by the guarded resolver,
+            // so it is resolved and judged here first (the proxy may still resolve it differently).
+            if let Err(e) = super::check_destination(&d.endpoint.url, self.cfg.allow_private_destinations).await {
+                return fail(e.replacen("url: ", "", 1));
+            }
         }
         let body = d.event.body.as_bytes();
         let t = now.unix_seconds();
@@ -207,11 +227,7 @@ impl Worker {
             return Ok(());
         }
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
-        let ip: Option<IpAddr> = match parsed.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        };
+        let ip: Option<IpAddr> = super::literal_ip(&parsed);
         match ip.and_then(|ip| forbidden_reason(ip).map(|w| (ip, w))) {
             Some((ip, why)) => Err(format!("{ip} is a {why} address; refused (SSRF guard)")),
             None => Ok(()),

@@ -387,3 +387,67 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_says_so(b: Backend) {
     let (_, _, audit) = app.call("GET", "/v1/audit?limit=100", Some(&app.admin), None).await;
     assert!(audit["data"].as_array().unwrap().iter().any(|a| a["action"] == "webhook_endpoint.disabled"));
 }
+
+/// A "proxy" that records the request line of every connection and answers 200.
+async fn recording_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = l.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                s.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned());
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+story!(a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_address);
+async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_address(b: Backend) {
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    let (addr, seen) = receiver(vec![]).await;
+    let (proxy, through_proxy) = recording_proxy().await;
+    endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    let lax = gatehouse_server::webhooks::WebhookService::new(Arc::new(app.store.clone()), "default".into(), dev_config(false).webhooks);
+    let new = gatehouse_server::webhooks::NewEndpoint { url: "https://8.8.8.8/hook".into(), event_types: vec!["key.created".into()], ..Default::default() };
+    let (public, _) = lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new).await.unwrap();
+    let store = || Arc::new(app.store.clone()) as Arc<dyn Store>;
+    // Development: a loopback proxy is allowed, and the delivery goes through it.
+    let mut cfg = dev_config(false).webhooks;
+    cfg.proxy = Some(format!("http://{proxy}"));
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "via proxy"}))).await;
+    let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
+    assert_eq!(worker.run_once().await.unwrap(), 2);
+    let lines = through_proxy.lock().unwrap().clone();
+    assert!(lines.contains(&format!("POST http://{addr}/hook HTTP/1.1")), "the plain-http delivery went through the proxy: {lines:?}");
+    assert!(lines.contains(&"CONNECT 8.8.8.8:443 HTTP/1.1".to_owned()), "the https one tunnels through it: {lines:?}");
+    assert!(seen.lock().unwrap().is_empty(), "nothing went around the proxy");
+    // With the guard on, a proxy at a guarded address (literal or by name) is never contacted.
+    for proxy_url in [format!("http://{proxy}"), format!("http://localhost:{}", proxy.port()), format!("http://[::ffff:127.0.0.1]:{}", proxy.port())] {
+        through_proxy.lock().unwrap().clear();
+        let mut cfg = crate::test_config().webhooks;
+        cfg.proxy = Some(proxy_url.clone());
+        let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "guarded"}))).await;
+        let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
+        assert_eq!(worker.run_once().await.unwrap(), 2, "{proxy_url}");
+        assert!(through_proxy.lock().unwrap().is_empty(), "{proxy_url}: {:?}", through_proxy.lock().unwrap());
+        let events = app.store.list_events("default", gatehouse_core::Environment::Live, &gatehouse_store::PageRequest { limit: 100, starting_after: None }).await.unwrap();
+        let ev = events.items.iter().find(|e| e.body.contains(key["id"].as_str().unwrap())).unwrap();
+        for a in app.store.attempts_of(&ev.id).await.unwrap() {
+            assert_eq!(a.status_code, None, "{proxy_url}");
+            let error = a.error.unwrap_or_default();
+            assert!(error.contains("SSRF guard"), "{proxy_url}: {error}");
+            if a.endpoint_id == public.id {
+                // The destination is public: what was refused is the proxy.
+                assert!(error.contains("127.0.0.1") || error.contains("localhost"), "{proxy_url}: {error}");
+            }
+        }
+    }
+}
