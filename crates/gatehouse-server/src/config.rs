@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub webhook_worker: bool,
     /// Share rate limits across nodes through this Redis (SPEC §8); `None`: limits per node, in memory.
     pub redis_url: Option<gatehouse_core::SecretString>,
+    /// Sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
+    pub sign_in: crate::users::SignInConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             webhooks: crate::webhooks::WebhookConfig::default(),
             webhook_worker: true,
             redis_url: None,
+            sign_in: crate::users::SignInConfig::default(),
         }
     }
 }

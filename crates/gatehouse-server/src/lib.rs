@@ -98,7 +98,7 @@ impl App {
         let seed = store.secret("assertion_ed25519_seed", gateway::assertion::AssertionSigner::fresh_seed()).await?;
         let signer = gateway::assertion::AssertionSigner::new(&seed, config.public_url.clone());
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
-        let users = users::Users::new(store.clone(), config.workspace.clone());
+        let users = users::Users::with_config(store.clone(), config.workspace.clone(), config.sign_in.clone());
         let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
         let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), config.oauth.clone(), verifier.clone());
         let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();

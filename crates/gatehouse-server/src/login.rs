@@ -164,6 +164,11 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
             resp.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
             resp
         }
+        Ok(SignIn::Busy) => {
+            let mut resp = login_page(&state, &headers, https, &form.return_to, Some("Gatehouse is busy; try again in a moment."), StatusCode::SERVICE_UNAVAILABLE);
+            resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
+            resp
+        }
         Err(e) => unavailable(e),
     }
 }

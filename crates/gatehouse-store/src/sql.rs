@@ -847,3 +847,6 @@ pub use oauth_sql::client_feed_hash;
 
 #[path = "sql_webhooks.rs"]
 mod webhooks_sql;
+
+#[path = "sql_signin.rs"]
+mod signin_sql;

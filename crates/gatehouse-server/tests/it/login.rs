@@ -221,3 +221,196 @@ async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backe
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---- SPEC §11 "Sign-in": the throttle is atomic, shared through storage, and hashing is capped. ----
+
+/// Posts `n` sign-ins at once from `br`, each with `(email, password, x-forwarded-for)` from `attempt(i)`;
+/// returns the statuses.
+async fn burst(gw: &Gw, br: &Browser, csrf: &str, n: usize, attempt: impl Fn(usize) -> (String, String, Option<String>)) -> Vec<u16> {
+    let mut tasks = vec![];
+    for i in 0..n {
+        let (email, password, xff) = attempt(i);
+        let client = br.client.clone();
+        let url = gw.cp.url("/login");
+        let csrf = csrf.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut rb = client.post(url).form(&[("email", email.as_str()), ("password", password.as_str()), ("csrf", csrf.as_str())]);
+            if let Some(x) = xff {
+                rb = rb.header("x-forwarded-for", x);
+            }
+            rb.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut out = vec![];
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+story!(throttle_race_a_concurrent_burst_of_wrong_passwords_spends_only_the_allowance);
+async fn throttle_race_a_concurrent_burst_of_wrong_passwords_spends_only_the_allowance(b: Backend) {
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let csrf = csrf_of(&form);
+    let before = gw.cp.state.users.password_checks();
+    let statuses = burst(&gw, &br, &csrf, 40, |_| (EMAIL.into(), "wrong password".into(), None)).await;
+    assert_eq!((count(&statuses, 401), count(&statuses, 429)), (5, 35), "as five sequential failures then waits: {statuses:?}");
+    assert_eq!(gw.cp.state.users.password_checks() - before, 5, "only the allowance was evaluated by Argon2");
+    // Another burst right away, now with the right password: still nothing is evaluated.
+    let statuses = burst(&gw, &br, &csrf, 10, |_| (EMAIL.into(), PASSWORD.into(), None)).await;
+    assert_eq!(count(&statuses, 429), 10, "{statuses:?}");
+    assert_eq!(gw.cp.state.users.password_checks() - before, 5);
+    // A different account from another address is untouched by this account's lock.
+    let cfg_check = gw.cp.state.users.sign_in("nobody@example.com", "x", Some("203.0.113.9".parse().unwrap())).await.unwrap();
+    assert!(matches!(cfg_check, gatehouse_server::users::SignIn::Wrong), "{cfg_check:?}");
+}
+
+story!(throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_database);
+async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_database(b: Backend) {
+    use gatehouse_server::users::SignIn;
+    let gw = with_owner(b).await;
+    let ip = Some("198.51.100.7".parse().unwrap());
+    // Node A takes three failures, node B (its own state, same database) two more.
+    let node_b = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![]).await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(gw.cp.state.users.sign_in(EMAIL, "wrong password", ip).await.unwrap(), SignIn::Wrong));
+    }
+    for _ in 0..2 {
+        assert!(matches!(node_b.state.users.sign_in(EMAIL, "wrong password", ip).await.unwrap(), SignIn::Wrong));
+    }
+    // The allowance of five is spent across both nodes: each refuses the right password now.
+    for node in [&gw.cp.state, &node_b.state] {
+        let r = node.users.sign_in(EMAIL, PASSWORD, Some("192.0.2.1".parse().unwrap())).await.unwrap();
+        assert!(matches!(r, SignIn::Throttled(_)), "the account is locked on every node: {r:?}");
+    }
+    // A restart (a new App on the same database) keeps the lock; so does the real server over HTTP.
+    drop(node_b);
+    let restarted = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![]).await.unwrap();
+    let r = restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap();
+    assert!(matches!(r, SignIn::Throttled(_)), "a restart does not clear the lock: {r:?}");
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let r = br.client.post(gw.cp.url("/login")).form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))]).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "one second after the fifth failure: {wait}");
+    // Once the wait is over, the right password works and the account starts over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), SignIn::Ok(_)));
+    assert!(matches!(gw.cp.state.users.sign_in(EMAIL, "wrong password", None).await.unwrap(), SignIn::Wrong), "a fresh allowance");
+}
+
+story!(argon2_flood_hashing_is_capped_and_a_full_cap_answers_503);
+async fn argon2_flood_hashing_is_capped_and_a_full_cap_answers_503(b: Backend) {
+    let mut config = crate::test_config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.sign_in.max_concurrent_hashes = 2;
+    config.sign_in.hash_wait = Duration::from_secs(30);
+    let gw = Gw::start_with(b, None, Duration::from_secs(5), config).await;
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let csrf = csrf_of(&form);
+    let rss_before = vm_kib("VmRSS");
+    // Forty different accounts from forty addresses: no throttle applies, so every one is hashed —
+    // but never more than two at a time.
+    let statuses = burst(&gw, &br, &csrf, 40, |i| (format!("user{i}@example.com"), "guess".into(), Some(format!("203.0.113.{}", i + 1)))).await;
+    assert_eq!(count(&statuses, 401), 40, "{statuses:?}");
+    assert_eq!(gw.cp.state.users.password_checks(), 40);
+    assert_eq!(gw.cp.state.users.peak_concurrent_hashes(), 2, "the cap held");
+    // 40 hashes at once would be 40 × 19 MiB; the cap keeps the peak near 2 × 19 MiB.
+    if let (Some(before), Some(peak)) = (rss_before, vm_kib("VmHWM")) {
+        assert!(peak.saturating_sub(before) < 200 * 1024, "memory grew by {} MiB", (peak - before) / 1024);
+    }
+
+    // With one slot and a short wait, a flood gets 503 (Retry-After) instead of queueing without bound,
+    // and the attempts it could not check are not counted against anyone.
+    let mut config = crate::test_config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.sign_in.max_concurrent_hashes = 1;
+    config.sign_in.hash_wait = Duration::from_millis(1);
+    let gw = Gw::start_with(b, None, Duration::from_secs(5), config).await;
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let csrf = csrf_of(&form);
+    let statuses = burst(&gw, &br, &csrf, 30, |i| (format!("user{i}@example.com"), "guess".into(), Some("198.51.100.1".into()))).await;
+    let busy = count(&statuses, 503);
+    assert!(busy > 0, "some attempts found the slot taken: {statuses:?}");
+    assert_eq!(count(&statuses, 401) + count(&statuses, 429) + busy, 30, "{statuses:?}");
+    assert!(count(&statuses, 401) <= 5, "the address's allowance still holds: {statuses:?}");
+    assert_eq!(gw.cp.state.users.peak_concurrent_hashes(), 1);
+}
+
+/// A `/proc/self/status` figure in KiB (Linux), if there is one.
+fn vm_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+story!(failed_sign_ins_are_audited_in_summary_and_a_lock_is_audited_once);
+async fn failed_sign_ins_are_audited_in_summary_and_a_lock_is_audited_once(b: Backend) {
+    use gatehouse_store::{AuditStore, PageRequest};
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let csrf = csrf_of(&form);
+    let secret_guess = "hunter2-the-guessed-password";
+    let statuses = burst(&gw, &br, &csrf, 30, |_| (EMAIL.into(), secret_guess.into(), None)).await;
+    assert_eq!(count(&statuses, 401), 5);
+    // Unknown accounts are not audited (a flood of invented emails must not fill the log).
+    burst(&gw, &br, &csrf, 3, |i| (format!("ghost{i}@example.com"), secret_guess.into(), Some("1.2.3.4".into()))).await;
+    let page = gw.cp.store.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    let ours: Vec<_> = page.items.iter().filter(|e| e.action.starts_with("user.") && e.action != "user.created").collect();
+    let mut summary: Vec<(String, i64)> = ours.iter().map(|e| (e.action.clone(), e.details["failures"].as_i64().unwrap())).collect();
+    summary.sort_by_key(|(action, n)| (*n, action.clone()));
+    assert_eq!(
+        summary,
+        [("user.sign_in_failed".to_owned(), 1), ("user.sign_in_failed".to_owned(), 2), ("user.sign_in_failed".to_owned(), 4), ("user.locked".to_owned(), 5)],
+        "thirty attempts, four entries"
+    );
+    for e in &ours {
+        assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(e.details["email"], EMAIL);
+        assert!(!format!("{e:?}").contains(secret_guess), "no password in the audit log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_logged_without_what_was_typed() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let installed = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).try_init().is_ok();
+    let gw = with_owner(Backend::Sqlite).await;
+    let br = Browser::new();
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let csrf = csrf_of(&form);
+    let typed_password = "s3cret-typed-into-the-password-field";
+    let typed_email = "s3cret-typed-into-the-email-field";
+    br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", typed_password), ("csrf", &csrf)]).await;
+    br.post(&gw.cp.url("/login"), &[("email", typed_email), ("password", typed_password), ("csrf", &csrf)]).await;
+    let owner = gw.cp.state.users.find(EMAIL).await.unwrap().unwrap();
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    if installed {
+        assert!(text.contains("sign-in failed") && text.contains(&owner.id), "failures are logged with the account id:\n{text}");
+        assert!(text.contains("unknown or disabled account"), "{text}");
+    }
+    assert!(!text.contains(typed_password) && !text.contains(typed_email), "nothing typed reaches the logs");
+}
