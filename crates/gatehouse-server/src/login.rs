@@ -21,6 +21,8 @@ type St = State<Arc<AppState>>;
 pub struct LoginQuery {
     pub return_to: Option<String>,
     pub error: Option<String>,
+    /// The hash of the app host's state cookie (hex), when an app host started this sign-in.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +35,13 @@ pub struct LoginForm {
     pub csrf: String,
     #[serde(default)]
     pub return_to: String,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// The browser binding an app host passed along (`state`, the hex SHA-256 of its state cookie).
+fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
+    gatehouse_core::KeyHash::from_hex(s)
 }
 
 /// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
@@ -49,17 +58,18 @@ pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, browser: Option<&gatehouse_core::KeyHash>, error: Option<&str>, status: StatusCode) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
     let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
     let body = format!(
         r#"{error_html}<form method="post" action="/login">
-<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}">
+<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}"><input type="hidden" name="state" value="{st}">
 <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form>"#,
-        rt = esc(return_to)
+        rt = esc(return_to),
+        st = browser.map(|b| b.to_hex()).unwrap_or_default(),
     );
     let mut resp = page(status, "Sign in", &body);
     if fresh {
@@ -68,11 +78,16 @@ fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &st
     resp
 }
 
-/// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host.
-async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>) -> Response {
+/// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host. A
+/// ticket is only issued for a sign-in the app host started (its state cookie's hash in `browser`);
+/// otherwise the browser is sent to the app host to start one, which comes straight back here.
+async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>, browser: Option<gatehouse_core::KeyHash>) -> Response {
     match return_to {
         Some(ReturnTo::App { scheme, host, path }) if host != state.web.cp_host => {
-            match state.sessions.issue_ticket(login_hash, &host).await {
+            let Some(browser) = browser else {
+                return redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/signin?return_to={}", url_encode(&path)));
+            };
+            match state.sessions.issue_ticket(login_hash, &host, &browser).await {
                 Ok(ticket) => {
                     let rt: String = url_encode(&path);
                     redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/callback?ticket={ticket}&return_to={rt}"))
@@ -117,26 +132,28 @@ pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAd
     let https = is_https(&state, &headers, Some(peer));
     let rt_raw = q.return_to.clone().unwrap_or_default();
     let rt = if rt_raw.is_empty() { None } else { parse_return_to(&rt_raw, &state.web.known_hosts()) };
+    let browser = q.state.as_deref().and_then(parse_state);
     if !rt_raw.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
+        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
     }
     match current_login(&state, &headers).await {
-        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt).await,
+        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt, browser).await,
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
-    login_page(&state, &headers, https, &rt_raw, q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
+    login_page(&state, &headers, https, &rt_raw, browser.as_ref(), q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
 }
 
 pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let https = is_https(&state, &headers, Some(peer));
+    let browser = parse_state(&form.state);
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
-        return login_page(&state, &headers, https, &form.return_to, Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
+        return login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
     }
     let rt = if form.return_to.is_empty() { None } else { parse_return_to(&form.return_to, &state.web.known_hosts()) };
     if !form.return_to.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
+        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
     }
     let ip = crate::netaddr::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     match state.users.sign_in(&form.email, &form.password, Some(ip)).await {
@@ -146,18 +163,19 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
                 Err(e) => return unavailable(e),
             };
             tracing::info!(user = %user.id, "signed in");
-            let mut resp = continue_to(&state, &hash, rt).await;
+            let mut resp = continue_to(&state, &hash, rt, browser).await;
             let max_age = state.sessions.cfg.absolute.as_secs() as i64;
             resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
             resp
         }
-        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
         Ok(SignIn::Throttled(wait)) => {
             let mut resp = login_page(
                 &state,
                 &headers,
                 https,
                 &form.return_to,
+                browser.as_ref(),
                 Some(&format!("Too many failed attempts. Try again in {} s.", wait.as_secs().max(1))),
                 StatusCode::TOO_MANY_REQUESTS,
             );
@@ -165,7 +183,7 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
             resp
         }
         Ok(SignIn::Busy) => {
-            let mut resp = login_page(&state, &headers, https, &form.return_to, Some("Gatehouse is busy; try again in a moment."), StatusCode::SERVICE_UNAVAILABLE);
+            let mut resp = login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Gatehouse is busy; try again in a moment."), StatusCode::SERVICE_UNAVAILABLE);
             resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
             resp
         }

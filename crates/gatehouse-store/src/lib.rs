@@ -189,9 +189,12 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session together with its whole family (its login and every app session of that login),
     /// putting every hash on the change feed. Returns the hashes ended.
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
-    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    /// Uses a ticket once: returns its login's hash if it exists, is for `host`, is unexpired and unused.
-    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<KeyHash>, StoreError>;
+    /// Stores a one-time ticket for `host`, bound to the browser whose state cookie hashes to `browser`.
+    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, browser: &KeyHash, expires_at: Timestamp) -> Result<(), StoreError>;
+    /// Uses a ticket once: if it exists, is for `host`, is unexpired and unused, marks it used and returns
+    /// its login's hash and the browser binding (`None` for a ticket stored without one). The caller
+    /// compares the binding; a ticket is spent whether or not it matches.
+    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError>;
 }
 
 /// How failed sign-ins are counted (SPEC §11 "Sign-in"): the first `free_attempts` failures of a

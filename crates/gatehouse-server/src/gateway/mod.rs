@@ -134,6 +134,8 @@ impl Ctx<'_> {
         html
     }
 
+    /// Sends a browser to the control plane's sign-in, bound to this browser: a fresh state cookie on
+    /// this host (only sent to `/__gatehouse/`), whose hash the control plane puts into the ticket.
     fn login_redirect(&self, path: &NormalizedPath, query: Option<&str>) -> Response {
         let scheme = if self.https { "https" } else { "http" };
         let mut url = format!("{scheme}://{}{}", self.host, path.as_str());
@@ -141,7 +143,13 @@ impl Ctx<'_> {
             url.push('?');
             url.push_str(q);
         }
-        redirect(StatusCode::FOUND, &format!("{}/login?return_to={}", self.state().web.cp_origin, url_encode(&url)))
+        let (nonce, hash) = crate::sessions::new_token();
+        let mut resp = redirect(
+            StatusCode::FOUND,
+            &format!("{}/login?return_to={}&state={}", self.state().web.cp_origin, url_encode(&url), hash.to_hex()),
+        );
+        resp.headers_mut().append(header::SET_COOKIE, web::state_cookie(&nonce, web::STATE_MAX_AGE_SECS, self.https));
+        resp
     }
 }
 
@@ -406,21 +414,40 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Some(q) => q,
                 None => return page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link is malformed.</p>"),
             };
-            // Only a local path: a ticket can never send the browser elsewhere.
-            let back = if q.return_to.starts_with('/') && !q.return_to.starts_with("//") && !q.return_to.contains('\\') {
-                q.return_to.clone()
-            } else {
-                "/".into()
-            };
-            match state.sessions.redeem_ticket(&q.ticket, &ctx.host).await {
-                Ok(Some(cookie)) => {
+            // Only a path on this host, however a browser reads it: a ticket can never send the browser elsewhere.
+            let back = if web::safe_local_path(&q.return_to) { q.return_to.clone() } else { "/".into() };
+            let states: Vec<&str> = cookies(req.headers(), web::STATE_COOKIE).collect();
+            match state.sessions.redeem_ticket(&q.ticket, &ctx.host, &states).await {
+                Ok(crate::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
                     resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, ctx.https));
+                    // The state is single use: this sign-in is done.
+                    resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, ctx.https));
                     resp
                 }
-                Ok(None) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
+                Ok(crate::sessions::Redeemed::OtherBrowser) => page(
+                    StatusCode::BAD_REQUEST,
+                    "Sign in",
+                    &format!(
+                        r#"<p>This sign-in was started in another browser or tab, so it was not used here.</p><p><a href="{}">Continue</a> to sign in yourself.</p>"#,
+                        web::esc(&back)
+                    ),
+                ),
+                Ok(crate::sessions::Redeemed::Invalid) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
                 Err(_) => ctx.error(ApiError::Unavailable),
+            }
+        }
+        (Method::GET, "/__gatehouse/signin") => {
+            // Starts a sign-in from this host (the control plane sends browsers here when a sign-in
+            // for this host did not start here), so the ticket can be bound to this browser.
+            let q: CallbackQuery = serde_urlencoded_query(req.uri().query().unwrap_or("")).unwrap_or(CallbackQuery { ticket: String::new(), return_to: String::new() });
+            let back = if web::safe_local_path(&q.return_to) { q.return_to.as_str() } else { "/" };
+            let (p, query) = back.split_once('?').map_or((back, None), |(p, q)| (p, Some(q)));
+            let p = p.split('#').next().unwrap_or("/");
+            match NormalizedPath::parse(p) {
+                Ok(p) => ctx.login_redirect(&p, query),
+                Err(_) => ctx.login_redirect(&NormalizedPath::parse("/").expect("the root is a path"), None),
             }
         }
         (Method::GET, "/__gatehouse/logout") => {

@@ -44,8 +44,14 @@ fn csrf_of(html: &str) -> String {
     html[at..at + 64].to_owned()
 }
 
+/// The browser binding the login form carries (the hash of the app host's state cookie).
+fn state_of(html: &str) -> String {
+    let at = html.find("name=\"state\" value=\"").expect("a state field") + 20;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
 fn return_to_of(login_url: &str) -> String {
-    let enc = login_url.split("return_to=").nth(1).unwrap();
+    let enc = login_url.split("return_to=").nth(1).unwrap().split('&').next().unwrap();
     let mut out = String::new();
     let b = enc.as_bytes();
     let mut i = 0;
@@ -79,7 +85,9 @@ async fn sign_in_on_the_control_plane_lands_on_the_app_and_logout_locks_out(b: B
     assert!(form.contains(r#"name="email""#) && form.contains(r#"name="password""#));
     let rt = return_to_of(&login_url);
     let csrf = csrf_of(&form);
-    let (s, callback, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &rt)]).await;
+    assert_eq!(state_of(&form).len(), 64, "the sign-in is bound to this browser");
+    let (s, callback, _) =
+        br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &rt), ("state", &state_of(&form))]).await;
     assert_eq!(s, 303);
     assert!(callback.starts_with(&format!("http://{}/__gatehouse/callback?ticket=", gw.host)), "{callback}");
     let (s, back, _) = br.get(&callback).await;
@@ -126,8 +134,10 @@ async fn forged_and_foreign_requests_are_refused(b: Backend) {
         assert_eq!((s, loc.as_str()), (StatusCode::BAD_REQUEST, ""), "{evil}");
     }
     // A ticket for one host does not open a session on another.
+    let (_, login_url, _) = br.get(&gw.url("/")).await;
+    let (_, _, form) = br.get(&login_url).await;
     let (s, callback, _) = br
-        .post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &gw.url("/"))])
+        .post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &gw.url("/")), ("state", &state_of(&form))])
         .await;
     assert_eq!(s, 303);
     let ticket = callback.split("ticket=").nth(1).unwrap().split('&').next().unwrap();
@@ -195,7 +205,8 @@ async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backe
     let (_, login_url, _) = br.get(&gw.url("/")).await;
     let (_, _, form) = br.get(&login_url).await;
     let rt = return_to_of(&login_url);
-    let (_, callback, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &rt)]).await;
+    let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &rt), ("state", &state_of(&form))];
+    let (_, callback, _) = br.post(&gw.cp.url("/login"), &fields).await;
     let r = br.client.get(&callback).send().await.unwrap();
     let cookie = r
         .headers()
@@ -413,4 +424,138 @@ async fn failed_sign_ins_are_logged_without_what_was_typed() {
         assert!(text.contains("unknown or disabled account"), "{text}");
     }
     assert!(!text.contains(typed_password) && !text.contains(typed_email), "nothing typed reaches the logs");
+}
+
+// ---- SPEC §11 "The cross-host ticket": bound to the browser that started the sign-in; local paths only. ----
+
+/// Signs `br` in at the control plane through the app host (as a browser sent from `/private` would
+/// be) and returns the callback URL with its ticket, not yet followed.
+async fn ticket_for(gw: &Gw, br: &Browser, email: &str, password: &str) -> String {
+    let (s, login_url, _) = br.get(&gw.url("/__gatehouse/signin?return_to=%2Fprivate")).await;
+    assert_eq!(s, 302);
+    let (s, callback, form) = br.get(&login_url).await;
+    if s == StatusCode::SEE_OTHER {
+        return callback; // already signed in at the control plane
+    }
+    let fields = [("email", email), ("password", password), ("csrf", &csrf_of(&form)), ("return_to", &return_to_of(&login_url)), ("state", &state_of(&form))];
+    let (s, callback, _) = br.post(&gw.cp.url("/login"), &fields).await;
+    assert_eq!(s, 303);
+    assert!(callback.contains("/__gatehouse/callback?ticket="), "{callback}");
+    callback
+}
+
+story!(login_csrf_an_attackers_ticket_does_not_sign_in_another_browser);
+async fn login_csrf_an_attackers_ticket_does_not_sign_in_another_browser(b: Backend) {
+    let gw = with_owner(b).await;
+    let users = Users::new(Arc::new(gw.cp.store.clone()) as Arc<dyn Store>, "default".into());
+    users.create("attacker@example.com", "attacker password 1", "member", "test").await.unwrap();
+    let attacker = Browser::new();
+    // The victim: a fresh browser, and one that has started a sign-in of its own (its own state cookie).
+    for victim_started in [false, true] {
+        let planted = ticket_for(&gw, &attacker, "attacker@example.com", "attacker password 1").await;
+        let victim = Browser::new();
+        if victim_started {
+            let (s, _, _) = victim.get(&gw.url("/private")).await;
+            assert_eq!(s, 302, "the victim's own sign-in sets its state cookie");
+        }
+        let r = victim.client.get(&planted).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(r.status(), 400, "victim_started={victim_started}");
+        assert!(
+            !r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("gatehouse_session=")),
+            "no app session is opened for the attacker's account"
+        );
+        let page = r.text().await.unwrap();
+        assert!(page.contains("started in another browser"), "{page}");
+        let (s, _, _) = victim.get(&gw.url("/private")).await;
+        assert_eq!(s, 302, "the victim is not signed in as anyone");
+        // The planted ticket is spent: not even its owner can use it now.
+        let (s, _, _) = attacker.get(&planted).await;
+        assert_eq!(s, 400);
+    }
+    // The attacker's own browser, with its own ticket, is signed in as usual.
+    let mine = ticket_for(&gw, &attacker, "attacker@example.com", "attacker password 1").await;
+    let (s, back, _) = attacker.get(&mine).await;
+    assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/private"));
+    let r = attacker.client.get(gw.url("/private")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(gw.last_seen().2["x-gatehouse-email"], "attacker@example.com");
+    // The state cookie is single use and only ever sent to /__gatehouse/ (never to the app).
+    let (s, _, _) = attacker.get(&mine).await;
+    assert_eq!(s, 400);
+    assert!(gw.seen.lock().unwrap().iter().all(|(_, _, h)| h.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("gatehouse_state"))));
+}
+
+story!(login_csrf_a_ticket_from_another_tab_is_refused_with_a_way_on);
+async fn login_csrf_a_ticket_from_another_tab_is_refused_with_a_way_on(b: Backend) {
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    let first = ticket_for(&gw, &br, EMAIL, PASSWORD).await;
+    // A second tab starts another sign-in: its state cookie replaces the first one.
+    let (s, _, _) = br.get(&gw.url("/other")).await;
+    assert_eq!(s, 302);
+    let (s, _, page) = br.get(&first).await;
+    assert_eq!(s, 400);
+    assert!(page.contains(r#"<a href="/private">Continue</a>"#), "{page}");
+    // Following the way on signs in at once (the control plane still has the login).
+    let again = ticket_for(&gw, &br, EMAIL, PASSWORD).await;
+    let (s, back, _) = br.get(&again).await;
+    assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/private"));
+}
+
+story!(a_sign_in_started_on_the_control_plane_is_bound_through_the_app_host);
+async fn a_sign_in_started_on_the_control_plane_is_bound_through_the_app_host(b: Backend) {
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    // A bookmark of the control plane's login page with an app address to return to: no state.
+    let (_, _, form) = br.get(&gw.cp.url("/login")).await;
+    let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &gw.url("/orders?x=1"))];
+    let (s, start, _) = br.post(&gw.cp.url("/login"), &fields).await;
+    assert_eq!(s, 303);
+    assert_eq!(start, format!("http://{}/__gatehouse/signin?return_to=/orders%3Fx%3D1", gw.host), "no unbound ticket: the app host starts the sign-in");
+    let (s, login_url, _) = br.get(&start).await;
+    assert_eq!(s, 302);
+    assert!(login_url.contains("&state="), "{login_url}");
+    let (s, callback, _) = br.get(&login_url).await;
+    assert_eq!(s, 303, "already signed in at the control plane");
+    let (s, back, _) = br.get(&callback).await;
+    assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/orders?x=1"));
+    assert_eq!(br.get(&gw.url("/orders?x=1")).await.0, 200);
+    // The sign-in start page keeps to local paths too.
+    let r = br.client.get(gw.url("/__gatehouse/signin?return_to=%2F%09%2Fevil.example")).send().await.unwrap();
+    let to = r.headers()["location"].to_str().unwrap();
+    assert!(to.contains(&format!("return_to=http%3A//{}/&state=", gw.host.replace(':', "%3A"))), "{to}");
+}
+
+story!(open_redirect_hostile_return_to_at_the_callback_lands_on_the_root);
+async fn open_redirect_hostile_return_to_at_the_callback_lands_on_the_root(b: Backend) {
+    let gw = with_owner(b).await;
+    let br = Browser::new();
+    // Query-encoded as an attacker would put them into the callback link.
+    let hostile = [
+        "%2F%09%2Fevil.example",   // `/\t/evil.example`: a browser drops the tab → `//evil.example`
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%0d/evil.example",
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",        // `/\evil.example`
+        "%2F%255Cevil.example",    // `/%5Cevil.example`, decoded by the browser's reader
+        "%2F%252F%2Fevil.example", // `/%2F/evil.example`
+        "%2F.%2F%2Fevil.example",  // `/.//evil.example`
+        "https%3A%2F%2Fevil.example%2F",
+        "evil.example",
+        "%2F%00",
+        "%2F%25zz",
+    ];
+    for raw in hostile {
+        let callback = ticket_for(&gw, &br, EMAIL, PASSWORD).await;
+        let ticket = callback.split("ticket=").nth(1).unwrap().split('&').next().unwrap();
+        let (s, back, _) = br.get(&format!("{}?ticket={ticket}&return_to={raw}", gw.url("/__gatehouse/callback"))).await;
+        assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/"), "{raw}");
+    }
+    // The control plane refuses the same paths inside an app URL.
+    for raw in ["/%09/evil.example", "/%2F/evil.example", "/%5Cevil.example"] {
+        let url = format!("{}?return_to={}", gw.cp.url("/login"), gatehouse_server::login::url_encode(&format!("http://{}{raw}", gw.host)));
+        let (s, _, _) = br.get(&url).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{raw}");
+    }
 }
