@@ -44,6 +44,34 @@ fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
     gatehouse_core::KeyHash::from_hex(s)
 }
 
+/// Whether the deployment is served over HTTPS: its public URL says so. Then every host is treated as
+/// HTTPS whatever an individual request looks like (a TLS-terminating proxy in front).
+pub fn deployment_https(state: &AppState) -> bool {
+    state.config.public_url.starts_with("https://")
+}
+
+/// Whether this request is to be answered as HTTPS: the deployment is, or the request came over TLS.
+/// Then cookies are `Secure`, HSTS is sent, and absolute return URLs use `https`.
+pub fn secure_context(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    deployment_https(state) || is_https(state, headers, peer)
+}
+
+/// `Strict-Transport-Security` for responses of an HTTPS deployment or request (SPEC §11 "TLS", §14).
+pub fn add_hsts(resp: &mut Response, secure: bool) {
+    if secure {
+        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
+    }
+}
+
+/// Middleware of the control plane: HSTS on every response of an HTTPS deployment or request.
+pub async fn hsts_layer(State(state): St, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let secure = secure_context(&state, req.headers(), peer);
+    let mut resp = next.run(req).await;
+    add_hsts(&mut resp, secure);
+    resp
+}
+
 /// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
 pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
     let trusted = peer.is_some_and(|p| state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip()))));
@@ -81,9 +109,13 @@ fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &st
 /// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host. A
 /// ticket is only issued for a sign-in the app host started (its state cookie's hash in `browser`);
 /// otherwise the browser is sent to the app host to start one, which comes straight back here.
-async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>, browser: Option<gatehouse_core::KeyHash>) -> Response {
+///
+/// On HTTPS the scheme of the return URL is always `https`, whatever the link said: a ticket never
+/// travels over plain HTTP from a deployment that has TLS.
+async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>, browser: Option<gatehouse_core::KeyHash>, secure: bool) -> Response {
     match return_to {
         Some(ReturnTo::App { scheme, host, path }) if host != state.web.cp_host => {
+            let scheme = if secure { "https" } else { scheme.as_str() };
             let Some(browser) = browser else {
                 return redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/signin?return_to={}", url_encode(&path)));
             };
@@ -129,7 +161,7 @@ pub async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Opti
 }
 
 pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    let https = is_https(&state, &headers, Some(peer));
+    let https = secure_context(&state, &headers, Some(peer));
     let rt_raw = q.return_to.clone().unwrap_or_default();
     let rt = if rt_raw.is_empty() { None } else { parse_return_to(&rt_raw, &state.web.known_hosts()) };
     let browser = q.state.as_deref().and_then(parse_state);
@@ -137,7 +169,7 @@ pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAd
         return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
     }
     match current_login(&state, &headers).await {
-        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt, browser).await,
+        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt, browser, https).await,
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
@@ -145,7 +177,7 @@ pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAd
 }
 
 pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
-    let https = is_https(&state, &headers, Some(peer));
+    let https = secure_context(&state, &headers, Some(peer));
     let browser = parse_state(&form.state);
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
@@ -163,7 +195,7 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
                 Err(e) => return unavailable(e),
             };
             tracing::info!(user = %user.id, "signed in");
-            let mut resp = continue_to(&state, &hash, rt, browser).await;
+            let mut resp = continue_to(&state, &hash, rt, browser, https).await;
             let max_age = state.sessions.cfg.absolute.as_secs() as i64;
             resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
             resp
@@ -224,7 +256,7 @@ pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<Socket
 
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
 pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, then: &str) -> Response {
-    let https = is_https(state, headers, Some(peer));
+    let https = secure_context(state, headers, Some(peer));
     if !csrf_ok(&state.web.csrf_key, cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43), csrf) {
         return page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
     }
@@ -256,6 +288,7 @@ pub struct SetupForm {
 }
 
 fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let https = secure_context(state, headers, None);
     let (cookie, fresh) = csrf_cookie(headers);
     let csrf = csrf_token(&state.web.csrf_key, &cookie);
     let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
@@ -269,7 +302,7 @@ fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<
     );
     let mut resp = page(status, "Set up Gatehouse", &body);
     if fresh {
-        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, false));
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
     resp
 }

@@ -136,8 +136,10 @@ impl Ctx<'_> {
 
     /// Sends a browser to the control plane's sign-in, bound to this browser: a fresh state cookie on
     /// this host (only sent to `/__gatehouse/`), whose hash the control plane puts into the ticket.
+    /// On an HTTPS deployment or request the return URL is `https`, the cookie `Secure`, and HSTS is sent.
     fn login_redirect(&self, path: &NormalizedPath, query: Option<&str>) -> Response {
-        let scheme = if self.https { "https" } else { "http" };
+        let secure = self.https || crate::login::deployment_https(self.state());
+        let scheme = if secure { "https" } else { "http" };
         let mut url = format!("{scheme}://{}{}", self.host, path.as_str());
         if let Some(q) = query {
             url.push('?');
@@ -148,7 +150,8 @@ impl Ctx<'_> {
             StatusCode::FOUND,
             &format!("{}/login?return_to={}&state={}", self.state().web.cp_origin, url_encode(&url), hash.to_hex()),
         );
-        resp.headers_mut().append(header::SET_COOKIE, web::state_cookie(&nonce, web::STATE_MAX_AGE_SECS, self.https));
+        resp.headers_mut().append(header::SET_COOKIE, web::state_cookie(&nonce, web::STATE_MAX_AGE_SECS, secure));
+        crate::login::add_hsts(&mut resp, secure);
         resp
     }
 }
@@ -408,7 +411,9 @@ struct CallbackQuery {
 /// `/__gatehouse/…` on an app host: the login callback and sign-out.
 async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Response {
     let state = ctx.state();
-    match (req.method().clone(), path.as_str()) {
+    // Cookies set here are `Secure` and HSTS is sent whenever this host is served over HTTPS.
+    let secure = ctx.https || crate::login::deployment_https(state);
+    let mut resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/__gatehouse/callback") => {
             let q: CallbackQuery = match serde_urlencoded_query(req.uri().query().unwrap_or("")) {
                 Some(q) => q,
@@ -421,9 +426,9 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Ok(crate::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
-                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, ctx.https));
+                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, secure));
                     // The state is single use: this sign-in is done.
-                    resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, ctx.https));
+                    resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
                 }
                 Ok(crate::sessions::Redeemed::OtherBrowser) => page(
@@ -463,7 +468,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 &format!(r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#),
             );
             if fresh {
-                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, ctx.https));
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, secure));
             }
             resp
         }
@@ -477,7 +482,9 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, "/").await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
-    }
+    };
+    crate::login::add_hsts(&mut resp, secure);
+    resp
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {

@@ -559,3 +559,92 @@ async fn open_redirect_hostile_return_to_at_the_callback_lands_on_the_root(b: Ba
         assert_eq!(s, StatusCode::BAD_REQUEST, "{raw}");
     }
 }
+
+// ---- SPEC §11 "TLS": on HTTPS, return URLs are https, cookies Secure, HSTS sent. ----
+
+/// A control plane whose public URL is https (TLS ends at a proxy in front), knowing app host `shop.test`.
+async fn https_control_plane(b: Backend) -> (gatehouse_store::testing::TestDb, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let db = gatehouse_store::testing::TestDb::new(b).await;
+    let store = db.store().await;
+    Users::new(Arc::new(store.clone()) as Arc<dyn Store>, "default".into()).create_owner(EMAIL, PASSWORD, "test").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = crate::test_config();
+    config.public_url = "https://gatehouse.test".into();
+    let app = gatehouse_server::App::build(config, Arc::new(store) as Arc<dyn Store>, vec!["shop.test".into()]).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = rx.await;
+    }));
+    (db, addr, tx)
+}
+
+fn set_cookies(h: &reqwest::header::HeaderMap) -> Vec<String> {
+    h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+story!(tls_downgrade_return_to_http_on_an_https_deployment_goes_to_https);
+async fn tls_downgrade_return_to_http_on_an_https_deployment_goes_to_https(b: Backend) {
+    let (_db, addr, _stop) = https_control_plane(b).await;
+    let br = Browser::new();
+    let state = "ab".repeat(32);
+    let r = br.client.get(format!("http://{addr}/login?return_to=http%3A%2F%2Fshop.test%2Fx&state={state}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000", "HSTS on the control plane's pages");
+    assert!(set_cookies(r.headers()).iter().all(|c| c.ends_with("; Secure")), "{:?}", set_cookies(r.headers()));
+    let form = r.text().await.unwrap();
+    for rt in ["http://shop.test/x", "https://shop.test/x"] {
+        let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", rt), ("state", &state)];
+        let r = br.client.post(format!("http://{addr}/login")).form(&fields).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{rt}");
+        let to = r.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("https://shop.test/__gatehouse/callback?ticket="), "the ticket never travels over plain HTTP: {rt} → {to}");
+        assert!(set_cookies(r.headers()).iter().any(|c| c.starts_with("gatehouse_cp_session=") && c.ends_with("; Secure")));
+        assert!(r.headers().contains_key("strict-transport-security"));
+        // Unbound (started here): the app host is sent to start the sign-in over https too.
+        let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", rt)];
+        let r = br.client.post(format!("http://{addr}/login")).form(&fields).send().await.unwrap();
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("https://shop.test/__gatehouse/signin?"), "{rt}");
+    }
+    // API answers carry HSTS too (it is the host that is HTTPS).
+    let r = br.client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert!(r.headers().contains_key("strict-transport-security"));
+}
+
+story!(tls_over_a_trusted_proxy_secures_cookies_return_urls_and_sends_hsts);
+async fn tls_over_a_trusted_proxy_secures_cookies_return_urls_and_sends_hsts(b: Backend) {
+    let mut config = crate::test_config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let gw = Gw::start_with(b, None, Duration::from_secs(5), config).await;
+    let users = Users::new(Arc::new(gw.cp.store.clone()) as Arc<dyn Store>, "default".into());
+    users.create_owner(EMAIL, PASSWORD, "test").await.unwrap();
+    let br = Browser::new();
+    let send = |url: String, headers: &'static [(&'static str, &'static str)]| {
+        let mut rb = br.client.get(url);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb.send()
+    };
+    const TLS: &[(&str, &str)] = &[("accept", "text/html"), ("x-forwarded-proto", "https")];
+    const PLAIN: &[(&str, &str)] = &[("accept", "text/html")];
+    // Over TLS: the gateway's redirect names an https return URL, its state cookie is Secure, HSTS is sent.
+    let r = send(gw.url("/x"), TLS).await.unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(loc.contains("return_to=https%3A//"), "{loc}");
+    assert!(set_cookies(r.headers()).iter().any(|c| c.starts_with("gatehouse_state=") && c.ends_with("; Secure")));
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+    let r = send(gw.url("/__gatehouse/logout"), TLS).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("strict-transport-security"), "gateway-own pages");
+    assert!(set_cookies(r.headers()).iter().all(|c| c.ends_with("; Secure")));
+    let r = send(gw.cp.url("/login"), TLS).await.unwrap();
+    assert!(r.headers().contains_key("strict-transport-security"), "control-plane pages");
+    // Plain HTTP on a plain deployment: no HSTS, no Secure (the cookie would never come back).
+    for url in [gw.url("/x"), gw.url("/__gatehouse/logout"), gw.cp.url("/login")] {
+        let r = send(url.clone(), PLAIN).await.unwrap();
+        assert!(!r.headers().contains_key("strict-transport-security"), "{url}");
+        assert!(set_cookies(r.headers()).iter().all(|c| !c.contains("Secure")), "{url}");
+    }
+}
