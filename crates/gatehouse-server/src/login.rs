@@ -12,7 +12,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::users::SignIn;
-use crate::web::{cookies, csrf_ok, csrf_token, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
+use crate::web::{cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -224,19 +224,24 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
 }
 
 /// The control plane's landing page for a signed-in browser.
-pub async fn home(State(state): St, headers: HeaderMap) -> Response {
+pub async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     match current_login(&state, &headers).await {
         Ok(Some(login)) => {
-            let (cookie, _) = csrf_cookie(&headers);
-            let token = csrf_token(&state.web.csrf_key, &cookie);
-            page(
+            let (cookie, fresh) = csrf_cookie(&headers);
+            let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(&login.session.id_hash));
+            let mut resp = page(
                 StatusCode::OK,
                 "Gatehouse",
                 &format!(
                     r#"<p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#,
                     esc(&login.user.email)
                 ),
-            )
+            );
+            if fresh {
+                let https = secure_context(&state, &headers, Some(peer));
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
+            }
+            resp
         }
         Ok(None) => redirect(StatusCode::FOUND, "/login"),
         Err(e) => unavailable(e),
@@ -251,17 +256,41 @@ pub struct CsrfForm {
 
 /// Ends the browser's login on the control plane and every app session it opened.
 pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, "/login").await
+    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, &state.web.cp_host, "/login").await
+}
+
+/// The live sessions behind the browser's `cookie_name` cookies on `host`, as (cookie, id hash).
+pub async fn live_sessions<'a>(state: &AppState, headers: &'a HeaderMap, cookie_name: &'a str, host: &str) -> Result<Vec<(&'a str, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
+    let mut live = vec![];
+    for c in cookies(headers, cookie_name) {
+        if let Some(a) = state.sessions.lookup(c, host).await? {
+            live.push((c, a.session.id_hash));
+        }
+    }
+    Ok(live)
 }
 
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
-pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, then: &str) -> Response {
+/// With a live session the token must be the one bound to it (a pair from another browser, or a
+/// pre-login token, is refused); only the session the token belongs to is ended.
+pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, host: &str, then: &str) -> Response {
     let https = secure_context(state, headers, Some(peer));
-    if !csrf_ok(&state.web.csrf_key, cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43), csrf) {
-        return page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
-    }
-    for c in cookies(headers, cookie_name) {
-        if let Err(e) = state.sessions.end(c).await {
+    let csrf_cookie = cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43);
+    let live = match live_sessions(state, headers, cookie_name, host).await {
+        Ok(l) => l,
+        Err(e) => return unavailable(e),
+    };
+    let refused = || page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
+    if live.is_empty() {
+        // Nothing to end (already signed out): the pre-login token suffices to clear the cookie.
+        if !csrf_ok(&state.web.csrf_key, csrf_cookie, csrf) {
+            return refused();
+        }
+    } else {
+        let Some((cookie, _)) = live.iter().find(|(_, h)| csrf_ok_for(&state.web.csrf_key, csrf_cookie, Some(h), csrf)) else {
+            return refused();
+        };
+        if let Err(e) = state.sessions.end(cookie).await {
             return unavailable(e);
         }
     }

@@ -116,19 +116,38 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> H
     HeaderValue::from_str(&c).expect("cookie values are base64url")
 }
 
-/// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key.
+/// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key. This is the
+/// pre-login token (sign-in and setup forms); once there is a session use `csrf_token_for`.
 pub fn csrf_token(key: &[u8], cookie: &str) -> String {
+    csrf_token_for(key, cookie, None)
+}
+
+/// The CSRF token for a browser's CSRF cookie and, once signed in, its session (the SHA-256 of the
+/// session cookie, i.e. the session's id hash). Bound to the session, a (cookie, token) pair taken from
+/// one browser is worthless with anyone else's session, even where an app can plant the CSRF cookie
+/// (an app and the control plane on one host name share cookies).
+pub fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core::KeyHash>) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
     mac.update(cookie.as_bytes());
+    if let Some(s) = session {
+        // The cookie is always 43 characters, so the two inputs can never be confused.
+        mac.update(b"\0session\0");
+        mac.update(&s.0);
+    }
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Constant-time check of a submitted CSRF token against the browser's cookie.
-pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+/// Constant-time check of a submitted CSRF token against the browser's cookie and session.
+pub fn csrf_ok_for(key: &[u8], cookie: Option<&str>, session: Option<&gatehouse_core::KeyHash>, submitted: &str) -> bool {
     match cookie {
-        Some(c) if c.len() == 43 => csrf_token(key, c).as_bytes().ct_eq(submitted.as_bytes()).into(),
+        Some(c) if c.len() == 43 => csrf_token_for(key, c, session).as_bytes().ct_eq(submitted.as_bytes()).into(),
         _ => false,
     }
+}
+
+/// Constant-time check of a submitted pre-login CSRF token against the browser's cookie.
+pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+    csrf_ok_for(key, cookie, None, submitted)
 }
 
 /// Where a sign-in may send the browser back to: a path on the same origin, or an absolute
@@ -281,5 +300,18 @@ mod tests {
         assert!(!csrf_ok(&key, Some(&"B".repeat(43)), &t));
         assert!(!csrf_ok(&key, None, &t));
         assert!(!csrf_ok(&key, Some(&cookie), ""));
+    }
+
+    #[test]
+    fn csrf_tokens_bind_to_the_session() {
+        let key = [7u8; 32];
+        let cookie = "A".repeat(43);
+        let (mine, theirs) = (gatehouse_core::KeyHash::of("my session"), gatehouse_core::KeyHash::of("their session"));
+        let t = csrf_token_for(&key, &cookie, Some(&mine));
+        assert!(csrf_ok_for(&key, Some(&cookie), Some(&mine), &t));
+        assert!(!csrf_ok_for(&key, Some(&cookie), Some(&theirs), &t), "another session");
+        assert!(!csrf_ok_for(&key, Some(&cookie), None, &t), "a bound token is no pre-login token");
+        assert!(!csrf_ok_for(&key, Some(&cookie), Some(&mine), &csrf_token(&key, &cookie)), "a pre-login token is no bound token");
+        assert!(!csrf_ok_for(&key, Some(&"B".repeat(43)), Some(&mine), &t), "another cookie");
     }
 }

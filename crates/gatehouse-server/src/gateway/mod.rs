@@ -461,7 +461,15 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Some(c) => (c, false),
                 None => (crate::sessions::new_token().0, true),
             };
-            let token = csrf_token(&state.web.csrf_key, &cookie);
+            // Bound to this browser's app session when it has one, so the form only ends that session.
+            let live = match crate::login::live_sessions(state, req.headers(), &state.sessions.cfg.cookie_name, &ctx.host).await {
+                Ok(l) => l,
+                Err(_) => return ctx.error(ApiError::Unavailable),
+            };
+            let token = match live.first() {
+                Some((_, h)) => web::csrf_token_for(&state.web.csrf_key, &cookie, Some(h)),
+                None => csrf_token(&state.web.csrf_key, &cookie),
+            };
             let mut resp = page(
                 StatusCode::OK,
                 "Sign out",
@@ -479,7 +487,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
             let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or("")).unwrap_or(crate::login::CsrfForm { csrf: String::new() });
-            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, "/").await
+            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, "/").await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
     };

@@ -648,3 +648,99 @@ async fn tls_over_a_trusted_proxy_secures_cookies_return_urls_and_sends_hsts(b: 
         assert!(set_cookies(r.headers()).iter().all(|c| !c.contains("Secure")), "{url}");
     }
 }
+
+// ---- Finding 17: CSRF tokens are bound to the session once there is one. ----
+
+/// The value a response sets for cookie `name`.
+fn cookie_set(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    set_cookies(h).iter().find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned())).filter(|v| !v.is_empty())
+}
+
+/// Signs in at the control plane with a cookie-less client: (CSRF cookie, login cookie, the home page's sign-out token).
+async fn cp_sign_in(gw: &Gw) -> (String, String, String) {
+    let c = &gw.cp.client;
+    let r = c.get(gw.cp.url("/login")).send().await.unwrap();
+    let csrf_cookie = cookie_set(r.headers(), "gatehouse_csrf").unwrap();
+    let token = csrf_of(&r.text().await.unwrap());
+    let r = c
+        .post(gw.cp.url("/login"))
+        .header("cookie", format!("gatehouse_csrf={csrf_cookie}"))
+        .form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let login = cookie_set(r.headers(), "gatehouse_cp_session").unwrap();
+    let r = c.get(gw.cp.url("/")).header("cookie", format!("gatehouse_csrf={csrf_cookie}; gatehouse_cp_session={login}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let signout = csrf_of(&r.text().await.unwrap());
+    assert_ne!(signout, token, "the signed-in token differs from the pre-login one");
+    (csrf_cookie, login, signout)
+}
+
+async fn home_status(gw: &Gw, csrf: &str, login: &str) -> u16 {
+    let cookie = format!("gatehouse_csrf={csrf}; gatehouse_cp_session={login}");
+    gw.cp.client.get(gw.cp.url("/")).header("cookie", cookie).send().await.unwrap().status().as_u16()
+}
+
+story!(csrf_pair_planted_from_another_session_is_refused);
+async fn csrf_pair_planted_from_another_session_is_refused(b: Backend) {
+    let gw = with_owner(b).await;
+    let c = &gw.cp.client;
+    let (attacker_cookie, _attacker_login, attacker_token) = cp_sign_in(&gw).await;
+    let (victim_cookie, victim_login, victim_token) = cp_sign_in(&gw).await;
+    // A pre-login pair the attacker got from the login page.
+    let r = c.get(gw.cp.url("/login")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).send().await.unwrap();
+    let attacker_prelogin = csrf_of(&r.text().await.unwrap());
+    // The attacker plants their CSRF cookie in the victim's browser (an app on the same host name can)
+    // and submits their own valid token with the victim's session: refused, the victim stays signed in.
+    for token in [&attacker_token, &attacker_prelogin] {
+        let r = c
+            .post(gw.cp.url("/logout"))
+            .header("cookie", format!("gatehouse_csrf={attacker_cookie}; gatehouse_cp_session={victim_login}"))
+            .form(&[("csrf", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(home_status(&gw, &victim_cookie, &victim_login).await, 200, "the victim is still signed in");
+    }
+    // The victim's own pair works.
+    let r = c
+        .post(gw.cp.url("/logout"))
+        .header("cookie", format!("gatehouse_csrf={victim_cookie}; gatehouse_cp_session={victim_login}"))
+        .form(&[("csrf", victim_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(home_status(&gw, &victim_cookie, &victim_login).await, 302, "signed out");
+}
+
+story!(csrf_pair_from_another_browser_cannot_sign_out_an_app_session);
+async fn csrf_pair_from_another_browser_cannot_sign_out_an_app_session(b: Backend) {
+    let gw = with_owner(b).await;
+    let victim = Browser::new();
+    let callback = ticket_for(&gw, &victim, EMAIL, PASSWORD).await;
+    let r = victim.client.get(&callback).send().await.unwrap();
+    let app_session = cookie_set(r.headers(), "gatehouse_session").unwrap();
+    assert_eq!(victim.get(&gw.url("/private")).await.0, 200);
+    // The attacker's pair from the app host's sign-out page (no session of theirs).
+    let r = gw.cp.client.get(gw.url("/__gatehouse/logout")).send().await.unwrap();
+    let attacker_cookie = cookie_set(r.headers(), "gatehouse_csrf").unwrap();
+    let attacker_token = csrf_of(&r.text().await.unwrap());
+    let r = gw
+        .cp
+        .client
+        .post(gw.url("/__gatehouse/logout"))
+        .header("cookie", format!("gatehouse_csrf={attacker_cookie}; gatehouse_session={app_session}"))
+        .form(&[("csrf", attacker_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(victim.get(&gw.url("/private")).await.0, 200, "the victim's app session survives");
+    // Without a session the sign-out page's pre-login pair still clears the cookie.
+    let r = gw.cp.client.post(gw.url("/__gatehouse/logout")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).form(&[("csrf", attacker_token.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+}
