@@ -486,6 +486,9 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if !(60..=7 * 86_400).contains(&sign_in.forget_after.as_secs()) {
         bail!("{}: between 60 and 604800", at("sign_in.forget_after_secs"));
     }
+    if sign_in.max_wait > sign_in.forget_after {
+        bail!("{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)", at("sign_in.max_wait_secs"));
+    }
     if !(1..=256).contains(&sign_in.max_concurrent_hashes) {
         bail!("{}: between 1 and 256 (each takes 19 MiB while it runs)", at("sign_in.max_concurrent_hashes"));
     }
@@ -667,6 +670,7 @@ mod tests {
             (vec![("GATEHOUSE_SIGN_IN__MAX_CONCURRENT_HASHES", "1000")], "sign_in.max_concurrent_hashes"),
             (vec![("GATEHOUSE_SIGN_IN__FORGET_AFTER_SECS", "5")], "sign_in.forget_after_secs"),
             (vec![("GATEHOUSE_SIGN_IN__HASH_WAIT_MS", "600000")], "sign_in.hash_wait_ms"),
+            (vec![("GATEHOUSE_SIGN_IN__MAX_WAIT_SECS", "3600")], "sign_in.max_wait_secs"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
