@@ -133,7 +133,8 @@ struct Hashing {
     checks: AtomicU64,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
-    /// Argon2 working memory of idle slots, reused: at most `max_concurrent_hashes` default-cost buffers.
+    /// Argon2 working memory of idle slots, reused while hashes keep coming (at most
+    /// `max_concurrent_hashes` default-cost buffers) and dropped `IDLE_RELEASE` after the last one.
     buffers: parking_lot::Mutex<Vec<Vec<Block>>>,
     max_buffers: usize,
 }
@@ -143,6 +144,9 @@ impl std::fmt::Debug for Hashing {
         f.debug_struct("Hashing").field("total_kib", &self.total_kib).field("checks", &self.checks).finish_non_exhaustive()
     }
 }
+
+/// How long hashing buffers are kept after the last hash.
+const IDLE_RELEASE: Duration = Duration::from_secs(10);
 
 /// A hashing slot could not be had in time.
 #[derive(Debug)]
@@ -211,6 +215,11 @@ impl Users {
         self.hashing.checks.load(Ordering::Relaxed)
     }
 
+    /// Argon2 buffers kept for reuse right now (none once hashing has been idle for a while).
+    pub fn hash_buffers_held(&self) -> usize {
+        self.hashing.buffers.lock().len()
+    }
+
     /// The most password hashes that ran at the same time since start.
     pub fn peak_concurrent_hashes(&self) -> usize {
         self.hashing.peak.load(Ordering::Relaxed)
@@ -226,19 +235,33 @@ impl Users {
             _ => return Err(HashBusy),
         };
         let hashing = self.hashing.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let now = hashing.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             hashing.peak.fetch_max(now, Ordering::Relaxed);
-            hashing.checks.fetch_add(1, Ordering::Relaxed);
+            let generation = hashing.checks.fetch_add(1, Ordering::Relaxed) + 1;
             let mut blocks = hashing.buffers.lock().pop().unwrap_or_default();
             let out = f(&mut blocks);
-            hashing.in_flight.fetch_sub(1, Ordering::Relaxed);
-            let default_blocks = argon2::Params::DEFAULT_M_COST as usize;
-            let mut pool = hashing.buffers.lock();
-            // A hash with a larger cost than ours does not leave its larger buffer behind.
-            if pool.len() < hashing.max_buffers && blocks.capacity() <= default_blocks {
-                pool.push(blocks);
+            let still_running = hashing.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+            {
+                // The next hash reuses this buffer instead of allocating its own (allocating 19 MiB per
+                // attempt on many threads fragments the heap far beyond cap × cost). A hash with a larger
+                // cost than ours does not leave its larger buffer behind.
+                let mut pool = hashing.buffers.lock();
+                if pool.len() < hashing.max_buffers && blocks.capacity() <= argon2::Params::DEFAULT_M_COST as usize {
+                    pool.push(blocks);
+                }
+            }
+            if still_running == 0 {
+                // Once no hash has run for a while, give the memory back: an idle server keeps none.
+                let hashing = hashing.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep(IDLE_RELEASE).await;
+                    if hashing.in_flight.load(Ordering::Relaxed) == 0 && hashing.checks.load(Ordering::Relaxed) == generation {
+                        hashing.buffers.lock().clear();
+                    }
+                });
             }
             out
         })

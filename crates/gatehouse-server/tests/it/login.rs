@@ -744,3 +744,14 @@ async fn csrf_pair_from_another_browser_cannot_sign_out_an_app_session(b: Backen
     let r = gw.cp.client.post(gw.url("/__gatehouse/logout")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).form(&[("csrf", attacker_token.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), 303);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
+    let gw = with_owner(Backend::Sqlite).await;
+    let users = &gw.cp.state.users;
+    assert_eq!(users.hash_buffers_held(), 0);
+    assert!(matches!(users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), gatehouse_server::users::SignIn::Ok(_)));
+    assert_eq!(users.hash_buffers_held(), 1, "kept for the next attempt");
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    assert_eq!(users.hash_buffers_held(), 0, "an idle server keeps no Argon2 memory");
+}
