@@ -755,3 +755,28 @@ async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     assert_eq!(users.hash_buffers_held(), 0, "an idle server keeps no Argon2 memory");
 }
+
+story!(throttle_a_success_costs_the_address_nothing_and_resets_the_account);
+async fn throttle_a_success_costs_the_address_nothing_and_resets_the_account(b: Backend) {
+    use gatehouse_server::users::SignIn;
+    let gw = with_owner(b).await;
+    let users = &gw.cp.state.users;
+    let ip = Some("198.51.100.20".parse().unwrap());
+    for i in 0..4 {
+        assert!(matches!(users.sign_in(&format!("ghost{i}@example.com"), "x", ip).await.unwrap(), SignIn::Wrong));
+    }
+    for _ in 0..3 {
+        assert!(matches!(users.sign_in(EMAIL, PASSWORD, ip).await.unwrap(), SignIn::Ok(_)), "successes are not failures");
+    }
+    assert!(matches!(users.sign_in("ghost9@example.com", "x", ip).await.unwrap(), SignIn::Wrong), "the fifth failure of the address");
+    assert!(matches!(users.sign_in(EMAIL, PASSWORD, ip).await.unwrap(), SignIn::Throttled(_)), "now the address waits");
+    // The account itself starts over after a success: four failures from elsewhere, then a success, then four more.
+    let elsewhere = |n: u8| Some(std::net::IpAddr::from([192, 0, 2, n]));
+    for n in 0..4 {
+        assert!(matches!(users.sign_in(EMAIL, "wrong password", elsewhere(n)).await.unwrap(), SignIn::Wrong));
+    }
+    assert!(matches!(users.sign_in(EMAIL, PASSWORD, elsewhere(50)).await.unwrap(), SignIn::Ok(_)));
+    for n in 4..8 {
+        assert!(matches!(users.sign_in(EMAIL, "wrong password", elsewhere(n)).await.unwrap(), SignIn::Wrong), "{n}");
+    }
+}
