@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub redis_url: Option<gatehouse_core::SecretString>,
     /// Time and size limits of each listener (SPEC §11).
     pub listener: crate::listener::ListenerLimits,
+    /// Sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
+    pub sign_in: crate::users::SignInConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             webhook_worker: true,
             redis_url: None,
             listener: crate::listener::ListenerLimits::default(),
+            sign_in: crate::users::SignInConfig::default(),
         }
     }
 }

@@ -101,7 +101,7 @@ impl App {
         let signing_keys = gateway::assertion::load_keys(store.as_ref()).await?;
         let signer = Arc::new(gateway::assertion::AssertionSigner::with_keys(&signing_keys, config.public_url.clone()));
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
-        let users = users::Users::new(store.clone(), config.workspace.clone());
+        let users = users::Users::with_config(store.clone(), config.workspace.clone(), config.sign_in.clone());
         let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
         let oauth_cfg = oauth::OAuthConfig { default_rate_limit: Some(service::default_as_override(config.default_rate_limit)), ..config.oauth.clone() };
         let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), oauth_cfg, verifier.clone());

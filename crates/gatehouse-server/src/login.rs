@@ -12,7 +12,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::users::SignIn;
-use crate::web::{cookies, csrf_ok, csrf_token, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
+use crate::web::{cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -21,6 +21,8 @@ type St = State<Arc<AppState>>;
 pub struct LoginQuery {
     pub return_to: Option<String>,
     pub error: Option<String>,
+    /// The hash of the app host's state cookie (hex), when an app host started this sign-in.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +35,41 @@ pub struct LoginForm {
     pub csrf: String,
     #[serde(default)]
     pub return_to: String,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// The browser binding an app host passed along (`state`, the hex SHA-256 of its state cookie).
+fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
+    gatehouse_core::KeyHash::from_hex(s)
+}
+
+/// Whether the deployment is served over HTTPS: its public URL says so. Then every host is treated as
+/// HTTPS whatever an individual request looks like (a TLS-terminating proxy in front).
+pub fn deployment_https(state: &AppState) -> bool {
+    state.config.public_url.starts_with("https://")
+}
+
+/// Whether this request is to be answered as HTTPS: the deployment is, or the request came over TLS.
+/// Then cookies are `Secure`, HSTS is sent, and absolute return URLs use `https`.
+pub fn secure_context(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    deployment_https(state) || is_https(state, headers, peer)
+}
+
+/// `Strict-Transport-Security` for responses of an HTTPS deployment or request (SPEC §11 "TLS", §14).
+pub fn add_hsts(resp: &mut Response, secure: bool) {
+    if secure {
+        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
+    }
+}
+
+/// Middleware of the control plane: HSTS on every response of an HTTPS deployment or request.
+pub async fn hsts_layer(State(state): St, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let secure = secure_context(&state, req.headers(), peer);
+    let mut resp = next.run(req).await;
+    add_hsts(&mut resp, secure);
+    resp
 }
 
 /// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
@@ -49,17 +86,18 @@ pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, browser: Option<&gatehouse_core::KeyHash>, error: Option<&str>, status: StatusCode) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
     let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
     let body = format!(
         r#"{error_html}<form method="post" action="/login">
-<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}">
+<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}"><input type="hidden" name="state" value="{st}">
 <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form>"#,
-        rt = esc(return_to)
+        rt = esc(return_to),
+        st = browser.map(|b| b.to_hex()).unwrap_or_default(),
     );
     let mut resp = page(status, "Sign in", &body);
     if fresh {
@@ -68,11 +106,20 @@ fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &st
     resp
 }
 
-/// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host.
-async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>) -> Response {
+/// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host. A
+/// ticket is only issued for a sign-in the app host started (its state cookie's hash in `browser`);
+/// otherwise the browser is sent to the app host to start one, which comes straight back here.
+///
+/// On HTTPS the scheme of the return URL is always `https`, whatever the link said: a ticket never
+/// travels over plain HTTP from a deployment that has TLS.
+async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>, browser: Option<gatehouse_core::KeyHash>, secure: bool) -> Response {
     match return_to {
         Some(ReturnTo::App { scheme, host, path }) if host != state.web.cp_host => {
-            match state.sessions.issue_ticket(login_hash, &host).await {
+            let scheme = if secure { "https" } else { scheme.as_str() };
+            let Some(browser) = browser else {
+                return redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/signin?return_to={}", url_encode(&path)));
+            };
+            match state.sessions.issue_ticket(login_hash, &host, &browser).await {
                 Ok(ticket) => {
                     let rt: String = url_encode(&path);
                     redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/callback?ticket={ticket}&return_to={rt}"))
@@ -114,29 +161,31 @@ pub async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Opti
 }
 
 pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    let https = is_https(&state, &headers, Some(peer));
+    let https = secure_context(&state, &headers, Some(peer));
     let rt_raw = q.return_to.clone().unwrap_or_default();
     let rt = if rt_raw.is_empty() { None } else { parse_return_to(&rt_raw, &state.web.known_hosts()) };
+    let browser = q.state.as_deref().and_then(parse_state);
     if !rt_raw.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
+        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
     }
     match current_login(&state, &headers).await {
-        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt).await,
+        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt, browser, https).await,
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
-    login_page(&state, &headers, https, &rt_raw, q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
+    login_page(&state, &headers, https, &rt_raw, browser.as_ref(), q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
 }
 
 pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
-    let https = is_https(&state, &headers, Some(peer));
+    let https = secure_context(&state, &headers, Some(peer));
+    let browser = parse_state(&form.state);
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
-        return login_page(&state, &headers, https, &form.return_to, Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
+        return login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
     }
     let rt = if form.return_to.is_empty() { None } else { parse_return_to(&form.return_to, &state.web.known_hosts()) };
     if !form.return_to.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
+        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
     }
     let ip = crate::netaddr::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     match state.users.sign_in(&form.email, &form.password, Some(ip)).await {
@@ -146,22 +195,28 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
                 Err(e) => return unavailable(e),
             };
             tracing::info!(user = %user.id, "signed in");
-            let mut resp = continue_to(&state, &hash, rt).await;
+            let mut resp = continue_to(&state, &hash, rt, browser, https).await;
             let max_age = state.sessions.cfg.absolute.as_secs() as i64;
             resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
             resp
         }
-        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
         Ok(SignIn::Throttled(wait)) => {
             let mut resp = login_page(
                 &state,
                 &headers,
                 https,
                 &form.return_to,
+                browser.as_ref(),
                 Some(&format!("Too many failed attempts. Try again in {} s.", wait.as_secs().max(1))),
                 StatusCode::TOO_MANY_REQUESTS,
             );
             resp.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().max(1).into());
+            resp
+        }
+        Ok(SignIn::Busy) => {
+            let mut resp = login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Gatehouse is busy; try again in a moment."), StatusCode::SERVICE_UNAVAILABLE);
+            resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
             resp
         }
         Err(e) => unavailable(e),
@@ -169,19 +224,24 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
 }
 
 /// The control plane's landing page for a signed-in browser.
-pub async fn home(State(state): St, headers: HeaderMap) -> Response {
+pub async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     match current_login(&state, &headers).await {
         Ok(Some(login)) => {
-            let (cookie, _) = csrf_cookie(&headers);
-            let token = csrf_token(&state.web.csrf_key, &cookie);
-            page(
+            let (cookie, fresh) = csrf_cookie(&headers);
+            let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(&login.session.id_hash));
+            let mut resp = page(
                 StatusCode::OK,
                 "Gatehouse",
                 &format!(
                     r#"<p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#,
                     esc(&login.user.email)
                 ),
-            )
+            );
+            if fresh {
+                let https = secure_context(&state, &headers, Some(peer));
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
+            }
+            resp
         }
         Ok(None) => redirect(StatusCode::FOUND, "/login"),
         Err(e) => unavailable(e),
@@ -196,17 +256,41 @@ pub struct CsrfForm {
 
 /// Ends the browser's login on the control plane and every app session it opened.
 pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, "/login").await
+    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, &state.web.cp_host, "/login").await
+}
+
+/// The live sessions behind the browser's `cookie_name` cookies on `host`, as (cookie, id hash).
+pub async fn live_sessions<'a>(state: &AppState, headers: &'a HeaderMap, cookie_name: &'a str, host: &str) -> Result<Vec<(&'a str, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
+    let mut live = vec![];
+    for c in cookies(headers, cookie_name) {
+        if let Some(a) = state.sessions.lookup(c, host).await? {
+            live.push((c, a.session.id_hash));
+        }
+    }
+    Ok(live)
 }
 
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
-pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, then: &str) -> Response {
-    let https = is_https(state, headers, Some(peer));
-    if !csrf_ok(&state.web.csrf_key, cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43), csrf) {
-        return page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
-    }
-    for c in cookies(headers, cookie_name) {
-        if let Err(e) = state.sessions.end(c).await {
+/// With a live session the token must be the one bound to it (a pair from another browser, or a
+/// pre-login token, is refused); only the session the token belongs to is ended.
+pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, host: &str, then: &str) -> Response {
+    let https = secure_context(state, headers, Some(peer));
+    let csrf_cookie = cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43);
+    let live = match live_sessions(state, headers, cookie_name, host).await {
+        Ok(l) => l,
+        Err(e) => return unavailable(e),
+    };
+    let refused = || page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
+    if live.is_empty() {
+        // Nothing to end (already signed out): the pre-login token suffices to clear the cookie.
+        if !csrf_ok(&state.web.csrf_key, csrf_cookie, csrf) {
+            return refused();
+        }
+    } else {
+        let Some((cookie, _)) = live.iter().find(|(_, h)| csrf_ok_for(&state.web.csrf_key, csrf_cookie, Some(h), csrf)) else {
+            return refused();
+        };
+        if let Err(e) = state.sessions.end(cookie).await {
             return unavailable(e);
         }
     }
@@ -233,6 +317,7 @@ pub struct SetupForm {
 }
 
 fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let https = secure_context(state, headers, None);
     let (cookie, fresh) = csrf_cookie(headers);
     let csrf = csrf_token(&state.web.csrf_key, &cookie);
     let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
@@ -246,7 +331,7 @@ fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<
     );
     let mut resp = page(status, "Set up Gatehouse", &body);
     if fresh {
-        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, false));
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
     resp
 }

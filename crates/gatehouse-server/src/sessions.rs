@@ -71,6 +71,17 @@ pub fn new_token() -> (String, KeyHash) {
     (text, hash)
 }
 
+/// What redeeming a ticket gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// A new app-host session: its cookie value.
+    Session(String),
+    /// Unknown, used, expired, for another host, or its login ended.
+    Invalid,
+    /// A valid ticket, but for a sign-in this browser did not start (login CSRF): spent, no session.
+    OtherBrowser,
+}
+
 /// Activity is recorded at most this often per session, so a busy session does not churn the map.
 const SEEN_GRANULARITY_MS: i64 = 30_000;
 
@@ -105,26 +116,32 @@ impl Sessions {
         Ok((cookie, hash))
     }
 
-    /// A one-time ticket (60 s) that lets `host` open a child session of the login `parent`.
-    pub async fn issue_ticket(&self, parent: &KeyHash, host: &str) -> Result<String, StoreError> {
+    /// A one-time ticket (60 s) that lets `host` open a child session of the login `parent`, only in
+    /// the browser whose state cookie hashes to `browser`.
+    pub async fn issue_ticket(&self, parent: &KeyHash, host: &str, browser: &KeyHash) -> Result<String, StoreError> {
         let (ticket, hash) = new_token();
-        self.store.insert_ticket(&hash, parent, host, Timestamp::now().plus_millis(60_000)).await?;
+        self.store.insert_ticket(&hash, parent, host, browser, Timestamp::now().plus_millis(60_000)).await?;
         Ok(ticket)
     }
 
-    /// Redeems a ticket on `host` and opens the child session; `None` if the ticket is not valid here.
-    pub async fn redeem_ticket(&self, ticket: &str, host: &str) -> Result<Option<String>, StoreError> {
+    /// Redeems a ticket on `host` in a browser holding `state_cookies` and opens the child session.
+    /// The ticket is spent in every case; the binding is compared in constant time.
+    pub async fn redeem_ticket(&self, ticket: &str, host: &str, state_cookies: &[&str]) -> Result<Redeemed, StoreError> {
         if ticket.len() != 43 {
-            return Ok(None);
+            return Ok(Redeemed::Invalid);
         }
         let now = Timestamp::now();
-        let Some(parent) = self.store.redeem_ticket(&KeyHash::of(ticket), host, now).await? else { return Ok(None) };
-        let Some(login) = self.store.session_by_hash(&parent).await? else { return Ok(None) };
+        let Some((parent, browser)) = self.store.redeem_ticket(&KeyHash::of(ticket), host, now).await? else { return Ok(Redeemed::Invalid) };
+        let bound = browser.is_some_and(|b| state_cookies.iter().filter(|c| c.len() == 43).fold(false, |ok, c| ok | KeyHash::of(c).ct_eq(&b)));
+        if !bound {
+            return Ok(Redeemed::OtherBrowser);
+        }
+        let Some(login) = self.store.session_by_hash(&parent).await? else { return Ok(Redeemed::Invalid) };
         if login.revoked_at.is_some() || login.expires_at <= now {
-            return Ok(None);
+            return Ok(Redeemed::Invalid);
         }
         let (cookie, _) = self.create(login.user_id.clone(), Some((parent, login.expires_at)), host).await?;
-        Ok(Some(cookie))
+        Ok(Redeemed::Session(cookie))
     }
 
     /// The live session behind a cookie value on `host`, or `None` (unknown, ended, idle, other host).

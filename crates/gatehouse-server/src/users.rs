@@ -1,17 +1,26 @@
 //! Users: Argon2id password hashing, the owner bootstrap (SPEC §1), and sign-in checks with
-//! throttling per account and per IP. Unknown emails cost the same as wrong passwords.
+//! throttling per account and per client address (SPEC §11 "Sign-in"). Unknown emails cost the same
+//! as wrong passwords.
+//!
+//! The throttle lives in storage, so a restart keeps a lock and nodes sharing a database count
+//! together; an attempt is reserved there *before* its password is checked, so a burst of concurrent
+//! guesses spends the allowance exactly as the same guesses one after another would. Password hashing
+//! runs behind a semaphore measured in Argon2 memory (KiB): at most `max_concurrent_hashes` default-cost
+//! hashes at once, and a caller that cannot get a permit within `hash_wait` is told to come back later.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use gatehouse_core::id::new_id;
 use gatehouse_core::Timestamp;
-use gatehouse_store::{AuditEntry, Store, StoreError, UserChange, UserRecord};
-use parking_lot::Mutex;
+use gatehouse_store::{AuditEntry, Reservation, Store, StoreError, ThrottlePolicy, UserChange, UserRecord};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 /// Hashes a password with Argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane).
 pub fn hash_password(password: &str) -> String {
@@ -19,8 +28,90 @@ pub fn hash_password(password: &str) -> String {
     Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with valid params").to_string()
 }
 
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+/// Checks `password` against a PHC string, computing Argon2 in `blocks` (grown as needed and kept by
+/// the caller for the next check, so memory is allocated once per hashing slot, not per attempt).
+fn verify_password(password: &str, phc: &str, blocks: &mut Vec<Block>) -> bool {
+    let Ok(h) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (Algorithm::try_from(h.algorithm), Params::try_from(&h), h.salt, h.hash) else {
+        return false;
+    };
+    let Ok(version) = h.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    blocks.resize(params.block_count(), Block::default());
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..]).is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
+/// Hashes a new password like `hash_password`, in the caller's `blocks`.
+fn hash_password_in(password: &str, blocks: &mut Vec<Block>) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    let params = Params::default();
+    let mut salt_buf = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_buf).expect("a generated salt decodes");
+    blocks.resize(params.block_count(), Block::default());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::default().hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut blocks[..]).expect("argon2 hashing with valid params");
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().expect("default params encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).expect("32-byte output")),
+    };
+    phc.to_string()
+}
+
+/// Memory (KiB) one check of `phc` takes: its `m` parameter, or the default cost when unreadable.
+fn memory_cost_kib(phc: &str) -> u32 {
+    PasswordHash::new(phc)
+        .ok()
+        .and_then(|h| h.params.get_decimal("m"))
+        .unwrap_or(argon2::Params::DEFAULT_M_COST)
+}
+
+/// Sign-in limits (config section `[sign_in]`).
+#[derive(Clone, Debug)]
+pub struct SignInConfig {
+    /// Failed attempts per account and per client address before waits are imposed.
+    pub free_attempts: u32,
+    /// The longest wait (it doubles from 1 s per further failure).
+    pub max_wait: Duration,
+    /// Failures are forgotten this long after the last one.
+    pub forget_after: Duration,
+    /// Password hashes computed at once; memory is this × the Argon2 cost (19 MiB by default).
+    pub max_concurrent_hashes: u32,
+    /// How long a sign-in waits for a hashing slot before it is answered 503.
+    pub hash_wait: Duration,
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        Self {
+            free_attempts: 5,
+            max_wait: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(15 * 60),
+            max_concurrent_hashes: default_hash_concurrency(),
+            hash_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One hash per CPU (Argon2 is CPU-bound: more at once only adds memory), at most 8.
+pub fn default_hash_concurrency() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8) as u32)
+}
+
+impl SignInConfig {
+    fn policy(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            free_attempts: self.free_attempts,
+            max_wait_ms: self.max_wait.as_millis() as i64,
+            forget_after_ms: self.forget_after.as_millis() as i64,
+        }
+    }
 }
 
 /// The outcome of a sign-in attempt.
@@ -29,33 +120,57 @@ pub enum SignIn {
     Ok(UserRecord),
     /// Wrong email or password (never says which).
     Wrong,
-    /// Too many failures; retry after this long.
+    /// Too many failures; retry after this long. The password was not checked.
     Throttled(Duration),
+    /// Every hashing slot stayed busy; retry shortly. Nothing was counted.
+    Busy,
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    last: Option<Instant>,
+/// The hashing semaphore and what it has done (for metrics and tests).
+struct Hashing {
+    permits: Arc<Semaphore>,
+    total_kib: u32,
+    checks: AtomicU64,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    /// Argon2 working memory of idle slots, reused while hashes keep coming (at most
+    /// `max_concurrent_hashes` default-cost buffers) and dropped `IDLE_RELEASE` after the last one.
+    buffers: parking_lot::Mutex<Vec<Vec<Block>>>,
+    max_buffers: usize,
 }
 
-/// Failed attempts allowed before a wait is imposed.
-const FREE_ATTEMPTS: u32 = 5;
-/// Failures are forgotten after this long without one.
-const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+impl std::fmt::Debug for Hashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hashing").field("total_kib", &self.total_kib).field("checks", &self.checks).finish_non_exhaustive()
+    }
+}
+
+/// How long hashing buffers are kept after the last hash.
+const IDLE_RELEASE: Duration = Duration::from_secs(10);
+
+/// A hashing slot could not be had in time.
+#[derive(Debug)]
+pub struct HashBusy;
 
 /// Users of one workspace.
 pub struct Users {
     store: Arc<dyn Store>,
     workspace: String,
-    failures: Mutex<HashMap<String, Failures>>,
+    cfg: SignInConfig,
+    hashing: Arc<Hashing>,
+    last_prune_ms: AtomicI64,
     dummy_hash: String,
 }
 
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Users").field("workspace", &self.workspace).finish_non_exhaustive()
+        f.debug_struct("Users").field("workspace", &self.workspace).field("cfg", &self.cfg).finish_non_exhaustive()
     }
+}
+
+/// The throttle subject of an account: the email's hash, so no typed text is stored.
+fn account_subject(email: &str) -> String {
+    format!("account:{}", hex::encode(Sha256::digest(email.as_bytes())))
 }
 
 /// Normalizes an email for lookup: trimmed, lower case.
@@ -77,7 +192,89 @@ pub fn check_password(password: &str) -> Result<(), String> {
 
 impl Users {
     pub fn new(store: Arc<dyn Store>, workspace: String) -> Self {
-        Self { store, workspace, failures: Mutex::default(), dummy_hash: hash_password("not a real password, for timing only") }
+        Self::with_config(store, workspace, SignInConfig::default())
+    }
+
+    pub fn with_config(store: Arc<dyn Store>, workspace: String, cfg: SignInConfig) -> Self {
+        let total_kib = cfg.max_concurrent_hashes.max(1).saturating_mul(argon2::Params::DEFAULT_M_COST);
+        let hashing = Arc::new(Hashing {
+            permits: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            checks: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            buffers: parking_lot::Mutex::default(),
+            max_buffers: cfg.max_concurrent_hashes.max(1) as usize,
+        });
+        let dummy_hash = hash_password("not a real password, for timing only");
+        Self { store, workspace, cfg, hashing, last_prune_ms: AtomicI64::new(0), dummy_hash }
+    }
+
+    /// Passwords checked (Argon2 evaluations) since start.
+    pub fn password_checks(&self) -> u64 {
+        self.hashing.checks.load(Ordering::Relaxed)
+    }
+
+    /// Argon2 buffers kept for reuse right now (none once hashing has been idle for a while).
+    pub fn hash_buffers_held(&self) -> usize {
+        self.hashing.buffers.lock().len()
+    }
+
+    /// The most password hashes that ran at the same time since start.
+    pub fn peak_concurrent_hashes(&self) -> usize {
+        self.hashing.peak.load(Ordering::Relaxed)
+    }
+
+    /// Runs Argon2 (`f`, costing `kib` of memory) on the blocking pool once a slot is free. The slot is
+    /// held by the blocking task itself, so a client that goes away cannot free it early.
+    async fn hash_slot<T: Send + 'static>(&self, kib: u32, f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static) -> Result<T, HashBusy> {
+        let want = kib.clamp(1, self.hashing.total_kib);
+        let acquire = self.hashing.permits.clone().acquire_many_owned(want);
+        let permit = match tokio::time::timeout(self.cfg.hash_wait, acquire).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(HashBusy),
+        };
+        let hashing = self.hashing.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = hashing.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            hashing.peak.fetch_max(now, Ordering::Relaxed);
+            let generation = hashing.checks.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut blocks = hashing.buffers.lock().pop().unwrap_or_default();
+            let out = f(&mut blocks);
+            let still_running = hashing.in_flight.fetch_sub(1, Ordering::Relaxed) - 1;
+            {
+                // The next hash reuses this buffer instead of allocating its own (allocating 19 MiB per
+                // attempt on many threads fragments the heap far beyond cap × cost). A hash with a larger
+                // cost than ours does not leave its larger buffer behind.
+                let mut pool = hashing.buffers.lock();
+                if pool.len() < hashing.max_buffers && blocks.capacity() <= argon2::Params::DEFAULT_M_COST as usize {
+                    pool.push(blocks);
+                }
+            }
+            if still_running == 0 {
+                // Once no hash has run for a while, give the memory back: an idle server keeps none.
+                let hashing = hashing.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep(IDLE_RELEASE).await;
+                    if hashing.in_flight.load(Ordering::Relaxed) == 0 && hashing.checks.load(Ordering::Relaxed) == generation {
+                        hashing.buffers.lock().clear();
+                    }
+                });
+            }
+            out
+        })
+        .await
+        .map_err(|_| HashBusy)
+    }
+
+    /// Hashes a new password under the same cap as sign-ins.
+    async fn hash_new(&self, password: &str) -> Result<String, String> {
+        let pw = password.to_owned();
+        self.hash_slot(argon2::Params::DEFAULT_M_COST, move |blocks| hash_password_in(&pw, blocks))
+            .await
+            .map_err(|_| "the server is busy hashing passwords; try again shortly".to_owned())
     }
 
     pub async fn has_any(&self) -> Result<bool, StoreError> {
@@ -104,7 +301,7 @@ impl Users {
             id: new_id("usr", now.0),
             workspace: self.workspace.clone(),
             email: email.clone(),
-            password_hash: hash_password(password),
+            password_hash: self.hash_new(password).await?,
             role: role.into(),
             created_at: now,
             disabled_at: None,
@@ -184,68 +381,127 @@ impl Users {
     pub async fn set_password(&self, id_or_email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
         check_password(password)?;
         let user = self.find_or_fail(id_or_email).await?;
-        let hash = hash_password(password);
+        let hash = self.hash_new(password).await?;
         self.change(&user, UserChange::Password { hash, at: Timestamp::now() }, "user.password_changed", actor).await
     }
 
-    fn wait_for(&self, key: &str) -> Option<Duration> {
-        let f = self.failures.lock();
-        let entry = f.get(key)?;
-        let last = entry.last?;
-        if last.elapsed() > FORGET_AFTER || entry.count < FREE_ATTEMPTS {
-            return None;
+    /// Deletes long-forgotten throttle counters, at most once a minute per node.
+    async fn maybe_prune(&self, now: Timestamp) {
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now.0 - last < 60_000 || self.last_prune_ms.compare_exchange(last, now.0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
         }
-        // 1 s after the fifth failure, doubling, at most 15 minutes.
-        let wait = Duration::from_secs(1u64 << (entry.count - FREE_ATTEMPTS).min(10)).min(FORGET_AFTER);
-        wait.checked_sub(last.elapsed())
-    }
-
-    fn record(&self, key: String, failed: bool) {
-        let mut f = self.failures.lock();
-        if f.len() > 100_000 {
-            f.retain(|_, v| v.last.is_some_and(|l| l.elapsed() < FORGET_AFTER));
-        }
-        if failed {
-            let e = f.entry(key).or_default();
-            if e.last.is_some_and(|l| l.elapsed() > FORGET_AFTER) {
-                e.count = 0;
-            }
-            e.count += 1;
-            e.last = Some(Instant::now());
-        } else {
-            f.remove(&key);
+        let before = Timestamp(now.0 - self.cfg.forget_after.as_millis() as i64);
+        if let Err(e) = self.store.prune_sign_in(before).await {
+            tracing::warn!(error = %e, "could not delete old sign-in counters; will retry");
         }
     }
 
-    /// Checks an email and password, throttled per account and per client IP.
+    /// Checks an email and password, throttled per account and per client address. Storage errors
+    /// are errors (the caller answers 503): the throttle never fails open.
     pub async fn sign_in(&self, email: &str, password: &str, ip: Option<IpAddr>) -> Result<SignIn, StoreError> {
         let email = normalize_email(email);
-        let account_key = format!("account:{email}");
-        let ip_key = ip.map(|i| format!("ip:{i}"));
-        let waits = [Some(account_key.as_str()), ip_key.as_deref()].into_iter().flatten().filter_map(|k| self.wait_for(k));
-        if let Some(wait) = waits.max() {
-            return Ok(SignIn::Throttled(wait));
-        }
-        let user = self.store.user_by_email(&self.workspace, &email).await?;
-        let (hash, user) = match user {
-            Some(u) if u.disabled_at.is_none() => (u.password_hash.clone(), Some(u)),
-            _ => (self.dummy_hash.clone(), None),
+        let account = account_subject(&email);
+        let ip_subject = ip.map(|i| format!("ip:{}", gatehouse_core::ipallow::canonical(i)));
+        // Client address first, then account: every attempt locks rows in the same order.
+        let subjects: Vec<&str> = ip_subject.iter().map(String::as_str).chain([account.as_str()]).collect();
+        let policy = self.cfg.policy();
+        let now = Timestamp::now();
+        self.maybe_prune(now).await;
+        let counts = match self.store.reserve_sign_in(&self.workspace, &subjects, now, &policy).await? {
+            Reservation::Granted(counts) => counts,
+            Reservation::Throttled { retry_at } => {
+                tracing::debug!(ip = ?ip, "sign-in refused: throttled");
+                return Ok(SignIn::Throttled(Duration::from_millis((retry_at.0 - now.0).max(1) as u64)));
+            }
         };
-        // Argon2 is CPU-heavy: keep it off the async workers.
+        let found = match self.store.user_by_email(&self.workspace, &email).await {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = self.store.release_sign_in(&self.workspace, &[], &subjects, &policy).await;
+                return Err(e);
+            }
+        };
+        let usable = found.as_ref().filter(|u| u.disabled_at.is_none());
+        let hash = usable.map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let pw = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.unwrap_or(false);
-        match (ok, user) {
-            (true, Some(u)) => {
-                self.record(account_key, false);
-                Ok(SignIn::Ok(u))
+        let kib = memory_cost_kib(&hash);
+        let ok = match self.hash_slot(kib, move |blocks| verify_password(&pw, &hash, blocks)).await {
+            Ok(ok) => ok,
+            Err(HashBusy) => {
+                // Not checked, so not counted: a flood that fills the slots costs nobody their allowance.
+                self.store.release_sign_in(&self.workspace, &[], &subjects, &policy).await?;
+                tracing::warn!(ip = ?ip, "sign-in refused: every password-hashing slot is busy");
+                return Ok(SignIn::Busy);
             }
-            _ => {
-                self.record(account_key, true);
-                if let Some(k) = ip_key {
-                    self.record(k, true);
-                }
-                Ok(SignIn::Wrong)
+        };
+        if let (true, Some(u)) = (ok, usable) {
+            let back: Vec<&str> = ip_subject.iter().map(String::as_str).collect();
+            self.store.release_sign_in(&self.workspace, &[account.as_str()], &back, &policy).await?;
+            return Ok(SignIn::Ok(u.clone()));
+        }
+        let account_failures = counts.last().copied().unwrap_or(1);
+        let ip_failures = ip_subject.as_ref().and(counts.first().copied());
+        self.failed(found.as_ref(), ip, account_failures, ip_failures, &policy).await;
+        Ok(SignIn::Wrong)
+    }
+
+    /// Logs a failed sign-in and audits it, summarised: for a known account, an entry at the 1st, 2nd,
+    /// 4th, 8th… failure of a series, and `user.locked` when the series reaches the allowance. The typed
+    /// email is never logged (people type passwords into it); the account is named by its id.
+    async fn failed(&self, user: Option<&UserRecord>, ip: Option<IpAddr>, failures: i64, ip_failures: Option<i64>, policy: &ThrottlePolicy) {
+        let free = i64::from(policy.free_attempts);
+        match user {
+            Some(u) => tracing::warn!(user = %u.id, ip = ?ip, failures, "sign-in failed"),
+            None => tracing::warn!(ip = ?ip, "sign-in failed for an unknown or disabled account"),
+        }
+        if ip_failures == Some(free) {
+            tracing::warn!(ip = ?ip, failures = free, "client address reached its sign-in allowance; further attempts wait");
+        }
+        let Some(u) = user else { return };
+        let mut entries = vec![];
+        if failures & (failures - 1) == 0 {
+            entries.push(("user.sign_in_failed", serde_json::json!({"email": u.email, "failures": failures})));
+        }
+        if failures == free {
+            let wait = policy.wait_after(failures) / 1000;
+            entries.push(("user.locked", serde_json::json!({"email": u.email, "failures": failures, "retry_after_secs": wait})));
+        }
+        for (action, details) in entries {
+            let mut entry = self.audit("anonymous", action, &u.id, details);
+            entry.ip = ip.map(|i| i.to_string());
+            if let Err(e) = self.store.audit_sign_in(&entry).await {
+                tracing::warn!(error = %e, action, user = %u.id, "could not write the sign-in audit entry");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_memory_hashes_and_verifies_like_the_library() {
+        let mut blocks = vec![];
+        let ours = hash_password_in("correct horse battery staple", &mut blocks);
+        let theirs = hash_password("correct horse battery staple");
+        for phc in [&ours, &theirs] {
+            assert!(verify_password("correct horse battery staple", phc, &mut blocks), "{phc}");
+            assert!(!verify_password("correct horse battery stapler", phc, &mut blocks));
+            assert!(argon2::PasswordVerifier::verify_password(&Argon2::default(), b"correct horse battery staple", &PasswordHash::new(phc).unwrap()).is_ok());
+        }
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert_eq!(memory_cost_kib(&ours), 19_456);
+        // Other parameters are honoured, garbage is refused.
+        let light = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap())
+            .hash_password(b"pw", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(verify_password("pw", &light, &mut blocks));
+        assert_eq!(memory_cost_kib(&light), 1024);
+        for bad in ["", "$argon2id$", "plaintext", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$"] {
+            assert!(!verify_password("pw", bad, &mut blocks), "{bad}");
         }
     }
 }

@@ -10,6 +10,71 @@ use subtle::ConstantTimeEq;
 /// Name of the cookie that carries the CSRF secret of a browser.
 pub const CSRF_COOKIE: &str = "gatehouse_csrf";
 
+/// Name of the cookie that binds a sign-in to the browser that started it (SPEC §11 "The cross-host
+/// ticket"): set on the app host before the redirect to the control plane, whose ticket carries its hash.
+pub const STATE_COOKIE: &str = "gatehouse_state";
+
+/// How long a started sign-in may take (typing a password, a password manager) before it must restart.
+pub const STATE_MAX_AGE_SECS: i64 = 900;
+
+/// The state cookie: only sent to `/__gatehouse/` (never forwarded upstream, never to other paths).
+pub fn state_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let mut c = format!("{STATE_COOKIE}={value}; Path=/__gatehouse/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
+    if secure {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).expect("cookie values are base64url")
+}
+
+/// Percent-decodes `s` completely; `None` on a malformed escape.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Whether `path` (with query) is a safe place to send a browser on the same host: an absolute path
+/// that stays an absolute path however a browser reads it. Refused, before and after percent-decoding:
+/// control characters (a browser drops tab and newline, so `/\t/evil` is `//evil`), `\` (read as `/`),
+/// a leading `//` (another host) also behind `/./` or `/../` segments, spaces, and malformed escapes.
+pub fn safe_local_path(path: &str) -> bool {
+    if path.len() > 4096 || !path.starts_with('/') {
+        return false;
+    }
+    let Some(decoded) = percent_decode(path) else { return false };
+    for bytes in [path.as_bytes(), decoded.as_slice()] {
+        if bytes.iter().any(|b| b.is_ascii_control() || *b == b'\\') {
+            return false;
+        }
+        let end = bytes.iter().position(|b| matches!(b, b'?' | b'#')).unwrap_or(bytes.len());
+        let mut p = &bytes[..end];
+        loop {
+            if p.starts_with(b"/./") {
+                p = &p[2..];
+            } else if p.starts_with(b"/../") {
+                p = &p[3..];
+            } else {
+                break;
+            }
+        }
+        if p.starts_with(b"//") {
+            return false;
+        }
+    }
+    !path.contains(' ')
+}
+
 /// Reads one cookie's values (every occurrence, in order).
 pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
@@ -51,19 +116,38 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> H
     HeaderValue::from_str(&c).expect("cookie values are base64url")
 }
 
-/// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key.
+/// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key. This is the
+/// pre-login token (sign-in and setup forms); once there is a session use `csrf_token_for`.
 pub fn csrf_token(key: &[u8], cookie: &str) -> String {
+    csrf_token_for(key, cookie, None)
+}
+
+/// The CSRF token for a browser's CSRF cookie and, once signed in, its session (the SHA-256 of the
+/// session cookie, i.e. the session's id hash). Bound to the session, a (cookie, token) pair taken from
+/// one browser is worthless with anyone else's session, even where an app can plant the CSRF cookie
+/// (an app and the control plane on one host name share cookies).
+pub fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core::KeyHash>) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
     mac.update(cookie.as_bytes());
+    if let Some(s) = session {
+        // The cookie is always 43 characters, so the two inputs can never be confused.
+        mac.update(b"\0session\0");
+        mac.update(&s.0);
+    }
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Constant-time check of a submitted CSRF token against the browser's cookie.
-pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+/// Constant-time check of a submitted CSRF token against the browser's cookie and session.
+pub fn csrf_ok_for(key: &[u8], cookie: Option<&str>, session: Option<&gatehouse_core::KeyHash>, submitted: &str) -> bool {
     match cookie {
-        Some(c) if c.len() == 43 => csrf_token(key, c).as_bytes().ct_eq(submitted.as_bytes()).into(),
+        Some(c) if c.len() == 43 => csrf_token_for(key, c, session).as_bytes().ct_eq(submitted.as_bytes()).into(),
         _ => false,
     }
+}
+
+/// Constant-time check of a submitted pre-login CSRF token against the browser's cookie.
+pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+    csrf_ok_for(key, cookie, None, submitted)
 }
 
 /// Where a sign-in may send the browser back to: a path on the same origin, or an absolute
@@ -82,10 +166,7 @@ pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
         return None;
     }
     if raw.starts_with('/') {
-        if raw.starts_with("//") {
-            return None;
-        }
-        return Some(ReturnTo::Local(raw.to_owned()));
+        return safe_local_path(raw).then(|| ReturnTo::Local(raw.to_owned()));
     }
     let (scheme, rest) = raw.split_once("://")?;
     if scheme != "http" && scheme != "https" {
@@ -103,7 +184,7 @@ pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
         return None;
     }
     let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-    if path.starts_with("//") {
+    if !safe_local_path(&path) {
         return None;
     }
     Some(ReturnTo::App { scheme: scheme.to_owned(), host, path })
@@ -175,10 +256,29 @@ mod tests {
             "//evil.com/x", "/\\evil.com", "https://evil.com/", "https://app.example.com.evil.com/", "https://evil.com@app.example.com/",
             "https://app.example.com@evil.com/", "javascript:alert(1)", "ftp://app.example.com/", "http://127.0.0.1:4481/",
             "http://app.example.com//evil.com", "/a\nb", "/a b", "http:/app.example.com", "", "evil.com", "http://",
+            "/%09/evil.com", "/%2F/evil.com", "/%5Cevil.com", "http://app.example.com/%2F%2Fevil.com", "http://app.example.com/%09/evil.com",
         ];
         for raw in bad {
             assert_eq!(parse_return_to(raw, &hosts), None, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn safe_local_path_table() {
+        let ok = ["/", "/account?tab=2", "/a/b/c", "/search?q=a%20b", "/a//b", "/?next=//x", "/a#//frag", "/%E2%9C%93", "/a/%2e%2e"];
+        for p in ok {
+            assert!(safe_local_path(p), "{p:?} should be allowed");
+        }
+        let bad = [
+            "", "a", "evil.com", "//evil.com", "///evil.com", "/\\evil.com", "\\\\evil.com", "/\t/evil.com", "/\n/evil.com", "/\r/evil.com",
+            "/%09/evil.com", "/%0a/evil.com", "/%0D/evil.com", "/%00", "/%2F/evil.com", "/%2f%2fevil.com", "/%5C/evil.com", "/%5cevil.com",
+            "/./%2Fevil.com", "/.//evil.com", "/..//evil.com", "/%2E/%2Fevil.com", "/%", "/%zz", "/%2", "/a b", "/\x7f", "/%7F",
+            "http://evil.com/", "https:evil.com", "javascript:alert(1)",
+        ];
+        for p in bad {
+            assert!(!safe_local_path(p), "{p:?} should be refused");
+        }
+        assert!(!safe_local_path(&format!("/{}", "a".repeat(4096))), "too long");
     }
 
     #[test]
@@ -200,5 +300,18 @@ mod tests {
         assert!(!csrf_ok(&key, Some(&"B".repeat(43)), &t));
         assert!(!csrf_ok(&key, None, &t));
         assert!(!csrf_ok(&key, Some(&cookie), ""));
+    }
+
+    #[test]
+    fn csrf_tokens_bind_to_the_session() {
+        let key = [7u8; 32];
+        let cookie = "A".repeat(43);
+        let (mine, theirs) = (gatehouse_core::KeyHash::of("my session"), gatehouse_core::KeyHash::of("their session"));
+        let t = csrf_token_for(&key, &cookie, Some(&mine));
+        assert!(csrf_ok_for(&key, Some(&cookie), Some(&mine), &t));
+        assert!(!csrf_ok_for(&key, Some(&cookie), Some(&theirs), &t), "another session");
+        assert!(!csrf_ok_for(&key, Some(&cookie), None, &t), "a bound token is no pre-login token");
+        assert!(!csrf_ok_for(&key, Some(&cookie), Some(&mine), &csrf_token(&key, &cookie)), "a pre-login token is no bound token");
+        assert!(!csrf_ok_for(&key, Some(&"B".repeat(43)), Some(&mine), &t), "another cookie");
     }
 }

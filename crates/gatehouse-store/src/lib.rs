@@ -190,9 +190,59 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session together with its whole family (its login and every app session of that login),
     /// putting every hash on the change feed. Returns the hashes ended.
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
-    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    /// Uses a ticket once: returns its login's hash if it exists, is for `host`, is unexpired and unused.
-    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<KeyHash>, StoreError>;
+    /// Stores a one-time ticket for `host`, bound to the browser whose state cookie hashes to `browser`.
+    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, browser: &KeyHash, expires_at: Timestamp) -> Result<(), StoreError>;
+    /// Uses a ticket once: if it exists, is for `host`, is unexpired and unused, marks it used and returns
+    /// its login's hash and the browser binding (`None` for a ticket stored without one). The caller
+    /// compares the binding; a ticket is spent whether or not it matches.
+    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError>;
+}
+
+/// How failed sign-ins are counted (SPEC §11 "Sign-in"): the first `free_attempts` failures of a
+/// subject cost nothing; from then on each further attempt must wait 1 s, doubling per failure, at most
+/// `max_wait_ms`; failures are forgotten `forget_after_ms` after the last one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    pub free_attempts: u32,
+    pub max_wait_ms: i64,
+    pub forget_after_ms: i64,
+}
+
+impl ThrottlePolicy {
+    /// The wait imposed after the `failures`-th counted attempt.
+    pub fn wait_after(&self, failures: i64) -> i64 {
+        let free = i64::from(self.free_attempts);
+        if failures < free {
+            return 0;
+        }
+        let doublings = (failures - free).min(30) as u32;
+        1000i64.saturating_mul(1i64 << doublings).min(self.max_wait_ms)
+    }
+}
+
+/// The outcome of reserving a sign-in attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt may be checked; the count of each subject including this attempt, in the order given.
+    Granted(Vec<i64>),
+    /// A subject is waiting: nothing was counted; the next attempt is allowed at this time.
+    Throttled { retry_at: Timestamp },
+}
+
+/// Sign-in throttling shared by every node on the same database.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    /// Atomically counts one attempt against every subject, or against none when any of them must
+    /// still wait. Concurrent callers are serialised, so a burst spends the allowance exactly as the
+    /// same attempts one after another would.
+    async fn reserve_sign_in(&self, workspace: &str, subjects: &[&str], now: Timestamp, policy: &ThrottlePolicy) -> Result<Reservation, StoreError>;
+    /// Gives back a reserved attempt that did not fail (a success, or one that could not be checked).
+    /// `forget` subjects start over (the account after a success); the others lose the one attempt.
+    async fn release_sign_in(&self, workspace: &str, forget: &[&str], give_back: &[&str], policy: &ThrottlePolicy) -> Result<(), StoreError>;
+    /// Writes an audit entry about sign-ins (failures are summarised by the caller, not one per attempt).
+    async fn audit_sign_in(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Deletes counters whose last attempt is older than `before`; returns how many.
+    async fn prune_sign_in(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Deployment-wide secrets, created on first use and shared by every node.
@@ -209,7 +259,7 @@ pub trait SecretStore: Send + Sync {
 
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SecretStore + OAuthStore + WebhookStore + Send + Sync + std::fmt::Debug {
+pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SignInStore + SecretStore + OAuthStore + WebhookStore + Send + Sync + std::fmt::Debug {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `sqlite` or `postgres`, for logs and metrics only.

@@ -793,22 +793,25 @@ impl SessionStore for SqlStore {
         hashes.iter().map(|h| hash_of(h)).collect()
     }
 
-    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, expires_at: Timestamp) -> Result<(), StoreError> {
-        let sql = "INSERT INTO login_tickets (ticket_hash, parent_hash, host, expires_at) VALUES ($1, $2, $3, $4)";
+    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, browser: &KeyHash, expires_at: Timestamp) -> Result<(), StoreError> {
+        let sql = "INSERT INTO login_tickets (ticket_hash, parent_hash, host, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5)";
         on_db!(self, write, p => {
-            sqlx::query(sql).bind(&ticket.0[..]).bind(&parent.0[..]).bind(host).bind(expires_at.0).execute(p).await?;
+            sqlx::query(sql).bind(&ticket.0[..]).bind(&parent.0[..]).bind(host).bind(expires_at.0).bind(&browser.0[..]).execute(p).await?;
         });
         Ok(())
     }
 
-    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<KeyHash>, StoreError> {
+    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError> {
         // One statement: marking used and checking validity cannot be split by a concurrent redeemer.
         let sql = "UPDATE login_tickets SET used_at = $3 WHERE ticket_hash = $1 AND host = $2 AND used_at IS NULL \
-                   AND expires_at > $3 RETURNING parent_hash";
-        let parent: Option<Vec<u8>> = on_db!(self, write, p => {
-            sqlx::query_scalar(sql).bind(&ticket.0[..]).bind(host).bind(now.0).fetch_optional(p).await?
+                   AND expires_at > $3 RETURNING parent_hash, browser_hash";
+        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = on_db!(self, write, p => {
+            sqlx::query_as(sql).bind(&ticket.0[..]).bind(host).bind(now.0).fetch_optional(p).await?
         });
-        parent.as_deref().map(hash_of).transpose()
+        match row {
+            None => Ok(None),
+            Some((parent, browser)) => Ok(Some((hash_of(&parent)?, browser.as_deref().map(hash_of).transpose()?))),
+        }
     }
 }
 
@@ -869,3 +872,6 @@ pub use oauth_sql::client_feed_hash;
 
 #[path = "sql_webhooks.rs"]
 mod webhooks_sql;
+
+#[path = "sql_signin.rs"]
+mod signin_sql;

@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub owner_email: Option<String>,
     pub owner_password: Option<String>,
     pub session: Option<RawSession>,
+    pub sign_in: Option<RawSignIn>,
     pub oauth: Option<RawOAuth>,
     pub webhooks: Option<RawWebhooks>,
     pub gateway: Option<RawGateway>,
@@ -62,6 +63,22 @@ pub struct RawLimits {
 pub struct RawSession {
     pub absolute_secs: Option<u64>,
     pub idle_secs: Option<u64>,
+}
+
+/// `[sign_in]`: failed sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignIn {
+    /// Failed attempts per account and per client address before waits begin (default 5).
+    pub free_attempts: Option<u32>,
+    /// The longest wait; it doubles from 1 s per further failure (default 900).
+    pub max_wait_secs: Option<u64>,
+    /// Failures are forgotten this long after the last one (default 900).
+    pub forget_after_secs: Option<u64>,
+    /// Password hashes computed at once (default: one per CPU, at most 8); memory is this × 19 MiB.
+    pub max_concurrent_hashes: Option<u32>,
+    /// How long a sign-in waits for a hashing slot before a 503 (default 2000).
+    pub hash_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +193,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("owner_password", Kind::Str),
     ("session.absolute_secs", Kind::Int),
     ("session.idle_secs", Kind::Int),
+    ("sign_in.free_attempts", Kind::Int),
+    ("sign_in.max_wait_secs", Kind::Int),
+    ("sign_in.forget_after_secs", Kind::Int),
+    ("sign_in.max_concurrent_hashes", Kind::Int),
+    ("sign_in.hash_wait_ms", Kind::Int),
     ("webhooks.header_prefix", Kind::Str),
     ("webhooks.timeout_secs", Kind::Int),
     ("webhooks.allow_private_destinations", Kind::Bool),
@@ -542,6 +564,33 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
         bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
     }
+    let si = raw.sign_in.unwrap_or_default();
+    let sid = gatehouse_server::users::SignInConfig::default();
+    let sign_in = gatehouse_server::users::SignInConfig {
+        free_attempts: si.free_attempts.unwrap_or(sid.free_attempts),
+        max_wait: si.max_wait_secs.map_or(sid.max_wait, Duration::from_secs),
+        forget_after: si.forget_after_secs.map_or(sid.forget_after, Duration::from_secs),
+        max_concurrent_hashes: si.max_concurrent_hashes.unwrap_or(sid.max_concurrent_hashes),
+        hash_wait: si.hash_wait_ms.map_or(sid.hash_wait, Duration::from_millis),
+    };
+    if !(1..=100).contains(&sign_in.free_attempts) {
+        bail!("{}: between 1 and 100", at("sign_in.free_attempts"));
+    }
+    if !(1..=86_400).contains(&sign_in.max_wait.as_secs()) {
+        bail!("{}: between 1 and 86400", at("sign_in.max_wait_secs"));
+    }
+    if !(60..=7 * 86_400).contains(&sign_in.forget_after.as_secs()) {
+        bail!("{}: between 60 and 604800", at("sign_in.forget_after_secs"));
+    }
+    if sign_in.max_wait > sign_in.forget_after {
+        bail!("{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)", at("sign_in.max_wait_secs"));
+    }
+    if !(1..=256).contains(&sign_in.max_concurrent_hashes) {
+        bail!("{}: between 1 and 256 (each takes 19 MiB while it runs)", at("sign_in.max_concurrent_hashes"));
+    }
+    if sign_in.hash_wait.as_millis() > 60_000 {
+        bail!("{}: at most 60000", at("sign_in.hash_wait_ms"));
+    }
     let mut o = raw.oauth.unwrap_or_default();
     let config_dir = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let mut oauth_clients = vec![];
@@ -685,6 +734,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             webhook_worker,
             redis_url,
             listener,
+            sign_in,
         },
     })
 }
@@ -717,6 +767,12 @@ mod tests {
         assert_eq!(c.gateway_threads, std::thread::available_parallelism().map_or(1, usize::from), "default: one per CPU");
         let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_GATEWAY__THREADS", "3")])).unwrap();
         assert_eq!(c.gateway_threads, 3);
+        let d = gatehouse_server::users::SignInConfig::default();
+        assert_eq!((c.server.sign_in.free_attempts, c.server.sign_in.max_concurrent_hashes), (5, d.max_concurrent_hashes), "sign-in defaults");
+        let (_f, flags) = file("[sign_in]\nfree_attempts = 3\nmax_concurrent_hashes = 2\nhash_wait_ms = 250\n");
+        let c = load_from(&flags, &env(&[("GATEHOUSE_SIGN_IN__MAX_WAIT_SECS", "60")])).unwrap();
+        let si = &c.server.sign_in;
+        assert_eq!((si.free_attempts, si.max_concurrent_hashes, si.hash_wait, si.max_wait), (3, 2, Duration::from_millis(250), Duration::from_secs(60)));
     }
 
     #[test]
@@ -751,6 +807,12 @@ mod tests {
             (vec![("GATEHOUSE_WEBHOOKS__PROXY", "socks5://proxy.example:1080")], "webhooks.proxy: scheme `socks5`"),
             (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128/path")], "webhooks.proxy: give the proxy as"),
             (vec![("GATEHOUSE_WEBHOOKS__PROXY", "proxy.example:3128")], "webhooks.proxy"),
+            (vec![("GATEHOUSE_SIGN_IN__FREE_ATTEMPTS", "0")], "sign_in.free_attempts"),
+            (vec![("GATEHOUSE_SIGN_IN__MAX_CONCURRENT_HASHES", "0")], "sign_in.max_concurrent_hashes"),
+            (vec![("GATEHOUSE_SIGN_IN__MAX_CONCURRENT_HASHES", "1000")], "sign_in.max_concurrent_hashes"),
+            (vec![("GATEHOUSE_SIGN_IN__FORGET_AFTER_SECS", "5")], "sign_in.forget_after_secs"),
+            (vec![("GATEHOUSE_SIGN_IN__HASH_WAIT_MS", "600000")], "sign_in.hash_wait_ms"),
+            (vec![("GATEHOUSE_SIGN_IN__MAX_WAIT_SECS", "3600")], "sign_in.max_wait_secs"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();

@@ -117,6 +117,7 @@ pub fn router(state: State) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::login::hsts_layer))
         .with_state(state)
 }
 

@@ -155,14 +155,25 @@ impl Ctx<'_> {
         html
     }
 
+    /// Sends a browser to the control plane's sign-in, bound to this browser: a fresh state cookie on
+    /// this host (only sent to `/__gatehouse/`), whose hash the control plane puts into the ticket.
+    /// On an HTTPS deployment or request the return URL is `https`, the cookie `Secure`, and HSTS is sent.
     fn login_redirect(&self, path: &NormalizedPath, query: Option<&str>) -> Response {
-        let scheme = if self.https { "https" } else { "http" };
+        let secure = self.https || crate::login::deployment_https(self.state());
+        let scheme = if secure { "https" } else { "http" };
         let mut url = format!("{scheme}://{}{}", self.host, path.as_str());
         if let Some(q) = query {
             url.push('?');
             url.push_str(q);
         }
-        redirect(StatusCode::FOUND, &format!("{}/login?return_to={}", self.state().web.cp_origin, url_encode(&url)))
+        let (nonce, hash) = crate::sessions::new_token();
+        let mut resp = redirect(
+            StatusCode::FOUND,
+            &format!("{}/login?return_to={}&state={}", self.state().web.cp_origin, url_encode(&url), hash.to_hex()),
+        );
+        resp.headers_mut().append(header::SET_COOKIE, web::state_cookie(&nonce, web::STATE_MAX_AGE_SECS, secure));
+        crate::login::add_hsts(&mut resp, secure);
+        resp
     }
 }
 
@@ -382,6 +393,7 @@ async fn proxy(
     web::strip_cookie(h, &state.sessions.cfg.cookie_name);
     web::strip_cookie(h, &state.sessions.cfg.cp_cookie_name);
     web::strip_cookie(h, CSRF_COOKIE);
+    web::strip_cookie(h, web::STATE_COOKIE);
     // Forwarding headers: the client's own chain only counts when it came through a trusted proxy.
     let xff = if original_xff.is_empty() { peer_ip.to_string() } else { format!("{}, {peer_ip}", original_xff.join(", ")) };
     let proto = if ctx.https { "https" } else { "http" };
@@ -420,7 +432,7 @@ async fn proxy(
             match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout).await {
                 Ok(mut resp) => {
                     let cfg = &state.sessions.cfg;
-                    forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE]);
+                    forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE]);
                     resp
                 }
                 Err(UpstreamError::Timeout) => ctx.error(ApiError::UpstreamTimeout(micro.name.clone())),
@@ -448,27 +460,48 @@ struct CallbackQuery {
 /// `/__gatehouse/…` on an app host: the login callback and sign-out.
 async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Response {
     let state = ctx.state();
-    match (req.method().clone(), path.as_str()) {
+    // Cookies set here are `Secure` and HSTS is sent whenever this host is served over HTTPS.
+    let secure = ctx.https || crate::login::deployment_https(state);
+    let mut resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/__gatehouse/callback") => {
             let q: CallbackQuery = match serde_urlencoded_query(req.uri().query().unwrap_or("")) {
                 Some(q) => q,
                 None => return page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link is malformed.</p>"),
             };
-            // Only a local path: a ticket can never send the browser elsewhere.
-            let back = if q.return_to.starts_with('/') && !q.return_to.starts_with("//") && !q.return_to.contains('\\') {
-                q.return_to.clone()
-            } else {
-                "/".into()
-            };
-            match state.sessions.redeem_ticket(&q.ticket, &ctx.host).await {
-                Ok(Some(cookie)) => {
+            // Only a path on this host, however a browser reads it: a ticket can never send the browser elsewhere.
+            let back = if web::safe_local_path(&q.return_to) { q.return_to.clone() } else { "/".into() };
+            let states: Vec<&str> = cookies(req.headers(), web::STATE_COOKIE).collect();
+            match state.sessions.redeem_ticket(&q.ticket, &ctx.host, &states).await {
+                Ok(crate::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
-                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, ctx.https));
+                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, secure));
+                    // The state is single use: this sign-in is done.
+                    resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
                 }
-                Ok(None) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
+                Ok(crate::sessions::Redeemed::OtherBrowser) => page(
+                    StatusCode::BAD_REQUEST,
+                    "Sign in",
+                    &format!(
+                        r#"<p>This sign-in was started in another browser or tab, so it was not used here.</p><p><a href="{}">Continue</a> to sign in yourself.</p>"#,
+                        web::esc(&back)
+                    ),
+                ),
+                Ok(crate::sessions::Redeemed::Invalid) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
                 Err(_) => ctx.error(ApiError::Unavailable),
+            }
+        }
+        (Method::GET, "/__gatehouse/signin") => {
+            // Starts a sign-in from this host (the control plane sends browsers here when a sign-in
+            // for this host did not start here), so the ticket can be bound to this browser.
+            let q: CallbackQuery = serde_urlencoded_query(req.uri().query().unwrap_or("")).unwrap_or(CallbackQuery { ticket: String::new(), return_to: String::new() });
+            let back = if web::safe_local_path(&q.return_to) { q.return_to.as_str() } else { "/" };
+            let (p, query) = back.split_once('?').map_or((back, None), |(p, q)| (p, Some(q)));
+            let p = p.split('#').next().unwrap_or("/");
+            match NormalizedPath::parse(p) {
+                Ok(p) => ctx.login_redirect(&p, query),
+                Err(_) => ctx.login_redirect(&NormalizedPath::parse("/").expect("the root is a path"), None),
             }
         }
         (Method::GET, "/__gatehouse/logout") => {
@@ -477,14 +510,22 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Some(c) => (c, false),
                 None => (crate::sessions::new_token().0, true),
             };
-            let token = csrf_token(&state.web.csrf_key, &cookie);
+            // Bound to this browser's app session when it has one, so the form only ends that session.
+            let live = match crate::login::live_sessions(state, req.headers(), &state.sessions.cfg.cookie_name, &ctx.host).await {
+                Ok(l) => l,
+                Err(_) => return ctx.error(ApiError::Unavailable),
+            };
+            let token = match live.first() {
+                Some((_, h)) => web::csrf_token_for(&state.web.csrf_key, &cookie, Some(h)),
+                None => csrf_token(&state.web.csrf_key, &cookie),
+            };
             let mut resp = page(
                 StatusCode::OK,
                 "Sign out",
                 &format!(r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#),
             );
             if fresh {
-                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, ctx.https));
+                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, secure));
             }
             resp
         }
@@ -495,10 +536,12 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
             let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or("")).unwrap_or(crate::login::CsrfForm { csrf: String::new() });
-            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, "/").await
+            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, "/").await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
-    }
+    };
+    crate::login::add_hsts(&mut resp, secure);
+    resp
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {

@@ -41,7 +41,7 @@ pub async fn recording_upstream(delay: Option<Duration>) -> (SocketAddr, Seen) {
             // An upstream that tries to plant or clear Gatehouse's cookies, beside one of its own.
             if req.uri().path() == "/public/set-cookies" {
                 let mut r = "cookies".into_response();
-                for c in ["gatehouse_session=planted; Path=/", "gatehouse_csrf=planted", "GATEHOUSE_CP_SESSION=; Max-Age=0", "app_theme=dark"] {
+                for c in ["gatehouse_session=planted; Path=/", "gatehouse_csrf=planted", "gatehouse_state=planted; Path=/__gatehouse/", "GATEHOUSE_CP_SESSION=; Max-Age=0", "app_theme=dark"] {
                     r.headers_mut().append("set-cookie", c.parse().unwrap());
                 }
                 return r;
@@ -177,7 +177,7 @@ async fn private_by_default_public_routes_and_keys(b: Backend) {
     assert_eq!(s, 302);
     let loc = h["location"].to_str().unwrap();
     assert!(loc.starts_with(&format!("http://{}/login?return_to=", gw.cp.addr)), "{loc}");
-    assert!(loc.ends_with(&format!("return_to=http%3A//{}/account%3Ftab%3D1", gw.host.replace(':', "%3A"))), "the original URL rides along: {loc}");
+    assert!(loc.contains(&format!("return_to=http%3A//{}/account%3Ftab%3D1&", gw.host.replace(':', "%3A"))), "the original URL rides along: {loc}");
     assert_eq!(gw.get("/", &[("accept", "*/*")]).await.0, 401, "*/* alone is not a browser");
 
     let (s, _, body) = gw.get("/ping", &[]).await;
