@@ -433,6 +433,10 @@ async fn proxy(
                 Ok(mut resp) => {
                     let cfg = &state.sessions.cfg;
                     forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE]);
+                    // Over TLS the app's answers carry HSTS too, unless the app chose its own policy.
+                    if !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
+                        crate::login::add_hsts(&mut resp, ctx.https);
+                    }
                     resp
                 }
                 Err(UpstreamError::Timeout) => ctx.error(ApiError::UpstreamTimeout(micro.name.clone())),

@@ -407,3 +407,19 @@ async fn connections_beyond_the_cap_wait_and_are_served_when_one_closes() {
     tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut buf)).await.expect("served once a connection closed").unwrap();
     assert!(String::from_utf8_lossy(&buf).contains("pong"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_answers_over_tls_carry_hsts_and_plain_http_ones_do_not() {
+    let mut config = test_config();
+    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let gw = Gw::start_with(Backend::Sqlite, None, Duration::from_secs(5), config).await;
+    let (status, h, _) = gw.get("/ping", &[("X-Forwarded-Proto", "https")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.get("strict-transport-security").map(|v| v.to_str().unwrap()), Some("max-age=31536000"));
+    let (_, h, _) = gw.get("/ping", &[]).await;
+    assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    // From an untrusted peer, X-Forwarded-Proto says nothing.
+    let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
+    let (_, h, _) = gw.get("/ping", &[("X-Forwarded-Proto", "https")]).await;
+    assert!(h.get("strict-transport-security").is_none());
+}
