@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
 use super::{new_code, requested_scopes};
+use crate::api::ApiPath;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
 use crate::service::RequestMeta;
 use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
@@ -717,7 +718,7 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
-pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(client_id): Path<String>) -> Response {
+pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ApiPath(client_id): ApiPath<String>) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
