@@ -19,6 +19,7 @@ use gatehouse_store::UserRecord;
 use super::error::{no_store, OAuthError};
 use super::{new_code, requested_scopes};
 use crate::api::ApiPath;
+use crate::error::masked;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
 use crate::service::RequestMeta;
 use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
@@ -140,9 +141,11 @@ fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 
 fn fail_response(state: &AppState, f: AuthzFail, status: StatusCode) -> Response {
     match f {
-        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&msg))),
+        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&msg)))),
         AuthzFail::Redirect { to, state: st, error, description } => {
             let iss = state.web.cp_origin.clone();
+            // The description may quote a parameter (a scope); a credential pasted there goes back masked.
+            let description = masked(&description);
             let mut ps = vec![("error", error), ("error_description", description.as_str())];
             if let Some(s) = &st {
                 ps.push(("state", s));
@@ -232,7 +235,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
     let raw = uri.query().unwrap_or("");
     let p = match params(raw.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
     };
     let client = match load_client(&state, &p).await {
         Ok(c) => c,
@@ -275,7 +278,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
 pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let p = match params(&body) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
     };
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     let submitted = p.get("csrf").map_or("", String::as_str);

@@ -679,3 +679,54 @@ async fn consent_csrf_pair_from_another_session_is_refused(b: Backend) {
         assert!(query_of(&loc).contains_key("code"), "{loc}");
     }
 }
+
+// ---- SPEC §11: OAuth error descriptions show a pasted credential masked only -----------------------
+
+// A refresh token or client secret pasted into a parameter that the error quotes (a scope, the name
+// of a repeated parameter) comes back as its prefix and `…`, never its secret part nor what was glued to it.
+story!(oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_form);
+async fn oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_form(b: Backend) {
+    let e = env(b).await;
+    let br = Browser::new();
+    let p = pkce();
+    let code = get_code(&e, &br, &p).await;
+    let (_, t) = exchange(&e, &code, &p.verifier).await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    assert!(rt.starts_with("gth_rt_") && e.secret.starts_with("gth_cs_"), "{rt}");
+    let junk = "hunter2Pa55";
+    let secrets = [&rt["gth_rt_".len()..][..8], &e.secret["gth_cs_".len()..][..8], junk];
+    let check = |what: &str, text: &str, shown: &str| {
+        assert!(text.contains(shown), "{what}: {text}");
+        for s in secrets {
+            assert!(!text.contains(s), "{what} echoes `{s}`: {text}");
+        }
+    };
+    let basic = Some((e.client_id.as_str(), e.secret.as_str()));
+    let rows = [
+        ("client_credentials scope", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), rt.clone())], "invalid_scope", "gth_rt_…"),
+        ("client_credentials scope with junk", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), format!("orders:read {junk}{}", e.secret))], "invalid_scope", "gth_cs_…"),
+        ("refresh scope", vec![("grant_type".into(), "refresh_token".into()), ("refresh_token".into(), rt.clone()), ("scope".into(), format!("{}-{junk}", e.secret))], "invalid_scope", "gth_cs_…"),
+        ("repeated parameter name", vec![("grant_type".into(), "client_credentials".into()), (rt.clone(), "x".into()), (rt.clone(), "y".into())], "invalid_request", "gth_rt_…"),
+        ("repeated secret parameter name", vec![("grant_type".into(), "client_credentials".into()), (format!("{junk}{}", e.secret), "x".into()), (format!("{junk}{}", e.secret), "y".into())], "invalid_request", "gth_cs_…"),
+    ];
+    for (what, form, error, shown) in rows {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, _, v) = token_call(&e, basic, &form).await;
+        assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some(error)), "{what}: {v}");
+        check(what, v["error_description"].as_str().unwrap(), shown);
+    }
+    // The refresh token was never spent by the refused calls and still works.
+    let (s, _) = refresh(&e, &rt).await;
+    assert_eq!(s, StatusCode::OK);
+    // The authorization endpoint sends the same description back to the client in the redirect.
+    let (s, loc, _) = Browser::new().get(&authorize_url(&e, CB, &format!("{junk}{rt}"), &p.challenge)).await;
+    assert_eq!(s, 302, "{loc}");
+    let q = query_of(&loc);
+    assert_eq!(q["error"], "invalid_scope", "{loc}");
+    check("authorize redirect", &q["error_description"], "gth_rt_…");
+    check("authorize redirect (raw)", &loc, "");
+    // A repeated parameter on the authorization page.
+    let (s, _, page) = Browser::new().get(&format!("{}&{rt}=a&{rt}=b", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
+    assert_eq!(s, 400, "{page}");
+    check("authorize page", &page, "gth_rt_…");
+}
