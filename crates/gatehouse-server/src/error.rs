@@ -194,6 +194,14 @@ tokio::task_local! {
     pub static NAMESPACE: Namespace;
 }
 
+/// `text` with every credential of this deployment masked (`mask_keys_in` with the request's
+/// namespace), for messages outside the §5 format that may quote user input: OAuth error
+/// descriptions and the authorization pages.
+pub fn masked(text: &str) -> String {
+    let ns = NAMESPACE.try_with(Clone::clone).unwrap_or_default();
+    mask_keys_in(text, &ns)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,9 +18,11 @@ use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
 use super::{new_code, requested_scopes};
+use crate::api::ApiPath;
+use crate::error::masked;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
 use crate::service::RequestMeta;
-use crate::web::{cookies, csrf_ok, csrf_token, esc, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -139,9 +141,11 @@ fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 
 fn fail_response(state: &AppState, f: AuthzFail, status: StatusCode) -> Response {
     match f {
-        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&msg))),
+        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&msg)))),
         AuthzFail::Redirect { to, state: st, error, description } => {
             let iss = state.web.cp_origin.clone();
+            // The description may quote a parameter (a scope); a credential pasted there goes back masked.
+            let description = masked(&description);
             let mut ps = vec![("error", error), ("error_description", description.as_str())];
             if let Some(s) = &st {
                 ps.push(("state", s));
@@ -190,9 +194,11 @@ async fn issue_code(state: &AppState, a: &Authz, user: &UserRecord, status: Stat
     redirect(status, &with_params(&a.redirect_uri, &ps))
 }
 
-fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRecord, https: bool) -> Response {
+/// The consent form's CSRF token is bound to the control-plane session it is shown to (SPEC §11), so
+/// a (cookie, token) pair taken from one session is worthless with another.
+fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRecord, session: &KeyHash, https: bool) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
-    let token = csrf_token(&state.web.csrf_key, &cookie);
+    let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(session));
     let scopes: String = a.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
     let hidden = |k: &str, v: &str| format!(r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
     let mut fields = hidden("csrf", &token);
@@ -229,7 +235,7 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
     let raw = uri.query().unwrap_or("");
     let p = match params(raw.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
     };
     let client = match load_client(&state, &p).await {
         Ok(c) => c,
@@ -239,17 +245,18 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         Ok(a) => a,
         Err(f) => return fail_response(&state, f, StatusCode::FOUND),
     };
-    let user = match current_login(&state, &headers).await {
-        Ok(login) => login.map(|l| l.user.clone()),
+    let login = match current_login(&state, &headers).await {
+        Ok(login) => login,
         Err(e) => return unavailable(e),
     };
-    let Some(user) = user else {
+    let Some(login) = login else {
         if a.prompt.as_deref() == Some("none") {
             return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "login_required", description: "the user is not signed in".into() }, StatusCode::FOUND);
         }
         let back = format!("/oauth/authorize?{raw}");
         return redirect(StatusCode::FOUND, &format!("/login?return_to={}", url_encode(&back)));
     };
+    let user = login.user.clone();
     if let Err(f) = narrow_to_role(&mut a, &user) {
         return fail_response(&state, f, StatusCode::FOUND);
     }
@@ -264,24 +271,28 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
     if a.prompt.as_deref() == Some("none") {
         return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "consent_required", description: "the user has not authorized these scopes".into() }, StatusCode::FOUND);
     }
-    consent_page(&state, &headers, &a, &user, is_https(&state, &headers, Some(peer)))
+    consent_page(&state, &headers, &a, &user, &login.session.id_hash, is_https(&state, &headers, Some(peer)))
 }
 
 /// `POST /oauth/authorize`: the consent form's answer.
 pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let p = match params(&body) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&e))),
+        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
     };
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
-    if !csrf_ok(&state.web.csrf_key, csrf, p.get("csrf").map_or("", String::as_str)) {
-        return page(StatusCode::FORBIDDEN, "Cannot continue", "<p>The form expired. Go back to the application and start again.</p>");
-    }
-    let user = match current_login(&state, &headers).await {
-        Ok(Some(login)) => login.user.clone(),
+    let submitted = p.get("csrf").map_or("", String::as_str);
+    let login = match current_login(&state, &headers).await {
+        Ok(Some(login)) => login,
         Ok(None) => return page(StatusCode::UNAUTHORIZED, "Cannot continue", "<p>You are no longer signed in. Go back to the application and start again.</p>"),
         Err(e) => return unavailable(e),
     };
+    // The token must have been minted for this very session (SPEC §11): one copied from another
+    // session's consent page, with its cookie, is refused.
+    if !csrf_ok_for(&state.web.csrf_key, csrf, Some(&login.session.id_hash), submitted) {
+        return page(StatusCode::FORBIDDEN, "Cannot continue", "<p>The form expired. Go back to the application and start again.</p>");
+    }
+    let user = login.user.clone();
     let client = match load_client(&state, &p).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -710,7 +721,7 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
-pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Path(client_id): Path<String>) -> Response {
+pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ApiPath(client_id): ApiPath<String>) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),

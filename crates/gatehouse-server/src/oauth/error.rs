@@ -1,6 +1,7 @@
 //! Errors of the OAuth endpoints in the RFC 6749 §5.2 format: `{"error", "error_description"}`,
 //! 400 for everything but `invalid_client` (401, with a `WWW-Authenticate: Basic` challenge),
-//! 503 when storage cannot answer, and `Cache-Control: no-store` always.
+//! 503 when storage cannot answer, and `Cache-Control: no-store` always. Descriptions pass through
+//! the same credential masking as the management API's errors.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,7 +56,9 @@ impl From<StoreError> for OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({"error": self.code, "error_description": self.description});
+        // Descriptions may quote a parameter (a scope, a repeated parameter's name): whatever
+        // credential was pasted there is shown masked only, as in the management API's errors.
+        let body = serde_json::json!({"error": self.code, "error_description": crate::error::masked(&self.description)});
         let mut resp = (status, axum::Json(body)).into_response();
         no_store(resp.headers_mut());
         if self.code == "invalid_client" {

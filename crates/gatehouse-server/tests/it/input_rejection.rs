@@ -86,6 +86,20 @@ async fn ids_that_are_not_utf8_get_the_json_error_on_every_endpoint(b: Backend) 
         let (s, _, e, _) = raw(&app, method, &route.replace("{}", "nope"), None).await;
         assert_eq!(s, 404, "{method} {route}: {e}");
     }
+    // The signed-in user's own authorizations (a session route): the same error, before any session
+    // is looked at, naming its parameter.
+    for id in ids {
+        let path = format!("/v1/me/authorizations/{id}");
+        let (s, ct, e, rid) = raw(&app, "DELETE", &path, None).await;
+        assert_eq!(s, 400, "DELETE {path}: {e}");
+        assert!(ct.starts_with("application/json"), "DELETE {path}: {ct} {e}");
+        assert_eq!(crate::code(&e), "invalid_request", "DELETE {path}: {e}");
+        assert!(e["error"]["request_id"].as_str().unwrap().starts_with("req_") && rid, "DELETE {path}: {e}");
+        assert_eq!(e["error"]["message"], "The path parameter `client_id` is not valid UTF-8 once percent-decoded.");
+    }
+    // A well-formed id without a session is still refused for the missing session, not the id.
+    let (s, _, e, _) = raw(&app, "DELETE", "/v1/me/authorizations/nope", None).await;
+    assert_eq!(s, 401, "{e}");
     // Query strings and bodies: the same JSON error.
     for (method, path, body) in [
         ("GET", "/v1/keys?limit=%FF", None),

@@ -601,3 +601,132 @@ async fn jwt_access_tokens_verify_with_the_jwks_and_are_revocable(b: Backend) {
     let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(jwt), None).await;
     assert_eq!(s, 401, "a revoked JWT is refused although its signature is still good");
 }
+
+// ---- SPEC §11: the consent form's CSRF token is bound to its session --------------------------------
+
+/// A browser whose cookies can be read back, signed in and shown the consent page: its cookies
+/// (name → value), the consent form's fields, and the sign-in page's (pre-login) CSRF token.
+async fn signed_in_on_consent(e: &Env, url: &str) -> (HashMap<String, String>, Vec<(String, String)>, String) {
+    use reqwest::cookie::CookieStore;
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let c = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let get = |u: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get(u).send().await.unwrap();
+            let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            (r.status(), loc, r.text().await.unwrap())
+        }
+    };
+    let (s, loc, _) = get(url.to_owned()).await;
+    assert!(s == 302 && loc.starts_with("/login"), "{s} {loc}");
+    let (_, _, form) = get(e.gw.cp.url(&loc)).await;
+    let login_csrf = csrf_of(&form);
+    let rt = query_of(&loc)["return_to"].clone();
+    let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", login_csrf.as_str()), ("return_to", rt.as_str())];
+    let r = c.post(e.gw.cp.url("/login")).form(&fields).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    let (s, _, page) = get(e.gw.cp.url(&back)).await;
+    assert_eq!(s, 200, "consent page expected: {page}");
+    let header = jar.cookies(&e.gw.cp.url("/").parse().unwrap()).unwrap();
+    let cookies = header.to_str().unwrap().split("; ").map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect();
+    (cookies, hidden_fields(&page), login_csrf)
+}
+
+/// Posts a consent form with exactly these cookies; answers the status and where it sends the browser.
+async fn post_consent(e: &Env, cookies: &HashMap<String, String>, fields: &[(String, String)], csrf: &str) -> (StatusCode, String) {
+    let mut form: Vec<(String, String)> = fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
+    form.push(("csrf".into(), csrf.to_owned()));
+    form.push(("decision".into(), "allow".into()));
+    let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/authorize")).header("cookie", cookie).form(&form).send().await.unwrap();
+    let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (r.status(), loc)
+}
+
+// Login CSRF on consent: an attacker signs in to their own account, takes the consent form's
+// (cookie, token) pair and plants it in the victim's browser, where it would be accepted with the
+// victim's session. The token is only good with the session it was shown to.
+story!(consent_csrf_pair_from_another_session_is_refused);
+async fn consent_csrf_pair_from_another_session_is_refused(b: Backend) {
+    let e = env(b).await;
+    let p = pkce();
+    let url = authorize_url(&e, CB, "orders:read", &p.challenge);
+    let (victim, victim_form, victim_login_csrf) = signed_in_on_consent(&e, &url).await;
+    let (attacker, attacker_form, _) = signed_in_on_consent(&e, &url).await;
+    let token = |form: &[(String, String)]| form.iter().find(|(k, _)| k == "csrf").unwrap().1.clone();
+    let (victim_token, attacker_token) = (token(&victim_form), token(&attacker_form));
+    assert_ne!(victim["gatehouse_csrf"], attacker["gatehouse_csrf"]);
+    // The attacker's cookie and token, with the victim's session.
+    let mut planted = victim.clone();
+    planted.insert("gatehouse_csrf".into(), attacker["gatehouse_csrf"].clone());
+    let (s, loc) = post_consent(&e, &planted, &victim_form, &attacker_token).await;
+    assert_eq!((s, loc.as_str()), (StatusCode::FORBIDDEN, ""), "another session's pair is refused");
+    // The attacker's token with the victim's own cookie and session.
+    let (s, _) = post_consent(&e, &victim, &victim_form, &attacker_token).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another session's token");
+    // The victim's own cookie with the pre-login token of the sign-in page: not a consent token.
+    let (s, _) = post_consent(&e, &victim, &victim_form, &victim_login_csrf).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a pre-login token");
+    // No token at all.
+    let (s, _) = post_consent(&e, &victim, &victim_form, "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no token");
+    // Each session's own pair is accepted, so the refusals above are about the binding.
+    for (cookies, form, t) in [(&victim, &victim_form, &victim_token), (&attacker, &attacker_form, &attacker_token)] {
+        let (s, loc) = post_consent(&e, cookies, form, t).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{loc}");
+        assert!(query_of(&loc).contains_key("code"), "{loc}");
+    }
+}
+
+// ---- SPEC §11: OAuth error descriptions show a pasted credential masked only -----------------------
+
+// A refresh token or client secret pasted into a parameter that the error quotes (a scope, the name
+// of a repeated parameter) comes back as its prefix and `…`, never its secret part nor what was glued to it.
+story!(oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_form);
+async fn oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_form(b: Backend) {
+    let e = env(b).await;
+    let br = Browser::new();
+    let p = pkce();
+    let code = get_code(&e, &br, &p).await;
+    let (_, t) = exchange(&e, &code, &p.verifier).await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    assert!(rt.starts_with("gth_rt_") && e.secret.starts_with("gth_cs_"), "{rt}");
+    let junk = "hunter2Pa55";
+    let secrets = [&rt["gth_rt_".len()..][..8], &e.secret["gth_cs_".len()..][..8], junk];
+    let check = |what: &str, text: &str, shown: &str| {
+        assert!(text.contains(shown), "{what}: {text}");
+        for s in secrets {
+            assert!(!text.contains(s), "{what} echoes `{s}`: {text}");
+        }
+    };
+    let basic = Some((e.client_id.as_str(), e.secret.as_str()));
+    let rows = [
+        ("client_credentials scope", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), rt.clone())], "invalid_scope", "gth_rt_…"),
+        ("client_credentials scope with junk", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), format!("orders:read {junk}{}", e.secret))], "invalid_scope", "gth_cs_…"),
+        ("refresh scope", vec![("grant_type".into(), "refresh_token".into()), ("refresh_token".into(), rt.clone()), ("scope".into(), format!("{}-{junk}", e.secret))], "invalid_scope", "gth_cs_…"),
+        ("repeated parameter name", vec![("grant_type".into(), "client_credentials".into()), (rt.clone(), "x".into()), (rt.clone(), "y".into())], "invalid_request", "gth_rt_…"),
+        ("repeated secret parameter name", vec![("grant_type".into(), "client_credentials".into()), (format!("{junk}{}", e.secret), "x".into()), (format!("{junk}{}", e.secret), "y".into())], "invalid_request", "gth_cs_…"),
+    ];
+    for (what, form, error, shown) in rows {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, _, v) = token_call(&e, basic, &form).await;
+        assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some(error)), "{what}: {v}");
+        check(what, v["error_description"].as_str().unwrap(), shown);
+    }
+    // The refresh token was never spent by the refused calls and still works.
+    let (s, _) = refresh(&e, &rt).await;
+    assert_eq!(s, StatusCode::OK);
+    // The authorization endpoint sends the same description back to the client in the redirect.
+    let (s, loc, _) = Browser::new().get(&authorize_url(&e, CB, &format!("{junk}{rt}"), &p.challenge)).await;
+    assert_eq!(s, 302, "{loc}");
+    let q = query_of(&loc);
+    assert_eq!(q["error"], "invalid_scope", "{loc}");
+    check("authorize redirect", &q["error_description"], "gth_rt_…");
+    check("authorize redirect (raw)", &loc, "");
+    // A repeated parameter on the authorization page.
+    let (s, _, page) = Browser::new().get(&format!("{}&{rt}=a&{rt}=b", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
+    assert_eq!(s, 400, "{page}");
+    check("authorize page", &page, "gth_rt_…");
+}
