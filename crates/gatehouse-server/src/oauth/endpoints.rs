@@ -370,7 +370,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<Str
     match state.oauth.authenticate_client(&id, secret.as_deref()).await? {
         Some(c) => Ok(c),
         None => {
-            tracing::info!(client = %id.chars().take(40).collect::<String>(), "oauth client authentication failed");
+            tracing::info!(client = %crate::error::masked(&id.chars().take(40).collect::<String>()), "oauth client authentication failed");
             Err(OAuthError::invalid_client())
         }
     }
