@@ -61,3 +61,18 @@ pub fn serve(dir: &Path) -> Child {
         .spawn()
         .expect("start gatehouse serve")
 }
+
+/// A data dir whose config (on a free port, with the development switch for loopback receivers) has one
+/// webhook endpoint for `key.created` pointing at `http://{receiver}/hooks`.
+pub fn dir_with_webhook_endpoint(receiver: std::net::SocketAddr) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_level = \"warn\"\n[webhooks]\nallow_private_destinations = true\n"),
+    )
+    .unwrap();
+    let url = format!("http://{receiver}/hooks");
+    json(dir.path(), &["--config", "gatehouse.toml", "webhooks", "endpoints", "create", "--url", &url, "--event", "key.created"], &[]);
+    dir
+}

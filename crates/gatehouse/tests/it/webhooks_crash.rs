@@ -47,15 +47,7 @@ async fn every_pending_event_arrives_after_a_sigkill_and_restart() {
     let receiver = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        dir.path().join("gatehouse.toml"),
-        format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_level = \"warn\"\n[webhooks]\nallow_private_destinations = true\n"),
-    )
-    .unwrap();
-    let url = format!("http://{receiver}/hooks");
-    crate::json(dir.path(), &["--config", "gatehouse.toml", "webhooks", "endpoints", "create", "--url", &url, "--event", "key.created"], &[]);
+    let dir = crate::dir_with_webhook_endpoint(receiver);
 
     let mut server = serve(dir.path());
     let mut keys: Vec<String> = (0..10).map(|i| key(dir.path(), &format!("before {i}"))).collect();

@@ -46,17 +46,9 @@ async fn environment_proxies_are_never_used_for_deliveries() {
     let receiver = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Loopback receivers need the development switch; the guard itself is tested elsewhere. What is
     // tested here is the route a delivery takes.
-    std::fs::write(
-        dir.path().join("gatehouse.toml"),
-        format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nlog_level = \"warn\"\n[webhooks]\nallow_private_destinations = true\n"),
-    )
-    .unwrap();
-    let url = format!("http://{receiver}/hooks");
-    crate::json(dir.path(), &["--config", "gatehouse.toml", "webhooks", "endpoints", "create", "--url", &url, "--event", "key.created"], &[]);
+    let dir = crate::dir_with_webhook_endpoint(receiver);
 
     let proxy_url = format!("http://{proxy}");
     let mut cmd = crate::command(dir.path(), &["--config", "gatehouse.toml", "serve"]);
