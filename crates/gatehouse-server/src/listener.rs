@@ -1,7 +1,7 @@
 //! Serving a router (HTTP/1.1 and h2c) with the edge's time and size limits (SPEC §11): a request
-//! head must arrive within `header_read_timeout`, a connection with no traffic for `idle_timeout` is
-//! closed (gracefully: a request in flight still finishes), at most `max_connections` are served at
-//! once per listener (more wait in the kernel's backlog), and head sizes are capped.
+//! head must arrive within `header_read_timeout`, a connection with no request in flight for
+//! `idle_timeout` is closed (gracefully: a request in flight still finishes), at most `max_connections`
+//! are served at once per listener (more wait in the kernel's backlog), and head sizes are capped.
 //!
 //! Accept errors (above all `EMFILE` when the process is out of descriptors) are backed off and logged
 //! once per episode, so the process keeps answering the connections it has instead of spinning.
@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
@@ -29,7 +28,8 @@ pub struct ListenerLimits {
     /// How long a client may take to send a complete request head. hyper starts this clock as soon
     /// as an HTTP/1.1 connection waits for its next request, so it also bounds idle keep-alive there.
     pub header_read_timeout: Duration,
-    /// A connection with no bytes either way for this long is closed once its requests are done.
+    /// A connection with no request in flight for this long is closed. Requests count, not bytes:
+    /// an h2 client can keep a socket busy forever with PINGs or SETTINGS and never ask anything.
     pub idle_timeout: Duration,
     /// Client connections served at once; beyond it new ones wait to be accepted.
     pub max_connections: usize,
@@ -176,12 +176,18 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: axum::Router, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
-    let started = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Tracked { inner: stream, started, last: activity.clone() });
+    let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default() };
+    let io = TokioIo::new(stream);
+    let tracker = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        // In flight from the head until the response body is done (or the exchange is dropped).
+        let guard = tracker.begin();
+        let call = router.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let resp = call.await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| axum::body::Body::new(InFlightBody { inner: body, _guard: guard })))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -197,8 +203,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
-        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-        let idle_deadline = tokio::time::Instant::from_std(started + last + limits.idle_timeout);
+        let idle_deadline = tokio::time::Instant::from_std(activity.started + activity.last() + limits.idle_timeout);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -207,8 +212,8 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
                 return;
             }
             () = tokio::time::sleep_until(idle_deadline), if !closing => {
-                let now = started.elapsed();
-                if now >= Duration::from_millis(activity.load(Ordering::Relaxed)) + limits.idle_timeout {
+                let now = activity.started.elapsed();
+                if activity.in_flight.load(Ordering::Acquire) == 0 && now >= activity.last() + limits.idle_timeout {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -223,57 +228,61 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
     }
 }
 
-/// A socket that remembers when it last moved a byte (milliseconds since `started`).
-struct Tracked {
-    inner: tokio::net::TcpStream,
+/// A connection's requests: how many are in flight, and when one last began or ended
+/// (milliseconds since `started`).
+#[derive(Clone)]
+struct Activity {
     started: Instant,
     last: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
 }
 
-impl Tracked {
+impl Activity {
     fn touch(&self) {
-        self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    fn last(&self) -> Duration {
+        Duration::from_millis(self.last.load(Ordering::Acquire))
+    }
+
+    fn begin(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(self.clone())
     }
 }
 
-impl AsyncRead for Tracked {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
-        }
-        r
+/// One request in flight; ends when dropped.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-impl AsyncWrite for Tracked {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+/// A response body that keeps its request in flight until it is finished or dropped.
+struct InFlightBody {
+    inner: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
