@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// The limits of one listener. Config keys: `limits.header_read_timeout_secs`,
@@ -147,8 +148,7 @@ pub async fn serve(
         let stop = stop_rx.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, router, &limits, stop).await;
-            drop(permit);
+            serve_connection(Permitted { inner: stream, _permit: permit }, peer, router, &limits, stop).await;
             let _ = done.send(());
         });
     }
@@ -175,7 +175,7 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: axum::Router, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
     let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default() };
     let io = TokioIo::new(stream);
     let tracker = activity.clone();
@@ -225,6 +225,42 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
                 }
             }
         }
+    }
+}
+
+/// A client socket that holds its connection permit: the permit goes when the socket does. A WebSocket
+/// tunnel outlives hyper's connection (the socket moves into the splice), and must still count
+/// against `max_connections`, or every open tunnel would be a client and an upstream socket beyond the cap.
+struct Permitted {
+    inner: tokio::net::TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Permitted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Permitted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

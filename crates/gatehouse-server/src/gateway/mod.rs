@@ -417,7 +417,7 @@ async fn proxy(
             forward::serve_static(&dir, rel.as_str()).await
         }
         Upstream::Http(authority) => {
-            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout).await {
+            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout, state.config.listener.idle_timeout).await {
                 Ok(mut resp) => {
                     let cfg = &state.sessions.cfg;
                     forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE]);

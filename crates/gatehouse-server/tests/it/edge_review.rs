@@ -182,3 +182,145 @@ async fn edge_h2_connections_that_only_ping_are_closed_when_idle() {
     let closed = out["closed_after"].as_f64();
     assert!(closed.is_some_and(|s| s < 5.0), "an h2 connection that never makes a request stays open by pinging: {out}");
 }
+
+/// What the WebSocket upstream saw: each handshake's head, as text.
+type Heads = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An upstream that accepts every WebSocket handshake (`101`) and then echoes whatever it receives.
+async fn websocket_upstream() -> (SocketAddr, Heads) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads: Heads = Default::default();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+                    .await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+fn websocket_handshake(path: &str, host: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// Opens a tunnel through the gateway: sends the handshake, reads the head; the socket and its status.
+async fn open_tunnel(gw: &Gw, path: &str, extra: &str) -> (TcpStream, Option<u16>, String) {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(websocket_handshake(path, &gw.host, extra).as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b).await {
+                Ok(1) => head.push(b[0]),
+                _ => return,
+            }
+        }
+    })
+    .await;
+    let head = String::from_utf8_lossy(&head).into_owned();
+    (s, status_of(&head), head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_websocket_upgrades_are_judged_and_carry_only_websocket() {
+    let (up, heads) = websocket_upstream().await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
+    // A private route without a credential, or with a forged identity or a bad key: no tunnel.
+    for extra in ["", "X-Gatehouse-User: usr_admin\r\nX-Gatehouse-Auth: session\r\n", "X-Space-App-Key: gth_sk_live_garbage\r\n"] {
+        let (_, status, head) = open_tunnel(&gw, "/admin/ws", extra).await;
+        assert_eq!(status, Some(401), "{extra:?}: {head}");
+    }
+    // Not a GET, or h2c riding along: never a 101 on a private route.
+    let post = format!("POST /admin/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n", gw.host);
+    assert_eq!(status_of(&raw(gw.addr, post.as_bytes(), Duration::from_secs(2)).await), Some(401));
+    assert!(heads.lock().unwrap().is_empty(), "an unjudged handshake reached the upstream: {:?}", heads.lock().unwrap());
+    // With a key, the tunnel opens and the upstream sees Gatehouse's identity, `websocket` alone as
+    // the upgrade, and no HTTP2-Settings.
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let extra = format!("X-Space-App-Key: {key}\r\nX-Gatehouse-User: usr_admin\r\nHTTP2-Settings: AAMAAABkAARAAP__\r\n");
+    let (mut s, status, head) = open_tunnel(&gw, "/admin/ws", &extra).await;
+    assert_eq!(status, Some(101), "{head}");
+    s.write_all(b"hello").await.unwrap();
+    let mut echo = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut echo)).await.unwrap().unwrap();
+    assert_eq!(&echo, b"hello");
+    let h2c = format!("GET /admin/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c, websocket\r\nHTTP2-Settings: AAMAAABkAARAAP__\r\nX-Space-App-Key: {key}\r\n\r\n", gw.host);
+    let mut s2 = TcpStream::connect(gw.addr).await.unwrap();
+    s2.write_all(h2c.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(3), s2.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), Some(101));
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for head in &heads {
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("\r\nupgrade: websocket\r\n") && !lower.contains("h2c") && !lower.contains("http2-settings"), "{head}");
+        assert!(lower.contains("\r\nx-gatehouse-auth: api_key\r\n") && !lower.contains("usr_admin"), "{head}");
+        assert!(!lower.contains("x-space-app-key"), "{head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_websocket_tunnels_count_against_the_connection_cap() {
+    let (up, _) = websocket_upstream().await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), limited(30, 60, 2)).await;
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let extra = format!("X-Space-App-Key: {key}\r\n");
+    let mut tunnels = vec![];
+    for _ in 0..2 {
+        let (s, status, head) = open_tunnel(&gw, "/ws", &extra).await;
+        assert_eq!(status, Some(101), "{head}");
+        tunnels.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two open tunnels hold two client sockets (and two upstream ones): a third connection waits.
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    third.write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(700), third.read_to_end(&mut buf)).await;
+    assert!(early.is_err() && buf.is_empty(), "a third connection was served beyond the cap of two while two tunnels were open");
+    drop(tunnels.pop());
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await.expect("served once a tunnel closed").unwrap();
+    assert!(String::from_utf8_lossy(&buf).contains("HTTP/1.1 "), "{}", String::from_utf8_lossy(&buf));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_idle_websocket_tunnels_are_closed() {
+    let (up, _) = websocket_upstream().await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), limited(1, 2, 100)).await;
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let extra = format!("X-Space-App-Key: {key}\r\n");
+    // A tunnel with traffic stays open past the idle timeout.
+    let (mut busy, status, head) = open_tunnel(&gw, "/ws", &extra).await;
+    assert_eq!(status, Some(101), "{head}");
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        busy.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), busy.read_exact(&mut echo)).await.expect("a busy tunnel stays open").unwrap();
+    }
+    // One with no bytes either way is closed.
+    let (mut idle, status, head) = open_tunnel(&gw, "/ws", &extra).await;
+    assert_eq!(status, Some(101), "{head}");
+    assert!(closed_within(&mut idle, Duration::from_secs(6)).await, "an idle WebSocket tunnel stays open forever");
+}
