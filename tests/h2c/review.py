@@ -4,6 +4,7 @@
                                                 PINGs every 0.3 s, for SECS; reports when the server closed it
   review.py forbidden HOST:PORT AUTHORITY NAME  POST /public/upload carrying connection-specific header NAME
   review.py cl HOST:PORT AUTHORITY CL           POST /public/upload with `content-length: CL` and a 10-byte body
+  review.py streams HOST:PORT AUTHORITY N       N concurrent GET /public/slow streams on one connection; their statuses
 """
 import json
 import socket
@@ -72,6 +73,31 @@ def post(addr, authority, extra, body):
     return {"status": status, "body": text}
 
 
+def streams(addr, authority, n):
+    sock, conn = connect(addr)
+    ids = []
+    for _ in range(n):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "GET"), (":path", "/public/slow"), (":scheme", "http"), (":authority", authority)], end_stream=True)
+        ids.append(sid)
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(30)
+    statuses, open_ids = {}, set(ids)
+    while open_ids:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                statuses[event.stream_id] = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                open_ids.discard(event.stream_id)
+        sock.sendall(conn.data_to_send())
+    return {"statuses": [statuses.get(i) for i in ids]}
+
+
 def main():
     mode, target, authority = sys.argv[1], sys.argv[2], sys.argv[3]
     host, port = target.rsplit(":", 1)
@@ -83,6 +109,8 @@ def main():
         out = post(addr, authority, [(sys.argv[4], value)], b"0123456789")
     elif mode == "cl":
         out = post(addr, authority, [("content-length", sys.argv[4])], b"0123456789")
+    elif mode == "streams":
+        out = streams(addr, authority, int(sys.argv[4]))
     else:
         raise SystemExit("unknown mode " + mode)
     print(json.dumps(out))

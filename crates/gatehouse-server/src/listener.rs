@@ -32,7 +32,9 @@ pub struct ListenerLimits {
     /// A connection with no request in flight for this long is closed. Requests count, not bytes:
     /// an h2 client can keep a socket busy forever with PINGs or SETTINGS and never ask anything.
     pub idle_timeout: Duration,
-    /// Client connections served at once; beyond it new ones wait to be accepted.
+    /// Client connections served at once; beyond it new ones wait to be accepted. Also the requests
+    /// in flight at once across the listener: an h2 connection multiplexes up to 200 streams, each
+    /// holding an upstream socket, and the descriptor budget assumes one per connection.
     pub max_connections: usize,
     /// Largest request head (HTTP/1.1 buffer, h2 header list), in bytes.
     pub max_header_bytes: usize,
@@ -79,12 +81,14 @@ pub fn raise_open_file_limit() -> u64 {
 pub struct ConnectionGate {
     pub limits: ListenerLimits,
     permits: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
 }
 
 impl ConnectionGate {
     pub fn new(limits: ListenerLimits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        Self { limits, permits }
+        let requests = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        Self { limits, permits, requests }
     }
 
     /// Connections being served now.
@@ -147,8 +151,9 @@ pub async fn serve(
         let limits = gate.limits.clone();
         let stop = stop_rx.clone();
         let done = done_tx.clone();
+        let requests = gate.requests.clone();
         tokio::spawn(async move {
-            serve_connection(Permitted { inner: stream, _permit: permit }, peer, router, &limits, stop).await;
+            serve_connection(Permitted { inner: stream, _permit: permit }, peer, router, requests, &limits, stop).await;
             let _ = done.send(());
         });
     }
@@ -175,17 +180,20 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, requests: Arc<Semaphore>, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
     let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default() };
     let io = TokioIo::new(stream);
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         // In flight from the head until the response body is done (or the exchange is dropped).
-        let guard = tracker.begin();
-        let call = router.clone().oneshot(req.map(axum::body::Body::new));
+        let mut guard = tracker.begin();
+        let router = router.clone();
+        let requests = requests.clone();
         async move {
-            let resp = call.await?;
+            // Waiting here holds no upstream socket; only a permitted request is routed.
+            guard.1 = Some(requests.acquire_owned().await.expect("the semaphore is never closed"));
+            let resp = router.oneshot(req.map(axum::body::Body::new)).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|body| axum::body::Body::new(InFlightBody { inner: body, _guard: guard })))
         }
     });
@@ -285,12 +293,12 @@ impl Activity {
     fn begin(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
-        InFlight(self.clone())
+        InFlight(self.clone(), None)
     }
 }
 
-/// One request in flight; ends when dropped.
-struct InFlight(Activity);
+/// One request in flight, with its share of the listener's request allowance once it has one; ends when dropped.
+struct InFlight(Activity, Option<OwnedSemaphorePermit>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -324,3 +324,44 @@ async fn edge_idle_websocket_tunnels_are_closed() {
     assert_eq!(status, Some(101), "{head}");
     assert!(closed_within(&mut idle, Duration::from_secs(6)).await, "an idle WebSocket tunnel stays open forever");
 }
+
+/// An upstream that answers every request after `delay` on its own connection (`Connection: close`),
+/// and remembers the most connections it ever had open at once.
+async fn counting_upstream(delay: Duration) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let most_seen = most.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let (open, most) = (open.clone(), most.clone());
+            tokio::spawn(async move {
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow").await;
+                drop(s);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, most_seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_h2_streams_cannot_multiply_upstream_sockets_beyond_the_cap() {
+    let (up, most) = counting_upstream(Duration::from_millis(300)).await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(10), limited(30, 60, 4)).await;
+    // One client connection, forty streams at once: each would hold an upstream socket, forty sockets
+    // for a listener sized for four connections.
+    let out = review("streams", &gw, &["40"]).await;
+    let statuses = out["statuses"].as_array().unwrap();
+    assert_eq!(statuses.len(), 40);
+    assert!(statuses.iter().all(|s| s == 200), "every stream is still served, in turn: {out}");
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 4, "one h2 connection held {most} upstream sockets at once, beyond the listener's cap of 4");
+}
