@@ -365,3 +365,89 @@ async fn edge_h2_streams_cannot_multiply_upstream_sockets_beyond_the_cap() {
     let most = most.load(std::sync::atomic::Ordering::SeqCst);
     assert!(most <= 4, "one h2 connection held {most} upstream sockets at once, beyond the listener's cap of 4");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_method_case_cannot_dodge_a_route_scope() {
+    use crate::oauth::{env, exchange, get_code, pkce, Browser};
+    // A token for `orders:read` only; `POST /orders/*` needs `orders:write`.
+    let e = env(Backend::Sqlite).await;
+    let br = Browser::new();
+    let p = pkce();
+    let code = get_code(&e, &br, &p).await;
+    let (_, tokens) = exchange(&e, &code, &p.verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let before = e.gw.seen_count();
+    // Servers disagree on whether `post` is POST (Werkzeug upper-cases the method before routing), so
+    // a lower-case method must not slip past the scope that `POST` would need.
+    for method in ["post", "Post", "pOST", "get"] {
+        let req = format!("{method} /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", e.gw.host);
+        let answer = raw(e.gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
+        assert!(matches!(status_of(&answer), Some(400 | 403 | 405)), "{method} /orders/7 with an orders:read token: {answer}");
+        assert!(answer.contains("insufficient_scope") || status_of(&answer) != Some(403), "{answer}");
+    }
+    assert_eq!(e.gw.seen_count(), before, "a lower-case method reached the upstream");
+    // The upper-case ones still behave: GET is allowed, POST is refused for the missing scope.
+    let get = format!("GET /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nConnection: close\r\n\r\n", e.gw.host);
+    assert_eq!(status_of(&raw(e.gw.addr, get.as_bytes(), Duration::from_secs(3)).await), Some(200));
+    let post = format!("POST /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", e.gw.host);
+    assert_eq!(status_of(&raw(e.gw.addr, post.as_bytes(), Duration::from_secs(3)).await), Some(403));
+}
+
+/// An upstream that records the raw bytes of each connection (read for a moment), then answers `200`.
+async fn raw_upstream() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let all = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let all = all.clone();
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(400), s.read(&mut buf)).await {
+                    if n == 0 {
+                        break;
+                    }
+                    bytes.extend_from_slice(&buf[..n]);
+                }
+                all.lock().unwrap().push(String::from_utf8_lossy(&bytes).into_owned());
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_request_trailers_cannot_carry_identity_or_addressing_headers() {
+    let (up, seen) = raw_upstream().await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
+    // Declared in `Trailer` and sent after the last chunk: headers the upstream may merge into the request.
+    let req = format!(
+        "POST /public/upload HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Gatehouse-User, X-Forwarded-For, X-Space-App-Key\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-Gatehouse-User: usr_admin\r\nX-Forwarded-For: 6.6.6.6\r\nX-Space-App-Key: gth_sk_live_stolen\r\n\r\n",
+        gw.host
+    );
+    let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let upstream = seen[0].to_ascii_lowercase();
+    assert!(upstream.contains("hello"), "{upstream}");
+    for forged in ["usr_admin", "6.6.6.6", "gth_sk_live_stolen", "trailer:"] {
+        assert!(!upstream.contains(forged), "{forged} reached the upstream: {upstream}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_odd_request_targets_are_refused() {
+    let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
+    let h = &gw.host;
+    for target in ["*", "ping", "/ping/..;/admin", "/%2e%2e/admin", "/public/%2e%2e/admin", "/public/..%2fadmin", "/public%2f../admin"] {
+        let method = if target == "*" { "OPTIONS" } else { "GET" };
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n");
+        let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
+        assert!(matches!(status_of(&answer), Some(400 | 401)), "{method} {target}: {answer}");
+    }
+    assert_eq!(gw.seen_count(), 0);
+}
