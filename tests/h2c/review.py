@@ -5,6 +5,8 @@
   review.py forbidden HOST:PORT AUTHORITY NAME  POST /public/upload carrying connection-specific header NAME
   review.py cl HOST:PORT AUTHORITY CL           POST /public/upload with `content-length: CL` and a 10-byte body
   review.py streams HOST:PORT AUTHORITY N       N concurrent GET /public/slow streams on one connection; their statuses
+  review.py drip HOST:PORT AUTHORITY SECS       a request head that never ends: HEADERS without END_HEADERS, then a
+                                                one-byte CONTINUATION every 0.3 s, for SECS; reports when the server closed it
 """
 import json
 import socket
@@ -98,6 +100,47 @@ def streams(addr, authority, n):
     return {"statuses": [statuses.get(i) for i in ids]}
 
 
+def drip(addr, authority, secs):
+    import hpack
+    import hyperframe.frame as hf
+    sock = socket.create_connection(addr, timeout=5)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0).serialize())
+    block = hpack.Encoder().encode([(":method", "GET"), (":path", "/ping"), (":scheme", "http"), (":authority", authority), ("x-pad", "a" * 4000)])
+    first = hf.HeadersFrame(1)
+    first.flags.add("END_STREAM")
+    first.data = block[:10]
+    sock.sendall(first.serialize())
+    sock.settimeout(0.3)
+    start, rest = time.time(), block[10:]
+    got, goaway = b"", None
+    while time.time() - start < secs:
+        if rest:
+            cont = hf.ContinuationFrame(1)
+            cont.data, rest = rest[:1], rest[1:]
+            try:
+                sock.sendall(cont.serialize())
+            except OSError:
+                return {"closed_after": time.time() - start}
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return {"closed_after": time.time() - start}
+        if not data:
+            return {"closed_after": time.time() - start, "goaway": goaway}
+        got += data
+        while len(got) >= 9:
+            frame, length = hf.Frame.parse_frame_header(memoryview(got[:9]))
+            if len(got) < 9 + length:
+                break
+            frame.parse_body(memoryview(got[9:9 + length]))
+            got = got[9 + length:]
+            if isinstance(frame, hf.GoAwayFrame):
+                goaway = frame.error_code
+    return {"closed_after": None, "goaway": goaway}
+
+
 def main():
     mode, target, authority = sys.argv[1], sys.argv[2], sys.argv[3]
     host, port = target.rsplit(":", 1)
@@ -109,6 +152,8 @@ def main():
         out = post(addr, authority, [(sys.argv[4], value)], b"0123456789")
     elif mode == "cl":
         out = post(addr, authority, [("content-length", sys.argv[4])], b"0123456789")
+    elif mode == "drip":
+        out = drip(addr, authority, float(sys.argv[4]))
     elif mode == "streams":
         out = streams(addr, authority, int(sys.argv[4]))
     else:

@@ -451,3 +451,11 @@ async fn edge_odd_request_targets_are_refused() {
     }
     assert_eq!(gw.seen_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_h2_slowloris_header_blocks_do_not_hold_a_connection() {
+    let gw = Gw::start_full(Backend::Sqlite, None, None, Duration::from_secs(10), limited(1, 2, 100)).await;
+    let out = review("drip", &gw, &["8"]).await;
+    assert!(out["closed_after"].as_f64().is_some_and(|s| s < 6.0), "a never-ending h2 header block keeps the connection: {out}");
+    assert_eq!(gw.seen_count(), 0);
+}
