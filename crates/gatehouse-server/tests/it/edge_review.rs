@@ -459,3 +459,37 @@ async fn edge_h2_slowloris_header_blocks_do_not_hold_a_connection() {
     assert!(out["closed_after"].as_f64().is_some_and(|s| s < 6.0), "a never-ending h2 header block keeps the connection: {out}");
     assert_eq!(gw.seen_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused() {
+    let (up, heads) = websocket_upstream().await;
+    let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
+    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    let user = users.create_owner("owner@example.com", "correct horse battery", "test").await.unwrap();
+    let (cookie, _) = gw.cp.state.sessions.create_login(&user, &gw.host).await.unwrap();
+    let session = format!("Cookie: gatehouse_session={cookie}\r\n");
+    // A page on another site (a sibling subdomain is same-site, so SameSite=Lax still sends the cookie)
+    // opens a WebSocket to the app: the browser adds the cookie, and the tunnel would act as the user.
+    let other_port = format!("http://{}:1", gw.host.split(':').next().unwrap());
+    for origin in ["http://evil.example", "null", &other_port, &format!("http://{}.evil.example", gw.host), &format!("http://{}@evil.example", gw.host)] {
+        let (_, status, head) = open_tunnel(&gw, "/ws", &format!("{session}Origin: {origin}\r\n")).await;
+        assert_ne!(status, Some(101), "Origin {origin}: a cross-origin WebSocket rode the session cookie: {head}");
+    }
+    assert!(heads.lock().unwrap().is_empty(), "{:?}", heads.lock().unwrap());
+    // The app's own pages still open one, and so does a non-browser client (no Origin) with its cookie.
+    for extra in [
+        format!("{session}Origin: http://{}\r\n", gw.host),
+        format!("{session}Origin: HTTP://{}\r\n", gw.host.to_ascii_uppercase()),
+        format!("{session}Origin: https://{}\r\n", gw.host),
+        session.clone(),
+    ] {
+        let (_, status, head) = open_tunnel(&gw, "/ws", &extra).await;
+        assert_eq!(status, Some(101), "{extra:?}: {head}");
+    }
+    let heads = heads.lock().unwrap().clone();
+    assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains("x-gatehouse-auth: session")), "{heads:?}");
+    // Credentials that are not ambient are not a cross-site risk: a key from any origin is judged as usual.
+    let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
+    let (_, status, head) = open_tunnel(&gw, "/ws", &format!("X-Space-App-Key: {key}\r\nOrigin: http://evil.example\r\n")).await;
+    assert_eq!(status, Some(101), "{head}");
+}
