@@ -28,6 +28,7 @@ use tower::ServiceExt;
 pub struct ListenerLimits {
     /// How long a client may take to send a complete request head. hyper starts this clock as soon
     /// as an HTTP/1.1 connection waits for its next request, so it also bounds idle keep-alive there.
+    /// Any connection (h2 too) that has not begun a request within it is closed.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed. Requests count, not bytes:
     /// an h2 client can keep a socket busy forever with PINGs or SETTINGS and never ask anything.
@@ -181,7 +182,7 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 }
 
 async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, requests: Arc<Semaphore>, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
-    let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default() };
+    let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default(), asked: Arc::default() };
     let io = TokioIo::new(stream);
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -211,7 +212,7 @@ async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Rou
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_deadline = tokio::time::Instant::from_std(activity.started + activity.last() + limits.idle_timeout);
+        let idle_deadline = tokio::time::Instant::from_std(activity.started + activity.last() + activity.allowance(limits));
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -221,7 +222,7 @@ async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Rou
             }
             () = tokio::time::sleep_until(idle_deadline), if !closing => {
                 let now = activity.started.elapsed();
-                if activity.in_flight.load(Ordering::Acquire) == 0 && now >= activity.last() + limits.idle_timeout {
+                if activity.in_flight.load(Ordering::Acquire) == 0 && now >= activity.last() + activity.allowance(limits) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -279,6 +280,8 @@ struct Activity {
     started: Instant,
     last: Arc<AtomicU64>,
     in_flight: Arc<AtomicUsize>,
+    /// Whether a request has begun yet.
+    asked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Activity {
@@ -290,7 +293,19 @@ impl Activity {
         Duration::from_millis(self.last.load(Ordering::Acquire))
     }
 
+    /// How long the connection may go without a request: the header-read timeout until its first one
+    /// (hyper times only HTTP/1.1 heads; an h2 client could otherwise sit on a connection for the whole
+    /// idle timeout with its preface and PINGs), the idle timeout after.
+    fn allowance(&self, limits: &ListenerLimits) -> Duration {
+        if self.asked.load(Ordering::Acquire) {
+            limits.idle_timeout
+        } else {
+            limits.header_read_timeout.min(limits.idle_timeout)
+        }
+    }
+
     fn begin(&self) -> InFlight {
+        self.asked.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InFlight(self.clone(), None)

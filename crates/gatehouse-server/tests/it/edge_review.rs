@@ -493,3 +493,14 @@ async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused(
     let (_, status, head) = open_tunnel(&gw, "/ws", &format!("X-Space-App-Key: {key}\r\nOrigin: http://evil.example\r\n")).await;
     assert_eq!(status, Some(101), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_h2_connections_must_ask_within_the_header_read_timeout() {
+    // An HTTP/1.1 connection that sends nothing is closed after the header-read timeout (hyper's timer);
+    // an h2 one that sends its preface and then only PINGs must not get the longer idle timeout instead.
+    let gw = Gw::start_full(Backend::Sqlite, None, None, Duration::from_secs(10), limited(1, 30, 100)).await;
+    let out = review("pings", &gw, &["6"]).await;
+    assert!(out["closed_after"].as_f64().is_some_and(|s| s < 4.0), "an h2 connection without a request outlived the header-read timeout: {out}");
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(4)).await, "a silent connection outlived the header-read timeout");
+}
