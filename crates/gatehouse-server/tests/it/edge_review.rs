@@ -504,3 +504,25 @@ async fn edge_h2_connections_must_ask_within_the_header_read_timeout() {
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(4)).await, "a silent connection outlived the header-read timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_expect_continue_is_judged_before_the_body_is_invited() {
+    let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
+    // Private, no credential: refused at once, the body never invited, nothing upstream.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("POST /admin HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(statuses(&answer), [401], "{answer}");
+    assert_eq!(gw.seen_count(), 0);
+    // Public: the body is invited and arrives.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("POST /public/upload HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(b"hello").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+    assert!(String::from_utf8_lossy(&rest).contains("(5 bytes)"), "{}", String::from_utf8_lossy(&rest));
+}
