@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
             let upstream = upstream.clone();
             async move {
                 let pq = req.uri().path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
-                match forward::forward(&client, &upstream, &pq, req, false, Duration::from_secs(30)).await {
+                match forward::forward(&client, &upstream, &pq, req, false, Duration::from_secs(30), Duration::from_secs(60)).await {
                     Ok(resp) => resp,
                     Err(_) => StatusCode::BAD_GATEWAY.into_response(),
                 }

@@ -1,7 +1,7 @@
 //! Serving a router (HTTP/1.1 and h2c) with the edge's time and size limits (SPEC §11): a request
-//! head must arrive within `header_read_timeout`, a connection with no traffic for `idle_timeout` is
-//! closed (gracefully: a request in flight still finishes), at most `max_connections` are served at
-//! once per listener (more wait in the kernel's backlog), and head sizes are capped.
+//! head must arrive within `header_read_timeout`, a connection with no request in flight for
+//! `idle_timeout` is closed (gracefully: a request in flight still finishes), at most `max_connections`
+//! are served at once per listener (more wait in the kernel's backlog), and head sizes are capped.
 //!
 //! Accept errors (above all `EMFILE` when the process is out of descriptors) are backed off and logged
 //! once per episode, so the process keeps answering the connections it has instead of spinning.
@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// The limits of one listener. Config keys: `limits.header_read_timeout_secs`,
@@ -28,10 +28,14 @@ use tower::ServiceExt;
 pub struct ListenerLimits {
     /// How long a client may take to send a complete request head. hyper starts this clock as soon
     /// as an HTTP/1.1 connection waits for its next request, so it also bounds idle keep-alive there.
+    /// Any connection (h2 too) that has not begun a request within it is closed.
     pub header_read_timeout: Duration,
-    /// A connection with no bytes either way for this long is closed once its requests are done.
+    /// A connection with no request in flight for this long is closed. Requests count, not bytes:
+    /// an h2 client can keep a socket busy forever with PINGs or SETTINGS and never ask anything.
     pub idle_timeout: Duration,
-    /// Client connections served at once; beyond it new ones wait to be accepted.
+    /// Client connections served at once; beyond it new ones wait to be accepted. Also the requests
+    /// in flight at once across the listener: an h2 connection multiplexes up to 200 streams, each
+    /// holding an upstream socket, and the descriptor budget assumes one per connection.
     pub max_connections: usize,
     /// Largest request head (HTTP/1.1 buffer, h2 header list), in bytes.
     pub max_header_bytes: usize,
@@ -78,12 +82,14 @@ pub fn raise_open_file_limit() -> u64 {
 pub struct ConnectionGate {
     pub limits: ListenerLimits,
     permits: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
 }
 
 impl ConnectionGate {
     pub fn new(limits: ListenerLimits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        Self { limits, permits }
+        let requests = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        Self { limits, permits, requests }
     }
 
     /// Connections being served now.
@@ -146,9 +152,9 @@ pub async fn serve(
         let limits = gate.limits.clone();
         let stop = stop_rx.clone();
         let done = done_tx.clone();
+        let requests = gate.requests.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, router, &limits, stop).await;
-            drop(permit);
+            serve_connection(Permitted { inner: stream, _permit: permit }, peer, router, requests, &limits, stop).await;
             let _ = done.send(());
         });
     }
@@ -175,13 +181,22 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: axum::Router, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
-    let started = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Tracked { inner: stream, started, last: activity.clone() });
+async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, requests: Arc<Semaphore>, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
+    let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default(), asked: Arc::default() };
+    let io = TokioIo::new(stream);
+    let tracker = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        // In flight from the head until the response body is done (or the exchange is dropped).
+        let mut guard = tracker.begin();
+        let router = router.clone();
+        let requests = requests.clone();
+        async move {
+            // Waiting here holds no upstream socket; only a permitted request is routed.
+            guard.1 = Some(requests.acquire_owned().await.expect("the semaphore is never closed"));
+            let resp = router.oneshot(req.map(axum::body::Body::new)).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| axum::body::Body::new(InFlightBody { inner: body, _guard: guard })))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -197,8 +212,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
-        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-        let idle_deadline = tokio::time::Instant::from_std(started + last + limits.idle_timeout);
+        let idle_deadline = tokio::time::Instant::from_std(activity.started + activity.last() + activity.allowance(limits));
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -207,8 +221,8 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
                 return;
             }
             () = tokio::time::sleep_until(idle_deadline), if !closing => {
-                let now = started.elapsed();
-                if now >= Duration::from_millis(activity.load(Ordering::Relaxed)) + limits.idle_timeout {
+                let now = activity.started.elapsed();
+                if activity.in_flight.load(Ordering::Acquire) == 0 && now >= activity.last() + activity.allowance(limits) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -223,45 +237,27 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, route
     }
 }
 
-/// A socket that remembers when it last moved a byte (milliseconds since `started`).
-struct Tracked {
+/// A client socket that holds its connection permit: the permit goes when the socket does. A WebSocket
+/// tunnel outlives hyper's connection (the socket moves into the splice), and must still count
+/// against `max_connections`, or every open tunnel would be a client and an upstream socket beyond the cap.
+struct Permitted {
     inner: tokio::net::TcpStream,
-    started: Instant,
-    last: Arc<AtomicU64>,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Tracked {
-    fn touch(&self) {
-        self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl AsyncRead for Tracked {
+impl AsyncRead for Permitted {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
-        }
-        r
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Tracked {
+impl AsyncWrite for Permitted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -274,6 +270,78 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection's requests: how many are in flight, and when one last began or ended
+/// (milliseconds since `started`).
+#[derive(Clone)]
+struct Activity {
+    started: Instant,
+    last: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+    /// Whether a request has begun yet.
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    fn last(&self) -> Duration {
+        Duration::from_millis(self.last.load(Ordering::Acquire))
+    }
+
+    /// How long the connection may go without a request: the header-read timeout until its first one
+    /// (hyper times only HTTP/1.1 heads; an h2 client could otherwise sit on a connection for the whole
+    /// idle timeout with its preface and PINGs), the idle timeout after.
+    fn allowance(&self, limits: &ListenerLimits) -> Duration {
+        if self.asked.load(Ordering::Acquire) {
+            limits.idle_timeout
+        } else {
+            limits.header_read_timeout.min(limits.idle_timeout)
+        }
+    }
+
+    fn begin(&self) -> InFlight {
+        self.asked.store(true, Ordering::Release);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(self.clone(), None)
+    }
+}
+
+/// One request in flight, with its share of the listener's request allowance once it has one; ends when dropped.
+struct InFlight(Activity, Option<OwnedSemaphorePermit>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until it is finished or dropped.
+struct InFlightBody {
+    inner: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -3,6 +3,10 @@
 //! down and 504 when it is too slow. Static micros are served from their directory.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,6 +14,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The pooled HTTP client to upstreams.
 pub type UpstreamClient = Client<HttpConnector, Body>;
@@ -185,6 +190,7 @@ pub enum UpstreamError {
 /// Sends `req` to `authority` with `path_and_query`, streaming. Its headers are final: hop-by-hop
 /// ones were removed before Gatehouse set its own. `websocket`: the request is a WebSocket handshake
 /// that was judged like any other; it is the one upgrade forwarded, and a `101` is spliced only then.
+/// `tunnel_idle`: a spliced tunnel with no bytes either way for this long is closed.
 pub async fn forward(
     client: &UpstreamClient,
     authority: &str,
@@ -192,6 +198,7 @@ pub async fn forward(
     mut req: Request<Body>,
     websocket: bool,
     timeout: Duration,
+    tunnel_idle: Duration,
 ) -> Result<Response<Body>, UpstreamError> {
     let client_upgrade = if websocket { Some(hyper::upgrade::on(&mut req)) } else { None };
     let uri: Uri = format!("http://{authority}{path_and_query}").parse().map_err(|_| UpstreamError::Unreachable("bad upstream URI".into()))?;
@@ -230,11 +237,7 @@ pub async fn forward(
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((c, u)) => {
-                    let mut c = TokioIo::new(c);
-                    let mut u = TokioIo::new(u);
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                }
+                Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), tunnel_idle).await,
                 Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
             }
         });
@@ -247,6 +250,65 @@ pub async fn forward(
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Copies both ways until either side closes, or until no byte has moved for `idle`: the listener's
+/// idle timeout no longer sees a socket once hyper has handed it over, so the tunnel keeps its own.
+async fn splice<C, U>(c: C, u: U, idle: Duration)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = tokio::time::Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut c = Counted { inner: c, started, last: last.clone() };
+    let mut u = Counted { inner: u, started, last: last.clone() };
+    let copying = tokio::io::copy_bidirectional(&mut c, &mut u);
+    let mut copying = std::pin::pin!(copying);
+    loop {
+        let deadline = started + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        tokio::select! {
+            _ = copying.as_mut() => return,
+            () = tokio::time::sleep_until(deadline) => {
+                if started.elapsed() >= Duration::from_millis(last.load(Ordering::Relaxed)) + idle {
+                    tracing::debug!(idle_secs = idle.as_secs(), "closing an idle WebSocket tunnel");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One side of a tunnel: every byte read from it (all bytes moved are read first) marks activity.
+struct Counted<T> {
+    inner: T,
+    started: tokio::time::Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Serves a file of a static micro. `path` is normalized (no `..`), and the resolved file must stay

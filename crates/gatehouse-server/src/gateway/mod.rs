@@ -115,6 +115,18 @@ fn request_authority(req: &Request) -> Result<String, &'static str> {
     }
 }
 
+/// Whether the request's `Origin` (if it has one) is `http(s)://` + the host the app was chosen by.
+fn is_own_origin(headers: &HeaderMap, host: &str) -> bool {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (None, _) => return true,
+        (Some(o), None) => o.to_str().unwrap_or("").to_ascii_lowercase(),
+        (Some(_), Some(_)) => return false,
+    };
+    let named = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    named == Some(host)
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
@@ -316,6 +328,14 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
                 }
             }
             match found {
+                // Browsers send the cookie with a WebSocket handshake opened by any page of the same site
+                // (a sibling subdomain), and handshakes are outside CORS: a tunnel acting as the user must
+                // come from the app's own origin (cross-site WebSocket hijacking). No `Origin`: not a browser.
+                Some(_) if forward::is_websocket_upgrade(req.method(), headers) && !is_own_origin(headers, &ctx.host) => {
+                    return ctx.error(ApiError::InvalidRequest(
+                        "A WebSocket signed in by the session cookie must be opened from this app's own origin.".into(),
+                    ))
+                }
                 Some(s) => {
                     let rate = state.limiter.check(&format!("user:{}", s.user.id), None).await;
                     if !rate.allowed {
@@ -429,7 +449,7 @@ async fn proxy(
             forward::serve_static(&dir, rel.as_str()).await
         }
         Upstream::Http(authority) => {
-            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout).await {
+            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout, state.config.listener.idle_timeout).await {
                 Ok(mut resp) => {
                     let cfg = &state.sessions.cfg;
                     forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE]);

@@ -4,6 +4,7 @@
 mod api_keys;
 mod authority;
 mod edge;
+mod edge_review;
 mod gateway;
 mod hostile;
 mod input_rejection;
