@@ -31,9 +31,7 @@ impl Namespace {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!(
-                "key namespace `{s}` must be 2-16 lowercase letters or digits, starting with a letter"
-            ))
+            Err(format!("key namespace `{s}` must be 2-16 lowercase letters or digits, starting with a letter"))
         }
     }
 
@@ -282,7 +280,14 @@ fn key_prefix_len(s: &str) -> Option<usize> {
 /// not echoed either. Already-masked text (`gth_sk_live_4eC3…ab12`) is left as it is.
 pub fn mask_keys_in(text: &str, namespace: &Namespace) -> String {
     let ns = namespace.as_str();
-    let markers = [format!("{ns}_sk_"), format!("{ns}_rk_"), format!("{ns}_at_"), format!("{ns}_rt_"), format!("{ns}_cs_"), "whsec_".to_owned()];
+    let markers = [
+        format!("{ns}_sk_"),
+        format!("{ns}_rk_"),
+        format!("{ns}_at_"),
+        format!("{ns}_rt_"),
+        format!("{ns}_cs_"),
+        "whsec_".to_owned(),
+    ];
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let (mut copied, mut i) = (0, 0);
@@ -340,10 +345,7 @@ mod tests {
 
     #[test]
     fn generated_keys_parse_and_match_the_scanner_regex_shape() {
-        for (kind, env) in [
-            (KeyKind::Secret, Environment::Live),
-            (KeyKind::Restricted, Environment::Test),
-        ] {
+        for (kind, env) in [(KeyKind::Secret, Environment::Live), (KeyKind::Restricted, Environment::Test)] {
             let key = generate(&ns(), kind, env);
             let parsed = ApiKey::parse(&ns(), key.expose()).unwrap();
             assert_eq!(parsed.kind, kind);
@@ -427,7 +429,10 @@ mod tests {
             (format!("No API key with id `{key}EXTRA`."), "No API key with id `gth_sk_live_…`.".to_owned()),
             (format!("id `junk{key}_more-junk`"), "id `gth_sk_live_…`".to_owned()),
             (format!("id `hunter2{key}`"), "id `gth_sk_live_4eC3…iDNt`".to_owned()),
-            (format!("invalid type: string \"{at}\", expected a sequence"), "invalid type: string \"gth_at_…\", expected a sequence".to_owned()),
+            (
+                format!("invalid type: string \"{at}\", expected a sequence"),
+                "invalid type: string \"gth_at_…\", expected a sequence".to_owned(),
+            ),
             (format!("scope `x{at}y`"), "scope `gth_at_…`".to_owned()),
             ("client gth_cs_s3cr3t-with+junk/==".to_owned(), "client gth_cs_…".to_owned()),
             ("refresh gth_rt_abc".to_owned(), "refresh gth_rt_…".to_owned()),

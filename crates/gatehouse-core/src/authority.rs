@@ -121,7 +121,10 @@ fn excess(dimension: Dimension, message: impl Into<String>) -> Excess {
 pub fn bound_key(parent: &Authority<'_>, req: &KeyRequest<'_>) -> Result<Bounded, Excess> {
     environment(parent, req.environment)?;
     if req.kind == KeyKind::Secret && parent.kind != KeyKind::Secret {
-        return Err(excess(Dimension::Kind, "A restricted (rk) key cannot create a secret (sk) key; create an rk key with the scopes it needs."));
+        return Err(excess(
+            Dimension::Kind,
+            "A restricted (rk) key cannot create a secret (sk) key; create an rk key with the scopes it needs.",
+        ));
     }
     let wanted = match req.kind {
         KeyKind::Secret => ScopeSet::all(),
@@ -147,7 +150,10 @@ pub fn bound_key(parent: &Authority<'_>, req: &KeyRequest<'_>) -> Result<Bounded
         (Some(p), None) => Some(p),
         (Some(p), Some(e)) if e <= p => Some(e),
         (Some(p), Some(_)) => {
-            return Err(excess(Dimension::Expiry, format!("The creating credential expires at {p}; a key it creates cannot expire later.")))
+            return Err(excess(
+                Dimension::Expiry,
+                format!("The creating credential expires at {p}; a key it creates cannot expire later."),
+            ))
         }
     };
     // Omitted: the parent's own override, or none, and then the child is held to the same default.
@@ -158,7 +164,10 @@ pub fn bound_key(parent: &Authority<'_>, req: &KeyRequest<'_>) -> Result<Bounded
         (Some(p), Some(_)) => {
             return Err(excess(
                 Dimension::RateLimit,
-                format!("The creating credential is limited to {} requests per {} s; a key it creates cannot be allowed more.", p.limit, p.window_secs),
+                format!(
+                "The creating credential is limited to {} requests per {} s; a key it creates cannot be allowed more.",
+                p.limit, p.window_secs
+            ),
             ))
         }
     };
@@ -178,17 +187,26 @@ pub fn bound_client<'a>(
     scopes(parent, scopes_wanted)?;
     let app = app(parent, app_wanted)?;
     if !parent.ip_allowlist.is_empty() {
-        return Err(excess(Dimension::IpAllowlist, "A credential with an IP allowlist cannot register OAuth clients: their tokens are not bound to addresses."));
+        return Err(excess(
+            Dimension::IpAllowlist,
+            "A credential with an IP allowlist cannot register OAuth clients: their tokens are not bound to addresses.",
+        ));
     }
     if let Some(p) = parent.expires_at {
-        return Err(excess(Dimension::Expiry, format!("The creating credential expires at {p}; an OAuth client it registered would outlive it.")));
+        return Err(excess(
+            Dimension::Expiry,
+            format!("The creating credential expires at {p}; an OAuth client it registered would outlive it."),
+        ));
     }
     // Tokens are held to the deployment default; a parent held to less may not hand that out.
     if let Some(p) = parent.rate_limit {
         if !parent.default_rate_limit.is_some_and(|d| not_faster(d, p)) {
             return Err(excess(
                 Dimension::RateLimit,
-                format!("The creating credential is limited to {} requests per {} s, below what OAuth tokens are allowed.", p.limit, p.window_secs),
+                format!(
+                    "The creating credential is limited to {} requests per {} s, below what OAuth tokens are allowed.",
+                    p.limit, p.window_secs
+                ),
             ));
         }
     }
@@ -219,7 +237,10 @@ fn environment(parent: &Authority<'_>, wanted: Environment) -> Result<(), Excess
     if parent.environment == wanted {
         Ok(())
     } else {
-        Err(excess(Dimension::Environment, format!("This credential acts only in {}; it cannot create anything in {wanted}.", parent.environment)))
+        Err(excess(
+            Dimension::Environment,
+            format!("This credential acts only in {}; it cannot create anything in {wanted}.", parent.environment),
+        ))
     }
 }
 
@@ -231,7 +252,10 @@ fn scopes(parent: &Authority<'_>, wanted: &ScopeSet) -> Result<(), Excess> {
         .iter()
         .find(|s| !parent.scopes.grants(s) || (s.is_wildcard() && !parent.scopes.iter().any(Scope::is_wildcard)))
         .map_or_else(|| "*".to_owned(), ToString::to_string);
-    Err(excess(Dimension::Scopes, format!("This request needs the scope `{missing}`, which the credential does not hold.")))
+    Err(excess(
+        Dimension::Scopes,
+        format!("This request needs the scope `{missing}`, which the credential does not hold."),
+    ))
 }
 
 fn app<'a>(parent: &Authority<'a>, wanted: Option<&'a str>) -> Result<Option<String>, Excess> {
@@ -239,7 +263,10 @@ fn app<'a>(parent: &Authority<'a>, wanted: Option<&'a str>) -> Result<Option<Str
         (None, w) => Ok(w.map(str::to_owned)),
         (Some(p), None) => Ok(Some(p.to_owned())),
         (Some(p), Some(w)) if p == w => Ok(Some(p.to_owned())),
-        (Some(p), Some(_)) => Err(excess(Dimension::App, format!("This credential is restricted to the app `{p}`; what it creates is too."))),
+        (Some(p), Some(_)) => Err(excess(
+            Dimension::App,
+            format!("This credential is restricted to the app `{p}`; what it creates is too."),
+        )),
     }
 }
 
@@ -279,7 +306,15 @@ mod tests {
     }
 
     fn ask<'a>(kind: KeyKind, scopes: &'a ScopeSet, ip: &'a IpAllowlist) -> KeyRequest<'a> {
-        KeyRequest { environment: Environment::Live, kind, scopes, app: None, ip_allowlist: ip, expires_at: None, rate_limit: None }
+        KeyRequest {
+            environment: Environment::Live,
+            kind,
+            scopes,
+            app: None,
+            ip_allowlist: ip,
+            expires_at: None,
+            rate_limit: None,
+        }
     }
 
     /// One row per dimension and case: the parent's limit, what is asked, and the answer.
@@ -297,9 +332,10 @@ mod tests {
         let none = ScopeSet::default();
         let all = ScopeSet::all();
         type Want = Result<Bounded, Dimension>;
-        let ok = |app: Option<&str>, ip: &IpAllowlist, exp: Option<Timestamp>, rate: Option<RateLimitOverride>| -> Want {
-            Ok(Bounded { app: app.map(str::to_owned), ip_allowlist: ip.clone(), expires_at: exp, rate_limit: rate })
-        };
+        let ok =
+            |app: Option<&str>, ip: &IpAllowlist, exp: Option<Timestamp>, rate: Option<RateLimitOverride>| -> Want {
+                Ok(Bounded { app: app.map(str::to_owned), ip_allowlist: ip.clone(), expires_at: exp, rate_limit: rate })
+            };
         struct Row<'a> {
             what: &'static str,
             parent: Authority<'a>,
@@ -307,51 +343,215 @@ mod tests {
             want: Want,
         }
         let sk = |ip| sk_parent(ip);
-        let rk = |scopes, ip| Authority { kind: KeyKind::Restricted, scopes: std::borrow::Cow::Borrowed(scopes), ..sk_parent(ip) };
+        let rk = |scopes, ip| Authority {
+            kind: KeyKind::Restricted,
+            scopes: std::borrow::Cow::Borrowed(scopes),
+            ..sk_parent(ip)
+        };
         let ask_rk = |scopes, ip| ask(KeyKind::Restricted, scopes, ip);
         let ask_sk = |ip| ask(KeyKind::Secret, &none, ip);
         let rows = [
             // environment
             Row { what: "same environment", parent: sk(&any), req: ask_sk(&any), want: ok(None, &any, None, None) },
-            Row { what: "other environment", parent: sk(&any), req: KeyRequest { environment: Environment::Test, ..ask_sk(&any) }, want: Err(Dimension::Environment) },
-            Row { what: "rk into other environment", parent: rk(&keys, &any), req: KeyRequest { environment: Environment::Test, ..ask_rk(&orders, &any) }, want: Err(Dimension::Environment) },
+            Row {
+                what: "other environment",
+                parent: sk(&any),
+                req: KeyRequest { environment: Environment::Test, ..ask_sk(&any) },
+                want: Err(Dimension::Environment),
+            },
+            Row {
+                what: "rk into other environment",
+                parent: rk(&keys, &any),
+                req: KeyRequest { environment: Environment::Test, ..ask_rk(&orders, &any) },
+                want: Err(Dimension::Environment),
+            },
             // kind and scopes
             Row { what: "sk mints rk", parent: sk(&any), req: ask_rk(&orders, &any), want: ok(None, &any, None, None) },
             Row { what: "rk never mints sk", parent: rk(&keys, &any), req: ask_sk(&any), want: Err(Dimension::Kind) },
-            Row { what: "rk holding * still never mints sk", parent: rk(&all, &any), req: ask_sk(&any), want: Err(Dimension::Kind) },
-            Row { what: "rk holding * mints rk *", parent: rk(&all, &any), req: ask_rk(&all, &any), want: ok(None, &any, None, None) },
-            Row { what: "rk mints narrower rk", parent: rk(&keys, &any), req: ask_rk(&orders_read, &any), want: ok(None, &any, None, None) },
-            Row { what: "rk mints rk with a scope it lacks", parent: rk(&orders, &any), req: ask_rk(&keys, &any), want: Err(Dimension::Scopes) },
-            Row { what: "rk mints rk *", parent: rk(&keys, &any), req: ask_rk(&all, &any), want: Err(Dimension::Scopes) },
+            Row {
+                what: "rk holding * still never mints sk",
+                parent: rk(&all, &any),
+                req: ask_sk(&any),
+                want: Err(Dimension::Kind),
+            },
+            Row {
+                what: "rk holding * mints rk *",
+                parent: rk(&all, &any),
+                req: ask_rk(&all, &any),
+                want: ok(None, &any, None, None),
+            },
+            Row {
+                what: "rk mints narrower rk",
+                parent: rk(&keys, &any),
+                req: ask_rk(&orders_read, &any),
+                want: ok(None, &any, None, None),
+            },
+            Row {
+                what: "rk mints rk with a scope it lacks",
+                parent: rk(&orders, &any),
+                req: ask_rk(&keys, &any),
+                want: Err(Dimension::Scopes),
+            },
+            Row {
+                what: "rk mints rk *",
+                parent: rk(&keys, &any),
+                req: ask_rk(&all, &any),
+                want: Err(Dimension::Scopes),
+            },
             // app
-            Row { what: "app inherited", parent: Authority { app: Some("shop"), ..sk(&any) }, req: ask_sk(&any), want: ok(Some("shop"), &any, None, None) },
-            Row { what: "same app", parent: Authority { app: Some("shop"), ..sk(&any) }, req: KeyRequest { app: Some("shop"), ..ask_sk(&any) }, want: ok(Some("shop"), &any, None, None) },
-            Row { what: "other app", parent: Authority { app: Some("shop"), ..sk(&any) }, req: KeyRequest { app: Some("blog"), ..ask_sk(&any) }, want: Err(Dimension::App) },
-            Row { what: "unrestricted parent restricts", parent: sk(&any), req: KeyRequest { app: Some("blog"), ..ask_sk(&any) }, want: ok(Some("blog"), &any, None, None) },
+            Row {
+                what: "app inherited",
+                parent: Authority { app: Some("shop"), ..sk(&any) },
+                req: ask_sk(&any),
+                want: ok(Some("shop"), &any, None, None),
+            },
+            Row {
+                what: "same app",
+                parent: Authority { app: Some("shop"), ..sk(&any) },
+                req: KeyRequest { app: Some("shop"), ..ask_sk(&any) },
+                want: ok(Some("shop"), &any, None, None),
+            },
+            Row {
+                what: "other app",
+                parent: Authority { app: Some("shop"), ..sk(&any) },
+                req: KeyRequest { app: Some("blog"), ..ask_sk(&any) },
+                want: Err(Dimension::App),
+            },
+            Row {
+                what: "unrestricted parent restricts",
+                parent: sk(&any),
+                req: KeyRequest { app: Some("blog"), ..ask_sk(&any) },
+                want: ok(Some("blog"), &any, None, None),
+            },
             // IP allowlist
-            Row { what: "allowlist inherited", parent: sk(&office), req: ask_sk(&any), want: ok(None, &office, None, None) },
-            Row { what: "allowlist narrowed", parent: sk(&office), req: ask_sk(&desk), want: ok(None, &desk, None, None) },
-            Row { what: "allowlist equal", parent: sk(&office), req: ask_sk(&office), want: ok(None, &office, None, None) },
-            Row { what: "allowlist elsewhere", parent: sk(&office), req: ask_sk(&elsewhere), want: Err(Dimension::IpAllowlist) },
-            Row { what: "allowlist wider", parent: sk(&office), req: ask_sk(&wider), want: Err(Dimension::IpAllowlist) },
-            Row { what: "unrestricted parent sets allowlist", parent: sk(&any), req: ask_sk(&elsewhere), want: ok(None, &elsewhere, None, None) },
+            Row {
+                what: "allowlist inherited",
+                parent: sk(&office),
+                req: ask_sk(&any),
+                want: ok(None, &office, None, None),
+            },
+            Row {
+                what: "allowlist narrowed",
+                parent: sk(&office),
+                req: ask_sk(&desk),
+                want: ok(None, &desk, None, None),
+            },
+            Row {
+                what: "allowlist equal",
+                parent: sk(&office),
+                req: ask_sk(&office),
+                want: ok(None, &office, None, None),
+            },
+            Row {
+                what: "allowlist elsewhere",
+                parent: sk(&office),
+                req: ask_sk(&elsewhere),
+                want: Err(Dimension::IpAllowlist),
+            },
+            Row {
+                what: "allowlist wider",
+                parent: sk(&office),
+                req: ask_sk(&wider),
+                want: Err(Dimension::IpAllowlist),
+            },
+            Row {
+                what: "unrestricted parent sets allowlist",
+                parent: sk(&any),
+                req: ask_sk(&elsewhere),
+                want: ok(None, &elsewhere, None, None),
+            },
             // expiry
-            Row { what: "expiry inherited", parent: Authority { expires_at: t60, ..sk(&any) }, req: ask_sk(&any), want: ok(None, &any, t60, None) },
-            Row { what: "expiry sooner", parent: Authority { expires_at: t60, ..sk(&any) }, req: KeyRequest { expires_at: t30, ..ask_sk(&any) }, want: ok(None, &any, t30, None) },
-            Row { what: "expiry equal", parent: Authority { expires_at: t60, ..sk(&any) }, req: KeyRequest { expires_at: t60, ..ask_sk(&any) }, want: ok(None, &any, t60, None) },
-            Row { what: "expiry later", parent: Authority { expires_at: t30, ..sk(&any) }, req: KeyRequest { expires_at: t60, ..ask_sk(&any) }, want: Err(Dimension::Expiry) },
-            Row { what: "permanent parent, expiring child", parent: sk(&any), req: KeyRequest { expires_at: t30, ..ask_sk(&any) }, want: ok(None, &any, t30, None) },
+            Row {
+                what: "expiry inherited",
+                parent: Authority { expires_at: t60, ..sk(&any) },
+                req: ask_sk(&any),
+                want: ok(None, &any, t60, None),
+            },
+            Row {
+                what: "expiry sooner",
+                parent: Authority { expires_at: t60, ..sk(&any) },
+                req: KeyRequest { expires_at: t30, ..ask_sk(&any) },
+                want: ok(None, &any, t30, None),
+            },
+            Row {
+                what: "expiry equal",
+                parent: Authority { expires_at: t60, ..sk(&any) },
+                req: KeyRequest { expires_at: t60, ..ask_sk(&any) },
+                want: ok(None, &any, t60, None),
+            },
+            Row {
+                what: "expiry later",
+                parent: Authority { expires_at: t30, ..sk(&any) },
+                req: KeyRequest { expires_at: t60, ..ask_sk(&any) },
+                want: Err(Dimension::Expiry),
+            },
+            Row {
+                what: "permanent parent, expiring child",
+                parent: sk(&any),
+                req: KeyRequest { expires_at: t30, ..ask_sk(&any) },
+                want: ok(None, &any, t30, None),
+            },
             // rate limit
-            Row { what: "rate inherited", parent: Authority { rate_limit: rl(1, 60), ..sk(&any) }, req: ask_sk(&any), want: ok(None, &any, None, rl(1, 60)) },
-            Row { what: "rate lower", parent: Authority { rate_limit: rl(10, 1), ..sk(&any) }, req: KeyRequest { rate_limit: rl(5, 1), ..ask_sk(&any) }, want: ok(None, &any, None, rl(5, 1)) },
-            Row { what: "rate slower window", parent: Authority { rate_limit: rl(1, 60), ..sk(&any) }, req: KeyRequest { rate_limit: rl(1, 3600), ..ask_sk(&any) }, want: ok(None, &any, None, rl(1, 3600)) },
-            Row { what: "rate higher", parent: Authority { rate_limit: rl(1, 60), ..sk(&any) }, req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) }, want: Err(Dimension::RateLimit) },
-            Row { what: "same rate, bigger burst", parent: Authority { rate_limit: rl(10, 1), ..sk(&any) }, req: KeyRequest { rate_limit: rl(600, 60), ..ask_sk(&any) }, want: Err(Dimension::RateLimit) },
-            Row { what: "default-held parent, child omits: same default", parent: sk(&any), req: ask_sk(&any), want: ok(None, &any, None, None) },
-            Row { what: "default-held parent, child below the default", parent: sk(&any), req: KeyRequest { rate_limit: rl(50, 1), ..ask_sk(&any) }, want: ok(None, &any, None, rl(50, 1)) },
-            Row { what: "default-held parent, child above the default", parent: sk(&any), req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) }, want: Err(Dimension::RateLimit) },
-            Row { what: "parent above the default, child up to it", parent: Authority { rate_limit: rl(1000, 1), ..sk(&any) }, req: KeyRequest { rate_limit: rl(1000, 1), ..ask_sk(&any) }, want: ok(None, &any, None, rl(1000, 1)) },
-            Row { what: "no known ceiling", parent: Authority { default_rate_limit: None, ..sk(&any) }, req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) }, want: ok(None, &any, None, rl(10_000_000, 1)) },
+            Row {
+                what: "rate inherited",
+                parent: Authority { rate_limit: rl(1, 60), ..sk(&any) },
+                req: ask_sk(&any),
+                want: ok(None, &any, None, rl(1, 60)),
+            },
+            Row {
+                what: "rate lower",
+                parent: Authority { rate_limit: rl(10, 1), ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(5, 1), ..ask_sk(&any) },
+                want: ok(None, &any, None, rl(5, 1)),
+            },
+            Row {
+                what: "rate slower window",
+                parent: Authority { rate_limit: rl(1, 60), ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(1, 3600), ..ask_sk(&any) },
+                want: ok(None, &any, None, rl(1, 3600)),
+            },
+            Row {
+                what: "rate higher",
+                parent: Authority { rate_limit: rl(1, 60), ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) },
+                want: Err(Dimension::RateLimit),
+            },
+            Row {
+                what: "same rate, bigger burst",
+                parent: Authority { rate_limit: rl(10, 1), ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(600, 60), ..ask_sk(&any) },
+                want: Err(Dimension::RateLimit),
+            },
+            Row {
+                what: "default-held parent, child omits: same default",
+                parent: sk(&any),
+                req: ask_sk(&any),
+                want: ok(None, &any, None, None),
+            },
+            Row {
+                what: "default-held parent, child below the default",
+                parent: sk(&any),
+                req: KeyRequest { rate_limit: rl(50, 1), ..ask_sk(&any) },
+                want: ok(None, &any, None, rl(50, 1)),
+            },
+            Row {
+                what: "default-held parent, child above the default",
+                parent: sk(&any),
+                req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) },
+                want: Err(Dimension::RateLimit),
+            },
+            Row {
+                what: "parent above the default, child up to it",
+                parent: Authority { rate_limit: rl(1000, 1), ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(1000, 1), ..ask_sk(&any) },
+                want: ok(None, &any, None, rl(1000, 1)),
+            },
+            Row {
+                what: "no known ceiling",
+                parent: Authority { default_rate_limit: None, ..sk(&any) },
+                req: KeyRequest { rate_limit: rl(10_000_000, 1), ..ask_sk(&any) },
+                want: ok(None, &any, None, rl(10_000_000, 1)),
+            },
             // several limits at once: the review's case
             Row {
                 what: "restricted parent, child asks for nothing: inherits everything",
@@ -381,9 +581,21 @@ mod tests {
             rate_limit: rl(1, 60),
             default_rate_limit: rl(100, 1),
         };
-        let req = KeyRequest { environment: Environment::Live, kind: KeyKind::Secret, scopes: &none, app: None, ip_allowlist: &any, expires_at: Some(Timestamp(60_000)), rate_limit: None };
+        let req = KeyRequest {
+            environment: Environment::Live,
+            kind: KeyKind::Secret,
+            scopes: &none,
+            app: None,
+            ip_allowlist: &any,
+            expires_at: Some(Timestamp(60_000)),
+            rate_limit: None,
+        };
         let e = bound_key(&parent, &req).unwrap_err();
-        assert_eq!((e.dimension.code(), e.message.contains("1970-01-01T00:00:30Z")), ("insufficient_scope", true), "{e}");
+        assert_eq!(
+            (e.dimension.code(), e.message.contains("1970-01-01T00:00:30Z")),
+            ("insufficient_scope", true),
+            "{e}"
+        );
         let req = KeyRequest { expires_at: None, rate_limit: rl(2, 60), ..req };
         let e = bound_key(&parent, &req).unwrap_err();
         assert!(e.message.contains("1 requests per 60 s"), "{e}");
@@ -454,9 +666,22 @@ mod tests {
         let shop = Authority { app: Some("shop"), ..base.clone() };
         assert_eq!(code(&shop, Environment::Test, &orders, None), Ok(Some("shop".into())), "the app is inherited");
         assert_eq!(code(&shop, Environment::Test, &orders, Some("blog")), Err(Dimension::App));
-        assert_eq!(code(&Authority { ip_allowlist: &office, ..base.clone() }, Environment::Test, &orders, None), Err(Dimension::IpAllowlist));
-        assert_eq!(code(&Authority { expires_at: Some(Timestamp(1)), ..base.clone() }, Environment::Test, &orders, None), Err(Dimension::Expiry));
-        assert_eq!(code(&Authority { rate_limit: rl(1, 60), ..base.clone() }, Environment::Test, &orders, None), Err(Dimension::RateLimit));
-        assert_eq!(code(&Authority { rate_limit: rl(1000, 1), ..base.clone() }, Environment::Test, &orders, None), Ok(None), "a parent faster than the token default");
+        assert_eq!(
+            code(&Authority { ip_allowlist: &office, ..base.clone() }, Environment::Test, &orders, None),
+            Err(Dimension::IpAllowlist)
+        );
+        assert_eq!(
+            code(&Authority { expires_at: Some(Timestamp(1)), ..base.clone() }, Environment::Test, &orders, None),
+            Err(Dimension::Expiry)
+        );
+        assert_eq!(
+            code(&Authority { rate_limit: rl(1, 60), ..base.clone() }, Environment::Test, &orders, None),
+            Err(Dimension::RateLimit)
+        );
+        assert_eq!(
+            code(&Authority { rate_limit: rl(1000, 1), ..base.clone() }, Environment::Test, &orders, None),
+            Ok(None),
+            "a parent faster than the token default"
+        );
     }
 }

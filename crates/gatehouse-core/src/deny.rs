@@ -31,7 +31,9 @@ pub enum DenyReason {
     IpNotAllowed,
     EnvironmentMismatch,
     AppNotAllowed,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     /// Creating something stronger than the creating credential (SPEC §11 "authority never grows").
     ExceedsAuthority(crate::authority::Excess),
 }

@@ -162,7 +162,14 @@ mod tests {
 
     const KEY: &str = "gth_sk_live_x";
 
-    fn facts<'a>(method: &'a str, path: &'a str, keys: &'a [&'a str], auth: Authorization<'a>, cookie: bool, browser: bool) -> RequestFacts<'a> {
+    fn facts<'a>(
+        method: &'a str,
+        path: &'a str,
+        keys: &'a [&'a str],
+        auth: Authorization<'a>,
+        cookie: bool,
+        browser: bool,
+    ) -> RequestFacts<'a> {
         RequestFacts {
             method,
             path,
@@ -196,11 +203,23 @@ mod tests {
             // Step 5: presented key or token judges alone, cookie ignored.
             (&deta, facts("GET", "/", &[KEY], Absent, true, true), D::ApiKey { key: KEY, scope: None }),
             (&deta, facts("GET", "/", &[], Bearer(KEY), true, true), D::ApiKey { key: KEY, scope: None }),
-            (&deta, facts("POST", "/orders/1", &[KEY], Absent, false, false), D::ApiKey { key: KEY, scope: orders.clone() }),
-            (&deta, facts("GET", "/", &[], Bearer("opaque-token"), true, true), D::BearerToken { token: "opaque-token", scope: None }),
+            (
+                &deta,
+                facts("POST", "/orders/1", &[KEY], Absent, false, false),
+                D::ApiKey { key: KEY, scope: orders.clone() },
+            ),
+            (
+                &deta,
+                facts("GET", "/", &[], Bearer("opaque-token"), true, true),
+                D::BearerToken { token: "opaque-token", scope: None },
+            ),
             (&no_keys, facts("GET", "/", &[KEY], Absent, true, true), D::ApiKeysNotEnabled),
             (&no_keys, facts("GET", "/", &[], Bearer(KEY), true, false), D::ApiKeysNotEnabled),
-            (&no_keys, facts("GET", "/", &[], Bearer("opaque"), false, false), D::BearerToken { token: "opaque", scope: None }),
+            (
+                &no_keys,
+                facts("GET", "/", &[], Bearer("opaque"), false, false),
+                D::BearerToken { token: "opaque", scope: None },
+            ),
             // Two credentials, or one repeated: 400.
             (&deta, facts("GET", "/", &[KEY], Bearer(KEY), false, false), D::MultipleCredentials),
             (&deta, facts("GET", "/", &[KEY, KEY], Absent, false, false), D::MultipleCredentials),

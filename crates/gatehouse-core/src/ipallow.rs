@@ -22,16 +22,11 @@ impl IpAllowlist {
                     .parse()
                     .map_err(|_| format!("`{shown}` is not a valid CIDR (e.g. 203.0.113.0/24 or 2001:db8::/32)"))?;
                 if net.trunc() != net {
-                    return Err(format!(
-                        "`{shown}` has host bits set; did you mean {}?",
-                        net.trunc()
-                    ));
+                    return Err(format!("`{shown}` has host bits set; did you mean {}?", net.trunc()));
                 }
                 net
             } else {
-                let addr: IpAddr = item
-                    .parse()
-                    .map_err(|_| format!("`{shown}` is not an IP address or CIDR"))?;
+                let addr: IpAddr = item.parse().map_err(|_| format!("`{shown}` is not an IP address or CIDR"))?;
                 IpNet::from(addr)
             };
             nets.push(net);
@@ -87,8 +82,18 @@ mod tests {
         let good = ["10.0.0.0/8", "203.0.113.7", "2001:db8::/32", "::1", "0.0.0.0/0"];
         assert_eq!(IpAllowlist::parse(good).unwrap().to_strings().len(), 5);
         for bad in [
-            "", "10.0.0.0/33", "10.0.0.1/8", "300.1.1.1", "10.0.0.0/", "/8", "2001:db8::/129", "abc", "10.0.0.0/8 ",
-            "10.0.0.0/-1", "1.2.3.4/08x", "fe80::1%eth0",
+            "",
+            "10.0.0.0/33",
+            "10.0.0.1/8",
+            "300.1.1.1",
+            "10.0.0.0/",
+            "/8",
+            "2001:db8::/129",
+            "abc",
+            "10.0.0.0/8 ",
+            "10.0.0.0/-1",
+            "1.2.3.4/08x",
+            "fe80::1%eth0",
         ] {
             assert!(IpAllowlist::parse([bad]).is_err(), "{bad:?}");
         }

@@ -65,7 +65,8 @@ fn split_uri(uri: &str) -> Option<UriParts<'_>> {
 
 /// RFC 3986 §3.1: a letter, then letters, digits, `+`, `-` or `.`.
 fn valid_scheme(s: &str) -> bool {
-    s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// A host name of non-empty labels of letters, digits, `-` and `_`, at most 63 characters each and
@@ -73,7 +74,9 @@ fn valid_scheme(s: &str) -> bool {
 fn valid_dns_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
-        && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        && h.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -109,14 +112,13 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     }
     match uri.split_once(':') {
         Some((scheme, rest))
-            if scheme.contains('.')
-                && valid_scheme(scheme)
-                && rest.starts_with('/')
-                && !rest.starts_with("//") =>
+            if scheme.contains('.') && valid_scheme(scheme) && rest.starts_with('/') && !rest.starts_with("//") =>
         {
             Ok(())
         }
-        _ => Err(format!("redirect URI `{shown}` is not an absolute URI (https://…, http://127.0.0.1…, or com.example.app:/…)")),
+        _ => Err(format!(
+            "redirect URI `{shown}` is not an absolute URI (https://…, http://127.0.0.1…, or com.example.app:/…)"
+        )),
     }
 }
 
@@ -208,10 +210,21 @@ mod tests {
             assert_eq!(validate_redirect_uri(u), Ok(()), "{u}");
         }
         let bad = [
-            "", "/relative", "app.example.com/cb", "http://app.example.com/cb", "https://app.example.com/cb#frag",
-            "https://user@app.example.com/cb", "https://app.example.com/c b", "https://app.example.com/\ncb",
-            "javascript:alert(1)", "data:text/html,x", "https://", "https://app.example.com:99999999/cb",
-            "https://app.example.com\\@evil.com/", "ftp://files.example.com/", "http://127.0.0.1.evil.com/cb",
+            "",
+            "/relative",
+            "app.example.com/cb",
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "https://user@app.example.com/cb",
+            "https://app.example.com/c b",
+            "https://app.example.com/\ncb",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "https://",
+            "https://app.example.com:99999999/cb",
+            "https://app.example.com\\@evil.com/",
+            "ftp://files.example.com/",
+            "http://127.0.0.1.evil.com/cb",
         ];
         for u in bad {
             assert!(validate_redirect_uri(u).is_err(), "{u:?} should be refused");
@@ -261,7 +274,13 @@ mod tests {
         }
         let msg = validate_redirect_uri("https://app.example.com:65536/cb").unwrap_err();
         assert!(msg.contains("1 to 65535"), "{msg}");
-        for u in ["https://app.example.com:65535/cb", "https://app.example.com:1/cb", "http://127.0.0.1:65535/cb", "https://my_host.example.com/cb", "https://[2001:db8::1]:8443/cb"] {
+        for u in [
+            "https://app.example.com:65535/cb",
+            "https://app.example.com:1/cb",
+            "http://127.0.0.1:65535/cb",
+            "https://my_host.example.com/cb",
+            "https://[2001:db8::1]:8443/cb",
+        ] {
             assert_eq!(validate_redirect_uri(u), Ok(()), "{u}");
         }
         assert!(validate_redirect_uri(&format!("https://a.example/{}", "x".repeat(3000))).is_err());

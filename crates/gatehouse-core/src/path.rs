@@ -71,10 +71,11 @@ impl NormalizedPath {
             let b = bytes[i];
             match b {
                 b'%' => {
-                    let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-                        (Some(h), Some(l)) => (h, l),
-                        _ => return Err(PathError::BadPercentEncoding),
-                    };
+                    let (h, l) =
+                        match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                            (Some(h), Some(l)) => (h, l),
+                            _ => return Err(PathError::BadPercentEncoding),
+                        };
                     let v = h * 16 + l;
                     match v {
                         b'/' => return Err(PathError::EncodedSlash),

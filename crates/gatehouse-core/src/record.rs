@@ -148,15 +148,78 @@ mod tests {
             want: Result<(), &'static str>,
         }
         let rows = [
-            Row { revoked: false, now: 5_000, env: Environment::Live, ip: Some(ok_ip), app: Some("shop"), want: Ok(()) },
-            Row { revoked: true, now: 50_000, env: Environment::Test, ip: Some(bad_ip), app: None, want: Err("api_key_revoked") },
-            Row { revoked: false, now: 50_000, env: Environment::Test, ip: Some(bad_ip), app: None, want: Err("api_key_expired") },
-            Row { revoked: false, now: 10_000, env: Environment::Live, ip: Some(ok_ip), app: Some("shop"), want: Err("api_key_expired") },
-            Row { revoked: false, now: 5_000, env: Environment::Test, ip: Some(bad_ip), app: None, want: Err("environment_mismatch") },
-            Row { revoked: false, now: 5_000, env: Environment::Live, ip: Some(bad_ip), app: None, want: Err("ip_not_allowed") },
-            Row { revoked: false, now: 5_000, env: Environment::Live, ip: None, app: Some("shop"), want: Err("ip_not_allowed") },
-            Row { revoked: false, now: 5_000, env: Environment::Live, ip: Some(ok_ip), app: None, want: Err("app_not_allowed") },
-            Row { revoked: false, now: 5_000, env: Environment::Live, ip: Some(ok_ip), app: Some("blog"), want: Err("app_not_allowed") },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Live,
+                ip: Some(ok_ip),
+                app: Some("shop"),
+                want: Ok(()),
+            },
+            Row {
+                revoked: true,
+                now: 50_000,
+                env: Environment::Test,
+                ip: Some(bad_ip),
+                app: None,
+                want: Err("api_key_revoked"),
+            },
+            Row {
+                revoked: false,
+                now: 50_000,
+                env: Environment::Test,
+                ip: Some(bad_ip),
+                app: None,
+                want: Err("api_key_expired"),
+            },
+            Row {
+                revoked: false,
+                now: 10_000,
+                env: Environment::Live,
+                ip: Some(ok_ip),
+                app: Some("shop"),
+                want: Err("api_key_expired"),
+            },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Test,
+                ip: Some(bad_ip),
+                app: None,
+                want: Err("environment_mismatch"),
+            },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Live,
+                ip: Some(bad_ip),
+                app: None,
+                want: Err("ip_not_allowed"),
+            },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Live,
+                ip: None,
+                app: Some("shop"),
+                want: Err("ip_not_allowed"),
+            },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Live,
+                ip: Some(ok_ip),
+                app: None,
+                want: Err("app_not_allowed"),
+            },
+            Row {
+                revoked: false,
+                now: 5_000,
+                env: Environment::Live,
+                ip: Some(ok_ip),
+                app: Some("blog"),
+                want: Err("app_not_allowed"),
+            },
         ];
         for (i, row) in rows.iter().enumerate() {
             let mut r = record();
@@ -167,7 +230,8 @@ mod tests {
             let got = r.check(&ctx, Timestamp(row.now)).map_err(|d| d.code());
             assert_eq!(got, row.want, "row {i}");
         }
-        let ctx = VerifyContext { environment: Environment::Live, ip: Some(ok_ip), app: Some("shop"), scope: Some(&admin) };
+        let ctx =
+            VerifyContext { environment: Environment::Live, ip: Some(ok_ip), app: Some("shop"), scope: Some(&admin) };
         let denied = record().check(&ctx, Timestamp(5_000)).unwrap_err();
         assert_eq!(denied, DenyReason::InsufficientScope(admin.clone()));
         assert!(denied.to_string().contains("admin:write"));

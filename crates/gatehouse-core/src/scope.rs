@@ -23,9 +23,9 @@ impl Scope {
         if s.len() > MAX_SCOPE_LEN {
             return Err(format!("scope `{shown}…` is longer than {MAX_SCOPE_LEN} characters"));
         }
-        let (resource, action) = s
-            .split_once(':')
-            .ok_or_else(|| format!("scope `{shown}` must look like `resource:action` (e.g. `orders:read`) or be `*`"))?;
+        let (resource, action) = s.split_once(':').ok_or_else(|| {
+            format!("scope `{shown}` must look like `resource:action` (e.g. `orders:read`) or be `*`")
+        })?;
         for (part, what) in [(resource, "resource"), (action, "action")] {
             let valid = part.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
                 && part
@@ -97,13 +97,7 @@ impl ScopeSet {
 
     /// Whether every scope in `other` is granted by this set (used so a key cannot mint a stronger key).
     pub fn covers(&self, other: &ScopeSet) -> bool {
-        other.0.iter().all(|s| {
-            if s.is_wildcard() {
-                self.0.iter().any(Scope::is_wildcard)
-            } else {
-                self.grants(s)
-            }
-        })
+        other.0.iter().all(|s| if s.is_wildcard() { self.0.iter().any(Scope::is_wildcard) } else { self.grants(s) })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,8 +144,21 @@ mod tests {
     #[test]
     fn hostile_scopes() {
         for bad in [
-            "", ":", "orders", "orders:", ":read", "Orders:read", "orders:READ", "orders:read:x", "or ders:read",
-            "orders:*", "**", "1orders:read", "orders:read\n", "orders:réad", &"a".repeat(200),
+            "",
+            ":",
+            "orders",
+            "orders:",
+            ":read",
+            "Orders:read",
+            "orders:READ",
+            "orders:read:x",
+            "or ders:read",
+            "orders:*",
+            "**",
+            "1orders:read",
+            "orders:read\n",
+            "orders:réad",
+            &"a".repeat(200),
         ] {
             assert!(Scope::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -193,12 +193,16 @@ impl<'a> Lines<'a> {
 
 fn name_ok(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty() && b[0].is_ascii_alphanumeric() && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
 fn env_name_ok(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
@@ -212,12 +216,21 @@ fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
 
 /// Parses and validates `text`, naming `file` in every error.
 pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
-    let err = |line: Option<usize>, field: &str, message: String| SpacefileError { file: file.to_owned(), line, field: field.to_owned(), message };
+    let err = |line: Option<usize>, field: &str, message: String| SpacefileError {
+        file: file.to_owned(),
+        line,
+        field: field.to_owned(),
+        message,
+    };
     // YAML forbids tabs in indentation; say so plainly instead of a scanner error.
     for (i, l) in text.lines().enumerate() {
         let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
         if indent.contains('\t') {
-            return Err(vec![err(Some(i + 1), "indentation", "a tab is used for indentation; YAML needs spaces".into())]);
+            return Err(vec![err(
+                Some(i + 1),
+                "indentation",
+                "a tab is used for indentation; YAML needs spaces".into(),
+            )]);
         }
     }
     let raw: RawSpacefile = match serde_yaml::from_str(text) {
@@ -279,16 +292,28 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
             }
         };
         if !seen_names.insert(name.clone()) {
-            errors.push(err(at("name"), &field("name"), format!("`{name}` is used by another micro; names must be unique")));
+            errors.push(err(
+                at("name"),
+                &field("name"),
+                format!("`{name}` is used by another micro; names must be unique"),
+            ));
         }
         let primary = if several { m.primary == Some(true) } else { true };
         if m.public == Some(true) && m.public_routes.is_some() {
-            errors.push(err(at("public_routes"), &field("public_routes"), "cannot be used together with `public`".into()));
+            errors.push(err(
+                at("public_routes"),
+                &field("public_routes"),
+                "cannot be used together with `public`".into(),
+            ));
         }
         let mut public_routes = vec![];
         if let Some(routes) = &m.public_routes {
             if routes.is_empty() {
-                errors.push(err(at("public_routes"), &field("public_routes"), "must not be empty; remove it or list routes".into()));
+                errors.push(err(
+                    at("public_routes"),
+                    &field("public_routes"),
+                    "must not be empty; remove it or list routes".into(),
+                ));
             }
             let mut seen = HashSet::new();
             for r in routes {
@@ -309,7 +334,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
         if let Some(map) = &m.route_scopes {
             for (k, v) in map {
                 let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                    errors.push(err(at("route_scopes"), &field("route_scopes"), "maps route patterns to scope strings".into()));
+                    errors.push(err(
+                        at("route_scopes"),
+                        &field("route_scopes"),
+                        "maps route patterns to scope strings".into(),
+                    ));
                     continue;
                 };
                 match (RoutePattern::parse(k), Scope::parse(v)) {
@@ -329,7 +358,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                     continue;
                 };
                 if !env_name_ok(n) {
-                    errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is not a valid environment variable name")));
+                    errors.push(err(
+                        at("env"),
+                        &field("presets.env"),
+                        format!("`{n}` is not a valid environment variable name"),
+                    ));
                 }
                 if !seen.insert(n.clone()) {
                     errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is declared twice")));
@@ -339,7 +372,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                     Some(v) => match yaml_scalar(v) {
                         Some(s) => Some(s),
                         None => {
-                            errors.push(err(at("env"), &field("presets.env"), format!("the default of `{n}` must be a string, number or boolean")));
+                            errors.push(err(
+                                at("env"),
+                                &field("presets.env"),
+                                format!("the default of `{n}` must be a string, number or boolean"),
+                            ));
                             None
                         }
                     },
@@ -349,12 +386,20 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
         }
         let backend = match (&m.run, &m.upstream) {
             (Some(_), Some(_)) => {
-                errors.push(err(at("upstream"), &field("upstream"), "use either `run` or `upstream` (extension), not both".into()));
+                errors.push(err(
+                    at("upstream"),
+                    &field("upstream"),
+                    "use either `run` or `upstream` (extension), not both".into(),
+                ));
                 None
             }
             (None, Some(u)) => {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    errors.push(err(at("upstream"), &field("upstream"), format!("`{u}` must be an http:// or https:// URL")));
+                    errors.push(err(
+                        at("upstream"),
+                        &field("upstream"),
+                        format!("`{u}` must be an http:// or https:// URL"),
+                    ));
                 }
                 Some(Backend::Upstream(u.trim_end_matches('/').to_owned()))
             }
@@ -365,7 +410,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                 Some(Backend::Run { command: run.clone(), src: m.src.clone().unwrap_or_else(|| ".".into()) })
             }
             (None, None) => match m.serve.clone().or_else(|| m.src.clone()) {
-                Some(dir) if m.engine.as_deref().is_some_and(|e| !e.starts_with("nodejs") && !e.starts_with("python") && e != "custom") => {
+                Some(dir)
+                    if m.engine
+                        .as_deref()
+                        .is_some_and(|e| !e.starts_with("nodejs") && !e.starts_with("python") && e != "custom") =>
+                {
                     let base = m.src.clone().unwrap_or_else(|| ".".into());
                     let dir = match &m.serve {
                         Some(s) => format!("{}/{}", base.trim_end_matches('/'), s.trim_start_matches("./")),
@@ -374,7 +423,11 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                     Some(Backend::Static { dir })
                 }
                 _ => {
-                    errors.push(err(lines.micro(i, None), &field("run"), "is required for this engine (or `upstream`, an extension)".into()));
+                    errors.push(err(
+                        lines.micro(i, None),
+                        &field("run"),
+                        "is required for this engine (or `upstream`, an extension)".into(),
+                    ));
                     None
                 }
             },
@@ -392,10 +445,18 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
             let p = m.path.clone().unwrap_or_else(|| name.clone());
             let p = format!("/{}", p.trim_matches('/'));
             if p == "/" || p.contains("//") || !p[1..].split('/').all(name_ok) {
-                errors.push(err(at("path"), &field("path"), format!("`{p}` must be one or more segments of letters, digits, `_` or `-`")));
+                errors.push(err(
+                    at("path"),
+                    &field("path"),
+                    format!("`{p}` must be one or more segments of letters, digits, `_` or `-`"),
+                ));
             }
             if p == "/__gatehouse" || p.starts_with("/__gatehouse/") {
-                errors.push(err(at("path"), &field("path"), "`/__gatehouse` is reserved for Gatehouse's own pages".into()));
+                errors.push(err(
+                    at("path"),
+                    &field("path"),
+                    "`/__gatehouse` is reserved for Gatehouse's own pages".into(),
+                ));
             }
             if let Some(other) = seen_mounts.insert(p.clone(), name.clone()) {
                 errors.push(err(at("path"), &field("path"), format!("`{p}` is already the path of micro `{other}`")));
@@ -502,6 +563,9 @@ micros:
         assert_eq!(s.route(&p("/help/docs/x")).0.name, "docs");
         assert_eq!(s.micros[2].backend, Backend::Upstream("http://127.0.0.1:9000".into()));
         assert_eq!(s.micros[1].env[0].default.as_deref(), Some("5"));
-        assert_eq!(s.micros[1].policy.required_scope("POST", "/orders/1").map(ToString::to_string).as_deref(), Some("orders:write"));
+        assert_eq!(
+            s.micros[1].policy.required_scope("POST", "/orders/1").map(ToString::to_string).as_deref(),
+            Some("orders:write")
+        );
     }
 }

@@ -39,8 +39,7 @@ impl Timestamp {
 
     /// Whole seconds, e.g. `2030-01-31T12:00:00Z`: what people read in CLI output and logs.
     pub fn to_rfc3339(self) -> String {
-        let t = OffsetDateTime::from_unix_timestamp(self.unix_seconds())
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let t = OffsetDateTime::from_unix_timestamp(self.unix_seconds()).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         t.format(&Rfc3339).unwrap_or_default()
     }
 }
@@ -58,9 +57,7 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 24h or 7d"))?;
+    let n: i64 = num.parse().map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 24h or 7d"))?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,

@@ -2,17 +2,24 @@
 
 use gatehouse_core::apikey::{checksum_of, ApiKey, Namespace};
 
-
 /// The repository's copy of the vectors (`tests/vectors/`), or `GATEHOUSE_VECTORS_DIR`. When the shared
 /// originals exist beside the repository (`../shared/vectors`), the copy must be identical to them.
 fn vectors_text(name: &str) -> String {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| repo.join("tests/vectors"));
+    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("tests/vectors"));
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
     let shared = repo.join("../shared/vectors").join(name);
     if let Ok(original) = std::fs::read_to_string(&shared) {
-        assert!(original == text, "{} differs from {}: copy the shared vectors again", path.display(), shared.display());
+        assert!(
+            original == text,
+            "{} differs from {}: copy the shared vectors again",
+            path.display(),
+            shared.display()
+        );
     }
     text
 }

@@ -27,7 +27,17 @@ fn main() -> std::io::Result<()> {
             let upstream = upstream.clone();
             async move {
                 let pq = req.uri().path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
-                match forward::forward(&client, &upstream, &pq, req, false, Duration::from_secs(30), Duration::from_secs(60)).await {
+                match forward::forward(
+                    &client,
+                    &upstream,
+                    &pq,
+                    req,
+                    false,
+                    Duration::from_secs(30),
+                    Duration::from_secs(60),
+                )
+                .await
+                {
                     Ok(resp) => resp,
                     Err(_) => StatusCode::BAD_GATEWAY.into_response(),
                 }
@@ -36,15 +46,22 @@ fn main() -> std::io::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut servers = gatehouse_server::percore::serve(make_router, listener, gatehouse_server::listener::ConnectionGate::new(Default::default()), threads, Duration::from_secs(1), || async {
-            // Runs until killed (SIGTERM): the benchmark script starts it in the background.
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
+        let mut servers = gatehouse_server::percore::serve(
+            make_router,
+            listener,
+            gatehouse_server::listener::ConnectionGate::new(Default::default()),
+            threads,
+            Duration::from_secs(1),
+            || async {
+                // Runs until killed (SIGTERM): the benchmark script starts it in the background.
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        term.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
                 }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        })?;
+            },
+        )?;
         let result = servers.stopped().await;
         servers.close();
         result

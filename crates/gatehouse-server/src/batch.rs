@@ -44,7 +44,8 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                     }
                     Ok(_) => {
                         for reply in replies {
-                            let _ = reply.send(Err(StoreError::Other("batch answered the wrong number of items".into())));
+                            let _ =
+                                reply.send(Err(StoreError::Other("batch answered the wrong number of items".into())));
                         }
                     }
                     Err(e) => {
@@ -61,7 +62,10 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Queues one write and waits for its batch to commit.
     pub async fn submit(&self, item: T) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((item, reply)).await.map_err(|_| StoreError::Unavailable("the token writer has stopped".into()))?;
+        self.tx
+            .send((item, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the token writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the token writer has stopped".into()))?
     }
 }

@@ -100,7 +100,9 @@ impl ApiError {
                 "upstream_timeout",
                 format!("The app's `{micro}` service took too long to answer."),
             ),
-            MultipleCredentials(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", "multiple_credentials", m.clone()),
+            MultipleCredentials(m) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "multiple_credentials", m.clone())
+            }
             PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
@@ -160,7 +162,10 @@ impl ApiError {
             if reason.class() == DenyClass::Authentication {
                 let challenge = match reason {
                     DenyReason::MissingCredentials => r#"Bearer realm="gatehouse""#.to_owned(),
-                    _ => format!(r#"Bearer realm="gatehouse", error="invalid_token", error_description="{}""#, reason.code()),
+                    _ => format!(
+                        r#"Bearer realm="gatehouse", error="invalid_token", error_description="{}""#,
+                        reason.code()
+                    ),
                 };
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).expect("ASCII challenge"));
             }

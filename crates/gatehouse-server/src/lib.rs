@@ -82,13 +82,21 @@ pub struct App {
 impl App {
     /// Builds the shared state. Reads (or creates) the deployment's secrets, so storage must answer.
     /// `app_hosts` are the hosts the gateway will serve (empty for a control plane alone).
-    pub async fn build(config: ServerConfig, store: Arc<dyn Store>, app_hosts: Vec<String>) -> Result<Self, gatehouse_store::StoreError> {
+    pub async fn build(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        app_hosts: Vec<String>,
+    ) -> Result<Self, gatehouse_store::StoreError> {
         let metrics = metrics::Metrics::new(store.backend());
-        let verifier = verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
+        let verifier =
+            verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
         let limiter = match &config.redis_url {
             None => limiter::RateLimiter::new(config.default_rate_limit),
             Some(url) => {
-                let health = limiter::SharedHealth { up: metrics.rate_limit_shared.clone(), fallbacks: metrics.rate_limit_fallbacks.clone() };
+                let health = limiter::SharedHealth {
+                    up: metrics.rate_limit_shared.clone(),
+                    fallbacks: metrics.rate_limit_fallbacks.clone(),
+                };
                 let prefix = format!("gatehouse:{}:rl:", config.workspace);
                 limiter::RateLimiter::shared(config.default_rate_limit, url.expose(), prefix, health)
                     .map_err(gatehouse_store::StoreError::Other)?
@@ -103,9 +111,23 @@ impl App {
         let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
         let users = users::Users::with_config(store.clone(), config.workspace.clone(), config.sign_in.clone());
         let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
-        let oauth_cfg = oauth::OAuthConfig { default_rate_limit: Some(service::default_as_override(config.default_rate_limit)), ..config.oauth.clone() };
-        let oauth = oauth::OAuthService::new(store.clone(), config.namespace.clone(), config.workspace.clone(), oauth_cfg, verifier.clone());
-        let cp_host = config.public_url.split_once("://").map_or(config.public_url.as_str(), |(_, h)| h).trim_end_matches('/').to_ascii_lowercase();
+        let oauth_cfg = oauth::OAuthConfig {
+            default_rate_limit: Some(service::default_as_override(config.default_rate_limit)),
+            ..config.oauth.clone()
+        };
+        let oauth = oauth::OAuthService::new(
+            store.clone(),
+            config.namespace.clone(),
+            config.workspace.clone(),
+            oauth_cfg,
+            verifier.clone(),
+        );
+        let cp_host = config
+            .public_url
+            .split_once("://")
+            .map_or(config.public_url.as_str(), |(_, h)| h)
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         let web = WebState {
             cp_origin: config.public_url.trim_end_matches('/').to_owned(),
             cp_host,
@@ -114,7 +136,21 @@ impl App {
             signer,
             setup_token: parking_lot::Mutex::new(None),
         };
-        Ok(Self { state: Arc::new(AppState { config, store, verifier, limiter, metrics, keys, sessions, users, oauth, webhooks, web }) })
+        Ok(Self {
+            state: Arc::new(AppState {
+                config,
+                store,
+                verifier,
+                limiter,
+                metrics,
+                keys,
+                sessions,
+                users,
+                oauth,
+                webhooks,
+                web,
+            }),
+        })
     }
 
     /// The axum router of the control plane.
@@ -141,8 +177,12 @@ impl App {
             }
         }));
         if self.state.config.webhook_worker {
-            let worker = webhooks::worker::Worker::new(self.state.store.clone(), self.state.config.webhooks.clone(), webhooks::worker::system_clock())
-                .with_metrics(self.state.metrics.clone());
+            let worker = webhooks::worker::Worker::new(
+                self.state.store.clone(),
+                self.state.config.webhooks.clone(),
+                webhooks::worker::system_clock(),
+            )
+            .with_metrics(self.state.metrics.clone());
             handles.push(Arc::new(worker).spawn());
         }
         let state = self.state.clone();
@@ -162,7 +202,11 @@ impl App {
 
     /// Serves until `shutdown` resolves, then stops accepting, gives in-flight requests up to
     /// `shutdown_grace` to finish, and flushes pending writes.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let background = self.start_background().await;
         let gate = listener::ConnectionGate::new(self.state.config.listener.clone());
         let result = listener::serve(self.router(), listener, gate, self.state.config.shutdown_grace, shutdown).await;
@@ -179,7 +223,14 @@ pub async fn serve_router(
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve(router, listener, listener::ConnectionGate::new(listener::ListenerLimits::default()), grace, shutdown).await
+    listener::serve(
+        router,
+        listener,
+        listener::ConnectionGate::new(listener::ListenerLimits::default()),
+        grace,
+        shutdown,
+    )
+    .await
 }
 
 /// Handles of the background tasks; `shutdown` stops them and flushes what they hold.

@@ -99,7 +99,8 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
 
 /// The message never repeats the URL, which may hold a password.
 fn redis_client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|_| "redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])".to_owned())
+    redis::Client::open(url)
+        .map_err(|_| "redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])".to_owned())
 }
 
 /// Where the shared limiter reports whether Redis answers.
@@ -153,7 +154,10 @@ struct SharedLimits {
 
 impl std::fmt::Debug for SharedLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedLimits").field("prefix", &self.prefix).field("reachable", &self.reachable).finish_non_exhaustive()
+        f.debug_struct("SharedLimits")
+            .field("prefix", &self.prefix)
+            .field("reachable", &self.reachable)
+            .finish_non_exhaustive()
     }
 }
 
@@ -182,7 +186,9 @@ impl SharedLimits {
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT)
             .set_number_of_retries(1);
-        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await.map_err(|e| e.to_string())?;
+        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| e.to_string())?;
         *slot = Some(c.clone());
         Ok(c)
     }

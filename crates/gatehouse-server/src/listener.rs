@@ -181,8 +181,16 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Router, requests: Arc<Semaphore>, limits: &ListenerLimits, mut stop: watch::Receiver<bool>) {
-    let activity = Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default(), asked: Arc::default() };
+async fn serve_connection(
+    stream: Permitted,
+    peer: SocketAddr,
+    router: axum::Router,
+    requests: Arc<Semaphore>,
+    limits: &ListenerLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let activity =
+        Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default(), asked: Arc::default() };
     let io = TokioIo::new(stream);
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -195,7 +203,9 @@ async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Rou
             // Waiting here holds no upstream socket; only a permitted request is routed.
             guard.1 = Some(requests.acquire_owned().await.expect("the semaphore is never closed"));
             let resp = router.oneshot(req.map(axum::body::Body::new)).await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|body| axum::body::Body::new(InFlightBody { inner: body, _guard: guard })))
+            Ok::<_, std::convert::Infallible>(
+                resp.map(|body| axum::body::Body::new(InFlightBody { inner: body, _guard: guard })),
+            )
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -212,7 +222,8 @@ async fn serve_connection(stream: Permitted, peer: SocketAddr, router: axum::Rou
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_deadline = tokio::time::Instant::from_std(activity.started + activity.last() + activity.allowance(limits));
+        let idle_deadline =
+            tokio::time::Instant::from_std(activity.started + activity.last() + activity.allowance(limits));
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -256,7 +267,11 @@ impl AsyncWrite for Permitted {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -332,7 +347,10 @@ impl hyper::body::Body for InFlightBody {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

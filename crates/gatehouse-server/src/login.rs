@@ -12,7 +12,10 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::users::SignIn;
-use crate::web::{cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie, ReturnTo, CSRF_COOKIE};
+use crate::web::{
+    cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie,
+    ReturnTo, CSRF_COOKIE,
+};
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -59,7 +62,8 @@ pub fn secure_context(state: &AppState, headers: &HeaderMap, peer: Option<Socket
 /// `Strict-Transport-Security` for responses of an HTTPS deployment or request (SPEC §11 "TLS", §14).
 pub fn add_hsts(resp: &mut Response, secure: bool) {
     if secure {
-        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
     }
 }
 
@@ -74,8 +78,14 @@ pub async fn hsts_layer(State(state): St, req: axum::extract::Request, next: axu
 
 /// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
 pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
-    let trusted = peer.is_some_and(|p| state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip()))));
-    trusted && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    let trusted = peer.is_some_and(|p| {
+        state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip())))
+    });
+    trusted
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 /// The browser's CSRF cookie, or a fresh one to set with the page.
@@ -86,7 +96,15 @@ pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &str, browser: Option<&gatehouse_core::KeyHash>, error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    https: bool,
+    return_to: &str,
+    browser: Option<&gatehouse_core::KeyHash>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
     let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
@@ -112,17 +130,29 @@ fn login_page(state: &AppState, headers: &HeaderMap, https: bool, return_to: &st
 ///
 /// On HTTPS the scheme of the return URL is always `https`, whatever the link said: a ticket never
 /// travels over plain HTTP from a deployment that has TLS.
-async fn continue_to(state: &AppState, login_hash: &gatehouse_core::KeyHash, return_to: Option<ReturnTo>, browser: Option<gatehouse_core::KeyHash>, secure: bool) -> Response {
+async fn continue_to(
+    state: &AppState,
+    login_hash: &gatehouse_core::KeyHash,
+    return_to: Option<ReturnTo>,
+    browser: Option<gatehouse_core::KeyHash>,
+    secure: bool,
+) -> Response {
     match return_to {
         Some(ReturnTo::App { scheme, host, path }) if host != state.web.cp_host => {
             let scheme = if secure { "https" } else { scheme.as_str() };
             let Some(browser) = browser else {
-                return redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/signin?return_to={}", url_encode(&path)));
+                return redirect(
+                    StatusCode::SEE_OTHER,
+                    &format!("{scheme}://{host}/__gatehouse/signin?return_to={}", url_encode(&path)),
+                );
             };
             match state.sessions.issue_ticket(login_hash, &host, &browser).await {
                 Ok(ticket) => {
                     let rt: String = url_encode(&path);
-                    redirect(StatusCode::SEE_OTHER, &format!("{scheme}://{host}/__gatehouse/callback?ticket={ticket}&return_to={rt}"))
+                    redirect(
+                        StatusCode::SEE_OTHER,
+                        &format!("{scheme}://{host}/__gatehouse/callback?ticket={ticket}&return_to={rt}"),
+                    )
                 }
                 Err(e) => unavailable(e),
             }
@@ -147,11 +177,18 @@ pub fn url_encode(s: &str) -> String {
 
 pub fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "storage unavailable during sign-in");
-    page(StatusCode::SERVICE_UNAVAILABLE, "Try again shortly", "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>")
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>",
+    )
 }
 
 /// The signed-in control-plane session of this browser (with its user), if any.
-pub async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<crate::sessions::ActiveSession>>, gatehouse_store::StoreError> {
+pub async fn current_login(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<crate::sessions::ActiveSession>>, gatehouse_store::StoreError> {
     for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
         if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
             return Ok(Some(active));
@@ -160,32 +197,76 @@ pub async fn current_login(state: &AppState, headers: &HeaderMap) -> Result<Opti
     Ok(None)
 }
 
-pub async fn get_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+pub async fn get_login(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let https = secure_context(&state, &headers, Some(peer));
     let rt_raw = q.return_to.clone().unwrap_or_default();
     let rt = if rt_raw.is_empty() { None } else { parse_return_to(&rt_raw, &state.web.known_hosts()) };
     let browser = q.state.as_deref().and_then(parse_state);
     if !rt_raw.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves; sign in to continue here."), StatusCode::BAD_REQUEST);
+        return login_page(
+            &state,
+            &headers,
+            https,
+            "",
+            None,
+            Some("That return address is not one Gatehouse serves; sign in to continue here."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     match current_login(&state, &headers).await {
-        Ok(Some(login)) if rt.is_some() => return continue_to(&state, &login.session.id_hash, rt, browser, https).await,
+        Ok(Some(login)) if rt.is_some() => {
+            return continue_to(&state, &login.session.id_hash, rt, browser, https).await
+        }
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
-    login_page(&state, &headers, https, &rt_raw, browser.as_ref(), q.error.as_deref().map(|_| "Sign in to continue."), StatusCode::OK)
+    login_page(
+        &state,
+        &headers,
+        https,
+        &rt_raw,
+        browser.as_ref(),
+        q.error.as_deref().map(|_| "Sign in to continue."),
+        StatusCode::OK,
+    )
 }
 
-pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+pub async fn post_login(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let https = secure_context(&state, &headers, Some(peer));
     let browser = parse_state(&form.state);
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
-        return login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("The form expired; please sign in again."), StatusCode::FORBIDDEN);
+        return login_page(
+            &state,
+            &headers,
+            https,
+            &form.return_to,
+            browser.as_ref(),
+            Some("The form expired; please sign in again."),
+            StatusCode::FORBIDDEN,
+        );
     }
     let rt = if form.return_to.is_empty() { None } else { parse_return_to(&form.return_to, &state.web.known_hosts()) };
     if !form.return_to.is_empty() && rt.is_none() {
-        return login_page(&state, &headers, https, "", None, Some("That return address is not one Gatehouse serves."), StatusCode::BAD_REQUEST);
+        return login_page(
+            &state,
+            &headers,
+            https,
+            "",
+            None,
+            Some("That return address is not one Gatehouse serves."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let ip = crate::netaddr::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     match state.users.sign_in(&form.email, &form.password, Some(ip)).await {
@@ -197,10 +278,19 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
             tracing::info!(user = %user.id, "signed in");
             let mut resp = continue_to(&state, &hash, rt, browser, https).await;
             let max_age = state.sessions.cfg.absolute.as_secs() as i64;
-            resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
+            resp.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cp_cookie_name, &cookie, max_age, https));
             resp
         }
-        Ok(SignIn::Wrong) => login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Wrong email or password."), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Wrong) => login_page(
+            &state,
+            &headers,
+            https,
+            &form.return_to,
+            browser.as_ref(),
+            Some("Wrong email or password."),
+            StatusCode::UNAUTHORIZED,
+        ),
         Ok(SignIn::Throttled(wait)) => {
             let mut resp = login_page(
                 &state,
@@ -215,7 +305,15 @@ pub async fn post_login(State(state): St, ConnectInfo(peer): ConnectInfo<SocketA
             resp
         }
         Ok(SignIn::Busy) => {
-            let mut resp = login_page(&state, &headers, https, &form.return_to, browser.as_ref(), Some("Gatehouse is busy; try again in a moment."), StatusCode::SERVICE_UNAVAILABLE);
+            let mut resp = login_page(
+                &state,
+                &headers,
+                https,
+                &form.return_to,
+                browser.as_ref(),
+                Some("Gatehouse is busy; try again in a moment."),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
             resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
             resp
         }
@@ -255,12 +353,23 @@ pub struct CsrfForm {
 }
 
 /// Ends the browser's login on the control plane and every app session it opened.
-pub async fn post_logout(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, &state.web.cp_host, "/login").await
+pub async fn post_logout(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, &state.web.cp_host, "/login")
+        .await
 }
 
 /// The live sessions behind the browser's `cookie_name` cookies on `host`, as (cookie, id hash).
-pub async fn live_sessions<'a>(state: &AppState, headers: &'a HeaderMap, cookie_name: &'a str, host: &str) -> Result<Vec<(&'a str, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
+pub async fn live_sessions<'a>(
+    state: &AppState,
+    headers: &'a HeaderMap,
+    cookie_name: &'a str,
+    host: &str,
+) -> Result<Vec<(&'a str, gatehouse_core::KeyHash)>, gatehouse_store::StoreError> {
     let mut live = vec![];
     for c in cookies(headers, cookie_name) {
         if let Some(a) = state.sessions.lookup(c, host).await? {
@@ -273,7 +382,15 @@ pub async fn live_sessions<'a>(state: &AppState, headers: &'a HeaderMap, cookie_
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
 /// With a live session the token must be the one bound to it (a pair from another browser, or a
 /// pre-login token, is refused); only the session the token belongs to is ended.
-pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr, csrf: &str, cookie_name: &str, host: &str, then: &str) -> Response {
+pub async fn end_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    csrf: &str,
+    cookie_name: &str,
+    host: &str,
+    then: &str,
+) -> Response {
     let https = secure_context(state, headers, Some(peer));
     let csrf_cookie = cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43);
     let live = match live_sessions(state, headers, cookie_name, host).await {
@@ -287,7 +404,8 @@ pub async fn end_session(state: &AppState, headers: &HeaderMap, peer: SocketAddr
             return refused();
         }
     } else {
-        let Some((cookie, _)) = live.iter().find(|(_, h)| csrf_ok_for(&state.web.csrf_key, csrf_cookie, Some(h), csrf)) else {
+        let Some((cookie, _)) = live.iter().find(|(_, h)| csrf_ok_for(&state.web.csrf_key, csrf_cookie, Some(h), csrf))
+        else {
             return refused();
         };
         if let Err(e) = state.sessions.end(cookie).await {
@@ -337,20 +455,33 @@ fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<
 }
 
 fn setup_token_ok(state: &AppState, token: &str) -> bool {
-    state.web.setup_token.lock().as_deref().is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
+    state
+        .web
+        .setup_token
+        .lock()
+        .as_deref()
+        .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
 }
 
 pub async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
     let token = q.token.unwrap_or_default();
     if !setup_token_ok(&state, &token) {
-        return page(StatusCode::NOT_FOUND, "Set up Gatehouse", "<p>This setup link is not valid (it works once, until an owner exists).</p>");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Set up Gatehouse",
+            "<p>This setup link is not valid (it works once, until an owner exists).</p>",
+        );
     }
     setup_page(&state, &headers, &token, None, StatusCode::OK)
 }
 
 pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
     if !setup_token_ok(&state, &form.token) {
-        return page(StatusCode::NOT_FOUND, "Set up Gatehouse", "<p>This setup link is not valid (it works once, until an owner exists).</p>");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Set up Gatehouse",
+            "<p>This setup link is not valid (it works once, until an owner exists).</p>",
+        );
     }
     if !csrf_ok(&state.web.csrf_key, cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43), &form.csrf) {
         return setup_page(&state, &headers, &form.token, Some("The form expired; try again."), StatusCode::FORBIDDEN);

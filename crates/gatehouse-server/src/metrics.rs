@@ -73,7 +73,11 @@ impl Metrics {
     pub fn new(backend: &'static str) -> Self {
         let mut r = Registry::with_prefix("gatehouse");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        r.register("http_requests", "Control-plane HTTP requests by route and status (gateway traffic is in gateway_requests)", http_requests.clone());
+        r.register(
+            "http_requests",
+            "Control-plane HTTP requests by route and status (gateway traffic is in gateway_requests)",
+            http_requests.clone(),
+        );
         let gateway_requests = Family::<GatewayLabels, Counter>::default();
         r.register("gateway_requests", "Gateway requests by app, decision and status", gateway_requests.clone());
         let verifications = Family::<CodeLabel, Counter>::default();
@@ -89,9 +93,17 @@ impl Metrics {
         let rate_limited = Counter::default();
         r.register("rate_limited", "Requests refused with 429", rate_limited.clone());
         let rate_limit_shared = Gauge::default();
-        r.register("rate_limit_shared", "1 while rate limits are shared through Redis across nodes", rate_limit_shared.clone());
+        r.register(
+            "rate_limit_shared",
+            "1 while rate limits are shared through Redis across nodes",
+            rate_limit_shared.clone(),
+        );
         let rate_limit_fallbacks = Counter::default();
-        r.register("rate_limit_fallbacks", "Rate-limit checks decided per node because Redis did not answer", rate_limit_fallbacks.clone());
+        r.register(
+            "rate_limit_fallbacks",
+            "Rate-limit checks decided per node because Redis did not answer",
+            rate_limit_fallbacks.clone(),
+        );
         let store_errors = Counter::default();
         r.register("store_errors", "Storage failures seen while serving", store_errors.clone());
         let cache_trusted = Gauge::default();
@@ -101,7 +113,11 @@ impl Metrics {
         let webhook_attempts = Family::<CodeLabel, Counter>::default();
         r.register("webhook_attempts", "Webhook delivery attempts by outcome", webhook_attempts.clone());
         let webhook_delivery_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 12));
-        r.register("webhook_delivery_seconds", "Time from an event's commit to its delivery", webhook_delivery_seconds.clone());
+        r.register(
+            "webhook_delivery_seconds",
+            "Time from an event's commit to its delivery",
+            webhook_delivery_seconds.clone(),
+        );
         let info = Family::<BackendLabel, Gauge>::default();
         info.get_or_create(&BackendLabel { backend }).set(1);
         r.register("storage_backend", "The storage backend in use", info);

@@ -83,7 +83,14 @@ pub struct AuditTarget<'a> {
 }
 
 /// An audit entry stamped now with a fresh id: the one way every service builds them.
-pub fn audit_entry(workspace: &str, actor: &str, meta: &RequestMeta, action: &str, target: AuditTarget<'_>, details: serde_json::Value) -> AuditEntry {
+pub fn audit_entry(
+    workspace: &str,
+    actor: &str,
+    meta: &RequestMeta,
+    action: &str,
+    target: AuditTarget<'_>,
+    details: serde_json::Value,
+) -> AuditEntry {
     let now = Timestamp::now();
     AuditEntry {
         id: new_id("aud", now.0),
@@ -146,17 +153,29 @@ impl KeyService {
         &self.workspace
     }
 
-    fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, key: &KeyRecord, details: serde_json::Value) -> AuditEntry {
+    fn audit(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        action: &str,
+        key: &KeyRecord,
+        details: serde_json::Value,
+    ) -> AuditEntry {
         let target = AuditTarget { kind: "api_key", id: &key.id, environment: Some(key.environment) };
         audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
     }
 
     /// Validates, authorizes and stores a new key; returns it with its secret (shown once).
-    pub async fn create(&self, actor: &Actor, meta: &RequestMeta, req: NewKey) -> Result<(KeyRecord, SecretString), ServiceError> {
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        req: NewKey,
+    ) -> Result<(KeyRecord, SecretString), ServiceError> {
         let now = Timestamp::now();
         let scopes = validate_scopes(req.kind, &req.scopes)?;
-        let ip_allowlist =
-            IpAllowlist::parse(req.ip_allowlist.iter().map(String::as_str)).map_err(|e| invalid(format!("ip_allowlist: {e}")))?;
+        let ip_allowlist = IpAllowlist::parse(req.ip_allowlist.iter().map(String::as_str))
+            .map_err(|e| invalid(format!("ip_allowlist: {e}")))?;
         if let Some(exp) = req.expires_at {
             if exp <= now {
                 return Err(invalid(format!("expires_at ({exp}) is in the past; give a future time")));
@@ -211,7 +230,13 @@ impl KeyService {
 
     /// A fresh secret and a record carrying its identity (id, hash, prefix, last 4, creation); other
     /// settings are empty for the caller to fill in.
-    fn mint(&self, kind: KeyKind, environment: Environment, now: Timestamp, actor: &Actor) -> (SecretString, KeyRecord) {
+    fn mint(
+        &self,
+        kind: KeyKind,
+        environment: Environment,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> (SecretString, KeyRecord) {
         let secret = generate(&self.namespace, kind, environment);
         let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
         let record = KeyRecord {
@@ -271,7 +296,12 @@ impl KeyService {
         Ok(record)
     }
 
-    pub async fn list(&self, actor: &Actor, environment: Option<Environment>, page: &PageRequest) -> Result<Page<KeyRecord>, ServiceError> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<KeyRecord>, ServiceError> {
         let environment = match actor {
             Actor::Key(k) => Some(k.environment),
             Actor::Cli => environment,
@@ -286,7 +316,13 @@ impl KeyService {
     }
 
     /// Revokes at once; revoking twice is not an error and keeps the first time.
-    pub async fn revoke(&self, actor: &Actor, meta: &RequestMeta, id: &str, reason: Option<String>) -> Result<KeyRecord, ServiceError> {
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<KeyRecord, ServiceError> {
         let target = self.get(actor, id).await?;
         self.authorize(actor, target.environment, &target.effective_scopes())?;
         if let Some(r) = &reason {
@@ -309,7 +345,13 @@ impl KeyService {
     }
 
     /// Issues a successor with the same settings; the old key expires after `grace_secs` (or its own expiry if sooner).
-    pub async fn roll(&self, actor: &Actor, meta: &RequestMeta, id: &str, grace_secs: i64) -> Result<(Rolled, SecretString), ServiceError> {
+    pub async fn roll(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        id: &str,
+        grace_secs: i64,
+    ) -> Result<(Rolled, SecretString), ServiceError> {
         if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
             return Err(invalid(format!("grace period must be between 0 and {MAX_GRACE_SECS} seconds (7 days)")));
         }
@@ -326,7 +368,10 @@ impl KeyService {
                 rate_limit: old.rate_limit,
             };
             let b = bound_key(&parent, &asked).map_err(|e| ServiceError::Denied(DenyReason::ExceedsAuthority(e)))?;
-            let same = b.app == old.app && b.ip_allowlist == old.ip_allowlist && b.expires_at == old.expires_at && b.rate_limit == old.rate_limit;
+            let same = b.app == old.app
+                && b.ip_allowlist == old.ip_allowlist
+                && b.expires_at == old.expires_at
+                && b.rate_limit == old.rate_limit;
             if !same {
                 return Err(ServiceError::Denied(DenyReason::ExceedsAuthority(gatehouse_core::authority::Excess {
                     dimension: gatehouse_core::authority::Dimension::Scopes,
@@ -434,7 +479,10 @@ pub(crate) fn validate_app(app: &str) -> Result<(), ServiceError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!("app `{}` must be 1-64 letters, digits, `_` or `-`, starting with a letter or digit", shown(app))))
+        Err(invalid(format!(
+            "app `{}` must be 1-64 letters, digits, `_` or `-`, starting with a letter or digit",
+            shown(app)
+        )))
     }
 }
 

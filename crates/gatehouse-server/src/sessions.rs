@@ -35,7 +35,12 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { absolute: Duration::from_secs(7 * 86_400), idle: Duration::from_secs(12 * 3600), cookie_name: "gatehouse_session".into(), cp_cookie_name: "gatehouse_cp_session".into() }
+        Self {
+            absolute: Duration::from_secs(7 * 86_400),
+            idle: Duration::from_secs(12 * 3600),
+            cookie_name: "gatehouse_session".into(),
+            cp_cookie_name: "gatehouse_cp_session".into(),
+        }
     }
 }
 
@@ -87,7 +92,13 @@ const SEEN_GRANULARITY_MS: i64 = 30_000;
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, cfg: SessionConfig, verifier: Verifier) -> Arc<Self> {
-        let me = Arc::new(Self { store, cfg, verifier: verifier.clone(), cache: RwLock::default(), pending_seen: Mutex::default() });
+        let me = Arc::new(Self {
+            store,
+            cfg,
+            verifier: verifier.clone(),
+            cache: RwLock::default(),
+            pending_seen: Mutex::default(),
+        });
         verifier.subscribe(me.clone());
         me
     }
@@ -97,7 +108,12 @@ impl Sessions {
         self.create(user.id.clone(), None, host).await
     }
 
-    async fn create(&self, user_id: String, parent: Option<(KeyHash, Timestamp)>, host: &str) -> Result<(String, KeyHash), StoreError> {
+    async fn create(
+        &self,
+        user_id: String,
+        parent: Option<(KeyHash, Timestamp)>,
+        host: &str,
+    ) -> Result<(String, KeyHash), StoreError> {
         let (cookie, hash) = new_token();
         let now = Timestamp::now();
         let absolute = now.plus_millis(self.cfg.absolute.as_millis() as i64);
@@ -126,13 +142,22 @@ impl Sessions {
 
     /// Redeems a ticket on `host` in a browser holding `state_cookies` and opens the child session.
     /// The ticket is spent in every case; the binding is compared in constant time.
-    pub async fn redeem_ticket(&self, ticket: &str, host: &str, state_cookies: &[&str]) -> Result<Redeemed, StoreError> {
+    pub async fn redeem_ticket(
+        &self,
+        ticket: &str,
+        host: &str,
+        state_cookies: &[&str],
+    ) -> Result<Redeemed, StoreError> {
         if ticket.len() != 43 {
             return Ok(Redeemed::Invalid);
         }
         let now = Timestamp::now();
-        let Some((parent, browser)) = self.store.redeem_ticket(&KeyHash::of(ticket), host, now).await? else { return Ok(Redeemed::Invalid) };
-        let bound = browser.is_some_and(|b| state_cookies.iter().filter(|c| c.len() == 43).fold(false, |ok, c| ok | KeyHash::of(c).ct_eq(&b)));
+        let Some((parent, browser)) = self.store.redeem_ticket(&KeyHash::of(ticket), host, now).await? else {
+            return Ok(Redeemed::Invalid);
+        };
+        let bound = browser.is_some_and(|b| {
+            state_cookies.iter().filter(|c| c.len() == 43).fold(false, |ok, c| ok | KeyHash::of(c).ct_eq(&b))
+        });
         if !bound {
             return Ok(Redeemed::OtherBrowser);
         }
@@ -170,7 +195,12 @@ impl Sessions {
         let s = &active.session;
         let last_seen = active.last_seen_ms.load(Ordering::Relaxed);
         let idle_end = last_seen + self.cfg.idle.as_millis() as i64;
-        if s.revoked_at.is_some() || s.expires_at <= now || idle_end <= now.0 || s.host != host || active.user.disabled_at.is_some() {
+        if s.revoked_at.is_some()
+            || s.expires_at <= now
+            || idle_end <= now.0
+            || s.host != host
+            || active.user.disabled_at.is_some()
+        {
             return Ok(None);
         }
         if now.0 - last_seen >= SEEN_GRANULARITY_MS {

@@ -32,7 +32,9 @@ pub fn hash_password(password: &str) -> String {
 /// the caller for the next check, so memory is allocated once per hashing slot, not per attempt).
 fn verify_password(password: &str, phc: &str, blocks: &mut Vec<Block>) -> bool {
     let Ok(h) = PasswordHash::new(phc) else { return false };
-    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (Algorithm::try_from(h.algorithm), Params::try_from(&h), h.salt, h.hash) else {
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) =
+        (Algorithm::try_from(h.algorithm), Params::try_from(&h), h.salt, h.hash)
+    else {
         return false;
     };
     let Ok(version) = h.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
@@ -53,7 +55,9 @@ fn hash_password_in(password: &str, blocks: &mut Vec<Block>) -> String {
     let raw_salt = salt.as_salt().decode_b64(&mut salt_buf).expect("a generated salt decodes");
     blocks.resize(params.block_count(), Block::default());
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    Argon2::default().hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut blocks[..]).expect("argon2 hashing with valid params");
+    Argon2::default()
+        .hash_password_into_with_memory(password.as_bytes(), raw_salt, &mut out, &mut blocks[..])
+        .expect("argon2 hashing with valid params");
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -66,10 +70,7 @@ fn hash_password_in(password: &str, blocks: &mut Vec<Block>) -> String {
 
 /// Memory (KiB) one check of `phc` takes: its `m` parameter, or the default cost when unreadable.
 fn memory_cost_kib(phc: &str) -> u32 {
-    PasswordHash::new(phc)
-        .ok()
-        .and_then(|h| h.params.get_decimal("m"))
-        .unwrap_or(argon2::Params::DEFAULT_M_COST)
+    PasswordHash::new(phc).ok().and_then(|h| h.params.get_decimal("m")).unwrap_or(argon2::Params::DEFAULT_M_COST)
 }
 
 /// Sign-in limits (config section `[sign_in]`).
@@ -141,7 +142,10 @@ struct Hashing {
 
 impl std::fmt::Debug for Hashing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hashing").field("total_kib", &self.total_kib).field("checks", &self.checks).finish_non_exhaustive()
+        f.debug_struct("Hashing")
+            .field("total_kib", &self.total_kib)
+            .field("checks", &self.checks)
+            .finish_non_exhaustive()
     }
 }
 
@@ -227,7 +231,11 @@ impl Users {
 
     /// Runs Argon2 (`f`, costing `kib` of memory) on the blocking pool once a slot is free. The slot is
     /// held by the blocking task itself, so a client that goes away cannot free it early.
-    async fn hash_slot<T: Send + 'static>(&self, kib: u32, f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static) -> Result<T, HashBusy> {
+    async fn hash_slot<T: Send + 'static>(
+        &self,
+        kib: u32,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashBusy> {
         let want = kib.clamp(1, self.hashing.total_kib);
         let acquire = self.hashing.permits.clone().acquire_many_owned(want);
         let permit = match tokio::time::timeout(self.cfg.hash_wait, acquire).await {
@@ -258,7 +266,9 @@ impl Users {
                 let hashing = hashing.clone();
                 runtime.spawn(async move {
                     tokio::time::sleep(IDLE_RELEASE).await;
-                    if hashing.in_flight.load(Ordering::Relaxed) == 0 && hashing.checks.load(Ordering::Relaxed) == generation {
+                    if hashing.in_flight.load(Ordering::Relaxed) == 0
+                        && hashing.checks.load(Ordering::Relaxed) == generation
+                    {
                         hashing.buffers.lock().clear();
                     }
                 });
@@ -353,9 +363,19 @@ impl Users {
             .ok_or_else(|| format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()))
     }
 
-    async fn change(&self, user: &UserRecord, change: UserChange, action: &str, actor: &str) -> Result<UserRecord, String> {
+    async fn change(
+        &self,
+        user: &UserRecord,
+        change: UserChange,
+        action: &str,
+        actor: &str,
+    ) -> Result<UserRecord, String> {
         let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
-        self.store.update_user(&user.id, &change, &audit).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no user `{}`", user.id))
+        self.store
+            .update_user(&user.id, &change, &audit)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no user `{}`", user.id))
     }
 
     /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
@@ -388,7 +408,9 @@ impl Users {
     /// Deletes long-forgotten throttle counters, at most once a minute per node.
     async fn maybe_prune(&self, now: Timestamp) {
         let last = self.last_prune_ms.load(Ordering::Relaxed);
-        if now.0 - last < 60_000 || self.last_prune_ms.compare_exchange(last, now.0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if now.0 - last < 60_000
+            || self.last_prune_ms.compare_exchange(last, now.0, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
             return;
         }
         let before = Timestamp(now.0 - self.cfg.forget_after.as_millis() as i64);
@@ -449,7 +471,14 @@ impl Users {
     /// Logs a failed sign-in and audits it, summarised: for a known account, an entry at the 1st, 2nd,
     /// 4th, 8th… failure of a series, and `user.locked` when the series reaches the allowance. The typed
     /// email is never logged (people type passwords into it); the account is named by its id.
-    async fn failed(&self, user: Option<&UserRecord>, ip: Option<IpAddr>, failures: i64, ip_failures: Option<i64>, policy: &ThrottlePolicy) {
+    async fn failed(
+        &self,
+        user: Option<&UserRecord>,
+        ip: Option<IpAddr>,
+        failures: i64,
+        ip_failures: Option<i64>,
+        policy: &ThrottlePolicy,
+    ) {
         let free = i64::from(policy.free_attempts);
         match user {
             Some(u) => tracing::warn!(user = %u.id, ip = ?ip, failures, "sign-in failed"),
@@ -465,7 +494,10 @@ impl Users {
         }
         if failures == free {
             let wait = policy.wait_after(failures) / 1000;
-            entries.push(("user.locked", serde_json::json!({"email": u.email, "failures": failures, "retry_after_secs": wait})));
+            entries.push((
+                "user.locked",
+                serde_json::json!({"email": u.email, "failures": failures, "retry_after_secs": wait}),
+            ));
         }
         for (action, details) in entries {
             let mut entry = self.audit("anonymous", action, &u.id, details);
@@ -489,7 +521,12 @@ mod tests {
         for phc in [&ours, &theirs] {
             assert!(verify_password("correct horse battery staple", phc, &mut blocks), "{phc}");
             assert!(!verify_password("correct horse battery stapler", phc, &mut blocks));
-            assert!(argon2::PasswordVerifier::verify_password(&Argon2::default(), b"correct horse battery staple", &PasswordHash::new(phc).unwrap()).is_ok());
+            assert!(argon2::PasswordVerifier::verify_password(
+                &Argon2::default(),
+                b"correct horse battery staple",
+                &PasswordHash::new(phc).unwrap()
+            )
+            .is_ok());
         }
         assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
         assert_eq!(memory_cost_kib(&ours), 19_456);

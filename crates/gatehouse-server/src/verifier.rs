@@ -360,7 +360,9 @@ impl Verifier {
         let this = self.clone();
         match this.inner.store.key_changes_head().await {
             Ok(head) => this.inner.feed_seq.store(head, Ordering::Release),
-            Err(e) => tracing::warn!(error = %e, "could not read the key change feed yet; the cache stays off until it can"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the key change feed yet; the cache stays off until it can")
+            }
         }
         tokio::spawn(async move {
             let mut poll = tokio::time::interval(this.inner.cfg.poll_interval);

@@ -77,15 +77,12 @@ pub fn safe_local_path(path: &str) -> bool {
 
 /// Reads one cookie's values (every occurrence, in order).
 pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
+        move |pair| {
             let (k, v) = pair.trim().split_once('=')?;
             (k == name).then_some(v.trim())
-        })
+        },
+    )
 }
 
 /// Removes one cookie from the `Cookie` headers, keeping the others for the upstream.
@@ -138,7 +135,12 @@ pub fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core:
 }
 
 /// Constant-time check of a submitted CSRF token against the browser's cookie and session.
-pub fn csrf_ok_for(key: &[u8], cookie: Option<&str>, session: Option<&gatehouse_core::KeyHash>, submitted: &str) -> bool {
+pub fn csrf_ok_for(
+    key: &[u8],
+    cookie: Option<&str>,
+    session: Option<&gatehouse_core::KeyHash>,
+    submitted: &str,
+) -> bool {
     match cookie {
         Some(c) if c.len() == 43 => csrf_token_for(key, c, session).as_bytes().ct_eq(submitted.as_bytes()).into(),
         _ => false,
@@ -220,7 +222,9 @@ button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;b
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'",
+        ),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
@@ -245,18 +249,44 @@ mod tests {
         let hosts = vec!["app.example.com".to_owned(), "127.0.0.1:4480".to_owned()];
         let ok = [
             ("/dashboard?x=1", ReturnTo::Local("/dashboard?x=1".into())),
-            ("http://app.example.com/a?b", ReturnTo::App { scheme: "http".into(), host: "app.example.com".into(), path: "/a?b".into() }),
-            ("https://APP.example.com", ReturnTo::App { scheme: "https".into(), host: "app.example.com".into(), path: "/".into() }),
-            ("http://127.0.0.1:4480/x", ReturnTo::App { scheme: "http".into(), host: "127.0.0.1:4480".into(), path: "/x".into() }),
+            (
+                "http://app.example.com/a?b",
+                ReturnTo::App { scheme: "http".into(), host: "app.example.com".into(), path: "/a?b".into() },
+            ),
+            (
+                "https://APP.example.com",
+                ReturnTo::App { scheme: "https".into(), host: "app.example.com".into(), path: "/".into() },
+            ),
+            (
+                "http://127.0.0.1:4480/x",
+                ReturnTo::App { scheme: "http".into(), host: "127.0.0.1:4480".into(), path: "/x".into() },
+            ),
         ];
         for (raw, want) in ok {
             assert_eq!(parse_return_to(raw, &hosts), Some(want), "{raw}");
         }
         let bad = [
-            "//evil.com/x", "/\\evil.com", "https://evil.com/", "https://app.example.com.evil.com/", "https://evil.com@app.example.com/",
-            "https://app.example.com@evil.com/", "javascript:alert(1)", "ftp://app.example.com/", "http://127.0.0.1:4481/",
-            "http://app.example.com//evil.com", "/a\nb", "/a b", "http:/app.example.com", "", "evil.com", "http://",
-            "/%09/evil.com", "/%2F/evil.com", "/%5Cevil.com", "http://app.example.com/%2F%2Fevil.com", "http://app.example.com/%09/evil.com",
+            "//evil.com/x",
+            "/\\evil.com",
+            "https://evil.com/",
+            "https://app.example.com.evil.com/",
+            "https://evil.com@app.example.com/",
+            "https://app.example.com@evil.com/",
+            "javascript:alert(1)",
+            "ftp://app.example.com/",
+            "http://127.0.0.1:4481/",
+            "http://app.example.com//evil.com",
+            "/a\nb",
+            "/a b",
+            "http:/app.example.com",
+            "",
+            "evil.com",
+            "http://",
+            "/%09/evil.com",
+            "/%2F/evil.com",
+            "/%5Cevil.com",
+            "http://app.example.com/%2F%2Fevil.com",
+            "http://app.example.com/%09/evil.com",
         ];
         for raw in bad {
             assert_eq!(parse_return_to(raw, &hosts), None, "{raw:?}");
@@ -265,15 +295,52 @@ mod tests {
 
     #[test]
     fn safe_local_path_table() {
-        let ok = ["/", "/account?tab=2", "/a/b/c", "/search?q=a%20b", "/a//b", "/?next=//x", "/a#//frag", "/%E2%9C%93", "/a/%2e%2e"];
+        let ok = [
+            "/",
+            "/account?tab=2",
+            "/a/b/c",
+            "/search?q=a%20b",
+            "/a//b",
+            "/?next=//x",
+            "/a#//frag",
+            "/%E2%9C%93",
+            "/a/%2e%2e",
+        ];
         for p in ok {
             assert!(safe_local_path(p), "{p:?} should be allowed");
         }
         let bad = [
-            "", "a", "evil.com", "//evil.com", "///evil.com", "/\\evil.com", "\\\\evil.com", "/\t/evil.com", "/\n/evil.com", "/\r/evil.com",
-            "/%09/evil.com", "/%0a/evil.com", "/%0D/evil.com", "/%00", "/%2F/evil.com", "/%2f%2fevil.com", "/%5C/evil.com", "/%5cevil.com",
-            "/./%2Fevil.com", "/.//evil.com", "/..//evil.com", "/%2E/%2Fevil.com", "/%", "/%zz", "/%2", "/a b", "/\x7f", "/%7F",
-            "http://evil.com/", "https:evil.com", "javascript:alert(1)",
+            "",
+            "a",
+            "evil.com",
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "\\\\evil.com",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r/evil.com",
+            "/%09/evil.com",
+            "/%0a/evil.com",
+            "/%0D/evil.com",
+            "/%00",
+            "/%2F/evil.com",
+            "/%2f%2fevil.com",
+            "/%5C/evil.com",
+            "/%5cevil.com",
+            "/./%2Fevil.com",
+            "/.//evil.com",
+            "/..//evil.com",
+            "/%2E/%2Fevil.com",
+            "/%",
+            "/%zz",
+            "/%2",
+            "/a b",
+            "/\x7f",
+            "/%7F",
+            "http://evil.com/",
+            "https:evil.com",
+            "javascript:alert(1)",
         ];
         for p in bad {
             assert!(!safe_local_path(p), "{p:?} should be refused");
@@ -311,7 +378,10 @@ mod tests {
         assert!(csrf_ok_for(&key, Some(&cookie), Some(&mine), &t));
         assert!(!csrf_ok_for(&key, Some(&cookie), Some(&theirs), &t), "another session");
         assert!(!csrf_ok_for(&key, Some(&cookie), None, &t), "a bound token is no pre-login token");
-        assert!(!csrf_ok_for(&key, Some(&cookie), Some(&mine), &csrf_token(&key, &cookie)), "a pre-login token is no bound token");
+        assert!(
+            !csrf_ok_for(&key, Some(&cookie), Some(&mine), &csrf_token(&key, &cookie)),
+            "a pre-login token is no bound token"
+        );
         assert!(!csrf_ok_for(&key, Some(&"B".repeat(43)), Some(&mine), &t), "another cookie");
     }
 }

@@ -5,19 +5,19 @@
 
 mod error;
 pub mod oauth;
-pub mod webhooks;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use error::StoreError;
 pub use oauth::OAuthStore;
-pub use webhooks::WebhookStore;
 pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
+pub use webhooks::WebhookStore;
 
 /// One entry of the append-only audit log. Never holds a secret.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,16 +168,26 @@ pub trait UserStore: Send + Sync {
     /// updated record (`None`: no such user). Disabling a user or changing the password also ends every
     /// session of the user and puts those sessions and the user's live OAuth access tokens on the change
     /// feed, so every node drops its cached copies within one poll.
-    async fn update_user(&self, id: &str, change: &UserChange, audit: &AuditEntry) -> Result<Option<UserRecord>, StoreError>;
+    async fn update_user(
+        &self,
+        id: &str,
+        change: &UserChange,
+        audit: &AuditEntry,
+    ) -> Result<Option<UserRecord>, StoreError>;
 }
 
 /// A change to a user (`UserStore::update_user`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserChange {
-    Disable { at: Timestamp },
+    Disable {
+        at: Timestamp,
+    },
     Enable,
     /// A new Argon2id PHC string.
-    Password { hash: String, at: Timestamp },
+    Password {
+        hash: String,
+        at: Timestamp,
+    },
 }
 
 /// Sessions and the one-time tickets that carry a login to an app host.
@@ -191,11 +201,23 @@ pub trait SessionStore: Send + Sync {
     /// putting every hash on the change feed. Returns the hashes ended.
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
     /// Stores a one-time ticket for `host`, bound to the browser whose state cookie hashes to `browser`.
-    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, browser: &KeyHash, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn insert_ticket(
+        &self,
+        ticket: &KeyHash,
+        parent: &KeyHash,
+        host: &str,
+        browser: &KeyHash,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Uses a ticket once: if it exists, is for `host`, is unexpired and unused, marks it used and returns
     /// its login's hash and the browser binding (`None` for a ticket stored without one). The caller
     /// compares the binding; a ticket is spent whether or not it matches.
-    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError>;
+    async fn redeem_ticket(
+        &self,
+        ticket: &KeyHash,
+        host: &str,
+        now: Timestamp,
+    ) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError>;
 }
 
 /// How failed sign-ins are counted (SPEC §11 "Sign-in"): the first `free_attempts` failures of a
@@ -235,10 +257,22 @@ pub trait SignInStore: Send + Sync {
     /// Atomically counts one attempt against every subject, or against none when any of them must
     /// still wait. Concurrent callers are serialised, so a burst spends the allowance exactly as the
     /// same attempts one after another would.
-    async fn reserve_sign_in(&self, workspace: &str, subjects: &[&str], now: Timestamp, policy: &ThrottlePolicy) -> Result<Reservation, StoreError>;
+    async fn reserve_sign_in(
+        &self,
+        workspace: &str,
+        subjects: &[&str],
+        now: Timestamp,
+        policy: &ThrottlePolicy,
+    ) -> Result<Reservation, StoreError>;
     /// Gives back a reserved attempt that did not fail (a success, or one that could not be checked).
     /// `forget` subjects start over (the account after a success); the others lose the one attempt.
-    async fn release_sign_in(&self, workspace: &str, forget: &[&str], give_back: &[&str], policy: &ThrottlePolicy) -> Result<(), StoreError>;
+    async fn release_sign_in(
+        &self,
+        workspace: &str,
+        forget: &[&str],
+        give_back: &[&str],
+        policy: &ThrottlePolicy,
+    ) -> Result<(), StoreError>;
     /// Writes an audit entry about sign-ins (failures are summarised by the caller, not one per attempt).
     async fn audit_sign_in(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Deletes counters whose last attempt is older than `before`; returns how many.
@@ -254,12 +288,30 @@ pub trait SecretStore: Send + Sync {
     async fn read_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets the secret `name` to `value` if it still holds `expected` (`None`: if it does not exist
     /// yet), with its audit entry in the same transaction. False when another writer was first.
-    async fn swap_secret(&self, name: &str, expected: Option<&[u8]>, value: &[u8], audit: &AuditEntry) -> Result<bool, StoreError>;
+    async fn swap_secret(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: KeyStore + AuditStore + UserStore + SessionStore + SignInStore + SecretStore + OAuthStore + WebhookStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    KeyStore
+    + AuditStore
+    + UserStore
+    + SessionStore
+    + SignInStore
+    + SecretStore
+    + OAuthStore
+    + WebhookStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `sqlite` or `postgres`, for logs and metrics only.

@@ -163,7 +163,12 @@ pub trait OAuthStore: Send + Sync {
     async fn upsert_client(&self, client: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn client_by_id(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
     /// Clients of the workspace, of one environment when `environment` is given.
-    async fn list_clients(&self, workspace: &str, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError>;
+    async fn list_clients(
+        &self,
+        workspace: &str,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<ClientRecord>, StoreError>;
     /// Replaces the secret; the old one stays valid until `previous_expires_at`.
     async fn rotate_client_secret(
         &self,
@@ -174,13 +179,30 @@ pub trait OAuthStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Option<ClientRecord>, StoreError>;
     /// Disables a client and revokes every token it holds (their hashes go on the change feed).
-    async fn disable_client(&self, id: &str, at: Timestamp, audit: &AuditEntry) -> Result<Option<ClientRecord>, StoreError>;
+    async fn disable_client(
+        &self,
+        id: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError>;
 
     /// The scopes a user already allowed a client.
     async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>, StoreError>;
-    async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError>;
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Forgets the consent and revokes every grant of that user to that client.
-    async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError>;
+    async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
     /// Every consent the user has given, newest first.
     async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError>;
     /// The user's live grants, newest first.

@@ -10,15 +10,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gatehouse_core::{
-    Environment, IpAllowlist, KeyHash, KeyKind, KeyRecord, RateLimitOverride, ScopeSet, Timestamp,
-};
+use gatehouse_core::{Environment, IpAllowlist, KeyHash, KeyKind, KeyRecord, RateLimitOverride, ScopeSet, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore, SessionRecord, SessionStore,
-    Store, StoreError, UserChange, UserRecord, UserStore,
+    AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore, SessionRecord,
+    SessionStore, Store, StoreError, UserChange, UserRecord, UserStore,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -43,7 +41,10 @@ impl Default for StoreOptions {
 enum Db {
     /// SQLite allows one writer at a time; a dedicated one-connection pool queues writes in-process
     /// instead of spinning on `SQLITE_BUSY`, and readers never wait for it (WAL).
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -121,8 +122,9 @@ impl SqlStore {
 
     /// Connects to PostgreSQL and migrates it.
     pub async fn open_postgres(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("database_url is not a valid PostgreSQL URL: {}", redact_url_error(&e))))?;
+        let connect = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Other(format!("database_url is not a valid PostgreSQL URL: {}", redact_url_error(&e)))
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
@@ -164,7 +166,11 @@ fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
 /// sqlx's URL errors may echo the URL, which can hold a password.
 fn redact_url_error(e: &sqlx::Error) -> String {
     let msg = e.to_string();
-    if msg.contains('@') { "malformed URL".to_owned() } else { msg }
+    if msg.contains('@') {
+        "malformed URL".to_owned()
+    } else {
+        msg
+    }
 }
 
 /// A key as the database returns it, before parsing into domain types.
@@ -299,7 +305,8 @@ const INSERT_KEY: &str = "INSERT INTO api_keys (id, key_hash, workspace, environ
      expires_at, app, rate_limit, metadata, display_prefix, last4, created_at, created_by, last_used_at, revoked_at, rolled_to) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, workspace, environment, at, actor, action, target_type, target_id, \
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit_log (id, workspace, environment, at, actor, action, target_type, target_id, \
      request_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 const INSERT_CHANGE: &str = "INSERT INTO key_changes (key_hash, at) VALUES ($1, $2)";
@@ -349,7 +356,8 @@ macro_rules! record {
     }};
 }
 
-const INSERT_EVENT: &str = "INSERT INTO webhook_events (id, workspace, environment, type, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_EVENT: &str =
+    "INSERT INTO webhook_events (id, workspace, environment, type, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// One pending delivery per enabled endpoint of the workspace and environment that wants the type.
 /// Event types are validated names, so the LIKE pattern holds no user input.
@@ -562,7 +570,8 @@ impl AuditStore for SqlStore {
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
-        let sql = "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
+        let sql =
+            "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
                    FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
                    AND ($4 IS NULL OR environment = $4) ORDER BY id DESC LIMIT $3";
         let rows: Vec<AuditRow> = on_db!(self, read, p => {
@@ -652,11 +661,17 @@ impl UserStore for SqlStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn update_user(&self, id: &str, change: &UserChange, audit: &AuditEntry) -> Result<Option<UserRecord>, StoreError> {
+    async fn update_user(
+        &self,
+        id: &str,
+        change: &UserChange,
+        audit: &AuditEntry,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let live_sessions = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL";
         let end_sessions = "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
-        let live_tokens = "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
+        let live_tokens =
+            "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
         let row: Option<UserRow> = in_tx!(self, tx => {
             let exists: Option<UserRow> = sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
             if exists.is_some() {
@@ -753,7 +768,8 @@ impl SessionStore for SqlStore {
     async fn session_by_hash(&self, hash: &KeyHash) -> Result<Option<SessionRecord>, StoreError> {
         let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
                    FROM sessions WHERE id_hash = $1";
-        let row: Option<SessionRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        let row: Option<SessionRow> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
         row.map(SessionRecord::try_from).transpose()
     }
 
@@ -775,7 +791,8 @@ impl SessionStore for SqlStore {
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError> {
         let root_sql = "SELECT COALESCE(parent_hash, id_hash) FROM sessions WHERE id_hash = $1";
         let family_sql = "SELECT id_hash FROM sessions WHERE id_hash = $1 OR parent_hash = $1";
-        let revoke_sql = "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id_hash = $1 OR parent_hash = $1";
+        let revoke_sql =
+            "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id_hash = $1 OR parent_hash = $1";
         let hashes: Vec<Vec<u8>> = in_tx!(self, tx => {
             let root: Option<Vec<u8>> = sqlx::query_scalar(root_sql).bind(&hash.0[..]).fetch_optional(&mut *tx).await?;
             match root {
@@ -793,7 +810,14 @@ impl SessionStore for SqlStore {
         hashes.iter().map(|h| hash_of(h)).collect()
     }
 
-    async fn insert_ticket(&self, ticket: &KeyHash, parent: &KeyHash, host: &str, browser: &KeyHash, expires_at: Timestamp) -> Result<(), StoreError> {
+    async fn insert_ticket(
+        &self,
+        ticket: &KeyHash,
+        parent: &KeyHash,
+        host: &str,
+        browser: &KeyHash,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
         let sql = "INSERT INTO login_tickets (ticket_hash, parent_hash, host, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5)";
         on_db!(self, write, p => {
             sqlx::query(sql).bind(&ticket.0[..]).bind(&parent.0[..]).bind(host).bind(expires_at.0).bind(&browser.0[..]).execute(p).await?;
@@ -801,7 +825,12 @@ impl SessionStore for SqlStore {
         Ok(())
     }
 
-    async fn redeem_ticket(&self, ticket: &KeyHash, host: &str, now: Timestamp) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError> {
+    async fn redeem_ticket(
+        &self,
+        ticket: &KeyHash,
+        host: &str,
+        now: Timestamp,
+    ) -> Result<Option<(KeyHash, Option<KeyHash>)>, StoreError> {
         // One statement: marking used and checking validity cannot be split by a concurrent redeemer.
         let sql = "UPDATE login_tickets SET used_at = $3 WHERE ticket_hash = $1 AND host = $2 AND used_at IS NULL \
                    AND expires_at > $3 RETURNING parent_hash, browser_hash";
@@ -818,7 +847,8 @@ impl SessionStore for SqlStore {
 #[async_trait]
 impl SecretStore for SqlStore {
     async fn secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        let insert = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+        let insert =
+            "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
         let select = "SELECT value FROM server_secrets WHERE name = $1";
         let value: Vec<u8> = on_db!(self, write, p => {
             sqlx::query(insert).bind(name).bind(&fresh).bind(Timestamp::now().0).execute(p).await?;
@@ -832,8 +862,15 @@ impl SecretStore for SqlStore {
         Ok(on_db!(self, read, p => { sqlx::query_scalar(select).bind(name).fetch_optional(p).await? }))
     }
 
-    async fn swap_secret(&self, name: &str, expected: Option<&[u8]>, value: &[u8], audit: &AuditEntry) -> Result<bool, StoreError> {
-        let insert = "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+    async fn swap_secret(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let insert =
+            "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
         let update = "UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2";
         let swapped = in_tx!(self, tx => {
             let done = match expected {

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use super::{event_of, hash_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_CHANGE, INSERT_EVENT};
-use crate::oauth::{ClientRecord, CodeOutcome, ConsentRecord, CodeRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
+use crate::oauth::{
+    ClientRecord, CodeOutcome, CodeRecord, ConsentRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome,
+    RefreshRequest, TokenKind, TokenRecord,
+};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
 /// The change-feed entry of a client (its cached copy on every node is dropped when it changes).
@@ -51,7 +54,8 @@ impl TryFrom<ClientRow> for ClientRecord {
             scopes: strings(&r.scopes, "scopes")?,
             created_at: Timestamp(r.created_at),
             disabled_at: r.disabled_at.map(Timestamp),
-            environment: Environment::parse(&r.environment).ok_or_else(|| StoreError::Corrupt("oauth client environment".into()))?,
+            environment: Environment::parse(&r.environment)
+                .ok_or_else(|| StoreError::Corrupt("oauth client environment".into()))?,
             app: r.app,
             id: r.id,
             workspace: r.workspace,
@@ -166,7 +170,8 @@ impl TryFrom<TokenRow> for TokenRecord {
     }
 }
 
-const INSERT_GRANT: &str = "INSERT INTO oauth_grants (id, workspace, client_id, user_id, grant_type, scopes, created_at, revoked_at) \
+const INSERT_GRANT: &str =
+    "INSERT INTO oauth_grants (id, workspace, client_id, user_id, grant_type, scopes, created_at, revoked_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
 
 /// Inserts many tokens with one statement.
@@ -297,7 +302,12 @@ impl OAuthStore for SqlStore {
         row.map(ClientRecord::try_from).transpose()
     }
 
-    async fn list_clients(&self, workspace: &str, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, StoreError> {
+    async fn list_clients(
+        &self,
+        workspace: &str,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<ClientRecord>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
@@ -345,7 +355,12 @@ impl OAuthStore for SqlStore {
         row.map(ClientRecord::try_from).transpose()
     }
 
-    async fn disable_client(&self, id: &str, at: Timestamp, audit: &AuditEntry) -> Result<Option<ClientRecord>, StoreError> {
+    async fn disable_client(
+        &self,
+        id: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError> {
         let sql = format!(
             "UPDATE oauth_clients SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1 RETURNING {CLIENT_COLUMNS}"
         );
@@ -369,11 +384,18 @@ impl OAuthStore for SqlStore {
 
     async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Vec<String>>, StoreError> {
         let sql = "SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2";
-        let row: Option<String> = on_db!(self, read, p => sqlx::query_scalar(sql).bind(user_id).bind(client_id).fetch_optional(p).await?);
+        let row: Option<String> =
+            on_db!(self, read, p => sqlx::query_scalar(sql).bind(user_id).bind(client_id).fetch_optional(p).await?);
         row.map(|s| strings(&s, "consent scopes")).transpose()
     }
 
-    async fn save_consent(&self, user_id: &str, client_id: &str, scopes: &[String], at: Timestamp) -> Result<(), StoreError> {
+    async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         let sql = "INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at";
         on_db!(self, write, p => {
@@ -382,7 +404,13 @@ impl OAuthStore for SqlStore {
         Ok(())
     }
 
-    async fn withdraw_consent(&self, user_id: &str, client_id: &str, at: Timestamp, audit: &AuditEntry) -> Result<bool, StoreError> {
+    async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
         let grants_sql = "SELECT id FROM oauth_grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL";
         let found = in_tx!(self, tx => {
             let deleted = sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
@@ -406,9 +434,12 @@ impl OAuthStore for SqlStore {
 
     async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError> {
         let sql = "SELECT client_id, scopes, granted_at FROM oauth_consents WHERE user_id = $1 ORDER BY granted_at DESC, client_id LIMIT 500";
-        let rows: Vec<(String, String, i64)> = on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await?);
+        let rows: Vec<(String, String, i64)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).fetch_all(p).await?);
         rows.into_iter()
-            .map(|(client_id, scopes, at)| Ok(ConsentRecord { client_id, scopes: strings(&scopes, "consent scopes")?, granted_at: Timestamp(at) }))
+            .map(|(client_id, scopes, at)| {
+                Ok(ConsentRecord { client_id, scopes: strings(&scopes, "consent scopes")?, granted_at: Timestamp(at) })
+            })
             .collect()
     }
 
@@ -445,9 +476,11 @@ impl OAuthStore for SqlStore {
     }
 
     async fn code_by_hash(&self, hash: &KeyHash) -> Result<Option<CodeRecord>, StoreError> {
-        let sql = "SELECT code_hash, client_id, user_id, redirect_uri, redirect_given, scopes, code_challenge, created_at, \
+        let sql =
+            "SELECT code_hash, client_id, user_id, redirect_uri, redirect_given, scopes, code_challenge, created_at, \
                    expires_at, used_at, grant_id FROM oauth_codes WHERE code_hash = $1";
-        let row: Option<CodeRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        let row: Option<CodeRow> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
         row.map(CodeRecord::try_from).transpose()
     }
 
@@ -539,7 +572,8 @@ impl OAuthStore for SqlStore {
 
     async fn token_by_hash(&self, hash: &KeyHash) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE token_hash = $1");
-        let row: Option<TokenRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(&hash.0[..]).fetch_optional(p).await?);
+        let row: Option<TokenRow> =
+            on_db!(self, read, p => sqlx::query_as(&sql).bind(&hash.0[..]).fetch_optional(p).await?);
         row.map(TokenRecord::try_from).transpose()
     }
 
@@ -547,7 +581,8 @@ impl OAuthStore for SqlStore {
         if items.is_empty() {
             return Ok(vec![]);
         }
-        let spend = "UPDATE oauth_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' AND client_id = $3 \
+        let spend =
+            "UPDATE oauth_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' AND client_id = $3 \
                      AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2";
         let look = format!("SELECT {TOKEN_COLUMNS} FROM oauth_tokens WHERE token_hash = $1");
         let successor_unused = "SELECT COUNT(*) FROM oauth_tokens WHERE parent_hash = $1 AND kind = 'refresh' \

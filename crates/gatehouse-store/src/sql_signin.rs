@@ -31,7 +31,8 @@ fn wait_sql(n: &str, policy: &ThrottlePolicy) -> String {
 fn reserve_sql(policy: &ThrottlePolicy) -> String {
     let forget = policy.forget_after_ms;
     // The count after this attempt: a subject quiet for `forget` starts over.
-    let n = format!("(CASE WHEN sign_in_throttle.last_at <= $3 - {forget} THEN 1 ELSE sign_in_throttle.failures + 1 END)");
+    let n =
+        format!("(CASE WHEN sign_in_throttle.last_at <= $3 - {forget} THEN 1 ELSE sign_in_throttle.failures + 1 END)");
     format!(
         "INSERT INTO sign_in_throttle (workspace, subject, failures, last_at, next_at) VALUES ($1, $2, 1, $3, $3 + {first}) \
          ON CONFLICT (workspace, subject) DO UPDATE SET failures = {n}, last_at = $3, next_at = $3 + {wait} \
@@ -52,7 +53,13 @@ fn give_back_sql(policy: &ThrottlePolicy) -> String {
 
 #[async_trait]
 impl SignInStore for SqlStore {
-    async fn reserve_sign_in(&self, workspace: &str, subjects: &[&str], now: Timestamp, policy: &ThrottlePolicy) -> Result<Reservation, StoreError> {
+    async fn reserve_sign_in(
+        &self,
+        workspace: &str,
+        subjects: &[&str],
+        now: Timestamp,
+        policy: &ThrottlePolicy,
+    ) -> Result<Reservation, StoreError> {
         let sql = reserve_sql(policy);
         let granted: Result<Vec<i64>, String> = on_db!(self, write, p => {
             let mut tx = p.begin().await?;
@@ -89,7 +96,13 @@ impl SignInStore for SqlStore {
         }
     }
 
-    async fn release_sign_in(&self, workspace: &str, forget: &[&str], give_back: &[&str], policy: &ThrottlePolicy) -> Result<(), StoreError> {
+    async fn release_sign_in(
+        &self,
+        workspace: &str,
+        forget: &[&str],
+        give_back: &[&str],
+        policy: &ThrottlePolicy,
+    ) -> Result<(), StoreError> {
         let delete = "DELETE FROM sign_in_throttle WHERE workspace = $1 AND subject = $2";
         let update = give_back_sql(policy);
         on_db!(self, write, p => {
@@ -129,7 +142,13 @@ mod tests {
     fn the_wait_ladder_matches_the_policy() {
         let p = ThrottlePolicy { free_attempts: 5, max_wait_ms: 900_000, forget_after_ms: 900_000 };
         let ladder: Vec<i64> = (1..=17).map(|n| p.wait_after(n)).collect();
-        assert_eq!(ladder, [0, 0, 0, 0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 512_000, 900_000, 900_000, 900_000]);
+        assert_eq!(
+            ladder,
+            [
+                0, 0, 0, 0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 512_000, 900_000,
+                900_000, 900_000
+            ]
+        );
         let sql = wait_sql("n", &p);
         assert!(sql.starts_with("(CASE WHEN n < 5 THEN 0 WHEN n = 5 THEN 1000 WHEN n = 6 THEN 2000"), "{sql}");
         assert!(sql.ends_with("WHEN n = 14 THEN 512000 ELSE 900000 END)"), "{sql}");

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, Timestamp};
 
 use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
-use crate::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FinishedAttempt, DeliveryRecord, EndpointRecord, EventRecord, WebhookStore};
+use crate::webhooks::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointRecord, EventRecord, FinishedAttempt,
+    WebhookStore,
+};
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
 #[derive(Clone, sqlx::FromRow)]
@@ -66,10 +69,16 @@ struct EventRow {
 
 impl From<EventRow> for EventRecord {
     fn from(r: EventRow) -> Self {
-        EventRecord { id: r.id, workspace: r.workspace, environment: r.environment, event_type: r.event_type, created_at: Timestamp(r.created_at), body: r.body }
+        EventRecord {
+            id: r.id,
+            workspace: r.workspace,
+            environment: r.environment,
+            event_type: r.event_type,
+            created_at: Timestamp(r.created_at),
+            body: r.body,
+        }
     }
 }
-
 
 #[async_trait]
 impl WebhookStore for SqlStore {
@@ -101,11 +110,17 @@ impl WebhookStore for SqlStore {
 
     async fn endpoint_by_id(&self, workspace: &str, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace = $1 AND id = $2");
-        let row: Option<EndpointRow> = on_db!(self, read, p => sqlx::query_as(&sql).bind(workspace).bind(id).fetch_optional(p).await?);
+        let row: Option<EndpointRow> =
+            on_db!(self, read, p => sqlx::query_as(&sql).bind(workspace).bind(id).fetch_optional(p).await?);
         row.map(EndpointRecord::try_from).transpose()
     }
 
-    async fn list_endpoints(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EndpointRecord>, StoreError> {
+    async fn list_endpoints(
+        &self,
+        workspace: &str,
+        environment: Environment,
+        page: &PageRequest,
+    ) -> Result<Page<EndpointRecord>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace = $1 AND environment = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
@@ -116,7 +131,14 @@ impl WebhookStore for SqlStore {
         page_of(rows, limit)
     }
 
-    async fn roll_endpoint_secret(&self, workspace: &str, id: &str, secret: &str, previous_expires_at: Timestamp, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError> {
+    async fn roll_endpoint_secret(
+        &self,
+        workspace: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
         let sql = format!(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3 \
              WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
@@ -131,7 +153,14 @@ impl WebhookStore for SqlStore {
         row.map(EndpointRecord::try_from).transpose()
     }
 
-    async fn set_endpoint_disabled(&self, workspace: &str, id: &str, at: Timestamp, reason: Option<&str>, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError> {
+    async fn set_endpoint_disabled(
+        &self,
+        workspace: &str,
+        id: &str,
+        at: Timestamp,
+        reason: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
         let sql = format!(
             "UPDATE webhook_endpoints SET disabled_at = $3, disabled_reason = $4, failing_since = NULL \
              WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
@@ -152,7 +181,12 @@ impl WebhookStore for SqlStore {
         row.map(EndpointRecord::try_from).transpose()
     }
 
-    async fn list_events(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EventRecord>, StoreError> {
+    async fn list_events(
+        &self,
+        workspace: &str,
+        environment: Environment,
+        page: &PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError> {
         let limit = i64::from(page.limit.clamp(1, 100)) + 1;
         let sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events \
                    WHERE workspace = $1 AND environment = $2 AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
@@ -164,13 +198,15 @@ impl WebhookStore for SqlStore {
 
     async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
         let sql = "SELECT id, workspace, environment, type, created_at, body FROM webhook_events WHERE workspace = $1 AND id = $2";
-        let row: Option<EventRow> = on_db!(self, read, p => sqlx::query_as(sql).bind(workspace).bind(id).fetch_optional(p).await?);
+        let row: Option<EventRow> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(workspace).bind(id).fetch_optional(p).await?);
         Ok(row.map(Into::into))
     }
 
     async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         let sql = "SELECT event_id, endpoint_id, status, attempts, next_attempt_at, delivered_at FROM webhook_deliveries WHERE event_id = $1 ORDER BY endpoint_id";
-        let rows: Vec<(String, String, String, i64, i64, Option<i64>)> = on_db!(self, read, p => sqlx::query_as(sql).bind(event_id).fetch_all(p).await?);
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(event_id).fetch_all(p).await?);
         Ok(rows
             .into_iter()
             .map(|(event_id, endpoint_id, status, attempts, next, delivered)| DeliveryRecord {
@@ -215,7 +251,12 @@ impl WebhookStore for SqlStore {
         Ok(n)
     }
 
-    async fn claim_deliveries(&self, now: Timestamp, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let due = "SELECT d.event_id, d.endpoint_id, d.attempts FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
                    WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
                    AND e.disabled_at IS NULL ORDER BY d.next_attempt_at LIMIT $2";

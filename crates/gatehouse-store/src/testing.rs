@@ -15,7 +15,8 @@ pub enum Backend {
 
 /// The server used for fresh PostgreSQL test databases (`GATEHOUSE_TEST_POSTGRES_URL`, default the local trust-auth server).
 pub fn postgres_admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh, empty database that is deleted when this guard drops.
@@ -69,7 +70,8 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
                 }
             });
         })

@@ -118,13 +118,37 @@ pub struct DeliveryRecord {
 pub trait WebhookStore: Send + Sync {
     async fn insert_endpoint(&self, e: &EndpointRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn endpoint_by_id(&self, workspace: &str, id: &str) -> Result<Option<EndpointRecord>, StoreError>;
-    async fn list_endpoints(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EndpointRecord>, StoreError>;
+    async fn list_endpoints(
+        &self,
+        workspace: &str,
+        environment: Environment,
+        page: &PageRequest,
+    ) -> Result<Page<EndpointRecord>, StoreError>;
     /// New secret; the old one stays live until `previous_expires_at`.
-    async fn roll_endpoint_secret(&self, workspace: &str, id: &str, secret: &str, previous_expires_at: Timestamp, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError>;
+    async fn roll_endpoint_secret(
+        &self,
+        workspace: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<EndpointRecord>, StoreError>;
     /// Disables (`Some(reason)`) or re-enables (`None`) an endpoint.
-    async fn set_endpoint_disabled(&self, workspace: &str, id: &str, at: Timestamp, reason: Option<&str>, audit: &AuditEntry) -> Result<Option<EndpointRecord>, StoreError>;
+    async fn set_endpoint_disabled(
+        &self,
+        workspace: &str,
+        id: &str,
+        at: Timestamp,
+        reason: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<Option<EndpointRecord>, StoreError>;
 
-    async fn list_events(&self, workspace: &str, environment: Environment, page: &PageRequest) -> Result<Page<EventRecord>, StoreError>;
+    async fn list_events(
+        &self,
+        workspace: &str,
+        environment: Environment,
+        page: &PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError>;
     async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
     async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
@@ -134,7 +158,12 @@ pub trait WebhookStore: Send + Sync {
 
     /// Claims up to `limit` due deliveries for `lease_ms` (rows claimed by another worker whose lease has
     /// not run out are skipped). Deliveries of disabled endpoints are not claimed.
-    async fn claim_deliveries(&self, now: Timestamp, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Logs attempts and moves their deliveries on, in one transaction. A failure that leaves the endpoint
     /// failing for `disable_after_ms` disables it (with the item's `disabled_audit`, which also emits
     /// `webhook_endpoint.disabled`).

@@ -200,7 +200,10 @@ pub fn verify(header: &str, body: &[u8], secrets: &[&str], now: i64, tolerance_s
 
 /// [`verify`] with prepared keys.
 pub fn verify_with(header: &str, body: &[u8], keys: &[Key], now: i64, tolerance_secs: u64) -> Result<(), VerifyError> {
-    if header.len() > MAX_HEADER_LEN || header.is_empty() || header.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if header.len() > MAX_HEADER_LEN
+        || header.is_empty()
+        || header.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(VerifyError::Malformed);
     }
     let mut t: Option<&str> = None;
@@ -241,7 +244,10 @@ pub fn verify_with(header: &str, body: &[u8], keys: &[Key], now: i64, tolerance_
 
 /// Whether any expected signature equals any presented one, compared in constant time (every pair is
 /// compared, so the time does not tell which secret or position matched).
-fn any_matches<'a, E: AsRef<[u8]>>(expected: impl Iterator<Item = E>, presented: impl Iterator<Item = &'a [u8; 32]> + Clone) -> Result<(), VerifyError> {
+fn any_matches<'a, E: AsRef<[u8]>>(
+    expected: impl Iterator<Item = E>,
+    presented: impl Iterator<Item = &'a [u8; 32]> + Clone,
+) -> Result<(), VerifyError> {
     let mut any = subtle::Choice::from(0u8);
     for e in expected {
         for s in presented.clone() {
@@ -280,7 +286,15 @@ pub mod standard {
     }
 
     /// Verifies a delivery: any space-separated `v1,<base64>` matching any secret, within the tolerance.
-    pub fn verify(id: &str, timestamp: &str, signature: &str, body: &[u8], secrets: &[&str], now: i64, tolerance_secs: u64) -> Result<(), VerifyError> {
+    pub fn verify(
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        secrets: &[&str],
+        now: i64,
+        tolerance_secs: u64,
+    ) -> Result<(), VerifyError> {
         if !timestamp.bytes().all(|b| b.is_ascii_digit()) || timestamp.is_empty() || timestamp.len() > 12 {
             return Err(VerifyError::InvalidTimestamp);
         }
@@ -346,7 +360,12 @@ mod tests {
             (format!("t={T},v1="), BODY, T, Err(VerifyError::NoMatch)),
         ];
         for (i, (h, body, now, want)) in rows.iter().enumerate() {
-            assert_eq!(verify(h, body, &[S], *now, DEFAULT_TOLERANCE_SECS), *want, "row {i}: {}", &h[..h.len().min(80)]);
+            assert_eq!(
+                verify(h, body, &[S], *now, DEFAULT_TOLERANCE_SECS),
+                *want,
+                "row {i}: {}",
+                &h[..h.len().min(80)]
+            );
         }
         // Under the length cap, many signatures are still refused by count.
         let many = format!("t={T},{}", vec!["v1=00"; 17].join(","));

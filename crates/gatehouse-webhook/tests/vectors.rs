@@ -3,17 +3,24 @@
 
 use gatehouse_webhook::{sign_header, standard, verify};
 
-
 /// The repository's copy of the vectors (`tests/vectors/`), or `GATEHOUSE_VECTORS_DIR`. When the shared
 /// originals exist beside the repository (`../shared/vectors`), the copy must be identical to them.
 fn vectors_text(name: &str) -> String {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| repo.join("tests/vectors"));
+    let dir = std::env::var_os("GATEHOUSE_VECTORS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("tests/vectors"));
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vectors must be present at {}: {e}", path.display()));
     let shared = repo.join("../shared/vectors").join(name);
     if let Ok(original) = std::fs::read_to_string(&shared) {
-        assert!(original == text, "{} differs from {}: copy the shared vectors again", path.display(), shared.display());
+        assert!(
+            original == text,
+            "{} differs from {}: copy the shared vectors again",
+            path.display(),
+            shared.display()
+        );
     }
     text
 }
@@ -28,7 +35,10 @@ fn shared_vectors() {
         let body = v["body"].as_str().unwrap().as_bytes();
         let (secrets, header): (Vec<&str>, &str) = match v.get("secret") {
             Some(s) => (vec![s.as_str().unwrap()], v["header"].as_str().unwrap()),
-            None => (v["secrets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect(), v["header_during_rotation"].as_str().unwrap()),
+            None => (
+                v["secrets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect(),
+                v["header_during_rotation"].as_str().unwrap(),
+            ),
         };
         assert_eq!(sign_header(&secrets, t, body), header);
         for s in &secrets {

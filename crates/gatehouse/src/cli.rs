@@ -188,7 +188,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let banner = vec![format!("Gatehouse · {} app(s)", apps.len())];
             let mut banner = banner;
             for a in &apps {
-                banner.push(format!("  app        {} on {} (gateway {})", a.name, a.hosts.join(", "), cfg.gateway_listen));
+                banner.push(format!(
+                    "  app        {} on {} (gateway {})",
+                    a.name,
+                    a.hosts.join(", "),
+                    cfg.gateway_listen
+                ));
             }
             banner.push(format!("  API docs   {}/openapi.json", cfg.server.public_url));
             crate::up::run_platform(&cfg, Arc::new(store), apps, banner, vec![]).await?;
@@ -218,7 +223,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("{}", problems.join("\n"));
             }
             if json {
-                println!("{}", serde_json::json!({"ok": true, "storage": cfg.store_display(), "listen": cfg.listen.to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "storage": cfg.store_display(), "listen": cfg.listen.to_string()})
+                );
             } else {
                 println!("Configuration is valid. Storage: {}. Listen: {}.", cfg.store_display(), cfg.listen);
                 for f in &files {
@@ -227,8 +235,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Webhooks(WebhooksCommand::Endpoints(cmd)) => with_store!(cli.global, |cfg, store| crate::webhooks_cmd::endpoints(cmd, &cfg, store, json)),
-        Command::Webhooks(WebhooksCommand::Resend { id, environment }) => with_store!(cli.global, |cfg, store| crate::webhooks_cmd::resend(id, environment, &cfg, store, json)),
+        Command::Webhooks(WebhooksCommand::Endpoints(cmd)) => {
+            with_store!(cli.global, |cfg, store| crate::webhooks_cmd::endpoints(cmd, &cfg, store, json))
+        }
+        Command::Webhooks(WebhooksCommand::Resend { id, environment }) => {
+            with_store!(cli.global, |cfg, store| crate::webhooks_cmd::resend(id, environment, &cfg, store, json))
+        }
         Command::Webhooks(WebhooksCommand::Verify { secrets, header, tolerance, now }) => {
             use std::io::Read;
             let mut body = Vec::new();
@@ -257,10 +269,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => with_store!(cli.global, |cfg, store| crate::keys_cmd::run(cmd, &cfg, store, json)),
         Command::Oauth(cmd) => with_store!(cli.global, |cfg, store| crate::oauth_cmd::run(cmd, &cfg, store, json)),
         Command::Users(cmd) => with_store!(cli.global, |cfg, store| crate::users_cmd::run(cmd, &cfg, store, json)),
-        Command::SigningKey(cmd) => with_store!(cli.global, |cfg, store| crate::signing_key_cmd::run(cmd, &cfg, store, json)),
+        Command::SigningKey(cmd) => {
+            with_store!(cli.global, |cfg, store| crate::signing_key_cmd::run(cmd, &cfg, store, json))
+        }
     }
 }
-
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -317,7 +317,8 @@ pub fn load(flags: &Flags) -> Result<Config> {
 pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config> {
     let mut merged = toml::Table::new();
     if let Some(path) = &flags.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         // Deserialize the file on its own first: that is where line and column are known.
         toml::from_str::<RawConfig>(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         // `[[apps]]` come from the file alone (no environment variable sets them), so their
@@ -346,7 +347,12 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
                 other => bail!("{name}: `{other}` is not true or false"),
             }),
             Kind::List => toml::Value::Array(
-                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
             ),
         };
         set_path(&mut merged, &path, v);
@@ -385,7 +391,8 @@ struct SpannedApp {
 /// Hosts compare as the gateway matches them: case-insensitively, and a host without a port also
 /// claims that host on every port. Every problem is reported, each as `file:line: field: …`.
 fn check_apps_unique(path: &Path, text: &str) -> Result<()> {
-    let parsed: AppsWithSpans = toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let parsed: AppsWithSpans =
+        toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     let line = |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
     let mut problems = vec![];
     // (lower-cased host, app index, app name, line)
@@ -407,7 +414,9 @@ fn check_apps_unique(path: &Path, text: &str) -> Result<()> {
                 problems.push(format!("{}:{at}: apps[{i}].hosts[{k}]: a host must not be empty", path.display()));
                 continue;
             }
-            let earlier = claimed.iter().find(|(c, owner, _, _)| *c == h || (*owner != i && !c.contains(':') && c == bare_host(&h)));
+            let earlier = claimed
+                .iter()
+                .find(|(c, owner, _, _)| *c == h || (*owner != i && !c.contains(':') && c == bare_host(&h)));
             if let Some((c, owner_index, owner, first)) = earlier {
                 let problem = if *owner_index == i {
                     format!("the host `{}` is listed twice for this app (line {first})", host.get_ref())
@@ -478,7 +487,9 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let database_url = match raw.database_url {
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(SecretString::new(u)),
         Some(u) if u.is_empty() => None,
-        Some(_) => bail!("{}: must be a postgres:// URL; leave it unset for SQLite in the data dir", at("database_url")),
+        Some(_) => {
+            bail!("{}: must be a postgres:// URL; leave it unset for SQLite in the data dir", at("database_url"))
+        }
         None => None,
     };
     let redis_url = match raw.redis_url {
@@ -491,9 +502,13 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let listen: SocketAddr = listen_text
         .parse()
         .map_err(|_| anyhow!("{}: `{listen_text}` is not an address like 127.0.0.1:4455", at("listen")))?;
-    let namespace = Namespace::parse(raw.key_namespace.as_deref().unwrap_or("gth")).map_err(|e| anyhow!("{}: {e}", at("key_namespace")))?;
+    let namespace = Namespace::parse(raw.key_namespace.as_deref().unwrap_or("gth"))
+        .map_err(|e| anyhow!("{}: {e}", at("key_namespace")))?;
     let workspace = raw.workspace.unwrap_or_else(|| "default".into());
-    if workspace.is_empty() || workspace.len() > 64 || !workspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if workspace.is_empty()
+        || workspace.len() > 64
+        || !workspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         bail!("{}: use 1-64 letters, digits, `_` or `-`", at("workspace"));
     }
     let mut trusted_proxies = vec![];
@@ -532,7 +547,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         last_used_flush: c.last_used_flush_secs.map_or(d.last_used_flush, Duration::from_secs),
     };
     if cache.poll_interval.is_zero() || cache.poll_interval > Duration::from_secs(1) {
-        bail!("{}: must be between 1 and 1000 ms so revocations reach this node within 1 s", at("cache.poll_interval_ms"));
+        bail!(
+            "{}: must be between 1 and 1000 ms so revocations reach this node within 1 s",
+            at("cache.poll_interval_ms")
+        );
     }
     if cache.max_staleness < cache.poll_interval * 2 {
         bail!("{}: must be at least twice cache.poll_interval_ms", at("cache.max_staleness_ms"));
@@ -552,7 +570,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let owner = match (raw.owner_email, raw.owner_password) {
         (Some(e), Some(p)) => Some((e, SecretString::new(p))),
         (None, None) => None,
-        _ => bail!("{}: set both owner_email and owner_password (GATEHOUSE_OWNER_EMAIL, GATEHOUSE_OWNER_PASSWORD), or neither", at("owner_email")),
+        _ => bail!(
+            "{}: set both owner_email and owner_password (GATEHOUSE_OWNER_EMAIL, GATEHOUSE_OWNER_PASSWORD), or neither",
+            at("owner_email")
+        ),
     };
     let s = raw.session.unwrap_or_default();
     let sd = gatehouse_server::sessions::SessionConfig::default();
@@ -583,7 +604,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         bail!("{}: between 60 and 604800", at("sign_in.forget_after_secs"));
     }
     if sign_in.max_wait > sign_in.forget_after {
-        bail!("{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)", at("sign_in.max_wait_secs"));
+        bail!(
+            "{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)",
+            at("sign_in.max_wait_secs")
+        );
     }
     if !(1..=256).contains(&sign_in.max_concurrent_hashes) {
         bail!("{}: between 1 and 256 (each takes 19 MiB while it runs)", at("sign_in.max_concurrent_hashes"));
@@ -598,8 +622,13 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         let secret = match &c.client_secret_file {
             Some(f) => {
                 let path = if f.is_relative() { config_dir.join(f) } else { f.clone() };
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| anyhow!("{}: cannot read {} ({e})", at(&format!("oauth.clients[{i}].client_secret_file")), path.display()))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    anyhow!(
+                        "{}: cannot read {} ({e})",
+                        at(&format!("oauth.clients[{i}].client_secret_file")),
+                        path.display()
+                    )
+                })?;
                 Some(SecretString::new(text.trim_end_matches(['\n', '\r']).to_owned()))
             }
             None => None,
@@ -646,7 +675,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let webhook_worker = w.deliver.unwrap_or(true);
     let wd = gatehouse_server::webhooks::WebhookConfig::default();
     let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
-    if header_prefix.is_empty() || header_prefix.len() > 40 || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if header_prefix.is_empty()
+        || header_prefix.len() > 40
+        || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         bail!("{}: 1 to 40 letters, digits or `-` (the header is `<prefix>-Signature`)", at("webhooks.header_prefix"));
     }
     let webhooks = gatehouse_server::webhooks::WebhookConfig {
@@ -657,7 +689,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         ..wd
     };
     if let Some(p) = &webhooks.proxy {
-        gatehouse_server::webhooks::validate_proxy(p, webhooks.allow_private_destinations).map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
+        gatehouse_server::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
+            .map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
     }
     if webhooks.allow_private_destinations {
         tracing::warn!("webhooks.allow_private_destinations is on: webhooks may be sent to loopback and private addresses (development only)");
@@ -764,15 +797,26 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/file"), "file beats default");
         assert_eq!(c.server.default_rate_limit, Quota { limit: 7, window_ms: 60_000 }, "env and file merge per field");
         assert_eq!(c.server.namespace.as_str(), "gth", "default");
-        assert_eq!(c.gateway_threads, std::thread::available_parallelism().map_or(1, usize::from), "default: one per CPU");
+        assert_eq!(
+            c.gateway_threads,
+            std::thread::available_parallelism().map_or(1, usize::from),
+            "default: one per CPU"
+        );
         let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_GATEWAY__THREADS", "3")])).unwrap();
         assert_eq!(c.gateway_threads, 3);
         let d = gatehouse_server::users::SignInConfig::default();
-        assert_eq!((c.server.sign_in.free_attempts, c.server.sign_in.max_concurrent_hashes), (5, d.max_concurrent_hashes), "sign-in defaults");
+        assert_eq!(
+            (c.server.sign_in.free_attempts, c.server.sign_in.max_concurrent_hashes),
+            (5, d.max_concurrent_hashes),
+            "sign-in defaults"
+        );
         let (_f, flags) = file("[sign_in]\nfree_attempts = 3\nmax_concurrent_hashes = 2\nhash_wait_ms = 250\n");
         let c = load_from(&flags, &env(&[("GATEHOUSE_SIGN_IN__MAX_WAIT_SECS", "60")])).unwrap();
         let si = &c.server.sign_in;
-        assert_eq!((si.free_attempts, si.max_concurrent_hashes, si.hash_wait, si.max_wait), (3, 2, Duration::from_millis(250), Duration::from_secs(60)));
+        assert_eq!(
+            (si.free_attempts, si.max_concurrent_hashes, si.hash_wait, si.max_wait),
+            (3, 2, Duration::from_millis(250), Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -801,11 +845,23 @@ mod tests {
             (vec![("GATEHOUSE_REDIS_URL", "rediss://cache:6380")], "redis_url"),
             (vec![("GATEHOUSE_REDIS_URL", "memcached://cache")], "redis_url"),
             (vec![("GATEHOUSE_REDIS_URL", "redis://")], "redis_url"),
-            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128")], "webhooks.proxy: 127.0.0.1 is a loopback address"),
-            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://169.254.169.254")], "webhooks.proxy: 169.254.169.254 is a cloud metadata address"),
-            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://[::ffff:10.0.0.1]:3128")], "webhooks.proxy: ::ffff:10.0.0.1 is a private address"),
+            (
+                vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128")],
+                "webhooks.proxy: 127.0.0.1 is a loopback address",
+            ),
+            (
+                vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://169.254.169.254")],
+                "webhooks.proxy: 169.254.169.254 is a cloud metadata address",
+            ),
+            (
+                vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://[::ffff:10.0.0.1]:3128")],
+                "webhooks.proxy: ::ffff:10.0.0.1 is a private address",
+            ),
             (vec![("GATEHOUSE_WEBHOOKS__PROXY", "socks5://proxy.example:1080")], "webhooks.proxy: scheme `socks5`"),
-            (vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128/path")], "webhooks.proxy: give the proxy as"),
+            (
+                vec![("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128/path")],
+                "webhooks.proxy: give the proxy as",
+            ),
             (vec![("GATEHOUSE_WEBHOOKS__PROXY", "proxy.example:3128")], "webhooks.proxy"),
             (vec![("GATEHOUSE_SIGN_IN__FREE_ATTEMPTS", "0")], "sign_in.free_attempts"),
             (vec![("GATEHOUSE_SIGN_IN__MAX_CONCURRENT_HASHES", "0")], "sign_in.max_concurrent_hashes"),
@@ -822,11 +878,15 @@ mod tests {
 
     #[test]
     fn a_webhook_proxy_is_taken_only_from_the_config_and_judged_by_the_ssrf_guard() {
-        let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128")])).unwrap();
+        let c =
+            load_from(&Flags::default(), &env(&[("GATEHOUSE_WEBHOOKS__PROXY", "http://proxy.example:3128")])).unwrap();
         assert_eq!(c.server.webhooks.proxy.as_deref(), Some("http://proxy.example:3128"));
         assert_eq!(load_from(&Flags::default(), &env(&[])).unwrap().server.webhooks.proxy, None);
         // A loopback proxy is fine for local development, with the switch that allows private destinations.
-        let e = env(&[("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128"), ("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "true")]);
+        let e = env(&[
+            ("GATEHOUSE_WEBHOOKS__PROXY", "http://127.0.0.1:3128"),
+            ("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "true"),
+        ]);
         assert!(load_from(&Flags::default(), &e).is_ok());
     }
 
@@ -842,7 +902,9 @@ mod tests {
 
         let redis = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(redis.path(), "redis://:swordfish@cache:6379/2\n").unwrap();
-        let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_REDIS_URL_FILE", &redis.path().display().to_string())])).unwrap();
+        let c =
+            load_from(&Flags::default(), &env(&[("GATEHOUSE_REDIS_URL_FILE", &redis.path().display().to_string())]))
+                .unwrap();
         assert_eq!(c.server.redis_url.as_ref().unwrap().expose(), "redis://:swordfish@cache:6379/2");
         assert_eq!(c.limits_display(), "shared through redis://…@cache:6379/2");
         assert!(!format!("{c:?}").contains("swordfish"));

@@ -112,10 +112,14 @@ pub enum KeysCommand {
 }
 
 fn parse_rate_limit(s: &str) -> Result<RateLimitOverride> {
-    let (limit, window) = s.split_once('/').ok_or_else(|| anyhow!("--rate-limit `{s}`: use LIMIT/WINDOW, e.g. 100/1s"))?;
+    let (limit, window) =
+        s.split_once('/').ok_or_else(|| anyhow!("--rate-limit `{s}`: use LIMIT/WINDOW, e.g. 100/1s"))?;
     let limit: u32 = limit.parse().map_err(|_| anyhow!("--rate-limit `{s}`: `{limit}` is not a number"))?;
     let secs = parse_duration_secs(window).map_err(|e| anyhow!("--rate-limit: {e}"))?;
-    Ok(RateLimitOverride { limit, window_secs: u32::try_from(secs).map_err(|_| anyhow!("--rate-limit: window too long"))? })
+    Ok(RateLimitOverride {
+        limit,
+        window_secs: u32::try_from(secs).map_err(|_| anyhow!("--rate-limit: window too long"))?,
+    })
 }
 
 /// A lifecycle error as the CLI says it (shared by the keys, oauth and webhooks commands).
@@ -131,10 +135,23 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, store: Arc<dyn Store>, json: bo
     let meta = RequestMeta::default();
     let now = Timestamp::now();
     match cmd {
-        KeysCommand::Create { name, kind, environment, scopes, ip_allowlist, expires_at, expires_in, app, rate_limit, metadata } => {
+        KeysCommand::Create {
+            name,
+            kind,
+            environment,
+            scopes,
+            ip_allowlist,
+            expires_at,
+            expires_in,
+            app,
+            rate_limit,
+            metadata,
+        } => {
             let expires_at = match (expires_at, expires_in) {
                 (Some(t), _) => Some(Timestamp::parse_rfc3339(&t).map_err(|e| anyhow!("--expires-at: {e}"))?),
-                (None, Some(d)) => Some(now.plus_millis(parse_duration_secs(&d).map_err(|e| anyhow!("--expires-in: {e}"))? * 1000)),
+                (None, Some(d)) => {
+                    Some(now.plus_millis(parse_duration_secs(&d).map_err(|e| anyhow!("--expires-in: {e}"))? * 1000))
+                }
                 (None, None) => None,
             };
             let mut meta_map = serde_json::Map::new();
@@ -175,7 +192,10 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, store: Arc<dyn Store>, json: bo
             let keys: Vec<KeyOut> = page.items.iter().map(|k| KeyOut::from_record(k, now)).collect();
             if json {
                 let next = if page.has_more { keys.last().map(|k| k.id.clone()) } else { None };
-                println!("{}", serde_json::json!({"object": "list", "data": keys, "has_more": page.has_more, "next_cursor": next}));
+                println!(
+                    "{}",
+                    serde_json::json!({"object": "list", "data": keys, "has_more": page.has_more, "next_cursor": next})
+                );
             } else {
                 print!("{}", output::table(&keys, page.has_more));
             }
@@ -219,13 +239,24 @@ pub async fn run(cmd: KeysCommand, cfg: &Config, store: Arc<dyn Store>, json: bo
                 None => ApiKey::parse(&cfg.server.namespace, &key).map_or(Environment::Live, |k| k.environment),
             };
             // A verifier that never trusts its cache: every answer comes from storage.
-            let verifier = Verifier::new(store, cfg.server.namespace.clone(), cfg.server.cache.clone(), Metrics::new("cli"));
+            let verifier =
+                Verifier::new(store, cfg.server.namespace.clone(), cfg.server.cache.clone(), Metrics::new("cli"));
             let ctx = VerifyContext { environment: env, ip, app: app.as_deref(), scope: scope.as_ref() };
             let out = match verifier.verify(&key, &ctx).await {
-                Ok(k) => VerifyOut { valid: true, code: "valid", message: None, retry_after: None, key: Some(KeyOut::from_record(&k.record, now)) },
-                Err(VerifyError::Denied(d)) => {
-                    VerifyOut { valid: false, code: d.code(), message: Some(d.to_string()), retry_after: None, key: None }
-                }
+                Ok(k) => VerifyOut {
+                    valid: true,
+                    code: "valid",
+                    message: None,
+                    retry_after: None,
+                    key: Some(KeyOut::from_record(&k.record, now)),
+                },
+                Err(VerifyError::Denied(d)) => VerifyOut {
+                    valid: false,
+                    code: d.code(),
+                    message: Some(d.to_string()),
+                    retry_after: None,
+                    key: None,
+                },
                 Err(VerifyError::Unavailable) => bail!("storage is unavailable; cannot verify"),
             };
             if json {

@@ -86,10 +86,13 @@ fn print_client(c: &ClientOut) {
         ("redirect uris", list(&c.redirect_uris)),
         ("scopes", list(&c.scopes)),
         ("token format", c.token_format.clone()),
-        ("environment", match c.environment {
-            gatehouse_server::api::dto::Env::Live => "live".to_owned(),
-            gatehouse_server::api::dto::Env::Test => "test".to_owned(),
-        }),
+        (
+            "environment",
+            match c.environment {
+                gatehouse_server::api::dto::Env::Live => "live".to_owned(),
+                gatehouse_server::api::dto::Env::Test => "test".to_owned(),
+            },
+        ),
         ("app", c.app.clone().unwrap_or_else(|| "-".into())),
         ("secret", c.secret_last4.as_ref().map_or("-".into(), |l| format!("…{l}"))),
         ("created", c.created_at.clone()),
@@ -110,8 +113,15 @@ fn print_secret(out: &ClientWithSecret) {
 }
 
 pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: bool) -> Result<ExitCode> {
-    let verifier = Verifier::new(store.clone(), cfg.server.namespace.clone(), cfg.server.cache.clone(), Metrics::new("cli"));
-    let svc = OAuthService::new(store, cfg.server.namespace.clone(), cfg.server.workspace.clone(), cfg.server.oauth.clone(), verifier);
+    let verifier =
+        Verifier::new(store.clone(), cfg.server.namespace.clone(), cfg.server.cache.clone(), Metrics::new("cli"));
+    let svc = OAuthService::new(
+        store,
+        cfg.server.namespace.clone(),
+        cfg.server.workspace.clone(),
+        cfg.server.oauth.clone(),
+        verifier,
+    );
     let meta = RequestMeta::default();
     let OAuthCommand::Clients(cmd) = cmd;
     match cmd {
@@ -126,7 +136,10 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
                 app,
             };
             let (client, secret) = svc.create_client(&Actor::Cli, &meta, new).await.map_err(service_error)?;
-            let out = ClientWithSecret { client: ClientOut::from_record(&client), client_secret: secret.map(|s| s.expose().to_owned()) };
+            let out = ClientWithSecret {
+                client: ClientOut::from_record(&client),
+                client_secret: secret.map(|s| s.expose().to_owned()),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -137,17 +150,29 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
             if !(1..=100).contains(&limit) {
                 bail!("--limit must be between 1 and 100");
             }
-            let page = svc.list_clients(&Actor::Cli, environment.map(Into::into), &PageRequest { limit, starting_after }).await.map_err(service_error)?;
+            let page = svc
+                .list_clients(&Actor::Cli, environment.map(Into::into), &PageRequest { limit, starting_after })
+                .await
+                .map_err(service_error)?;
             let clients: Vec<ClientOut> = page.items.iter().map(ClientOut::from_record).collect();
             if json {
                 let next = if page.has_more { clients.last().map(|c| c.id.clone()) } else { None };
-                println!("{}", serde_json::json!({"object": "list", "data": clients, "has_more": page.has_more, "next_cursor": next}));
+                println!(
+                    "{}",
+                    serde_json::json!({"object": "list", "data": clients, "has_more": page.has_more, "next_cursor": next})
+                );
             } else {
                 println!("{:<33}  {:<30}  {:<12}  STATUS", "CLIENT_ID", "NAME", "TYPE");
                 for c in &clients {
                     let kind = if c.secret_last4.is_some() { "confidential" } else { "public" };
                     let status = if c.disabled_at.is_some() { "disabled" } else { "active" };
-                    println!("{:<33}  {:<30}  {:<12}  {}", c.id, c.name.chars().take(30).collect::<String>(), kind, status);
+                    println!(
+                        "{:<33}  {:<30}  {:<12}  {}",
+                        c.id,
+                        c.name.chars().take(30).collect::<String>(),
+                        kind,
+                        status
+                    );
                 }
                 if page.has_more {
                     println!("(more: --starting-after {})", clients.last().map_or("", |c| c.id.as_str()));
@@ -164,8 +189,12 @@ pub async fn run(cmd: OAuthCommand, cfg: &Config, store: Arc<dyn Store>, json: b
         }
         ClientsCommand::RotateSecret { id, grace } => {
             let grace_secs = parse_duration_secs(&grace).map_err(|e| anyhow!("--grace: {e}"))?;
-            let (client, secret) = svc.rotate_secret(&Actor::Cli, &meta, &id, grace_secs).await.map_err(service_error)?;
-            let out = ClientWithSecret { client: ClientOut::from_record(&client), client_secret: Some(secret.expose().to_owned()) };
+            let (client, secret) =
+                svc.rotate_secret(&Actor::Cli, &meta, &id, grace_secs).await.map_err(service_error)?;
+            let out = ClientWithSecret {
+                client: ClientOut::from_record(&client),
+                client_secret: Some(secret.expose().to_owned()),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {

@@ -67,7 +67,11 @@ pub fn table(keys: &[KeyOut], has_more: bool) -> String {
         return "No keys yet. Create one with: gatehouse keys create --name NAME\n".to_owned();
     }
     let mut s = String::new();
-    let _ = writeln!(s, "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  LAST USED", "ID", "NAME", "KIND", "ENV", "STATUS", "KEY");
+    let _ = writeln!(
+        s,
+        "{:<30}  {:<20}  {:<4}  {:<4}  {:<7}  {:<22}  LAST USED",
+        "ID", "NAME", "KIND", "ENV", "STATUS", "KEY"
+    );
     for k in keys {
         let name: String = if k.name.is_empty() { "-".into() } else { k.name.chars().take(20).collect() };
         let _ = writeln!(

@@ -66,7 +66,8 @@ pub async fn run(cmd: SigningKeyCommand, cfg: &Config, store: Arc<dyn Store>, js
         }
         SigningKeyCommand::List => {
             let set = assertion::load_keys(store.as_ref()).await?;
-            let keys: Vec<KeyInfo> = set.info().into_iter().filter(|k| k.published_until.is_none_or(|u| u > now)).collect();
+            let keys: Vec<KeyInfo> =
+                set.info().into_iter().filter(|k| k.published_until.is_none_or(|u| u > now)).collect();
             if json {
                 println!("{}", serde_json::json!({"data": keys.iter().map(key_json).collect::<Vec<_>>()}));
             } else {

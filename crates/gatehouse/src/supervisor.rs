@@ -53,7 +53,9 @@ fn spawn(m: &MicroProcess) -> Result<Child> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().with_context(|| format!("cannot start micro `{}` (`{}` in {})", m.name, m.command, m.dir.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start micro `{}` (`{}` in {})", m.name, m.command, m.dir.display()))?;
     if let Some(out) = child.stdout.take() {
         pipe_lines(m.name.clone(), out, false);
     }

@@ -44,7 +44,10 @@ pub async fn bootstrap_owner(app: &App, cfg: &Config) -> Result<Option<String>> 
         return Ok(None);
     }
     if let Some((email, password)) = &cfg.owner {
-        users.create_owner(email, password.expose(), "config").await.map_err(|e| anyhow::anyhow!("owner_email/owner_password: {e}"))?;
+        users
+            .create_owner(email, password.expose(), "config")
+            .await
+            .map_err(|e| anyhow::anyhow!("owner_email/owner_password: {e}"))?;
         println!("  owner      {email} (from GATEHOUSE_OWNER_EMAIL)");
         return Ok(None);
     }
@@ -54,15 +57,28 @@ pub async fn bootstrap_owner(app: &App, cfg: &Config) -> Result<Option<String>> 
 }
 
 /// Runs the control plane and the gateway until SIGINT/SIGTERM.
-pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<GatewayApp>, banner: Vec<String>, micros: Vec<MicroProcess>) -> Result<()> {
-    let cp_listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {} (control plane)", cfg.listen))?;
+pub async fn run_platform(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    apps: Vec<GatewayApp>,
+    banner: Vec<String>,
+    micros: Vec<MicroProcess>,
+) -> Result<()> {
+    let cp_listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (control plane)", cfg.listen))?;
     let gw_listener = if apps.is_empty() {
         None
     } else {
-        Some(tokio::net::TcpListener::bind(cfg.gateway_listen).await.with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?)
+        Some(
+            tokio::net::TcpListener::bind(cfg.gateway_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?,
+        )
     };
     let app_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
-    let app = App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise (storage, redis_url)")?;
+    let app =
+        App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise (storage, redis_url)")?;
     let setup_link = bootstrap_owner(&app, cfg).await?;
     for c in &cfg.oauth_clients {
         match app.state.oauth.sync_configured(c).await {
@@ -79,7 +95,10 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     }
     for m in &micros {
         if !supervisor::wait_ready(m.port, Duration::from_secs(60)).await {
-            eprintln!("[{}] not accepting connections on port {} after 60 s; the gateway answers 502 until it does", m.name, m.port);
+            eprintln!(
+                "[{}] not accepting connections on port {} after 60 s; the gateway answers 502 until it does",
+                m.name, m.port
+            );
         }
     }
     let background = app.start_background().await;
@@ -97,16 +116,31 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
     };
     let limits = cfg.server.listener.clone();
     let cp_gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
-    let cp = tokio::spawn(gatehouse_server::listener::serve(app.router(), cp_listener, cp_gate, grace, stopped(stop_rx.clone())));
+    let cp = tokio::spawn(gatehouse_server::listener::serve(
+        app.router(),
+        cp_listener,
+        cp_gate,
+        grace,
+        stopped(stop_rx.clone()),
+    ));
     let gw = match gw_listener {
         None => None,
         Some(l) => {
-            let config = GatewayConfig { apps, upstream_timeout: cfg.upstream_timeout, public_rate_limit: cfg.public_rate_limit };
+            let config = GatewayConfig {
+                apps,
+                upstream_timeout: cfg.upstream_timeout,
+                public_rate_limit: cfg.public_rate_limit,
+            };
             let state = app.state.clone();
             // One gateway (own upstream pool) per thread; see gatehouse_server::percore.
             let make_router = || Gateway::new(state.clone(), config.clone()).router();
             let gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
-            Some(percore::serve(make_router, l.into_std()?, gate, cfg.gateway_threads, grace, || stopped(stop_rx.clone())).context("cannot start the gateway threads")?)
+            Some(
+                percore::serve(make_router, l.into_std()?, gate, cfg.gateway_threads, grace, || {
+                    stopped(stop_rx.clone())
+                })
+                .context("cannot start the gateway threads")?,
+            )
         }
     };
     for line in banner {
@@ -141,7 +175,11 @@ pub async fn run_platform(cfg: &Config, store: Arc<dyn Store>, apps: Vec<Gateway
 }
 
 /// Prepares each micro of a Spacefile in `dir`: ports, environment, dependency install and `commands`.
-pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Result<(HashMap<String, Upstream>, Vec<MicroProcess>)> {
+pub async fn prepare_micros(
+    dir: &Path,
+    sf: &Spacefile,
+    app_host: &str,
+) -> Result<(HashMap<String, Upstream>, Vec<MicroProcess>)> {
     let mut upstreams = HashMap::new();
     let mut processes = vec![];
     for m in &sf.micros {
@@ -149,7 +187,10 @@ pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Resul
             Backend::Upstream(url) => {
                 let authority = url.trim_start_matches("http://").trim_start_matches("https://").to_owned();
                 if url.starts_with("https://") {
-                    bail!("micro `{}`: https upstreams are not supported yet; use http:// on a private network", m.name);
+                    bail!(
+                        "micro `{}`: https upstreams are not supported yet; use http:// on a private network",
+                        m.name
+                    );
                 }
                 upstreams.insert(m.name.clone(), Upstream::Http(authority));
             }
@@ -185,7 +226,13 @@ pub async fn prepare_micros(dir: &Path, sf: &Spacefile, app_host: &str) -> Resul
                     }
                 }
                 upstreams.insert(m.name.clone(), Upstream::Http(format!("127.0.0.1:{port}")));
-                processes.push(MicroProcess { name: m.name.clone(), command: command.clone(), dir: src_dir, port, env });
+                processes.push(MicroProcess {
+                    name: m.name.clone(),
+                    command: command.clone(),
+                    dir: src_dir,
+                    port,
+                    env,
+                });
             }
         }
     }
@@ -202,7 +249,13 @@ async fn python_env(micro: &str, src_dir: &Path) -> Result<Vec<(String, String)>
     if !venv.exists() && src_dir.join("requirements.txt").is_file() {
         let install = async {
             supervisor::run_step(micro, "python3 -m venv .venv", src_dir, &[]).await?;
-            supervisor::run_step(micro, ".venv/bin/python -m pip install --disable-pip-version-check -r requirements.txt", src_dir, &[]).await
+            supervisor::run_step(
+                micro,
+                ".venv/bin/python -m pip install --disable-pip-version-check -r requirements.txt",
+                src_dir,
+                &[],
+            )
+            .await
         };
         if let Err(e) = install.await {
             let _ = std::fs::remove_dir_all(&venv);
@@ -219,7 +272,10 @@ async fn python_env(micro: &str, src_dir: &Path) -> Result<Vec<(String, String)>
         None => bin.clone().into_os_string(),
     };
     let venv = venv.canonicalize().unwrap_or(venv);
-    Ok(vec![("PATH".to_owned(), path.to_string_lossy().into_owned()), ("VIRTUAL_ENV".to_owned(), venv.display().to_string())])
+    Ok(vec![
+        ("PATH".to_owned(), path.to_string_lossy().into_owned()),
+        ("VIRTUAL_ENV".to_owned(), venv.display().to_string()),
+    ])
 }
 
 /// `gatehouse up [DIR]`.
@@ -227,7 +283,12 @@ pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> 
     let sf = load_spacefile(&dir.join("Spacefile"))?;
     let hosts = local_hosts(cfg.gateway_listen);
     let (upstreams, micros) = prepare_micros(&dir, &sf, &hosts[0]).await?;
-    let name = sf.app_name.clone().unwrap_or_else(|| dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "app".into()));
+    let name = sf.app_name.clone().unwrap_or_else(|| {
+        dir.canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "app".into())
+    });
     let mut banner = vec![String::new(), format!("Gatehouse is up · {name}")];
     banner.push(format!("  app        http://{}", hosts[0]));
     for m in &sf.micros {
@@ -236,7 +297,13 @@ pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> 
             Backend::Upstream(u) => format!("upstream {u}"),
             Backend::Static { dir } => format!("static {dir}"),
         };
-        let access = if m.policy.public { "public".to_owned() } else if m.policy.public_routes.is_empty() { "private".to_owned() } else { format!("private, {} public route(s)", m.policy.public_routes.len()) };
+        let access = if m.policy.public {
+            "public".to_owned()
+        } else if m.policy.public_routes.is_empty() {
+            "private".to_owned()
+        } else {
+            format!("private, {} public route(s)", m.policy.public_routes.len())
+        };
         let keys = if m.policy.api_keys { ", API keys" } else { "" };
         banner.push(format!("  micro      {} at {} · {how} · {access}{keys}", m.name, m.mount));
     }
@@ -262,7 +329,11 @@ pub fn configured_apps(cfg: &Config) -> Result<Vec<GatewayApp>> {
                     let base = a.spacefile.parent().unwrap_or(Path::new("."));
                     upstreams.insert(m.name.clone(), Upstream::Static(base.join(dir)));
                 }
-                _ => bail!("{}: micro `{}` needs `upstream: http://…` under `serve` (use `gatehouse up` to run micros)", a.spacefile.display(), m.name),
+                _ => bail!(
+                    "{}: micro `{}` needs `upstream: http://…` under `serve` (use `gatehouse up` to run micros)",
+                    a.spacefile.display(),
+                    m.name
+                ),
             }
         }
         let environment = match a.environment.as_deref() {

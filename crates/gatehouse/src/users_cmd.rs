@@ -136,7 +136,12 @@ pub async fn run(cmd: UsersCommand, cfg: &Config, store: Arc<dyn Store>, json: b
                 println!("{:<30}  {:<40}  {:<6}  STATUS", "ID", "EMAIL", "ROLE");
                 for u in &all {
                     let status = if u.disabled_at.is_some() { "disabled" } else { "active" };
-                    println!("{:<30}  {:<40}  {:<6}  {status}", u.id, u.email.chars().take(40).collect::<String>(), u.role);
+                    println!(
+                        "{:<30}  {:<40}  {:<6}  {status}",
+                        u.id,
+                        u.email.chars().take(40).collect::<String>(),
+                        u.role
+                    );
                 }
             }
         }

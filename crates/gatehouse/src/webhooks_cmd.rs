@@ -67,11 +67,17 @@ pub async fn endpoints(cmd: EndpointsCommand, cfg: &Config, store: Arc<dyn Store
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 show(&out.endpoint);
-                println!("\n    {}\n\nThis signing secret is shown once. Store it where your receiver can read it.", out.secret);
+                println!(
+                    "\n    {}\n\nThis signing secret is shown once. Store it where your receiver can read it.",
+                    out.secret
+                );
             }
         }
         EndpointsCommand::List { environment } => {
-            let page = svc.list(environment.into(), &PageRequest { limit: 100, starting_after: None }).await.map_err(service_error)?;
+            let page = svc
+                .list(environment.into(), &PageRequest { limit: 100, starting_after: None })
+                .await
+                .map_err(service_error)?;
             let items: Vec<EndpointOut> = page.items.iter().map(EndpointOut::from_record).collect();
             if json {
                 println!("{}", serde_json::json!({"object": "list", "data": items, "has_more": page.has_more}));
@@ -87,22 +93,43 @@ pub async fn endpoints(cmd: EndpointsCommand, cfg: &Config, store: Arc<dyn Store
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 show(&out.endpoint);
-                println!("\n    {}\n\nThe previous secret keeps signing for {overlap}; update your receiver before then.", out.secret);
+                println!(
+                    "\n    {}\n\nThe previous secret keeps signing for {overlap}; update your receiver before then.",
+                    out.secret
+                );
             }
         }
         EndpointsCommand::Disable { id } => {
-            let e = EndpointOut::from_record(&svc.set_enabled(&Actor::Cli, &meta, None, &id, false).await.map_err(service_error)?);
-            if json { println!("{}", serde_json::to_string_pretty(&e)?) } else { show(&e) }
+            let e = EndpointOut::from_record(
+                &svc.set_enabled(&Actor::Cli, &meta, None, &id, false).await.map_err(service_error)?,
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?)
+            } else {
+                show(&e)
+            }
         }
         EndpointsCommand::Enable { id } => {
-            let e = EndpointOut::from_record(&svc.set_enabled(&Actor::Cli, &meta, None, &id, true).await.map_err(service_error)?);
-            if json { println!("{}", serde_json::to_string_pretty(&e)?) } else { show(&e) }
+            let e = EndpointOut::from_record(
+                &svc.set_enabled(&Actor::Cli, &meta, None, &id, true).await.map_err(service_error)?,
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?)
+            } else {
+                show(&e)
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn resend(id: String, environment: EnvArg, cfg: &Config, store: Arc<dyn Store>, json: bool) -> Result<ExitCode> {
+pub async fn resend(
+    id: String,
+    environment: EnvArg,
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    json: bool,
+) -> Result<ExitCode> {
     let svc = WebhookService::new(store, cfg.server.workspace.clone(), cfg.server.webhooks.clone());
     let n = svc.resend(environment.into(), &id).await.map_err(service_error)?;
     if json {

@@ -27,9 +27,6 @@ pub async fn list_audit(
             return Err(ApiError::InvalidRequest("starting_after is not an audit entry id".into()));
         }
     }
-    let result = state
-        .store
-        .list_audit(state.keys.workspace(), Some(caller.key.record.environment), &page)
-        .await?;
+    let result = state.store.list_audit(state.keys.workspace(), Some(caller.key.record.environment), &page).await?;
     Ok(Json(ListOut::from_page(&result, |r| r.id.as_str(), |a| AuditOut::from(a))))
 }

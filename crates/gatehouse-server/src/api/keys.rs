@@ -6,7 +6,9 @@ use axum::extract::State as AxState;
 use axum::Json;
 use gatehouse_core::{ApiKey, Scope, Timestamp, VerifyContext};
 
-use super::dto::{CreateKeyIn, KeyOut, KeyWithSecret, ListOut, ListQuery, RevokeIn, RollIn, RolledOut, VerifyIn, VerifyOut};
+use super::dto::{
+    CreateKeyIn, KeyOut, KeyWithSecret, ListOut, ListQuery, RevokeIn, RollIn, RolledOut, VerifyIn, VerifyOut,
+};
 use super::{quota_of, ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
 use crate::error::ApiError;
 use crate::service::NewKey;
@@ -145,7 +147,13 @@ pub async fn verify_key(
         .map_err(|_| ApiError::InvalidRequest("ip must be an IPv4 or IPv6 address".into()))?;
     let env = caller.key.record.environment;
     let ctx = VerifyContext { environment: env, ip, app: body.app.as_deref(), scope: scope.as_ref() };
-    let denied = |code: &'static str, message: String| VerifyOut { valid: false, code, message: Some(message), retry_after: None, key: None };
+    let denied = |code: &'static str, message: String| VerifyOut {
+        valid: false,
+        code,
+        message: Some(message),
+        retry_after: None,
+        key: None,
+    };
     // A key of the other environment is decided from its text, before any lookup, so whether it
     // exists, is revoked or has expired never reaches a caller of this environment (SPEC §11).
     if ApiKey::parse(&state.config.namespace, &body.key).is_ok_and(|k| k.environment != env) {

@@ -15,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -56,7 +56,9 @@ impl utoipa::Modify for SecurityAddon {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("gth_sk_live_…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("gth_sk_live_…").build(),
+            ),
         );
     }
 }
@@ -100,12 +102,18 @@ pub fn router(state: State) -> Router {
         .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
         .route("/.well-known/jwks.json", axum::routing::get(crate::login::jwks))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(crate::oauth::endpoints::metadata))
-        .route("/oauth/authorize", axum::routing::get(crate::oauth::endpoints::authorize_get).post(crate::oauth::endpoints::authorize_post))
+        .route(
+            "/oauth/authorize",
+            axum::routing::get(crate::oauth::endpoints::authorize_get).post(crate::oauth::endpoints::authorize_post),
+        )
         .route("/oauth/token", axum::routing::post(crate::oauth::endpoints::token))
         .route("/oauth/revoke", axum::routing::post(crate::oauth::endpoints::revoke))
         .route("/oauth/introspect", axum::routing::post(crate::oauth::endpoints::introspect))
         .route("/v1/me/authorizations", axum::routing::get(crate::oauth::endpoints::my_authorizations))
-        .route("/v1/me/authorizations/{client_id}", axum::routing::delete(crate::oauth::endpoints::withdraw_authorization))
+        .route(
+            "/v1/me/authorizations/{client_id}",
+            axum::routing::delete(crate::oauth::endpoints::withdraw_authorization),
+        )
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -122,13 +130,14 @@ pub fn router(state: State) -> Router {
 }
 
 /// Request id, metrics, rate-limit headers, and a last masking pass over error bodies' namespace.
-pub async fn request_context(axum::extract::State(state): axum::extract::State<State>, mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    axum::extract::State(state): axum::extract::State<State>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     req.extensions_mut().insert(BodyLimit(state.config.body_limit));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
     let ns = state.config.namespace.clone();
     let (request_id, (mut resp, rate)) = in_request_scope(
@@ -245,7 +254,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::InvalidRequest(match e.kind() {
-                ErrorKind::InvalidUtf8InPathParam { key } => format!("The path parameter `{key}` is not valid UTF-8 once percent-decoded."),
+                ErrorKind::InvalidUtf8InPathParam { key } => {
+                    format!("The path parameter `{key}` is not valid UTF-8 once percent-decoded.")
+                }
                 _ => "A path parameter is malformed.".to_owned(),
             })),
             Err(_) => Err(ApiError::InvalidRequest("A path parameter is malformed.".into())),
@@ -347,7 +358,8 @@ fn presented_key(parts: &Parts) -> Result<String, ApiError> {
     }
     if scheme.eq_ignore_ascii_case("basic") {
         use base64::Engine;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
         if let Some(user) = decoded.and_then(|d| d.split(':').next().map(str::to_owned)) {
             if !user.is_empty() {
                 return Ok(user);
@@ -435,7 +447,12 @@ pub enum TokenTarget<'a> {
 /// like an API key (§4.3, §11); holding the scope — a token is a restricted credential, so no declared
 /// scope refuses it (403) — and within its client+user rate limit (429), in that order. Shared by the
 /// gateway and the management API.
-pub async fn authorize_token(state: &AppState, token: &str, target: TokenTarget<'_>, scope: Option<&Scope>) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
+pub async fn authorize_token(
+    state: &AppState,
+    token: &str,
+    target: TokenTarget<'_>,
+    scope: Option<&Scope>,
+) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
     let t = state.oauth.verify_access(token).await?.ok_or_else(|| ApiError::denied(DenyReason::InvalidToken))?;
     let app = match target {
         TokenTarget::ManagementApi => None,
@@ -456,15 +473,17 @@ pub async fn authorize_token(state: &AppState, token: &str, target: TokenTarget<
         Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
         // On the management API a token acting for a person holds at most what that person's role
         // allows now (SPEC §12), whatever was consented to before.
-        Some(s) if matches!(target, TokenTarget::ManagementApi)
-            && t.user.as_ref().is_some_and(|u| !gatehouse_core::authority::role_may_delegate(&u.role, s)) =>
+        Some(s)
+            if matches!(target, TokenTarget::ManagementApi)
+                && t.user.as_ref().is_some_and(|u| !gatehouse_core::authority::role_may_delegate(&u.role, s)) =>
         {
             return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone())))
         }
         Some(_) => {}
     }
     let r = &t.record;
-    let rate = state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None).await;
+    let rate =
+        state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None).await;
     if !rate.allowed {
         state.metrics.rate_limited.inc();
         return Err(ApiError::rate_limited(rate));

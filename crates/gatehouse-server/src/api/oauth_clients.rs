@@ -113,7 +113,11 @@ pub struct RotateSecretIn {
     request_body = CreateClientIn,
     responses((status = 200, body = ClientWithSecret), (status = 400, body = ErrorOut), (status = 401, body = ErrorOut), (status = 403, body = ErrorOut))
 )]
-pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, ApiJson(body): ApiJson<CreateClientIn>) -> Result<Json<ClientWithSecret>, ApiError> {
+pub async fn create_client(
+    AxState(state): AxState<State>,
+    caller: Caller<OAuthClientsWrite>,
+    ApiJson(body): ApiJson<CreateClientIn>,
+) -> Result<Json<ClientWithSecret>, ApiError> {
     let new = NewClient {
         name: body.name,
         confidential: body.client_type == ClientType::Confidential,
@@ -124,7 +128,10 @@ pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthC
         app: body.app,
     };
     let (client, secret) = state.oauth.create_client(&caller.actor(), &caller.meta(), new).await?;
-    Ok(Json(ClientWithSecret { client: ClientOut::from_record(&client), client_secret: secret.map(|s| s.expose().to_owned()) }))
+    Ok(Json(ClientWithSecret {
+        client: ClientOut::from_record(&client),
+        client_secret: secret.map(|s| s.expose().to_owned()),
+    }))
 }
 
 /// List clients, newest first.
@@ -133,7 +140,11 @@ pub async fn create_client(AxState(state): AxState<State>, caller: Caller<OAuthC
     params(ListQuery),
     responses((status = 200, body = ListOut<ClientOut>), (status = 400, body = ErrorOut))
 )]
-pub async fn list_clients(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<ClientOut>>, ApiError> {
+pub async fn list_clients(
+    AxState(state): AxState<State>,
+    caller: Caller<OAuthClientsRead>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListOut<ClientOut>>, ApiError> {
     let page = state.oauth.list_clients(&caller.actor(), None, &q.page()?).await?;
     Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), ClientOut::from_record)))
 }
@@ -144,7 +155,11 @@ pub async fn list_clients(AxState(state): AxState<State>, caller: Caller<OAuthCl
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsRead>, ApiPath(id): ApiPath<String>) -> Result<Json<ClientOut>, ApiError> {
+pub async fn get_client(
+    AxState(state): AxState<State>,
+    caller: Caller<OAuthClientsRead>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ClientOut>, ApiError> {
     Ok(Json(ClientOut::from_record(&state.oauth.client_for(&caller.actor(), &id).await?)))
 }
 
@@ -155,9 +170,18 @@ pub async fn get_client(AxState(state): AxState<State>, caller: Caller<OAuthClie
     request_body(content = Option<RotateSecretIn>, description = "Grace period for the old secret"),
     responses((status = 200, body = ClientWithSecret), (status = 400, body = ErrorOut), (status = 404, body = ErrorOut))
 )]
-pub async fn rotate_secret(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, ApiPath(id): ApiPath<String>, OptionalJson(body): OptionalJson<RotateSecretIn>) -> Result<Json<ClientWithSecret>, ApiError> {
-    let (client, secret) = state.oauth.rotate_secret(&caller.actor(), &caller.meta(), &id, body.grace_period_secs).await?;
-    Ok(Json(ClientWithSecret { client: ClientOut::from_record(&client), client_secret: Some(secret.expose().to_owned()) }))
+pub async fn rotate_secret(
+    AxState(state): AxState<State>,
+    caller: Caller<OAuthClientsWrite>,
+    ApiPath(id): ApiPath<String>,
+    OptionalJson(body): OptionalJson<RotateSecretIn>,
+) -> Result<Json<ClientWithSecret>, ApiError> {
+    let (client, secret) =
+        state.oauth.rotate_secret(&caller.actor(), &caller.meta(), &id, body.grace_period_secs).await?;
+    Ok(Json(ClientWithSecret {
+        client: ClientOut::from_record(&client),
+        client_secret: Some(secret.expose().to_owned()),
+    }))
 }
 
 /// Disable a client: its tokens stop working at once and it can get no more.
@@ -166,6 +190,10 @@ pub async fn rotate_secret(AxState(state): AxState<State>, caller: Caller<OAuthC
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn disable_client(AxState(state): AxState<State>, caller: Caller<OAuthClientsWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<ClientOut>, ApiError> {
+pub async fn disable_client(
+    AxState(state): AxState<State>,
+    caller: Caller<OAuthClientsWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ClientOut>, ApiError> {
     Ok(Json(ClientOut::from_record(&state.oauth.disable_client(&caller.actor(), &caller.meta(), &id).await?)))
 }

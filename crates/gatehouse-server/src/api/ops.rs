@@ -20,7 +20,10 @@ pub async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "storage": state.store.backend()}))),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: storage unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable", "storage": state.store.backend()})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "storage": state.store.backend()})),
+            )
         }
     }
 }

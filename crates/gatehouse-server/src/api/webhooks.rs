@@ -150,22 +150,43 @@ fn delivery_out(d: DeliveryRecord) -> DeliveryOut {
 }
 
 fn attempt_out(a: AttemptRecord) -> AttemptOut {
-    AttemptOut { endpoint_id: a.endpoint_id, at: a.at.unix_seconds(), status_code: a.status_code, latency_ms: a.latency_ms, error: a.error, response_excerpt: a.response_excerpt }
+    AttemptOut {
+        endpoint_id: a.endpoint_id,
+        at: a.at.unix_seconds(),
+        status_code: a.status_code,
+        latency_ms: a.latency_ms,
+        error: a.error,
+        response_excerpt: a.response_excerpt,
+    }
 }
 
 /// Register an endpoint in the caller's environment. The signing secret is in this response only.
 #[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", security(("api_key" = [])), request_body = CreateEndpointIn,
     responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorOut), (status = 403, body = ErrorOut)))]
-pub async fn create_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiJson(body): ApiJson<CreateEndpointIn>) -> Result<Json<EndpointWithSecret>, ApiError> {
-    let new = NewEndpoint { url: body.url, event_types: body.enabled_events, description: body.description, standard_headers: body.standard_webhooks };
-    let (e, secret) = state.webhooks.create(&caller.actor(), &caller.meta(), caller.key.record.environment, new).await?;
+pub async fn create_endpoint(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksWrite>,
+    ApiJson(body): ApiJson<CreateEndpointIn>,
+) -> Result<Json<EndpointWithSecret>, ApiError> {
+    let new = NewEndpoint {
+        url: body.url,
+        event_types: body.enabled_events,
+        description: body.description,
+        standard_headers: body.standard_webhooks,
+    };
+    let (e, secret) =
+        state.webhooks.create(&caller.actor(), &caller.meta(), caller.key.record.environment, new).await?;
     Ok(Json(EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() }))
 }
 
 /// List the endpoints of the caller's environment, newest first.
 #[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks", security(("api_key" = [])), params(ListQuery),
     responses((status = 200, body = ListOut<EndpointOut>)))]
-pub async fn list_endpoints(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<EndpointOut>>, ApiError> {
+pub async fn list_endpoints(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksRead>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListOut<EndpointOut>>, ApiError> {
     let page = state.webhooks.list(caller.key.record.environment, &q.page()?).await?;
     Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), EndpointOut::from_record)))
 }
@@ -173,7 +194,11 @@ pub async fn list_endpoints(AxState(state): AxState<State>, caller: Caller<Webho
 /// Get one endpoint.
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn get_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
+pub async fn get_endpoint(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksRead>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<EndpointOut>, ApiError> {
     Ok(Json(EndpointOut::from_record(&state.webhooks.get(Some(caller.key.record.environment), &id).await?)))
 }
 
@@ -181,28 +206,58 @@ pub async fn get_endpoint(AxState(state): AxState<State>, caller: Caller<Webhook
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/roll_secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), request_body(content = Option<RollSecretIn>),
     responses((status = 200, body = EndpointWithSecret), (status = 404, body = ErrorOut)))]
-pub async fn roll_secret(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>, OptionalJson(body): OptionalJson<RollSecretIn>) -> Result<Json<EndpointWithSecret>, ApiError> {
-    let (e, secret) = state.webhooks.roll(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, body.overlap_secs).await?;
+pub async fn roll_secret(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksWrite>,
+    ApiPath(id): ApiPath<String>,
+    OptionalJson(body): OptionalJson<RollSecretIn>,
+) -> Result<Json<EndpointWithSecret>, ApiError> {
+    let (e, secret) = state
+        .webhooks
+        .roll(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, body.overlap_secs)
+        .await?;
     Ok(Json(EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() }))
 }
 
 /// Disable an endpoint: nothing is delivered to it until it is enabled again.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/disable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn disable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
-    Ok(Json(EndpointOut::from_record(&state.webhooks.set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, false).await?)))
+pub async fn disable_endpoint(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    Ok(Json(EndpointOut::from_record(
+        &state
+            .webhooks
+            .set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, false)
+            .await?,
+    )))
 }
 
 /// Enable an endpoint again; pending deliveries resume.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/enable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn enable_endpoint(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<EndpointOut>, ApiError> {
-    Ok(Json(EndpointOut::from_record(&state.webhooks.set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, true).await?)))
+pub async fn enable_endpoint(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    Ok(Json(EndpointOut::from_record(
+        &state
+            .webhooks
+            .set_enabled(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, true)
+            .await?,
+    )))
 }
 
 /// List the events of the caller's environment, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "webhooks", security(("api_key" = [])), params(ListQuery), responses((status = 200, body = ListOut<EventOut>)))]
-pub async fn list_events(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ListOut<EventOut>>, ApiError> {
+pub async fn list_events(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksRead>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListOut<EventOut>>, ApiError> {
     let page = state.webhooks.events(caller.key.record.environment, &q.page()?).await?;
     Ok(Json(ListOut::from_page(&page, |r| r.id.as_str(), EventOut::from_record)))
 }
@@ -210,7 +265,11 @@ pub async fn list_events(AxState(state): AxState<State>, caller: Caller<Webhooks
 /// Get one event with its deliveries and every attempt.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = EventDetailOut), (status = 404, body = ErrorOut)))]
-pub async fn get_event(AxState(state): AxState<State>, caller: Caller<WebhooksRead>, ApiPath(id): ApiPath<String>) -> Result<Json<EventDetailOut>, ApiError> {
+pub async fn get_event(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksRead>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<EventDetailOut>, ApiError> {
     let e = state.webhooks.event(caller.key.record.environment, &id).await?;
     let deliveries = state.store.deliveries_of(&e.id).await?.into_iter().map(delivery_out).collect();
     let attempts = state.store.attempts_of(&e.id).await?.into_iter().map(attempt_out).collect();
@@ -227,6 +286,10 @@ pub struct ResendOut {
 /// Send an event again, now, to every enabled endpoint that wants its type (same event id).
 #[utoipa::path(post, path = "/v1/events/{id}/resend", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = ResendOut), (status = 404, body = ErrorOut)))]
-pub async fn resend_event(AxState(state): AxState<State>, caller: Caller<WebhooksWrite>, ApiPath(id): ApiPath<String>) -> Result<Json<ResendOut>, ApiError> {
+pub async fn resend_event(
+    AxState(state): AxState<State>,
+    caller: Caller<WebhooksWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ResendOut>, ApiError> {
     Ok(Json(ResendOut { queued: state.webhooks.resend(caller.key.record.environment, &id).await? }))
 }

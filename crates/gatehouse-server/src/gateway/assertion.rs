@@ -102,7 +102,8 @@ impl KeySet {
     }
 
     fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let set: KeySet = serde_json::from_slice(bytes).map_err(|e| format!("the stored signing keys are unreadable: {e}"))?;
+        let set: KeySet =
+            serde_json::from_slice(bytes).map_err(|e| format!("the stored signing keys are unreadable: {e}"))?;
         if set.keys.is_empty() || set.keys.iter().any(|k| B64.decode(&k.seed).map_or(true, |s| s.len() != 32)) {
             return Err("the stored signing keys are malformed".into());
         }
@@ -126,7 +127,14 @@ impl KeySet {
 
     /// Every key with its kid: the signing key first.
     pub fn info(&self) -> Vec<KeyInfo> {
-        self.keys.iter().map(|k| KeyInfo { kid: kid_of(&signing_key(&k.seed)), activated_at: k.activated_at, published_until: k.published_until }).collect()
+        self.keys
+            .iter()
+            .map(|k| KeyInfo {
+                kid: kid_of(&signing_key(&k.seed)),
+                activated_at: k.activated_at,
+                published_until: k.published_until,
+            })
+            .collect()
     }
 }
 
@@ -152,7 +160,12 @@ pub async fn load_keys(store: &dyn Store) -> Result<KeySet, StoreError> {
 
 /// Makes a fresh key the signing key; the previous one stays in the JWKS for `overlap`. Audited as
 /// `signing_key.rotated`. Answers the new set.
-pub async fn rotate_keys(store: &dyn Store, workspace: &str, actor: &str, overlap: Duration) -> Result<KeySet, StoreError> {
+pub async fn rotate_keys(
+    store: &dyn Store,
+    workspace: &str,
+    actor: &str,
+    overlap: Duration,
+) -> Result<KeySet, StoreError> {
     loop {
         let seed = store.secret(SEED_SECRET, AssertionSigner::fresh_seed()).await?;
         let stored = store.read_secret(KEYS_SECRET).await?;
@@ -163,9 +176,11 @@ pub async fn rotate_keys(store: &dyn Store, workspace: &str, actor: &str, overla
         let now = gatehouse_core::Timestamp::now();
         let next = current.rotated(&AssertionSigner::fresh_seed(), now.0, overlap);
         let info = next.info();
-        let details = serde_json::json!({"kid": info[0].kid, "previous_kid": info[1].kid, "overlap_secs": overlap.as_secs()});
+        let details =
+            serde_json::json!({"kid": info[0].kid, "previous_kid": info[1].kid, "overlap_secs": overlap.as_secs()});
         let target = crate::service::AuditTarget { kind: "signing_key", id: &info[0].kid, environment: None };
-        let audit: AuditEntry = crate::service::audit_entry(workspace, actor, &Default::default(), "signing_key.rotated", target, details);
+        let audit: AuditEntry =
+            crate::service::audit_entry(workspace, actor, &Default::default(), "signing_key.rotated", target, details);
         // Compare-and-swap: two rotations at once cannot both drop the other's key.
         if store.swap_secret(KEYS_SECRET, stored.as_deref(), &next.to_bytes(), &audit).await? {
             return Ok(next);
@@ -226,7 +241,8 @@ impl AssertionSigner {
     pub fn reload(&self, set: &KeySet) {
         let next = Keys::of(set);
         let mut keys = self.keys.write();
-        let same = keys.kid == next.kid && keys.published.iter().map(|p| (&p.0, p.2)).eq(next.published.iter().map(|p| (&p.0, p.2)));
+        let same = keys.kid == next.kid
+            && keys.published.iter().map(|p| (&p.0, p.2)).eq(next.published.iter().map(|p| (&p.0, p.2)));
         if !same {
             if keys.kid != next.kid {
                 tracing::info!(kid = %next.kid, previous = %keys.kid, "the assertion signing key changed");
@@ -282,7 +298,10 @@ impl AssertionSigner {
 
     /// Signs any JSON payload as a compact JWT with header `typ` (e.g. `at+jwt`, RFC 9068).
     pub fn sign_jwt(&self, typ: &str, payload: &serde_json::Value) -> String {
-        self.sign_compact(|kid| serde_json::json!({"alg": "EdDSA", "typ": typ, "kid": kid}), payload.to_string().as_bytes())
+        self.sign_compact(
+            |kid| serde_json::json!({"alg": "EdDSA", "typ": typ, "kid": kid}),
+            payload.to_string().as_bytes(),
+        )
     }
 
     /// The JWKS document (RFC 7517): the signing key, and every retired key still within its overlap.
@@ -356,7 +375,9 @@ mod tests {
         assert_eq!(kids.len(), 3, "{kids:?}");
         assert!(!kids.contains(&first_kid), "past its overlap the first key is gone");
         assert_eq!(KeySet::parse(&fourth.to_bytes()).unwrap(), fourth);
-        for bad in [&b"{}"[..], b"{\"keys\": []}", b"{\"keys\": [{\"seed\": \"AAAA\", \"activated_at\": 0}]}", b"not json"] {
+        for bad in
+            [&b"{}"[..], b"{\"keys\": []}", b"{\"keys\": [{\"seed\": \"AAAA\", \"activated_at\": 0}]}", b"not json"]
+        {
             assert!(KeySet::parse(bad).is_err());
         }
     }
@@ -372,13 +393,16 @@ mod tests {
         signer.reload(&rotated);
         assert_eq!(signer.generation(), 1);
         assert_ne!(signer.kid(), old_kid);
-        let kids: Vec<String> = signer.jwks()["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+        let kids: Vec<String> =
+            signer.jwks()["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
         assert_eq!(kids, vec![signer.kid(), old_kid]);
         let jwt = signer.sign_jwt("at+jwt", &serde_json::json!({"sub": "x"}));
-        let header: serde_json::Value = serde_json::from_slice(&B64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["kid"], signer.kid());
         // Past the overlap the retired key leaves the JWKS even before the next rotation.
-        let expired = set.rotated(&AssertionSigner::fresh_seed(), gatehouse_core::Timestamp::now().0 - 301_000, MIN_OVERLAP);
+        let expired =
+            set.rotated(&AssertionSigner::fresh_seed(), gatehouse_core::Timestamp::now().0 - 301_000, MIN_OVERLAP);
         signer.reload(&expired);
         assert_eq!(signer.jwks()["keys"].as_array().unwrap().len(), 1);
     }

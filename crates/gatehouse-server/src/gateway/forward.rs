@@ -23,7 +23,10 @@ pub fn client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 /// Headers a client may never pass through: ours, URL and method overrides that some frameworks route
@@ -201,7 +204,9 @@ pub async fn forward(
     tunnel_idle: Duration,
 ) -> Result<Response<Body>, UpstreamError> {
     let client_upgrade = if websocket { Some(hyper::upgrade::on(&mut req)) } else { None };
-    let uri: Uri = format!("http://{authority}{path_and_query}").parse().map_err(|_| UpstreamError::Unreachable("bad upstream URI".into()))?;
+    let uri: Uri = format!("http://{authority}{path_and_query}")
+        .parse()
+        .map_err(|_| UpstreamError::Unreachable("bad upstream URI".into()))?;
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
     if websocket {
@@ -232,7 +237,9 @@ pub async fn forward(
         let agreed = tokens(resp.headers(), header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"));
         let Some(client_upgrade) = client_upgrade.filter(|_| agreed) else {
             // A switch nobody asked for (or to another protocol): never hand the client a raw socket.
-            return Err(UpstreamError::Unreachable("the upstream switched protocols without a WebSocket handshake".into()));
+            return Err(UpstreamError::Unreachable(
+                "the upstream switched protocols without a WebSocket handshake".into(),
+            ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -357,26 +364,67 @@ mod tests {
     #[test]
     fn our_headers_are_recognized_in_every_spelling() {
         let always = [
-            "X-Gatehouse-User", "x-gatehouse-user", "X_Gatehouse_User", "x_GATEHOUSE-email", "x-gatehouse.jwt-assertion",
-            "x-gatehouse~jwt-assertion", "x-gatehouse--user", "x.gatehouse.auth", "-x-gatehouse-auth", "x-gatehouse", "x_gatehouse",
-            "X-Space-App-Key", "x_space_app_key", "x.space.app.key", "X-Original-URL", "x.original.url", "Forwarded",
-            "X-Forwarded-For", "x_forwarded_for", "X-Real-IP", "x-http-method-override", "x-forwarded-proto", "x-forwarded-host",
+            "X-Gatehouse-User",
+            "x-gatehouse-user",
+            "X_Gatehouse_User",
+            "x_GATEHOUSE-email",
+            "x-gatehouse.jwt-assertion",
+            "x-gatehouse~jwt-assertion",
+            "x-gatehouse--user",
+            "x.gatehouse.auth",
+            "-x-gatehouse-auth",
+            "x-gatehouse",
+            "x_gatehouse",
+            "X-Space-App-Key",
+            "x_space_app_key",
+            "x.space.app.key",
+            "X-Original-URL",
+            "x.original.url",
+            "Forwarded",
+            "X-Forwarded-For",
+            "x_forwarded_for",
+            "X-Real-IP",
+            "x-http-method-override",
+            "x-forwarded-proto",
+            "x-forwarded-host",
         ];
         for name in always {
             let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
             assert!(is_stripped(&n, false) && is_stripped(&n, true), "{name}");
         }
         let addressing = [
-            "True-Client-IP", "X-Client-IP", "CF-Connecting-IP", "cf_connecting_ip", "Fastly-Client-IP", "X-Cluster-Client-IP",
-            "X-Forwarded-Ssl", "x_forwarded_ssl", "X-Forwarded-Scheme", "Front-End-Https", "X-Url-Scheme", "X-Host", "X-Original-Host",
-            "x.original.host", "X-Forwarded-Server", "X-Forwarded-Port",
+            "True-Client-IP",
+            "X-Client-IP",
+            "CF-Connecting-IP",
+            "cf_connecting_ip",
+            "Fastly-Client-IP",
+            "X-Cluster-Client-IP",
+            "X-Forwarded-Ssl",
+            "x_forwarded_ssl",
+            "X-Forwarded-Scheme",
+            "Front-End-Https",
+            "X-Url-Scheme",
+            "X-Host",
+            "X-Original-Host",
+            "x.original.host",
+            "X-Forwarded-Server",
+            "X-Forwarded-Port",
         ];
         for name in addressing {
             let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
             assert!(is_stripped(&n, false), "{name} from an untrusted peer");
             assert!(!is_stripped(&n, true), "{name} from a trusted proxy");
         }
-        for name in ["x-gatehousex", "x-gatehouse2-user", "xgatehouse-user", "x-requested-with", "authorization", "cookie", "x-hostname", "x-client-ipx"] {
+        for name in [
+            "x-gatehousex",
+            "x-gatehouse2-user",
+            "xgatehouse-user",
+            "x-requested-with",
+            "authorization",
+            "cookie",
+            "x-hostname",
+            "x-client-ipx",
+        ] {
             assert!(!is_stripped(&HeaderName::from_bytes(name.as_bytes()).unwrap(), false), "{name}");
         }
     }
@@ -387,7 +435,15 @@ mod tests {
         let rows: &[Row] = &[
             ("GET", &[("connection", "Upgrade"), ("upgrade", "websocket")], true),
             ("GET", &[("connection", "keep-alive, upgrade"), ("upgrade", "WebSocket")], true),
-            ("GET", &[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQAAP__")], false),
+            (
+                "GET",
+                &[
+                    ("connection", "Upgrade, HTTP2-Settings"),
+                    ("upgrade", "h2c"),
+                    ("http2-settings", "AAMAAABkAAQAAP__"),
+                ],
+                false,
+            ),
             ("GET", &[("connection", "upgrade"), ("upgrade", "h2c, websocket")], true),
             ("GET", &[("connection", "upgrade"), ("upgrade", "TLS/1.2")], false),
             ("GET", &[("upgrade", "websocket")], false),
@@ -406,7 +462,13 @@ mod tests {
     #[test]
     fn upstream_set_cookies_of_ours_are_dropped() {
         let mut h = HeaderMap::new();
-        for v in ["gatehouse_session=evil; Path=/", "app=1", " GATEHOUSE_CSRF=x", "gatehouse_sessionx=2", "gatehouse_cp_session=; Max-Age=0"] {
+        for v in [
+            "gatehouse_session=evil; Path=/",
+            "app=1",
+            " GATEHOUSE_CSRF=x",
+            "gatehouse_sessionx=2",
+            "gatehouse_cp_session=; Max-Age=0",
+        ] {
             h.append(header::SET_COOKIE, v.parse().unwrap());
         }
         drop_our_set_cookies(&mut h, &["gatehouse_session", "gatehouse_cp_session", "gatehouse_csrf"]);

@@ -62,7 +62,10 @@ pub struct IdentityHeaders {
 
 impl Default for IdentityHeaders {
     fn default() -> Self {
-        Self { entries: Mutex::default(), public: Arc::new([(name("x-gatehouse-auth"), HeaderValue::from_static("public"))]) }
+        Self {
+            entries: Mutex::default(),
+            public: Arc::new([(name("x-gatehouse-auth"), HeaderValue::from_static("public"))]),
+        }
     }
 }
 
@@ -180,8 +183,18 @@ mod tests {
     use gatehouse_core::{Environment, KeyKind, KeyRecord, ScopeSet, Timestamp};
 
     fn app(name: &str) -> GatewayApp {
-        let sf = gatehouse_core::spacefile::parse("Spacefile", "v: 0\nmicros:\n  - name: main\n    upstream: http://127.0.0.1:1\n").unwrap();
-        GatewayApp { name: name.into(), hosts: vec![], environment: Environment::Live, spacefile: sf, upstreams: HashMap::new() }
+        let sf = gatehouse_core::spacefile::parse(
+            "Spacefile",
+            "v: 0\nmicros:\n  - name: main\n    upstream: http://127.0.0.1:1\n",
+        )
+        .unwrap();
+        GatewayApp {
+            name: name.into(),
+            hosts: vec![],
+            environment: Environment::Live,
+            spacefile: sf,
+            upstreams: HashMap::new(),
+        }
     }
 
     fn key(id: &str) -> Identity {
@@ -225,8 +238,16 @@ mod tests {
         assert_eq!(get(&first, "x-gatehouse-key-id"), "key_1");
         let jwt = get(&first, "x-gatehouse-jwt-assertion").to_owned();
         let half = LIFETIME.as_secs() as i64 / 2;
-        assert_eq!(get(&cache.get(&k1, &shop, &signer, now + half - 1), "x-gatehouse-jwt-assertion"), jwt, "reused while fresh");
-        assert_ne!(get(&cache.get(&k1, &shop, &signer, now + half), "x-gatehouse-jwt-assertion"), jwt, "re-signed at half-life");
+        assert_eq!(
+            get(&cache.get(&k1, &shop, &signer, now + half - 1), "x-gatehouse-jwt-assertion"),
+            jwt,
+            "reused while fresh"
+        );
+        assert_ne!(
+            get(&cache.get(&k1, &shop, &signer, now + half), "x-gatehouse-jwt-assertion"),
+            jwt,
+            "re-signed at half-life"
+        );
         // Another app is another audience; another credential has its own facts.
         let other_app = cache.get(&k1, &blog, &signer, now);
         assert_ne!(get(&other_app, "x-gatehouse-jwt-assertion"), jwt);

@@ -21,8 +21,8 @@ use gatehouse_core::path::NormalizedPath;
 use gatehouse_core::spacefile::{Micro, Spacefile};
 use gatehouse_core::{DenyReason, Environment, KeyKind, VerifyContext};
 
-use self::identity::{Identity, IdentityHeaders};
 use self::forward::{UpstreamClient, UpstreamError};
+use self::identity::{Identity, IdentityHeaders};
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
 use crate::verifier::VerifyError;
@@ -108,7 +108,9 @@ fn request_authority(req: &Request) -> Result<String, &'static str> {
         return Err("The request target must not carry user information.");
     }
     match (target, header_host) {
-        (Some(t), Some(h)) if !t.eq_ignore_ascii_case(h.trim()) => Err("The request target's authority and the Host header disagree."),
+        (Some(t), Some(h)) if !t.eq_ignore_ascii_case(h.trim()) => {
+            Err("The request target's authority and the Host header disagree.")
+        }
         (Some(t), _) => Ok(t.to_ascii_lowercase()),
         (None, Some(h)) if !h.trim().is_empty() => Ok(h.trim().to_ascii_lowercase()),
         _ => Err("A Host header is required."),
@@ -157,7 +159,8 @@ impl Ctx<'_> {
         let json = e.into_response();
         let status = json.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        let mut html = page(status, title, &format!("<p>{}</p>", web::esc(&format!("{} ({})", title, status.as_u16()))));
+        let mut html =
+            page(status, title, &format!("<p>{}</p>", web::esc(&format!("{} ({})", title, status.as_u16()))));
         // The challenge and rate-limit headers mean the same to a browser as to an API client.
         for name in ["www-authenticate", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
             if let Some(v) = json.headers().get(name) {
@@ -194,7 +197,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     let ns = gw.state.config.namespace.clone();
     let (request_id, mut resp) = in_request_scope(ns, pipeline(&gw, peer, req, &mut outcome)).await;
     set_request_id(&mut resp, &request_id);
-    let labels = crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
+    let labels =
+        crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp
 }
@@ -215,10 +219,17 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
     // No tunnels: CONNECT (HTTP/1.1, or h2 with or without `:protocol`) is never forwarded.
     if req.method() == Method::CONNECT {
         outcome.decision = "invalid";
-        return ApiError::InvalidRequest("CONNECT is not supported by the gateway; open WebSockets with an HTTP/1.1 upgrade.".into()).into_response();
+        return ApiError::InvalidRequest(
+            "CONNECT is not supported by the gateway; open WebSockets with an HTTP/1.1 upgrade.".into(),
+        )
+        .into_response();
     }
     let Some(app) = gw.app_for(&host) else {
-        return ApiError::NotFound(format!("No app is served at host `{}`.", host.chars().take(100).collect::<String>())).into_response();
+        return ApiError::NotFound(format!(
+            "No app is served at host `{}`.",
+            host.chars().take(100).collect::<String>()
+        ))
+        .into_response();
     };
     outcome.app = app.name.clone();
     let state = &gw.state;
@@ -276,7 +287,8 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         bearer_is_api_key: bearer_is_key,
     };
     let decision = decide(&micro.policy, &facts);
-    let bearer_used = matches!(decision, Decision::BearerToken { .. }) || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
+    let bearer_used = matches!(decision, Decision::BearerToken { .. })
+        || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
     outcome.decision = match &decision {
         Decision::Public => "public",
         Decision::ApiKey { .. } => "api_key",
@@ -304,10 +316,15 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         }
         Decision::MissingCredentials => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
         Decision::RedirectToLogin => return ctx.login_redirect(&path, query.as_deref()),
-        Decision::ApiKeysNotEnabled => {
-            return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere))
-        }
-        Decision::BearerToken { token, scope } => match crate::api::authorize_token(state, token, crate::api::TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment }, scope.as_ref()).await {
+        Decision::ApiKeysNotEnabled => return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere)),
+        Decision::BearerToken { token, scope } => match crate::api::authorize_token(
+            state,
+            token,
+            crate::api::TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment },
+            scope.as_ref(),
+        )
+        .await
+        {
             Ok((t, _)) => Identity::OAuth(t),
             Err(e) => return ctx.error(e),
         },
@@ -331,7 +348,9 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
                 // Browsers send the cookie with a WebSocket handshake opened by any page of the same site
                 // (a sibling subdomain), and handshakes are outside CORS: a tunnel acting as the user must
                 // come from the app's own origin (cross-site WebSocket hijacking). No `Origin`: not a browser.
-                Some(_) if forward::is_websocket_upgrade(req.method(), headers) && !is_own_origin(headers, &ctx.host) => {
+                Some(_)
+                    if forward::is_websocket_upgrade(req.method(), headers) && !is_own_origin(headers, &ctx.host) =>
+                {
                     return ctx.error(ApiError::InvalidRequest(
                         "A WebSocket signed in by the session cookie must be opened from this app's own origin.".into(),
                     ))
@@ -354,9 +373,14 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
 }
 
 /// Verifies an API key for this app and route, then counts it against its rate limit.
-async fn check_key(ctx: &Ctx<'_>, key: &str, scope: Option<&gatehouse_core::Scope>) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
+async fn check_key(
+    ctx: &Ctx<'_>,
+    key: &str,
+    scope: Option<&gatehouse_core::Scope>,
+) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
     let state = ctx.state();
-    let vctx = VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
+    let vctx =
+        VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
     let cached = state.verifier.verify(key, &vctx).await.map_err(|e| match e {
         VerifyError::Denied(reason) => ApiError::denied_key(reason, key),
         VerifyError::Unavailable => ApiError::Unavailable,
@@ -415,11 +439,13 @@ async fn proxy(
     web::strip_cookie(h, CSRF_COOKIE);
     web::strip_cookie(h, web::STATE_COOKIE);
     // Forwarding headers: the client's own chain only counts when it came through a trusted proxy.
-    let xff = if original_xff.is_empty() { peer_ip.to_string() } else { format!("{}, {peer_ip}", original_xff.join(", ")) };
+    let xff =
+        if original_xff.is_empty() { peer_ip.to_string() } else { format!("{}, {peer_ip}", original_xff.join(", ")) };
     let proto = if ctx.https { "https" } else { "http" };
     let for_node = if peer_ip.is_ipv6() { format!("\"[{peer_ip}]\"") } else { peer_ip.to_string() };
     let ours = format!("for={for_node};proto={proto};host=\"{}\"", ctx.host);
-    let forwarded = if original_forwarded.is_empty() { ours } else { format!("{}, {ours}", original_forwarded.join(", ")) };
+    let forwarded =
+        if original_forwarded.is_empty() { ours } else { format!("{}, {ours}", original_forwarded.join(", ")) };
     let set = |h: &mut HeaderMap, name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
@@ -449,10 +475,23 @@ async fn proxy(
             forward::serve_static(&dir, rel.as_str()).await
         }
         Upstream::Http(authority) => {
-            match forward::forward(&ctx.gw.client, &authority, &path_and_query, req, websocket, ctx.gw.config.upstream_timeout, state.config.listener.idle_timeout).await {
+            match forward::forward(
+                &ctx.gw.client,
+                &authority,
+                &path_and_query,
+                req,
+                websocket,
+                ctx.gw.config.upstream_timeout,
+                state.config.listener.idle_timeout,
+            )
+            .await
+            {
                 Ok(mut resp) => {
                     let cfg = &state.sessions.cfg;
-                    forward::drop_our_set_cookies(resp.headers_mut(), &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE]);
+                    forward::drop_our_set_cookies(
+                        resp.headers_mut(),
+                        &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE],
+                    );
                     // Over TLS the app's answers carry HSTS too, unless the app chose its own policy.
                     if !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
                         crate::login::add_hsts(&mut resp, ctx.https);
@@ -499,7 +538,10 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Ok(crate::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
-                    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, secure));
+                    resp.headers_mut().append(
+                        header::SET_COOKIE,
+                        set_cookie(&state.sessions.cfg.cookie_name, &cookie, max_age, secure),
+                    );
                     // The state is single use: this sign-in is done.
                     resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
@@ -512,14 +554,19 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                         web::esc(&back)
                     ),
                 ),
-                Ok(crate::sessions::Redeemed::Invalid) => page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>"),
+                Ok(crate::sessions::Redeemed::Invalid) => page(
+                    StatusCode::BAD_REQUEST,
+                    "Sign in",
+                    "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>",
+                ),
                 Err(_) => ctx.error(ApiError::Unavailable),
             }
         }
         (Method::GET, "/__gatehouse/signin") => {
             // Starts a sign-in from this host (the control plane sends browsers here when a sign-in
             // for this host did not start here), so the ticket can be bound to this browser.
-            let q: CallbackQuery = serde_urlencoded_query(req.uri().query().unwrap_or("")).unwrap_or(CallbackQuery { ticket: String::new(), return_to: String::new() });
+            let q: CallbackQuery = serde_urlencoded_query(req.uri().query().unwrap_or(""))
+                .unwrap_or(CallbackQuery { ticket: String::new(), return_to: String::new() });
             let back = if web::safe_local_path(&q.return_to) { q.return_to.as_str() } else { "/" };
             let (p, query) = back.split_once('?').map_or((back, None), |(p, q)| (p, Some(q)));
             let p = p.split('#').next().unwrap_or("/");
@@ -535,10 +582,13 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 None => (crate::sessions::new_token().0, true),
             };
             // Bound to this browser's app session when it has one, so the form only ends that session.
-            let live = match crate::login::live_sessions(state, req.headers(), &state.sessions.cfg.cookie_name, &ctx.host).await {
-                Ok(l) => l,
-                Err(_) => return ctx.error(ApiError::Unavailable),
-            };
+            let live =
+                match crate::login::live_sessions(state, req.headers(), &state.sessions.cfg.cookie_name, &ctx.host)
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(_) => return ctx.error(ApiError::Unavailable),
+                };
             let token = match live.first() {
                 Some((_, h)) => web::csrf_token_for(&state.web.csrf_key, &cookie, Some(h)),
                 None => csrf_token(&state.web.csrf_key, &cookie),
@@ -546,7 +596,9 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             let mut resp = page(
                 StatusCode::OK,
                 "Sign out",
-                &format!(r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#),
+                &format!(
+                    r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#
+                ),
             );
             if fresh {
                 resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, secure));
@@ -559,7 +611,8 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Ok(b) => b,
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
-            let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or("")).unwrap_or(crate::login::CsrfForm { csrf: String::new() });
+            let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or(""))
+                .unwrap_or(crate::login::CsrfForm { csrf: String::new() });
             end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, "/").await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gatehouse_core::oauth::{pkce_s256_ok, redirect_uri_matches, valid_challenge};
 use gatehouse_core::{ApiKey, KeyHash, Scope, Timestamp, VerifyContext};
-use gatehouse_store::oauth::{ClientRecord, CodeOutcome, CodeRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind};
+use gatehouse_store::oauth::{
+    ClientRecord, CodeOutcome, CodeRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind,
+};
 use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
@@ -29,7 +31,8 @@ type St = State<Arc<AppState>>;
 
 /// Parameters of a form or query string. A parameter given twice is refused (RFC 6749 §3.1, §3.2).
 pub fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw).map_err(|_| "the parameters are not valid form encoding".to_owned())?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(raw).map_err(|_| "the parameters are not valid form encoding".to_owned())?;
     let mut out = HashMap::with_capacity(pairs.len());
     for (k, v) in pairs {
         if out.contains_key(&k) {
@@ -70,7 +73,9 @@ enum AuthzFail {
 
 fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Result<Authz, AuthzFail> {
     let Some(client) = client else {
-        return Err(AuthzFail::Page("This application is not registered with Gatehouse (unknown or disabled client_id).".into()));
+        return Err(AuthzFail::Page(
+            "This application is not registered with Gatehouse (unknown or disabled client_id).".into(),
+        ));
     };
     let given = p.get("redirect_uri");
     let redirect_uri = match given {
@@ -82,7 +87,12 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
         None => return Err(AuthzFail::Page("This application must say which redirect_uri to use.".into())),
     };
     let state = p.get("state").cloned();
-    let fail = |error, description: &str| AuthzFail::Redirect { to: redirect_uri.clone(), state: state.clone(), error, description: description.to_owned() };
+    let fail = |error, description: &str| AuthzFail::Redirect {
+        to: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+        description: description.to_owned(),
+    };
     match p.get("response_type").map(String::as_str) {
         Some("code") => {}
         None => return Err(fail("invalid_request", "response_type is required")),
@@ -93,13 +103,16 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
     };
     match p.get("code_challenge_method").map(String::as_str) {
         Some("S256") => {}
-        None | Some("plain") => return Err(fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)")),
+        None | Some("plain") => {
+            return Err(fail("invalid_request", "code_challenge_method must be S256 (plain is not accepted)"))
+        }
         Some(_) => return Err(fail("invalid_request", "code_challenge_method must be S256")),
     }
     if !valid_challenge(challenge) {
         return Err(fail("invalid_request", "code_challenge must be 43 characters of base64url (an S256 hash)"));
     }
-    let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| fail("invalid_scope", &e))?;
+    let scopes =
+        requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| fail("invalid_scope", &e))?;
     if scopes.is_empty() {
         return Err(fail("invalid_scope", "no scope was requested and the client has none allowed"));
     }
@@ -120,7 +133,12 @@ fn narrow_to_role(a: &mut Authz, user: &UserRecord) -> Result<(), AuthzFail> {
     a.scopes = super::delegable(user, &a.scopes);
     if a.scopes.is_empty() {
         let description = format!("your account's role ({}) cannot authorize any of the requested scopes", user.role);
-        return Err(AuthzFail::Redirect { to: a.redirect_uri.clone(), state: a.state.clone(), error: "invalid_scope", description });
+        return Err(AuthzFail::Redirect {
+            to: a.redirect_uri.clone(),
+            state: a.state.clone(),
+            error: "invalid_scope",
+            description,
+        });
     }
     Ok(())
 }
@@ -141,7 +159,9 @@ fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 
 fn fail_response(state: &AppState, f: AuthzFail, status: StatusCode) -> Response {
     match f {
-        AuthzFail::Page(msg) => page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&msg)))),
+        AuthzFail::Page(msg) => {
+            page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&msg))))
+        }
         AuthzFail::Redirect { to, state: st, error, description } => {
             let iss = state.web.cp_origin.clone();
             // The description may quote a parameter (a scope); a credential pasted there goes back masked.
@@ -160,7 +180,9 @@ async fn load_client(state: &AppState, p: &HashMap<String, String>) -> Result<Op
     let Some(id) = p.get("client_id") else { return Ok(None) };
     match state.oauth.get_client(id).await {
         Ok(c) if c.disabled_at.is_none() => Ok(Some(c)),
-        Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => Ok(None),
+        Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => {
+            Ok(None)
+        }
         Err(e) => Err(unavailable(e)),
     }
 }
@@ -196,7 +218,14 @@ async fn issue_code(state: &AppState, a: &Authz, user: &UserRecord, status: Stat
 
 /// The consent form's CSRF token is bound to the control-plane session it is shown to (SPEC §11), so
 /// a (cookie, token) pair taken from one session is worthless with another.
-fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRecord, session: &KeyHash, https: bool) -> Response {
+fn consent_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    a: &Authz,
+    user: &UserRecord,
+    session: &KeyHash,
+    https: bool,
+) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(session));
     let scopes: String = a.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
@@ -213,7 +242,10 @@ fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRec
     }
     fields.push_str(&hidden("code_challenge", &a.code_challenge));
     fields.push_str(&hidden("code_challenge_method", "S256"));
-    let host = a.redirect_uri.split_once("://").map_or(a.redirect_uri.as_str(), |(_, r)| r.split(['/', '?']).next().unwrap_or(r));
+    let host = a
+        .redirect_uri
+        .split_once("://")
+        .map_or(a.redirect_uri.as_str(), |(_, r)| r.split(['/', '?']).next().unwrap_or(r));
     let body = format!(
         r#"<p><strong>{name}</strong> wants to act for <strong>{email}</strong> with these permissions:</p><ul id="scopes">{scopes}</ul>
 <p>You will be sent back to <code>{host}</code>.</p>
@@ -231,7 +263,12 @@ fn consent_page(state: &AppState, headers: &HeaderMap, a: &Authz, user: &UserRec
 }
 
 /// `GET /oauth/authorize`.
-pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+pub async fn authorize_get(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let raw = uri.query().unwrap_or("");
     let p = match params(raw.as_bytes()) {
         Ok(p) => p,
@@ -251,7 +288,16 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
     };
     let Some(login) = login else {
         if a.prompt.as_deref() == Some("none") {
-            return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "login_required", description: "the user is not signed in".into() }, StatusCode::FOUND);
+            return fail_response(
+                &state,
+                AuthzFail::Redirect {
+                    to: a.redirect_uri,
+                    state: a.state,
+                    error: "login_required",
+                    description: "the user is not signed in".into(),
+                },
+                StatusCode::FOUND,
+            );
         }
         let back = format!("/oauth/authorize?{raw}");
         return redirect(StatusCode::FOUND, &format!("/login?return_to={}", url_encode(&back)));
@@ -269,13 +315,27 @@ pub async fn authorize_get(State(state): St, ConnectInfo(peer): ConnectInfo<Sock
         return issue_code(&state, &a, &user, StatusCode::FOUND).await;
     }
     if a.prompt.as_deref() == Some("none") {
-        return fail_response(&state, AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "consent_required", description: "the user has not authorized these scopes".into() }, StatusCode::FOUND);
+        return fail_response(
+            &state,
+            AuthzFail::Redirect {
+                to: a.redirect_uri,
+                state: a.state,
+                error: "consent_required",
+                description: "the user has not authorized these scopes".into(),
+            },
+            StatusCode::FOUND,
+        );
     }
     consent_page(&state, &headers, &a, &user, &login.session.id_hash, is_https(&state, &headers, Some(peer)))
 }
 
 /// `POST /oauth/authorize`: the consent form's answer.
-pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = match params(&body) {
         Ok(p) => p,
         Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
@@ -284,13 +344,23 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
     let submitted = p.get("csrf").map_or("", String::as_str);
     let login = match current_login(&state, &headers).await {
         Ok(Some(login)) => login,
-        Ok(None) => return page(StatusCode::UNAUTHORIZED, "Cannot continue", "<p>You are no longer signed in. Go back to the application and start again.</p>"),
+        Ok(None) => {
+            return page(
+                StatusCode::UNAUTHORIZED,
+                "Cannot continue",
+                "<p>You are no longer signed in. Go back to the application and start again.</p>",
+            )
+        }
         Err(e) => return unavailable(e),
     };
     // The token must have been minted for this very session (SPEC §11): one copied from another
     // session's consent page, with its cookie, is refused.
     if !csrf_ok_for(&state.web.csrf_key, csrf, Some(&login.session.id_hash), submitted) {
-        return page(StatusCode::FORBIDDEN, "Cannot continue", "<p>The form expired. Go back to the application and start again.</p>");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Cannot continue",
+            "<p>The form expired. Go back to the application and start again.</p>",
+        );
     }
     let user = login.user.clone();
     let client = match load_client(&state, &p).await {
@@ -305,7 +375,12 @@ pub async fn authorize_post(State(state): St, ConnectInfo(peer): ConnectInfo<Soc
         return fail_response(&state, f, StatusCode::SEE_OTHER);
     }
     if p.get("decision").map(String::as_str) != Some("allow") {
-        let f = AuthzFail::Redirect { to: a.redirect_uri, state: a.state, error: "access_denied", description: "the user denied the request".into() };
+        let f = AuthzFail::Redirect {
+            to: a.redirect_uri,
+            state: a.state,
+            error: "access_denied",
+            description: "the user denied the request".into(),
+        };
         return fail_response(&state, f, StatusCode::SEE_OTHER);
     }
     let mut scopes = match state.store.consent(&user.id, &a.client.id).await {
@@ -333,7 +408,11 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// The authenticated client of a token/revoke/introspect request.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<String, String>) -> Result<Arc<ClientRecord>, OAuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &HashMap<String, String>,
+) -> Result<Arc<ClientRecord>, OAuthError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let (first, second) = (auth.next(), auth.next());
     if second.is_some() {
@@ -353,9 +432,14 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &HashMap<Str
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(OAuthError::invalid_client)?;
             let (u, pw) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
-            let (u, pw) = (form_decode(u).ok_or_else(OAuthError::invalid_client)?, form_decode(pw).ok_or_else(OAuthError::invalid_client)?);
+            let (u, pw) = (
+                form_decode(u).ok_or_else(OAuthError::invalid_client)?,
+                form_decode(pw).ok_or_else(OAuthError::invalid_client)?,
+            );
             if p.contains_key("client_secret") {
-                return Err(OAuthError::invalid_request("use one client authentication method, not Basic and client_secret together"));
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not Basic and client_secret together",
+                ));
             }
             if p.get("client_id").is_some_and(|c| *c != u) {
                 return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
@@ -385,7 +469,10 @@ fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>
 }
 
 fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
-    p.get(name).map(String::as_str).filter(|v| !v.is_empty()).ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+    p.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
 }
 
 fn json_no_store(status: StatusCode, value: impl serde::Serialize) -> Response {
@@ -397,14 +484,24 @@ fn json_no_store(status: StatusCode, value: impl serde::Serialize) -> Response {
 // ---- /oauth/token --------------------------------------------------------------------------------
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match token_inner(&state, &headers, peer, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn token_inner(state: &AppState, headers: &HeaderMap, peer: SocketAddr, body: &[u8]) -> Result<Response, OAuthError> {
+async fn token_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
     let p = form_body(headers, body)?;
     let grant_type = required(&p, "grant_type")?.to_owned();
     let client = authenticate(state, headers, &p).await?;
@@ -412,16 +509,30 @@ async fn token_inner(state: &AppState, headers: &HeaderMap, peer: SocketAddr, bo
         "authorization_code" => code_grant(state, headers, peer, &client, &p).await?,
         "refresh_token" => refresh_grant(state, headers, peer, &client, &p).await?,
         "client_credentials" => client_credentials(state, headers, peer, &client, &p).await?,
-        _ => return Err(OAuthError::new("unsupported_grant_type", "supported: authorization_code, refresh_token, client_credentials")),
+        _ => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                "supported: authorization_code, refresh_token, client_credentials",
+            ))
+        }
     };
     Ok(json_no_store(StatusCode::OK, resp))
 }
 
-async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+async fn code_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    client: &ClientRecord,
+    p: &HashMap<String, String>,
+) -> Result<super::TokenResponse, OAuthError> {
     let code = required(p, "code")?;
-    let verifier = required(p, "code_verifier").map_err(|_| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    let verifier =
+        required(p, "code_verifier").map_err(|_| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
     let hash = KeyHash::of(code);
-    let bad = || OAuthError::invalid_grant("The authorization code is invalid, expired, already used, or was issued to another client or redirect URI.");
+    let bad = || {
+        OAuthError::invalid_grant("The authorization code is invalid, expired, already used, or was issued to another client or redirect URI.")
+    };
     let Some(rec) = state.store.code_by_hash(&hash).await? else { return Err(bad()) };
     let now = Timestamp::now();
     if rec.used_at.is_none() {
@@ -457,10 +568,27 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
         return Err(bad());
     }
     let grant = state.oauth.new_grant(client, Some(&user), "authorization_code", &scopes);
-    let (resp, tokens) = state.oauth.mint(client, &grant.id, Some(&user), &scopes, Some(&scopes), None, &state.web.signer);
+    let (resp, tokens) =
+        state.oauth.mint(client, &grant.id, Some(&user), &scopes, Some(&scopes), None, &state.web.signer);
     let m = meta(state, headers, peer);
-    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &m, "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "authorization_code"}));
-    let replay_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.grant.revoked", "oauth_grant", rec.grant_id.as_deref().unwrap_or(""), serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}));
+    let audit = state.oauth.audit(
+        client.environment,
+        &format!("user:{}", user.id),
+        &m,
+        "oauth.grant.created",
+        "oauth_grant",
+        &grant.id,
+        serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "authorization_code"}),
+    );
+    let replay_audit = state.oauth.audit(
+        client.environment,
+        &client.id,
+        &m,
+        "oauth.grant.revoked",
+        "oauth_grant",
+        rec.grant_id.as_deref().unwrap_or(""),
+        serde_json::json!({"reason": "authorization_code_replayed", "client_id": client.id}),
+    );
     match state.store.redeem_code(&hash, now, &grant, &tokens, &audit, &replay_audit).await? {
         CodeOutcome::Redeemed => Ok(resp),
         CodeOutcome::Replayed { grant_id } => {
@@ -474,10 +602,18 @@ async fn code_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, cli
     }
 }
 
-async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+async fn refresh_grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    client: &ClientRecord,
+    p: &HashMap<String, String>,
+) -> Result<super::TokenResponse, OAuthError> {
     let presented = required(p, "refresh_token")?;
     let hash = KeyHash::of(presented);
-    let bad = || OAuthError::invalid_grant("The refresh token is invalid, expired, revoked, or was issued to another client.");
+    let bad = || {
+        OAuthError::invalid_grant("The refresh token is invalid, expired, revoked, or was issued to another client.")
+    };
     let Some(rec) = state.store.token_by_hash(&hash).await? else { return Err(bad()) };
     if rec.kind != TokenKind::Refresh || rec.client_id != client.id {
         return Err(bad());
@@ -493,17 +629,42 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
     // grant from this refresh on (the new refresh token carries the narrowed set).
     let current = super::still_allowed(&rec.scopes, client, user.as_ref());
     if current.is_empty() {
-        return Err(OAuthError::invalid_grant("None of this authorization's scopes is still allowed for this client; the user must authorize again."));
+        return Err(OAuthError::invalid_grant(
+            "None of this authorization's scopes is still allowed for this client; the user must authorize again.",
+        ));
     }
     let access_scopes = match p.get("scope") {
         None => current.clone(),
         Some(s) => requested_scopes(Some(s), &current).map_err(|e| OAuthError::new("invalid_scope", e))?,
     };
-    let (resp, tokens) = state.oauth.mint(client, &rec.grant_id, user.as_ref(), &access_scopes, Some(&current), Some(hash), &state.web.signer);
+    let (resp, tokens) = state.oauth.mint(
+        client,
+        &rec.grant_id,
+        user.as_ref(),
+        &access_scopes,
+        Some(&current),
+        Some(hash),
+        &state.web.signer,
+    );
     let m = meta(state, headers, peer);
-    let reuse_audit = state.oauth.audit(client.environment, &client.id, &m, "oauth.refresh_token.reused", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}));
+    let reuse_audit = state.oauth.audit(
+        client.environment,
+        &client.id,
+        &m,
+        "oauth.refresh_token.reused",
+        "oauth_grant",
+        &rec.grant_id,
+        serde_json::json!({"client_id": client.id, "user_id": rec.user_id, "revoked": "grant"}),
+    );
     let race = state.oauth.cfg.refresh_race_window.as_millis() as i64;
-    let req = RefreshRequest { hash, client_id: client.id.clone(), now: Timestamp::now(), race_window_ms: race, new_pair: tokens, reuse_audit };
+    let req = RefreshRequest {
+        hash,
+        client_id: client.id.clone(),
+        now: Timestamp::now(),
+        race_window_ms: race,
+        new_pair: tokens,
+        reuse_audit,
+    };
     match state.oauth.present_refresh(req).await? {
         RefreshOutcome::Rotated => Ok(resp),
         RefreshOutcome::Retried => {
@@ -511,7 +672,9 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
             tracing::info!(client = %client.id, grant = %rec.grant_id, "refresh token replayed after a lost response; the unused pair was replaced");
             Ok(resp)
         }
-        RefreshOutcome::Concurrent => Err(OAuthError::invalid_grant("This refresh token was just used by a concurrent request; use the tokens that request received.")),
+        RefreshOutcome::Concurrent => Err(OAuthError::invalid_grant(
+            "This refresh token was just used by a concurrent request; use the tokens that request received.",
+        )),
         RefreshOutcome::Reused { grant_id } => {
             state.oauth.forget_grant(&grant_id);
             tracing::warn!(client = %client.id, grant = %grant_id, "refresh token reused; the whole grant is revoked");
@@ -521,14 +684,29 @@ async fn refresh_grant(state: &AppState, headers: &HeaderMap, peer: SocketAddr, 
     }
 }
 
-async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketAddr, client: &ClientRecord, p: &HashMap<String, String>) -> Result<super::TokenResponse, OAuthError> {
+async fn client_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    client: &ClientRecord,
+    p: &HashMap<String, String>,
+) -> Result<super::TokenResponse, OAuthError> {
     if !client.confidential {
         return Err(OAuthError::new("unauthorized_client", "a public client cannot use client_credentials"));
     }
-    let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes).map_err(|e| OAuthError::new("invalid_scope", e))?;
+    let scopes = requested_scopes(p.get("scope").map(String::as_str), &client.scopes)
+        .map_err(|e| OAuthError::new("invalid_scope", e))?;
     let grant = state.oauth.new_grant(client, None, "client_credentials", &scopes);
     let (resp, tokens) = state.oauth.mint(client, &grant.id, None, &scopes, None, None, &state.web.signer);
-    let audit = state.oauth.audit(client.environment, &client.id, &meta(state, headers, peer), "oauth.grant.created", "oauth_grant", &grant.id, serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}));
+    let audit = state.oauth.audit(
+        client.environment,
+        &client.id,
+        &meta(state, headers, peer),
+        "oauth.grant.created",
+        "oauth_grant",
+        &grant.id,
+        serde_json::json!({"client_id": client.id, "scopes": scopes, "grant_type": "client_credentials"}),
+    );
     state.oauth.store_grant(NewGrant { grant, tokens, audit }).await?;
     Ok(resp)
 }
@@ -536,7 +714,12 @@ async fn client_credentials(state: &AppState, headers: &HeaderMap, peer: SocketA
 // ---- /oauth/revoke -------------------------------------------------------------------------------
 
 /// `POST /oauth/revoke` (RFC 7009). Unknown tokens and other clients' tokens answer 200 and change nothing.
-pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let run = async {
         let p = form_body(&headers, &body)?;
         let client = authenticate(&state, &headers, &p).await?;
@@ -546,12 +729,28 @@ pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>
             if rec.client_id == client.id {
                 match rec.kind {
                     TokenKind::Access => {
-                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.access_token.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"client_id": client.id}));
+                        let audit = state.oauth.audit(
+                            client.environment,
+                            &client.id,
+                            &meta(&state, &headers, peer),
+                            "oauth.access_token.revoked",
+                            "oauth_grant",
+                            &rec.grant_id,
+                            serde_json::json!({"client_id": client.id}),
+                        );
                         state.store.revoke_token(&hash, Timestamp::now(), &audit).await?;
                         state.oauth.forget_token(&hash);
                     }
                     TokenKind::Refresh => {
-                        let audit = state.oauth.audit(client.environment, &client.id, &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_grant", &rec.grant_id, serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}));
+                        let audit = state.oauth.audit(
+                            client.environment,
+                            &client.id,
+                            &meta(&state, &headers, peer),
+                            "oauth.grant.revoked",
+                            "oauth_grant",
+                            &rec.grant_id,
+                            serde_json::json!({"reason": "refresh_token_revoked", "client_id": client.id}),
+                        );
                         state.store.revoke_grant(&rec.grant_id, Timestamp::now(), &audit).await?;
                         state.oauth.forget_grant(&rec.grant_id);
                     }
@@ -574,14 +773,24 @@ pub async fn revoke(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>
 
 /// `POST /oauth/introspect` (RFC 7662). A client sees its own tokens; a management key with
 /// `oauth_clients:read` sees every token of the workspace. Anything else about a token is `{"active": false}`.
-pub async fn introspect(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match introspect_inner(&state, &headers, peer, &body).await {
         Ok(v) => json_no_store(StatusCode::OK, v),
         Err(e) => e.into_response(),
     }
 }
 
-async fn introspect_inner(state: &AppState, headers: &HeaderMap, peer: SocketAddr, body: &[u8]) -> Result<serde_json::Value, OAuthError> {
+async fn introspect_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<serde_json::Value, OAuthError> {
     let p = form_body(headers, body)?;
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (s, t) = v.split_once(' ')?;
@@ -682,13 +891,16 @@ pub async fn metadata(State(state): St) -> Response {
 pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
-        Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
+        Ok(None) => {
+            return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response()
+        }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let (consents, grants) = match tokio::try_join!(state.store.consents_of_user(&user.id), state.store.grants_of_user(&user.id)) {
-        Ok(both) => both,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
-    };
+    let (consents, grants) =
+        match tokio::try_join!(state.store.consents_of_user(&user.id), state.store.grants_of_user(&user.id)) {
+            Ok(both) => both,
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        };
     // One entry per app: consents first (newest first), then any app with live grants but no consent.
     let mut apps: Vec<(String, Timestamp)> = consents.iter().map(|c| (c.client_id.clone(), c.granted_at)).collect();
     for g in &grants {
@@ -721,24 +933,43 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
-pub async fn withdraw_authorization(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ApiPath(client_id): ApiPath<String>) -> Response {
+pub async fn withdraw_authorization(
+    State(state): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiPath(client_id): ApiPath<String>,
+) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
-        Ok(None) => return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response(),
+        Ok(None) => {
+            return crate::error::ApiError::denied(gatehouse_core::DenyReason::MissingCredentials).into_response()
+        }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
     let client = match state.oauth.get_client(&client_id).await {
         Ok(c) => c,
         Err(crate::service::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
-        Err(_) => return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response(),
+        Err(_) => {
+            return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
+        }
     };
-    let audit = state.oauth.audit(client.environment, &format!("user:{}", user.id), &meta(&state, &headers, peer), "oauth.grant.revoked", "oauth_client", &client_id, serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}));
+    let audit = state.oauth.audit(
+        client.environment,
+        &format!("user:{}", user.id),
+        &meta(&state, &headers, peer),
+        "oauth.grant.revoked",
+        "oauth_client",
+        &client_id,
+        serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}),
+    );
     match state.store.withdraw_consent(&user.id, &client_id, Timestamp::now(), &audit).await {
         Ok(true) => {
             state.oauth.invalidate_user_client(&user.id, &client_id);
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response(),
+        Ok(false) => {
+            crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

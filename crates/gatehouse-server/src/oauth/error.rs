@@ -22,7 +22,10 @@ impl OAuthError {
         Self::new("invalid_request", d)
     }
     pub fn invalid_client() -> Self {
-        Self::new("invalid_client", "Client authentication failed: unknown client, wrong secret, or a method this client may not use.")
+        Self::new(
+            "invalid_client",
+            "Client authentication failed: unknown client, wrong secret, or a method this client may not use.",
+        )
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
         Self::new("invalid_grant", d)
@@ -47,7 +50,10 @@ impl From<StoreError> for OAuthError {
             StoreError::Unavailable(_) => OAuthError::unavailable(),
             other => {
                 tracing::error!(request_id = %crate::error::current_request_id(), cause = %other, "oauth storage error");
-                OAuthError::new("server_error", "Something went wrong on our side. Quote the Request-Id header when reporting it.")
+                OAuthError::new(
+                    "server_error",
+                    "Something went wrong on our side. Quote the Request-Id header when reporting it.",
+                )
             }
         }
     }
@@ -58,11 +64,15 @@ impl IntoResponse for OAuthError {
         let status = self.status();
         // Descriptions may quote a parameter (a scope, a repeated parameter's name): whatever
         // credential was pasted there is shown masked only, as in the management API's errors.
-        let body = serde_json::json!({"error": self.code, "error_description": crate::error::masked(&self.description)});
+        let body =
+            serde_json::json!({"error": self.code, "error_description": crate::error::masked(&self.description)});
         let mut resp = (status, axum::Json(body)).into_response();
         no_store(resp.headers_mut());
         if self.code == "invalid_client" {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="gatehouse", charset="UTF-8""#));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="gatehouse", charset="UTF-8""#),
+            );
         }
         resp
     }

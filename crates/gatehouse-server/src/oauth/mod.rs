@@ -19,7 +19,9 @@ use base64::Engine;
 use gatehouse_core::id::new_id;
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
 use gatehouse_core::{DenyReason, Environment, KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
-use gatehouse_store::oauth::{ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord};
+use gatehouse_store::oauth::{
+    ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord,
+};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store, StoreError, UserRecord};
 use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
@@ -114,7 +116,8 @@ pub struct ConfiguredClient {
 /// Whether `id` can be a client id: generated (`client_` + 26 characters) or configured.
 pub fn is_client_id(id: &str) -> bool {
     id.strip_prefix("client_").is_some_and(|r| {
-        (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        (1..=64).contains(&r.len())
+            && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     })
 }
 
@@ -182,7 +185,8 @@ pub fn delegable(user: &UserRecord, scopes: &[String]) -> Vec<String> {
 /// grant never keeps a scope that was since removed from its client or from its user's role.
 pub fn still_allowed(scopes: &[String], client: &ClientRecord, user: Option<&UserRecord>) -> Vec<String> {
     let allowed = ScopeSet::parse(client.scopes.iter().map(String::as_str)).unwrap_or_default();
-    let kept: Vec<String> = scopes.iter().filter(|s| Scope::parse(s).is_ok_and(|s| allowed.grants(&s))).cloned().collect();
+    let kept: Vec<String> =
+        scopes.iter().filter(|s| Scope::parse(s).is_ok_and(|s| allowed.grants(&s))).cloned().collect();
     match user {
         Some(u) => delegable(u, &kept),
         None => kept,
@@ -205,7 +209,13 @@ pub fn requested_scopes(param: Option<&str>, allowed: &[String]) -> Result<Vec<S
 }
 
 impl OAuthService {
-    pub fn new(store: Arc<dyn Store>, namespace: Namespace, workspace: String, cfg: OAuthConfig, verifier: Verifier) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        namespace: Namespace,
+        workspace: String,
+        cfg: OAuthConfig,
+        verifier: Verifier,
+    ) -> Arc<Self> {
         let s = store.clone();
         let grants = crate::batch::Batcher::new(256, move |items: Vec<NewGrant>| {
             let s = s.clone();
@@ -234,7 +244,16 @@ impl OAuthService {
     /// An audit entry of this workspace in `environment` (the client's), so a key of the other
     /// environment never reads it.
     #[allow(clippy::too_many_arguments)]
-    pub fn audit(&self, environment: Environment, actor: &str, meta: &RequestMeta, action: &str, target_type: &str, target_id: &str, details: serde_json::Value) -> AuditEntry {
+    pub fn audit(
+        &self,
+        environment: Environment,
+        actor: &str,
+        meta: &RequestMeta,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        details: serde_json::Value,
+    ) -> AuditEntry {
         let target = crate::service::AuditTarget { kind: target_type, id: target_id, environment: Some(environment) };
         crate::service::audit_entry(&self.workspace, actor, meta, action, target, details)
     }
@@ -247,7 +266,9 @@ impl OAuthService {
         let invalid = ServiceError::Invalid;
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(invalid("name: give 1 to 100 printable characters; it is shown to users on the consent screen".into()));
+            return Err(invalid(
+                "name: give 1 to 100 printable characters; it is shown to users on the consent screen".into(),
+            ));
         }
         if req.redirect_uris.is_empty() && !req.confidential {
             return Err(invalid("redirect_uris: a public client needs at least one redirect URI".into()));
@@ -297,7 +318,12 @@ impl OAuthService {
     }
 
     /// Validates and registers a client; a confidential client's secret is returned once.
-    pub async fn create_client(&self, actor: &Actor, meta: &RequestMeta, req: NewClient) -> Result<(ClientRecord, Option<SecretString>), ServiceError> {
+    pub async fn create_client(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        req: NewClient,
+    ) -> Result<(ClientRecord, Option<SecretString>), ServiceError> {
         let ValidClient { scopes, token_format, environment, app } = self.validate_client(actor, &req)?;
         let now = Timestamp::now();
         let secret = req.confidential.then(|| SecretString::new(random_token(&self.namespace, "cs")));
@@ -319,7 +345,15 @@ impl OAuthService {
             environment,
             app,
         };
-        let audit = self.audit(environment, &actor.id(), meta, "oauth.client.created", "oauth_client", &client.id, describe_client(&client));
+        let audit = self.audit(
+            environment,
+            &actor.id(),
+            meta,
+            "oauth.client.created",
+            "oauth_client",
+            &client.id,
+            describe_client(&client),
+        );
         self.store.insert_client(&client, &audit).await?;
         Ok((client, secret))
     }
@@ -329,12 +363,17 @@ impl OAuthService {
     pub async fn sync_configured(&self, c: &ConfiguredClient) -> Result<bool, ServiceError> {
         let invalid = ServiceError::Invalid;
         if !is_client_id(&c.id) {
-            return Err(invalid(format!("id `{}`: use `client_` followed by 1 to 64 of a-z, 0-9, `_`, `-`", c.id.chars().take(80).collect::<String>())));
+            return Err(invalid(format!(
+                "id `{}`: use `client_` followed by 1 to 64 of a-z, 0-9, `_`, `-`",
+                c.id.chars().take(80).collect::<String>()
+            )));
         }
         let ValidClient { scopes, token_format, environment, app } = self.validate_client(&Actor::Cli, &c.client)?;
         let secret_hash = match (&c.secret, c.client.confidential) {
             (Some(s), true) if s.expose().len() >= 32 => Some(KeyHash::of(s.expose())),
-            (Some(_), true) => return Err(invalid("client_secret_file: the secret must be at least 32 characters".into())),
+            (Some(_), true) => {
+                return Err(invalid("client_secret_file: the secret must be at least 32 characters".into()))
+            }
             (None, true) => return Err(invalid("client_secret_file: a confidential client needs a secret".into())),
             (Some(_), false) => return Err(invalid("client_secret_file: a public client has no secret".into())),
             (None, false) => None,
@@ -366,7 +405,15 @@ impl OAuthService {
             return Err(ServiceError::Conflict(format!("client `{}` belongs to another workspace", c.id)));
         }
         let action = if existing.is_some() { "oauth.client.configured" } else { "oauth.client.created" };
-        let audit = self.audit(client.environment, "config", &RequestMeta::default(), action, "oauth_client", &client.id, describe_client(&client));
+        let audit = self.audit(
+            client.environment,
+            "config",
+            &RequestMeta::default(),
+            action,
+            "oauth_client",
+            &client.id,
+            describe_client(&client),
+        );
         self.store.upsert_client(&client, &audit).await?;
         self.forget_client(&c.id);
         self.cache.write().retain(|_, t| t.record.client_id != c.id);
@@ -374,7 +421,9 @@ impl OAuthService {
     }
 
     pub async fn get_client(&self, id: &str) -> Result<ClientRecord, ServiceError> {
-        let not_found = || ServiceError::NotFound(format!("No OAuth client with id `{}`.", id.chars().take(60).collect::<String>()));
+        let not_found = || {
+            ServiceError::NotFound(format!("No OAuth client with id `{}`.", id.chars().take(60).collect::<String>()))
+        };
         if !is_client_id(id) {
             return Err(not_found());
         }
@@ -389,15 +438,21 @@ impl OAuthService {
     pub async fn client_for(&self, actor: &Actor, id: &str) -> Result<ClientRecord, ServiceError> {
         let c = self.get_client(id).await?;
         match actor {
-            Actor::Key(k) if k.environment != c.environment => {
-                Err(ServiceError::NotFound(format!("No OAuth client with id `{}`.", id.chars().take(60).collect::<String>())))
-            }
+            Actor::Key(k) if k.environment != c.environment => Err(ServiceError::NotFound(format!(
+                "No OAuth client with id `{}`.",
+                id.chars().take(60).collect::<String>()
+            ))),
             _ => Ok(c),
         }
     }
 
     /// Clients newest first; a key sees only its environment's, the CLI those of `environment` or all.
-    pub async fn list_clients(&self, actor: &Actor, environment: Option<Environment>, page: &PageRequest) -> Result<Page<ClientRecord>, ServiceError> {
+    pub async fn list_clients(
+        &self,
+        actor: &Actor,
+        environment: Option<Environment>,
+        page: &PageRequest,
+    ) -> Result<Page<ClientRecord>, ServiceError> {
         if let Some(c) = &page.starting_after {
             if !is_client_id(c) {
                 return Err(ServiceError::Invalid("starting_after: not a client id".into()));
@@ -411,7 +466,13 @@ impl OAuthService {
     }
 
     /// Issues a new secret; the old one keeps working for `overlap` (0 … 7 days).
-    pub async fn rotate_secret(&self, actor: &Actor, meta: &RequestMeta, id: &str, overlap_secs: i64) -> Result<(ClientRecord, SecretString), ServiceError> {
+    pub async fn rotate_secret(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        id: &str,
+        overlap_secs: i64,
+    ) -> Result<(ClientRecord, SecretString), ServiceError> {
         let max = self.cfg.max_secret_overlap.as_secs() as i64;
         if !(0..=max).contains(&overlap_secs) {
             return Err(ServiceError::Invalid(format!("grace_period_secs: between 0 and {max}")));
@@ -427,7 +488,15 @@ impl OAuthService {
         }
         let secret = SecretString::new(random_token(&self.namespace, "cs"));
         let until = Timestamp::now().plus_millis(overlap_secs * 1000);
-        let audit = self.audit(client.environment, &actor.id(), meta, "oauth.client.secret_rotated", "oauth_client", id, serde_json::json!({"grace_period_secs": overlap_secs}));
+        let audit = self.audit(
+            client.environment,
+            &actor.id(),
+            meta,
+            "oauth.client.secret_rotated",
+            "oauth_client",
+            id,
+            serde_json::json!({"grace_period_secs": overlap_secs}),
+        );
         let updated = self
             .store
             .rotate_client_secret(id, &KeyHash::of(secret.expose()), &last4(secret.expose()), until, &audit)
@@ -438,10 +507,27 @@ impl OAuthService {
     }
 
     /// Disables a client and revokes everything it holds.
-    pub async fn disable_client(&self, actor: &Actor, meta: &RequestMeta, id: &str) -> Result<ClientRecord, ServiceError> {
+    pub async fn disable_client(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        id: &str,
+    ) -> Result<ClientRecord, ServiceError> {
         let client = self.client_for(actor, id).await?;
-        let audit = self.audit(client.environment, &actor.id(), meta, "oauth.client.disabled", "oauth_client", id, serde_json::json!({}));
-        let c = self.store.disable_client(id, Timestamp::now(), &audit).await?.ok_or_else(|| ServiceError::NotFound("no such client".into()))?;
+        let audit = self.audit(
+            client.environment,
+            &actor.id(),
+            meta,
+            "oauth.client.disabled",
+            "oauth_client",
+            id,
+            serde_json::json!({}),
+        );
+        let c = self
+            .store
+            .disable_client(id, Timestamp::now(), &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("no such client".into()))?;
         self.forget_client(id);
         self.cache.write().retain(|_, t| t.record.client_id != id);
         Ok(c)
@@ -480,7 +566,11 @@ impl OAuthService {
     }
 
     /// Checks a client's credentials (SPEC §7 client auth). `secret` is `None` for `none`.
-    pub async fn authenticate_client(&self, id: &str, secret: Option<&str>) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+    pub async fn authenticate_client(
+        &self,
+        id: &str,
+        secret: Option<&str>,
+    ) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         if !is_client_id(id) {
             return Ok(None);
         }
@@ -557,12 +647,24 @@ impl OAuthService {
             records.push(rec);
         }
         let refresh = refresh.map(|(r, _)| r);
-        let resp = TokenResponse { access_token: access, token_type: "Bearer", expires_in: access_ttl, refresh_token: refresh, scope: scopes_string(scopes) };
+        let resp = TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: access_ttl,
+            refresh_token: refresh,
+            scope: scopes_string(scopes),
+        };
         (resp, records)
     }
 
     /// A new grant record for `client`.
-    pub fn new_grant(&self, client: &ClientRecord, user: Option<&UserRecord>, grant_type: &str, scopes: &[String]) -> GrantRecord {
+    pub fn new_grant(
+        &self,
+        client: &ClientRecord,
+        user: Option<&UserRecord>,
+        grant_type: &str,
+        scopes: &[String],
+    ) -> GrantRecord {
         let now = Timestamp::now();
         GrantRecord {
             id: new_id("grant", now.0),
@@ -605,7 +707,13 @@ impl OAuthService {
                     return Ok(None);
                 }
                 let scopes = ScopeSet::parse(record.scopes.iter().map(String::as_str)).unwrap_or_default();
-                let a = Arc::new(ActiveToken { record, scopes, user, environment: client.environment, app: client.app.clone() });
+                let a = Arc::new(ActiveToken {
+                    record,
+                    scopes,
+                    user,
+                    environment: client.environment,
+                    app: client.app.clone(),
+                });
                 if a.is_live(now) {
                     let mut cache = self.cache.write();
                     if cache.len() > 500_000 {
@@ -625,7 +733,9 @@ impl OAuthService {
     }
 
     pub fn invalidate_user_client(&self, user_id: &str, client_id: &str) {
-        self.cache.write().retain(|_, t| !(t.record.client_id == client_id && t.record.user_id.as_deref() == Some(user_id)));
+        self.cache
+            .write()
+            .retain(|_, t| !(t.record.client_id == client_id && t.record.user_id.as_deref() == Some(user_id)));
     }
 
     pub fn forget_token(&self, hash: &KeyHash) {

@@ -82,7 +82,12 @@ pub fn validate_url(url: &str, allow_private: bool) -> Result<(), String> {
     match parsed.scheme() {
         "https" => {}
         "http" if allow_private => {}
-        "http" => return Err("url: use https (plain http is allowed only with webhooks.allow_private_destinations, for development)".into()),
+        "http" => {
+            return Err(
+                "url: use https (plain http is allowed only with webhooks.allow_private_destinations, for development)"
+                    .into(),
+            )
+        }
         s => return Err(format!("url: scheme `{s}` is not http(s)")),
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -113,8 +118,14 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<(), Str
         ))
     };
     let name = match parsed.host() {
-        Some(url::Host::Ipv4(v4)) => return gatehouse_core::destination::forbidden_reason(v4.into()).map_or(Ok(()), |w| refuse(None, v4.into(), w)),
-        Some(url::Host::Ipv6(v6)) => return gatehouse_core::destination::forbidden_reason(v6.into()).map_or(Ok(()), |w| refuse(None, v6.into(), w)),
+        Some(url::Host::Ipv4(v4)) => {
+            return gatehouse_core::destination::forbidden_reason(v4.into())
+                .map_or(Ok(()), |w| refuse(None, v4.into(), w))
+        }
+        Some(url::Host::Ipv6(v6)) => {
+            return gatehouse_core::destination::forbidden_reason(v6.into())
+                .map_or(Ok(()), |w| refuse(None, v6.into(), w))
+        }
         Some(url::Host::Domain(d)) => d.to_owned(),
         None => return Err("url: needs a host".into()),
     };
@@ -122,7 +133,11 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<(), Str
     // them (the resolver here may not know `localhost.`; one at delivery time may).
     let bare = name.trim_end_matches('.').to_ascii_lowercase();
     if bare == "localhost" || bare.ends_with(".localhost") {
-        return refuse(Some(&name.chars().take(253).collect::<String>()), std::net::Ipv4Addr::LOCALHOST.into(), "loopback");
+        return refuse(
+            Some(&name.chars().take(253).collect::<String>()),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            "loopback",
+        );
     }
     let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name.as_str(), 0))).await;
     let Ok(Ok(addrs)) = lookup else { return Ok(()) };
@@ -142,9 +157,16 @@ pub fn validate_description(d: &str) -> Result<(), String> {
     if d.chars().count() > 200 {
         return Err("description: at most 200 characters".into());
     }
-    let hostile = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}');
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    };
     if let Some((i, c)) = d.chars().enumerate().find(|(_, c)| hostile(*c)) {
-        return Err(format!("description: must not contain control characters (U+{:04X} at character {})", c as u32, i + 1));
+        return Err(format!(
+            "description: must not contain control characters (U+{:04X} at character {})",
+            c as u32,
+            i + 1
+        ));
     }
     Ok(())
 }
@@ -192,12 +214,26 @@ impl WebhookService {
         Self { store, workspace, cfg }
     }
 
-    fn audit(&self, actor: &Actor, meta: &RequestMeta, action: &str, e: &EndpointRecord, details: serde_json::Value) -> AuditEntry {
-        let target = crate::service::AuditTarget { kind: "webhook_endpoint", id: &e.id, environment: Some(e.environment) };
+    fn audit(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        action: &str,
+        e: &EndpointRecord,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        let target =
+            crate::service::AuditTarget { kind: "webhook_endpoint", id: &e.id, environment: Some(e.environment) };
         crate::service::audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
     }
 
-    pub async fn create(&self, actor: &Actor, meta: &RequestMeta, env: Environment, req: NewEndpoint) -> Result<(EndpointRecord, SecretString), ServiceError> {
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        env: Environment,
+        req: NewEndpoint,
+    ) -> Result<(EndpointRecord, SecretString), ServiceError> {
         let invalid = ServiceError::Invalid;
         validate_url(&req.url, self.cfg.allow_private_destinations).map_err(invalid)?;
         if req.event_types.is_empty() {
@@ -205,7 +241,11 @@ impl WebhookService {
         }
         for t in &req.event_types {
             if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
-                return Err(invalid(format!("event_types: unknown type `{}`; known: {}", t.chars().take(60).collect::<String>(), EVENT_TYPES.join(", "))));
+                return Err(invalid(format!(
+                    "event_types: unknown type `{}`; known: {}",
+                    t.chars().take(60).collect::<String>(),
+                    EVENT_TYPES.join(", ")
+                )));
             }
         }
         let description = req.description.unwrap_or_default();
@@ -239,14 +279,25 @@ impl WebhookService {
             disabled_reason: None,
             failing_since: None,
         };
-        let audit = self.audit(actor, meta, "webhook_endpoint.created", &e, serde_json::json!({"url": e.url, "event_types": e.event_types}));
+        let audit = self.audit(
+            actor,
+            meta,
+            "webhook_endpoint.created",
+            &e,
+            serde_json::json!({"url": e.url, "event_types": e.event_types}),
+        );
         self.store.insert_endpoint(&e, &audit).await?;
         Ok((e, secret))
     }
 
     /// An endpoint of this workspace in `env` (an endpoint of the other environment looks absent).
     pub async fn get(&self, env: Option<Environment>, id: &str) -> Result<EndpointRecord, ServiceError> {
-        let nf = || ServiceError::NotFound(format!("No webhook endpoint with id `{}`.", id.chars().take(60).collect::<String>()));
+        let nf = || {
+            ServiceError::NotFound(format!(
+                "No webhook endpoint with id `{}`.",
+                id.chars().take(60).collect::<String>()
+            ))
+        };
         if !looks_like("we", id) {
             return Err(nf());
         }
@@ -261,25 +312,47 @@ impl WebhookService {
     }
 
     /// A new secret; the old one keeps signing for `overlap` (default 24 h, at most 7 days).
-    pub async fn roll(&self, actor: &Actor, meta: &RequestMeta, env: Option<Environment>, id: &str, overlap_secs: Option<i64>) -> Result<(EndpointRecord, SecretString), ServiceError> {
+    pub async fn roll(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        env: Option<Environment>,
+        id: &str,
+        overlap_secs: Option<i64>,
+    ) -> Result<(EndpointRecord, SecretString), ServiceError> {
         let overlap = overlap_secs.unwrap_or(self.cfg.default_roll_overlap.as_secs() as i64);
         if !(0..=7 * 86_400).contains(&overlap) {
             return Err(ServiceError::Invalid("overlap_secs: between 0 and 604800".into()));
         }
         let e = self.get(env, id).await?;
         let secret = new_secret();
-        let audit = self.audit(actor, meta, "webhook_endpoint.secret_rolled", &e, serde_json::json!({"overlap_secs": overlap}));
+        let audit =
+            self.audit(actor, meta, "webhook_endpoint.secret_rolled", &e, serde_json::json!({"overlap_secs": overlap}));
         let until = Timestamp::now().plus_millis(overlap * 1000);
-        let e = self.store.roll_endpoint_secret(&self.workspace, id, secret.expose(), until, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))?;
+        let e = self
+            .store
+            .roll_endpoint_secret(&self.workspace, id, secret.expose(), until, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("gone".into()))?;
         Ok((e, secret))
     }
 
-    pub async fn set_enabled(&self, actor: &Actor, meta: &RequestMeta, env: Option<Environment>, id: &str, enabled: bool) -> Result<EndpointRecord, ServiceError> {
+    pub async fn set_enabled(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        env: Option<Environment>,
+        id: &str,
+        enabled: bool,
+    ) -> Result<EndpointRecord, ServiceError> {
         let e = self.get(env, id).await?;
         let action = if enabled { "webhook_endpoint.enabled" } else { "webhook_endpoint.disabled_by_user" };
         let audit = self.audit(actor, meta, action, &e, serde_json::json!({}));
         let reason = (!enabled).then_some("disabled by a user");
-        self.store.set_endpoint_disabled(&self.workspace, id, Timestamp::now(), reason, &audit).await?.ok_or_else(|| ServiceError::NotFound("gone".into()))
+        self.store
+            .set_endpoint_disabled(&self.workspace, id, Timestamp::now(), reason, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("gone".into()))
     }
 
     pub async fn events(&self, env: Environment, page: &PageRequest) -> Result<Page<EventRecord>, ServiceError> {

@@ -85,7 +85,9 @@ impl Worker {
             .dns_resolver(Arc::new(GuardedResolver { allow_private: cfg.allow_private_destinations }));
         let mut proxy_refused = None;
         if let Some(url) = &cfg.proxy {
-            match super::validate_proxy(url, cfg.allow_private_destinations).and_then(|()| reqwest::Proxy::all(url).map_err(|e| e.to_string())) {
+            match super::validate_proxy(url, cfg.allow_private_destinations)
+                .and_then(|()| reqwest::Proxy::all(url).map_err(|e| e.to_string()))
+            {
                 Ok(p) => builder = builder.proxy(p),
                 // Checked when the config was loaded; a worker built otherwise refuses every delivery.
                 Err(e) => proxy_refused = Some(format!("webhooks.proxy: {e}")),
@@ -171,9 +173,20 @@ impl Worker {
             error: observed.error.clone(),
             response_excerpt: observed.excerpt,
         };
-        let target = crate::service::AuditTarget { kind: "webhook_endpoint", id: &d.endpoint.id, environment: Some(d.endpoint.environment) };
+        let target = crate::service::AuditTarget {
+            kind: "webhook_endpoint",
+            id: &d.endpoint.id,
+            environment: Some(d.endpoint.environment),
+        };
         let details = serde_json::json!({"url": d.endpoint.url, "reason": "failing for too long"});
-        let mut disabled = crate::service::audit_entry(&d.endpoint.workspace, "system", &Default::default(), "webhook_endpoint.disabled", target, details);
+        let mut disabled = crate::service::audit_entry(
+            &d.endpoint.workspace,
+            "system",
+            &Default::default(),
+            "webhook_endpoint.disabled",
+            target,
+            details,
+        );
         disabled.at = now; // the worker's clock, which tests move by hand
         tracing::debug!(event = %d.event.id, endpoint = %d.endpoint.id, status = ?observed.status, error = ?observed.error, attempt = made, "webhook attempt");
         if let Err(e) = self.finished.submit(FinishedAttempt { attempt, outcome, disabled_audit: disabled }).await {
@@ -206,13 +219,18 @@ impl Worker {
             .header("content-type", "application/json")
             .header(self.signature_header.as_str(), gatehouse_webhook::sign_header(&secrets, t, body));
         if d.endpoint.standard_headers {
-            let sigs: Vec<String> = secrets.iter().filter_map(|s| gatehouse_webhook::standard::sign(s, &d.event.id, t, body)).collect();
-            req = req.header("webhook-id", &d.event.id).header("webhook-timestamp", t.to_string()).header("webhook-signature", sigs.join(" "));
+            let sigs: Vec<String> =
+                secrets.iter().filter_map(|s| gatehouse_webhook::standard::sign(s, &d.event.id, t, body)).collect();
+            req = req
+                .header("webhook-id", &d.event.id)
+                .header("webhook-timestamp", t.to_string())
+                .header("webhook-signature", sigs.join(" "));
         }
         let resp = match req.body(d.event.body.clone()).send().await {
             Ok(r) => r,
             Err(e) => {
-                let msg = if e.is_timeout() { format!("timed out after {:?}", self.cfg.timeout) } else { error_chain(&e) };
+                let msg =
+                    if e.is_timeout() { format!("timed out after {:?}", self.cfg.timeout) } else { error_chain(&e) };
                 return fail(msg);
             }
         };

@@ -64,8 +64,11 @@ async fn verify_reports_every_code_in_order(b: Backend) {
     let (_, plain) = app.cli_key(sk(Environment::Live)).await;
     let (_, test_key) = app.cli_key(sk(Environment::Test)).await;
     let (_, orders) = app.cli_key(rk(Environment::Live, &["orders:write"])).await;
-    let (_, ipkey) = app.cli_key(gatehouse_server::service::NewKey { ip_allowlist: vec!["10.0.0.0/8".into()], ..sk(Environment::Live) }).await;
-    let (_, appkey) = app.cli_key(gatehouse_server::service::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
+    let (_, ipkey) = app
+        .cli_key(gatehouse_server::service::NewKey { ip_allowlist: vec!["10.0.0.0/8".into()], ..sk(Environment::Live) })
+        .await;
+    let (_, appkey) =
+        app.cli_key(gatehouse_server::service::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
     let (_, limited) = app
         .cli_key(gatehouse_server::service::NewKey {
             rate_limit: Some(gatehouse_core::RateLimitOverride { limit: 1, window_secs: 60 }),
@@ -75,7 +78,8 @@ async fn verify_reports_every_code_in_order(b: Backend) {
     let mut bad_checksum = plain.clone();
     let last = bad_checksum.pop().unwrap();
     bad_checksum.push(if last == 'a' { 'b' } else { 'a' });
-    let unknown = gatehouse_core::apikey::generate(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
+    let unknown =
+        gatehouse_core::apikey::generate(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
 
     let rows = [
         (json!({"key": plain}), (true, "valid")),
@@ -142,7 +146,10 @@ async fn rate_limit_answers_429_with_headers_after_auth(b: Backend) {
     assert_eq!(h["ratelimit-remaining"], "1");
     assert_eq!(app.call("GET", "/v1/keys", Some(&key), None).await.0, 200);
     let (s, h, body) = app.call("GET", "/v1/keys", Some(&key), None).await;
-    assert_eq!((s.as_u16(), code(&body), body["error"]["type"].as_str()), (429, "rate_limited", Some("rate_limit_error")));
+    assert_eq!(
+        (s.as_u16(), code(&body), body["error"]["type"].as_str()),
+        (429, "rate_limited", Some("rate_limit_error"))
+    );
     assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(h["ratelimit-remaining"], "0");
     // An unauthorized request on the same key is a 403, not a 429, and spends nothing.
@@ -179,10 +186,12 @@ async fn restricted_keys_cannot_mint_stronger_keys(b: Backend) {
     let (_, writer) = app.cli_key(rk(Environment::Live, &["keys:write", "orders:read"])).await;
     let (s, _, body) = app.call("POST", "/v1/keys", Some(&writer), Some(json!({"kind": "sk"}))).await;
     assert_eq!((s.as_u16(), code(&body)), (403, "insufficient_scope"), "{body}");
-    let (s, _, body) = app.call("POST", "/v1/keys", Some(&writer), Some(json!({"kind": "rk", "scopes": ["orders:write"]}))).await;
+    let (s, _, body) =
+        app.call("POST", "/v1/keys", Some(&writer), Some(json!({"kind": "rk", "scopes": ["orders:write"]}))).await;
     assert_eq!((s.as_u16(), code(&body)), (403, "insufficient_scope"), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("orders:write"), "names the scope");
-    let (s, _, body) = app.call("POST", "/v1/keys", Some(&writer), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    let (s, _, body) =
+        app.call("POST", "/v1/keys", Some(&writer), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
     assert_eq!(s, 200, "{body}");
     // Test keys manage test keys only; live keys are invisible to them.
     let (_, test_admin) = app.cli_key(sk(Environment::Test)).await;

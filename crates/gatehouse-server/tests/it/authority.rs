@@ -28,7 +28,8 @@ async fn restricted_key_escape_is_refused(b: Backend) {
         .await;
 
     // Asking for nothing: the child carries every limit of its parent.
-    let (s, _, child) = app.call("POST", "/v1/keys", Some(&parent), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    let (s, _, child) =
+        app.call("POST", "/v1/keys", Some(&parent), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
     assert_eq!(s, 200, "{child}");
     let k = &child;
     assert_eq!(k["ip_allowlist"], json!(["127.0.0.0/8"]), "allowlist inherited: {k}");
@@ -48,17 +49,51 @@ async fn restricted_key_escape_is_refused(b: Backend) {
     let before = app.key_count().await;
     let far = Timestamp::now().plus_millis(86_400_000).unix_seconds();
     let cases: [(&str, Value, &str, &str); 7] = [
-        ("no allowlist → any address", json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["0.0.0.0/0"]}), "ip_not_allowed", "127.0.0.0/8"),
-        ("another network", json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["192.0.2.0/24"]}), "ip_not_allowed", "127.0.0.0/8"),
-        ("later expiry", json!({"kind": "rk", "scopes": ["orders:read"], "expires_at": far}), "insufficient_scope", "cannot expire later"),
-        ("10 M/s", json!({"kind": "rk", "scopes": ["orders:read"], "rate_limit": {"limit": 10_000_000, "window_secs": 1}}), "insufficient_scope", "20 requests per 60 s"),
-        ("a scope it lacks", json!({"kind": "rk", "scopes": ["webhooks:write"]}), "insufficient_scope", "webhooks:write"),
+        (
+            "no allowlist → any address",
+            json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["0.0.0.0/0"]}),
+            "ip_not_allowed",
+            "127.0.0.0/8",
+        ),
+        (
+            "another network",
+            json!({"kind": "rk", "scopes": ["orders:read"], "ip_allowlist": ["192.0.2.0/24"]}),
+            "ip_not_allowed",
+            "127.0.0.0/8",
+        ),
+        (
+            "later expiry",
+            json!({"kind": "rk", "scopes": ["orders:read"], "expires_at": far}),
+            "insufficient_scope",
+            "cannot expire later",
+        ),
+        (
+            "10 M/s",
+            json!({"kind": "rk", "scopes": ["orders:read"], "rate_limit": {"limit": 10_000_000, "window_secs": 1}}),
+            "insufficient_scope",
+            "20 requests per 60 s",
+        ),
+        (
+            "a scope it lacks",
+            json!({"kind": "rk", "scopes": ["webhooks:write"]}),
+            "insufficient_scope",
+            "webhooks:write",
+        ),
         ("an sk", json!({"kind": "sk"}), "insufficient_scope", "secret (sk)"),
-        ("the other environment", json!({"kind": "rk", "scopes": ["orders:read"], "environment": "test"}), "environment_mismatch", "live"),
+        (
+            "the other environment",
+            json!({"kind": "rk", "scopes": ["orders:read"], "environment": "test"}),
+            "environment_mismatch",
+            "live",
+        ),
     ];
     for (what, body, want_code, names) in cases {
         let (s, _, err) = app.call("POST", "/v1/keys", Some(&parent), Some(body)).await;
-        assert_eq!((s, code(&err), err["error"]["type"].as_str()), (StatusCode::FORBIDDEN, want_code, Some("permission_error")), "{what}: {err}");
+        assert_eq!(
+            (s, code(&err), err["error"]["type"].as_str()),
+            (StatusCode::FORBIDDEN, want_code, Some("permission_error")),
+            "{what}: {err}"
+        );
         assert!(err["error"]["message"].as_str().unwrap().contains(names), "{what}: {err}");
     }
     assert_eq!(app.key_count().await, before, "no refused request created a key");
@@ -85,11 +120,13 @@ async fn roll_cannot_launder_a_stronger_key(b: Backend) {
     let app = TestApp::new(b).await;
     let (permanent, _) = app.cli_key(rk(Environment::Live, &["orders:read"])).await;
     let soon = Timestamp::now().plus_millis(30 * 60 * 1000);
-    let (_, limited) = app.cli_key(NewKey { expires_at: Some(soon), ..rk(Environment::Live, &["keys:write", "orders:read"]) }).await;
+    let (_, limited) =
+        app.cli_key(NewKey { expires_at: Some(soon), ..rk(Environment::Live, &["keys:write", "orders:read"]) }).await;
     let (s, _, err) = app.call("POST", &format!("/v1/keys/{}/roll", permanent.id), Some(&limited), None).await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
     // A key within its authority rolls as before.
-    let (s, _, inside) = app.call("POST", "/v1/keys", Some(&limited), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    let (s, _, inside) =
+        app.call("POST", "/v1/keys", Some(&limited), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
     assert_eq!(s, 200);
     let id = inside["id"].as_str().unwrap();
     let (s, _, rolled) = app.call("POST", &format!("/v1/keys/{id}/roll"), Some(&limited), None).await;
@@ -101,17 +138,37 @@ async fn roll_cannot_launder_a_stronger_key(b: Backend) {
 story!(default_rate_limit_is_a_ceiling_for_children);
 async fn default_rate_limit_is_a_ceiling_for_children(b: Backend) {
     let app = TestApp::new(b).await; // default: 10 000 per second
-    let (s, _, err) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"rate_limit": {"limit": 10_000_000, "window_secs": 1}}))).await;
+    let (s, _, err) = app
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&app.admin),
+            Some(json!({"rate_limit": {"limit": 10_000_000, "window_secs": 1}})),
+        )
+        .await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
-    let (s, _, ok) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"rate_limit": {"limit": 5, "window_secs": 1}}))).await;
+    let (s, _, ok) = app
+        .call("POST", "/v1/keys", Some(&app.admin), Some(json!({"rate_limit": {"limit": 5, "window_secs": 1}})))
+        .await;
     assert_eq!(s, 200, "{ok}");
     let (s, _, ok) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({}))).await;
-    assert_eq!((s, &ok["rate_limit"]), (StatusCode::OK, &Value::Null), "an sk at the default mints keys at the default");
+    assert_eq!(
+        (s, &ok["rate_limit"]),
+        (StatusCode::OK, &Value::Null),
+        "an sk at the default mints keys at the default"
+    );
 }
 
 /// A client_credentials token for `client_id`/`secret` with the given scopes.
 pub async fn cc_token(app: &TestApp, client_id: &str, secret: &str, scope: &str) -> Value {
-    let r = app.client.post(app.url("/oauth/token")).basic_auth(client_id, Some(secret)).form(&[("grant_type", "client_credentials"), ("scope", scope)]).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -135,11 +192,19 @@ async fn oauth_token_cannot_mint_a_permanent_key(b: Backend) {
     let t = cc_token(&app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "keys:write").await;
     let at = t["access_token"].as_str().unwrap();
     let token_exp = Timestamp::now().unix_seconds() + t["expires_in"].as_i64().unwrap();
-    let (s, _, key) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
+    let (s, _, key) =
+        app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
     assert_eq!(s, 200, "{key}");
     let exp = key["expires_at"].as_i64().expect("the key expires");
     assert!((token_exp - 5..=token_exp + 5).contains(&exp), "the key ends with the token: {exp} vs {token_exp}");
-    let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"], "expires_at": token_exp + 86_400}))).await;
+    let (s, _, err) = app
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(at),
+            Some(json!({"kind": "rk", "scopes": ["keys:read"], "expires_at": token_exp + 86_400})),
+        )
+        .await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
     // The token is restricted: it never mints an sk.
     let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "sk"}))).await;
@@ -158,7 +223,13 @@ async fn test_key_cannot_reach_live_through_an_oauth_client(b: Backend) {
     let (s, c) = register(&app, &test_sk, json!({})).await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["environment"], "test", "the client belongs to the registering key's environment");
-    let t = cc_token(&app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "keys:read keys:write audit:read").await;
+    let t = cc_token(
+        &app,
+        c["id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+        "keys:read keys:write audit:read",
+    )
+    .await;
     let at = t["access_token"].as_str().unwrap();
 
     // Listing: only test keys; a live key by id looks absent.
@@ -171,7 +242,9 @@ async fn test_key_cannot_reach_live_through_an_oauth_client(b: Backend) {
     // Creating: in test only.
     let (s, _, k) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
     assert_eq!((s, &k["environment"]), (StatusCode::OK, &json!("test")), "{k}");
-    let (s, _, err) = app.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"], "environment": "live"}))).await;
+    let (s, _, err) = app
+        .call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"], "environment": "live"})))
+        .await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "environment_mismatch"), "{err}");
     // Revoking and rolling a live key: absent.
     for path in [format!("/v1/keys/{}/revoke", live_rec.id), format!("/v1/keys/{}/roll", live_rec.id)] {
@@ -198,7 +271,11 @@ async fn clients_of_the_other_environment_look_absent(b: Backend) {
     let (s, _, list) = app.call("GET", "/v1/oauth/clients", Some(&test_sk), None).await;
     assert_eq!(s, 200);
     assert!(!list.to_string().contains(id), "{list}");
-    for (m, path) in [("GET", format!("/v1/oauth/clients/{id}")), ("POST", format!("/v1/oauth/clients/{id}/rotate_secret")), ("POST", format!("/v1/oauth/clients/{id}/disable"))] {
+    for (m, path) in [
+        ("GET", format!("/v1/oauth/clients/{id}")),
+        ("POST", format!("/v1/oauth/clients/{id}/rotate_secret")),
+        ("POST", format!("/v1/oauth/clients/{id}/disable")),
+    ] {
         let (s, _, body) = app.call(m, &path, Some(&test_sk), None).await;
         assert_eq!(s, 404, "{path}: {body}");
     }
@@ -219,12 +296,23 @@ async fn test_key_cannot_introspect_live_tokens(b: Backend) {
     let introspect = |key: String| {
         let (app, at) = (&app, at.to_owned());
         async move {
-            let r = app.client.post(app.url("/oauth/introspect")).bearer_auth(key).form(&[("token", at.as_str())]).send().await.unwrap();
+            let r = app
+                .client
+                .post(app.url("/oauth/introspect"))
+                .bearer_auth(key)
+                .form(&[("token", at.as_str())])
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap()
         }
     };
-    assert_eq!(introspect(test_sk.clone()).await, json!({"active": false}), "a test key learns nothing about a live token");
+    assert_eq!(
+        introspect(test_sk.clone()).await,
+        json!({"active": false}),
+        "a test key learns nothing about a live token"
+    );
     assert_eq!(introspect(app.admin.clone()).await["active"], true, "a live key does");
 }
 
@@ -236,12 +324,24 @@ async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
     let (revoked, revoked_secret) = app.cli_key(crate::sk(Environment::Live)).await;
     let (s, _, _) = app.call("POST", &format!("/v1/keys/{}/revoke", revoked.id), Some(&app.admin), None).await;
     assert_eq!(s, 200);
-    let (_, expiring) = app.cli_key(NewKey { expires_at: Some(Timestamp::now().plus_millis(300)), ..crate::sk(Environment::Live) }).await;
+    let (_, expiring) = app
+        .cli_key(NewKey { expires_at: Some(Timestamp::now().plus_millis(300)), ..crate::sk(Environment::Live) })
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let unknown = gatehouse_core::apikey::generate(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
-    for (what, key) in [("revoked", revoked_secret.as_str()), ("expired", expiring.as_str()), ("unknown", unknown.expose()), ("valid", app.admin.as_str())] {
+    let unknown =
+        gatehouse_core::apikey::generate(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
+    for (what, key) in [
+        ("revoked", revoked_secret.as_str()),
+        ("expired", expiring.as_str()),
+        ("unknown", unknown.expose()),
+        ("valid", app.admin.as_str()),
+    ] {
         let (s, _, v) = app.call("POST", "/v1/keys/verify", Some(&test_sk), Some(json!({"key": key}))).await;
-        assert_eq!((s, v["valid"].as_bool(), v["code"].as_str()), (StatusCode::OK, Some(false), Some("environment_mismatch")), "{what}: {v}");
+        assert_eq!(
+            (s, v["valid"].as_bool(), v["code"].as_str()),
+            (StatusCode::OK, Some(false), Some("environment_mismatch")),
+            "{what}: {v}"
+        );
         assert!(v.get("key").is_none_or(Value::is_null), "{what}: nothing about the key: {v}");
     }
     // In its own environment the usual order holds.
@@ -266,15 +366,32 @@ impl ThreeApps {
         let cp = TestApp::with_app_hosts(b, crate::test_config(), ["shop", "blog", "lab"].map(host).to_vec()).await;
         let (up, seen) = crate::gateway::recording_upstream(None).await;
         let sf = gatehouse_core::spacefile::parse("Spacefile", crate::gateway::SPACEFILE).unwrap();
-        let apps = [("shop", Environment::Live), ("blog", Environment::Live), ("lab", Environment::Test)].map(|(name, environment)| GatewayApp {
-            name: name.into(),
-            hosts: vec![host(name)],
-            environment,
-            spacefile: sf.clone(),
-            upstreams: ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect(),
-        });
-        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: apps.to_vec(), upstream_timeout: std::time::Duration::from_secs(5), public_rate_limit: None });
-        tokio::spawn(gatehouse_server::serve_router(gw.router(), l, std::time::Duration::from_secs(1), std::future::pending()));
+        let apps = [("shop", Environment::Live), ("blog", Environment::Live), ("lab", Environment::Test)].map(
+            |(name, environment)| GatewayApp {
+                name: name.into(),
+                hosts: vec![host(name)],
+                environment,
+                spacefile: sf.clone(),
+                upstreams: ["web", "api", "nokeys"]
+                    .into_iter()
+                    .map(|m| (m.to_owned(), Upstream::Http(up.to_string())))
+                    .collect(),
+            },
+        );
+        let gw = Gateway::new(
+            cp.state.clone(),
+            GatewayConfig {
+                apps: apps.to_vec(),
+                upstream_timeout: std::time::Duration::from_secs(5),
+                public_rate_limit: None,
+            },
+        );
+        tokio::spawn(gatehouse_server::serve_router(
+            gw.router(),
+            l,
+            std::time::Duration::from_secs(1),
+            std::future::pending(),
+        ));
         ThreeApps { cp, addr, seen }
     }
 
@@ -309,11 +426,18 @@ async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backe
     let scopes = json!({"scopes": ["orders:read", "keys:read"]});
     let (_, live) = register(app, &app.admin, scopes.clone()).await;
     let (_, test) = register(app, &test_sk, scopes.clone()).await;
-    let (s, shop_only) = register(app, &app.admin, json!({"scopes": ["orders:read", "keys:read"], "app": "shop"})).await;
+    let (s, shop_only) =
+        register(app, &app.admin, json!({"scopes": ["orders:read", "keys:read"], "app": "shop"})).await;
     assert_eq!((s, &shop_only["app"]), (StatusCode::OK, &json!("shop")), "{shop_only}");
     let token = |c: &Value| {
         let c = c.clone();
-        async move { cc_token(app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "orders:read keys:read").await["access_token"].as_str().unwrap().to_owned() }
+        async move {
+            cc_token(app, c["id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), "orders:read keys:read")
+                .await["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
     };
     let (live_t, test_t, shop_t) = (token(&live).await, token(&test).await, token(&shop_only).await);
     let rows: [(&str, &String, (u16, &str)); 8] = [
@@ -340,12 +464,14 @@ async fn oauth_token_is_bound_to_its_environment_and_app_at_the_gateway(b: Backe
 
 // ---- people delegate only what their role allows (SPEC §12) ------------------------------------------
 
-
 async fn people_env(b: Backend) -> crate::oauth::Env {
     let mut body = crate::oauth::client_body("confidential");
     body["scopes"] = json!(["orders:read", "keys:read", "keys:write"]);
     let e = crate::oauth::env_with(b, crate::oauth::oauth_config(std::time::Duration::from_millis(300)), body).await;
-    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(e.gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    let users = gatehouse_server::users::Users::new(
+        std::sync::Arc::new(e.gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
+        "default".into(),
+    );
     users.create("member@example.com", PASSWORD, "member", "test").await.unwrap();
     e
 }
@@ -356,17 +482,37 @@ async fn member_cannot_delegate_management_scopes(b: Backend) {
     let e = people_env(b).await;
     let p = pkce();
     let br = Browser::new();
-    let (to, consent) = authorize_as(&e, &br, &authorize_url(&e, CB, "orders:read keys:write", &p.challenge), true, "member@example.com", PASSWORD).await;
-    assert!(consent.contains("orders:read") && !consent.contains("keys:write"), "the consent screen offers only what the role allows: {consent}");
+    let (to, consent) = authorize_as(
+        &e,
+        &br,
+        &authorize_url(&e, CB, "orders:read keys:write", &p.challenge),
+        true,
+        "member@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert!(
+        consent.contains("orders:read") && !consent.contains("keys:write"),
+        "the consent screen offers only what the role allows: {consent}"
+    );
     let q = query_of(&to);
     let (s, t) = exchange(&e, &q["code"], &p.verifier).await;
     assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t}");
     let at = t["access_token"].as_str().unwrap();
-    let (s, _, err) = e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
+    let (s, _, err) =
+        e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["orders:read"]}))).await;
     assert_eq!((s, code(&err)), (StatusCode::FORBIDDEN, "insufficient_scope"), "{err}");
     // Asking only for management scopes: nothing to delegate.
     let br = Browser::new();
-    let (to, _) = authorize_as(&e, &br, &authorize_url(&e, CB, "keys:write keys:read", &p.challenge), true, "member@example.com", PASSWORD).await;
+    let (to, _) = authorize_as(
+        &e,
+        &br,
+        &authorize_url(&e, CB, "keys:write keys:read", &p.challenge),
+        true,
+        "member@example.com",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(query_of(&to)["error"], "invalid_scope", "{to}");
     // A tampered consent form (the scope field edited to add keys:write) is narrowed again.
     let (s, _, page) = br.get(&format!("{}&prompt=consent", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
@@ -388,12 +534,14 @@ async fn owner_token_mints_keys_that_end_with_the_token(b: Backend) {
     let e = people_env(b).await;
     let p = pkce();
     let br = Browser::new();
-    let (to, _) = authorize_as(&e, &br, &authorize_url(&e, CB, "keys:write", &p.challenge), true, EMAIL, PASSWORD).await;
+    let (to, _) =
+        authorize_as(&e, &br, &authorize_url(&e, CB, "keys:write", &p.challenge), true, EMAIL, PASSWORD).await;
     let (s, t) = exchange(&e, &query_of(&to)["code"], &p.verifier).await;
     assert_eq!((s, t["scope"].as_str()), (StatusCode::OK, Some("keys:write")), "{t}");
     let at = t["access_token"].as_str().unwrap();
     let token_exp = Timestamp::now().unix_seconds() + t["expires_in"].as_i64().unwrap();
-    let (s, _, k) = e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
+    let (s, _, k) =
+        e.gw.cp.call("POST", "/v1/keys", Some(at), Some(json!({"kind": "rk", "scopes": ["keys:read"]}))).await;
     assert_eq!(s, 200, "{k}");
     let exp = k["expires_at"].as_i64().expect("the key expires");
     assert!(exp <= token_exp + 5, "a key minted by a 1 h token ends with it: {exp} vs {token_exp}");
@@ -428,7 +576,14 @@ async fn removed_client_scope_is_not_refreshed_forever(b: Backend) {
     let (s, _, body) = e.gw.cp.call("GET", "/v1/keys", Some(t2["access_token"].as_str().unwrap()), None).await;
     assert_eq!((s, code(&body)), (StatusCode::FORBIDDEN, "insufficient_scope"));
     // The narrowed set sticks: adding the scope back does not revive it in this grant.
-    assert!(e.gw.cp.state.oauth.sync_configured(&reconfigure(&["orders:read", "orders:write", "keys:read"])).await.unwrap());
+    assert!(e
+        .gw
+        .cp
+        .state
+        .oauth
+        .sync_configured(&reconfigure(&["orders:read", "orders:write", "keys:read"]))
+        .await
+        .unwrap());
     let (s, t3) = crate::oauth::refresh(&e, t2["refresh_token"].as_str().unwrap()).await;
     assert_eq!((s, t3["scope"].as_str()), (StatusCode::OK, Some("orders:read")), "{t3}");
     // With nothing of the grant left (orders:write would still cover orders:read), it cannot refresh.
@@ -449,8 +604,10 @@ story!(spent_code_from_another_client_does_not_revoke_the_grant);
 async fn spent_code_from_another_client_does_not_revoke_the_grant(b: Backend) {
     let e = crate::oauth::env(b).await;
     let admin = e.gw.cp.admin.clone();
-    let (_, _, public) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("public"))).await;
-    let (_, _, other) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("confidential"))).await;
+    let (_, _, public) =
+        e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("public"))).await;
+    let (_, _, other) =
+        e.gw.cp.call("POST", "/v1/oauth/clients", Some(&admin), Some(crate::oauth::client_body("confidential"))).await;
     let br = Browser::new();
     let p = pkce();
     let the_code = crate::oauth::get_code(&e, &br, &p).await;
@@ -458,15 +615,38 @@ async fn spent_code_from_another_client_does_not_revoke_the_grant(b: Backend) {
     assert_eq!(s, 200);
     let at = t["access_token"].as_str().unwrap();
     let bogus = pkce().verifier;
-    let form = |verifier: &str| vec![("grant_type", "authorization_code".to_owned()), ("code", the_code.clone()), ("redirect_uri", CB.to_owned()), ("code_verifier", verifier.to_owned())];
+    let form = |verifier: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", the_code.clone()),
+            ("redirect_uri", CB.to_owned()),
+            ("code_verifier", verifier.to_owned()),
+        ]
+    };
     let public_id = public["id"].as_str().unwrap().to_owned();
     // What, the form, and Basic credentials if any.
     type Attempt<'a> = (&'a str, Vec<(&'a str, String)>, Option<(String, String)>);
     let attempts: Vec<Attempt> = vec![
-        ("a public client with a bogus verifier", [form(&bogus), vec![("client_id", public_id.clone())]].concat(), None),
-        ("a public client with the right verifier", [form(&p.verifier), vec![("client_id", public_id.clone())]].concat(), None),
-        ("another confidential client", form(&p.verifier), Some((other["id"].as_str().unwrap().to_owned(), other["client_secret"].as_str().unwrap().to_owned()))),
-        ("the right client id with a wrong secret", form(&p.verifier), Some((e.client_id.clone(), format!("{}x", e.secret)))),
+        (
+            "a public client with a bogus verifier",
+            [form(&bogus), vec![("client_id", public_id.clone())]].concat(),
+            None,
+        ),
+        (
+            "a public client with the right verifier",
+            [form(&p.verifier), vec![("client_id", public_id.clone())]].concat(),
+            None,
+        ),
+        (
+            "another confidential client",
+            form(&p.verifier),
+            Some((other["id"].as_str().unwrap().to_owned(), other["client_secret"].as_str().unwrap().to_owned())),
+        ),
+        (
+            "the right client id with a wrong secret",
+            form(&p.verifier),
+            Some((e.client_id.clone(), format!("{}x", e.secret))),
+        ),
     ];
     for (what, f, basic) in attempts {
         let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -483,14 +663,25 @@ async fn spent_code_from_another_client_does_not_revoke_the_grant(b: Backend) {
 // A public client's replay counts only with the code's PKCE verifier.
 story!(public_client_replay_needs_the_verifier);
 async fn public_client_replay_needs_the_verifier(b: Backend) {
-    let e = crate::oauth::env_with(b, crate::oauth::oauth_config(std::time::Duration::from_millis(300)), crate::oauth::client_body("public")).await;
+    let e = crate::oauth::env_with(
+        b,
+        crate::oauth::oauth_config(std::time::Duration::from_millis(300)),
+        crate::oauth::client_body("public"),
+    )
+    .await;
     let br = Browser::new();
     let p = pkce();
     let the_code = crate::oauth::get_code(&e, &br, &p).await;
     let redeem = |verifier: String| {
         let (e, c) = (&e, the_code.clone());
         async move {
-            let f = [("grant_type", "authorization_code"), ("code", c.as_str()), ("redirect_uri", CB), ("code_verifier", verifier.as_str()), ("client_id", e.client_id.as_str())];
+            let f = [
+                ("grant_type", "authorization_code"),
+                ("code", c.as_str()),
+                ("redirect_uri", CB),
+                ("code_verifier", verifier.as_str()),
+                ("client_id", e.client_id.as_str()),
+            ];
             spend(e, &f, None).await
         }
     };
@@ -512,7 +703,10 @@ story!(key_reads_only_its_environments_audit_entries);
 async fn key_reads_only_its_environments_audit_entries(b: Backend) {
     let app = TestApp::new(b).await;
     let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
-    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(app.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    let users = gatehouse_server::users::Users::new(
+        std::sync::Arc::new(app.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
+        "default".into(),
+    );
     let person = users.create("someone@example.com", "a long enough password", "member", "test").await.unwrap();
     // A live OAuth grant: its entry names the client and the caller's address.
     let (_, live) = register(&app, &app.admin, json!({})).await;
@@ -532,12 +726,22 @@ async fn key_reads_only_its_environments_audit_entries(b: Backend) {
     assert!(test_log.iter().all(|e| e["environment"] == "test"), "{test_log:?}");
     assert!(test_log.iter().any(|e| e["action"] == "oauth.grant.created"), "its own grants are there");
     let text = serde_json::to_string(&test_log).unwrap();
-    assert!(!text.contains(&person.id) && !text.contains(live["id"].as_str().unwrap()), "nothing of users or live clients: {text}");
+    assert!(
+        !text.contains(&person.id) && !text.contains(live["id"].as_str().unwrap()),
+        "nothing of users or live clients: {text}"
+    );
     let live_log = read(app.admin.clone()).await;
-    assert!(live_log.iter().all(|e| e["environment"] == "live"), "environment-less entries are not for keys: {live_log:?}");
+    assert!(
+        live_log.iter().all(|e| e["environment"] == "live"),
+        "environment-less entries are not for keys: {live_log:?}"
+    );
     assert!(live_log.iter().any(|e| e["action"] == "oauth.grant.created" && e["details"]["client_id"] == live["id"]));
     // The owner's view (no environment) still has everything.
-    let all = app.store.list_audit("default", None, &gatehouse_store::PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    let all = app
+        .store
+        .list_audit("default", None, &gatehouse_store::PageRequest { limit: 100, starting_after: None })
+        .await
+        .unwrap();
     assert!(all.items.iter().any(|e| e.action == "user.created" && e.environment.is_none()));
 }
 
@@ -562,12 +766,21 @@ async fn remembered_consent_without_a_grant_is_listed_and_withdrawable(b: Backen
     assert!(query_of(&loc).contains_key("code"));
     // A grant whose refresh token the app revoked: the consent stays, and stays listed.
     let (_, t) = exchange(&e, &query_of(&loc)["code"], &p.verifier).await;
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/revoke")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("token", t["refresh_token"].as_str().unwrap())]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/revoke"))
+            .basic_auth(&e.client_id, Some(&e.secret))
+            .form(&[("token", t["refresh_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     let l = list(&br).await;
     assert_eq!((l["data"].as_array().unwrap().len(), &l["data"][0]["active_grants"]), (1, &json!(false)), "{l}");
     // Withdrawing forgets it: the next authorization asks again and the list is empty.
-    let r = br.clone_client().delete(e.gw.cp.url(&format!("/v1/me/authorizations/{}", e.client_id))).send().await.unwrap();
+    let r =
+        br.clone_client().delete(e.gw.cp.url(&format!("/v1/me/authorizations/{}", e.client_id))).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(list(&br).await["data"], json!([]));
     let (s, _, body) = br.get(&authorize_url(&e, CB, "orders:read", &p.challenge)).await;

@@ -76,7 +76,8 @@ async fn attack(mode: &str, target: SocketAddr, authority: &str) -> Value {
         .await
         .unwrap();
     assert!(out.status.success(), "attack.py {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("attack.py printed {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("attack.py printed {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Sends raw bytes, reads until the server closes (or `wait`); the whole answer as text.
@@ -119,7 +120,10 @@ async fn h2c_upgrade_smuggling_never_reaches_private_routes() {
             assert!(!h[1].as_str().unwrap().to_ascii_lowercase().contains("upgrade"), "{h}");
         }
     }
-    assert!(!seen.iter().any(|r| r["path"] == "/admin/secrets"), "the smuggled private stream reached the upstream: {seen:?}");
+    assert!(
+        !seen.iter().any(|r| r["path"] == "/admin/secrets"),
+        "the smuggled private stream reached the upstream: {seen:?}"
+    );
 
     // Neighbours: other spellings and other protocols on public and private routes, with and without a key.
     let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
@@ -158,7 +162,9 @@ async fn always_switching_upstream() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+                    .await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             });
         }
@@ -223,22 +229,37 @@ async fn connection_header_cannot_remove_gatehouse_headers() {
     let (rec, key) = gw.cp.cli_key(sk(Environment::Live)).await;
     let listed = "X-Forwarded-For, X-Real-IP, X-Gatehouse-Auth, Host, X-Gatehouse-Jwt-Assertion, X-Gatehouse-Key-Id, X-Forwarded-Proto, X-Forwarded-Host, Forwarded, X-Gatehouse-Environment";
     for (path, key_header) in [("/admin", format!("X-Space-App-Key: {key}\r\n")), ("/ping", String::new())] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close, {listed}\r\n{key_header}\r\n", gw.host);
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close, {listed}\r\n{key_header}\r\n", gw.host);
         let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
         assert_eq!(status_of(&answer), Some(200), "{answer}");
         let (_, _, h) = gw.last_seen();
-        for name in ["x-forwarded-for", "x-real-ip", "x-gatehouse-auth", "host", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+        for name in [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-gatehouse-auth",
+            "host",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+        ] {
             assert!(h.get(name).is_some(), "{path}: {name} was removed by the client's Connection header");
         }
         if path == "/admin" {
-            assert!(h.get("x-gatehouse-jwt-assertion").is_some(), "the assertion was removed by the client's Connection header");
+            assert!(
+                h.get("x-gatehouse-jwt-assertion").is_some(),
+                "the assertion was removed by the client's Connection header"
+            );
             assert_eq!(h["x-gatehouse-auth"], "api_key");
             assert_eq!(h["x-gatehouse-key-id"], rec.id.as_str());
             assert_eq!(h["x-gatehouse-environment"], "live");
         } else {
             assert_eq!(h["x-gatehouse-auth"], "public");
         }
-        assert!(h.get("connection").is_none_or(|v| !v.to_str().unwrap().contains("X-Gatehouse")), "Connection is hop-by-hop");
+        assert!(
+            h.get("connection").is_none_or(|v| !v.to_str().unwrap().contains("X-Gatehouse")),
+            "Connection is hop-by-hop"
+        );
     }
 }
 
@@ -286,7 +307,11 @@ async fn client_addressing_and_look_alike_headers_are_removed() {
     config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     let gw = Gw::start_with(Backend::Sqlite, None, Duration::from_secs(5), config).await;
     let mut headers: Vec<(&str, &str)> = ADDRESSING.to_vec();
-    headers.extend([("X-Forwarded-For", "203.0.113.7"), ("Forwarded", "for=203.0.113.7"), ("x-gatehouse.user", "usr_admin")]);
+    headers.extend([
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("Forwarded", "for=203.0.113.7"),
+        ("x-gatehouse.user", "usr_admin"),
+    ]);
     assert_eq!(gw.get("/ping", &headers).await.0, 200);
     let (_, _, h) = gw.last_seen();
     for (name, value) in ADDRESSING {
@@ -318,7 +343,11 @@ async fn malformed_client_chunking_is_a_400_not_a_502() {
         b"-1\r\nx\r\n0\r\n\r\n",
     ];
     for body in bodies {
-        let mut req = format!("POST /public/upload HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", gw.host).into_bytes();
+        let mut req = format!(
+            "POST /public/upload HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            gw.host
+        )
+        .into_bytes();
         req.extend_from_slice(body);
         let answer = raw(gw.addr, &req, Duration::from_secs(3)).await;
         assert_eq!(status_of(&answer), Some(400), "{:?} → {answer}", String::from_utf8_lossy(body));
@@ -355,7 +384,14 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_idle_connections_are_closed() {
-    let gw = Gw::start_full(Backend::Sqlite, None, Some(Duration::from_millis(2500)), Duration::from_secs(10), limited(1, 2, 100)).await;
+    let gw = Gw::start_full(
+        Backend::Sqlite,
+        None,
+        Some(Duration::from_millis(2500)),
+        Duration::from_secs(10),
+        limited(1, 2, 100),
+    )
+    .await;
     // An unfinished request head.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\n", gw.host).as_bytes()).await.unwrap();
@@ -385,7 +421,10 @@ async fn slow_heads_and_idle_connections_are_closed() {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut buf)).await;
     let answer = String::from_utf8_lossy(&buf);
-    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("upstream saw /public/slow"), "the slow answer arrives: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("upstream saw /public/slow"),
+        "the slow answer arrives: {answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,12 +438,18 @@ async fn connections_beyond_the_cap_wait_and_are_served_when_one_closes() {
     // Give the gateway time to accept the four.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut fifth = TcpStream::connect(gw.addr).await.unwrap();
-    fifth.write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    fifth
+        .write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let early = tokio::time::timeout(Duration::from_millis(700), fifth.read_to_end(&mut buf)).await;
     assert!(early.is_err() && buf.is_empty(), "a fifth connection was served beyond the cap of four");
     drop(idle.pop());
-    tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut buf)).await.expect("served once a connection closed").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut buf))
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf).contains("pong"));
 }
 

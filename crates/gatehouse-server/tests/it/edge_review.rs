@@ -33,7 +33,8 @@ async fn review(mode: &str, gw: &Gw, extra: &[&str]) -> Value {
         .await
         .unwrap();
     assert!(out.status.success(), "review.py {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("review.py printed {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("review.py printed {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Sends raw bytes, reads until the server closes (or `wait`); the whole answer as text.
@@ -104,14 +105,22 @@ async fn edge_smuggling_cl_te_variants_never_desynchronise_the_upstream() {
     assert_eq!(seen_paths(&gw), Vec::<String>::new(), "nothing reached the upstream");
     // CL + TE in either order: chunked wins, Content-Length never reaches the upstream, and the
     // connection is closed after it so the bytes behind the body are never read as a request.
-    for order in [["Content-Length: 40", "Transfer-Encoding: chunked"], ["Transfer-Encoding: chunked", "Content-Length: 40"]] {
-        let req = format!("POST /public/upload HTTP/1.1\r\nHost: {h}\r\n{}\r\n{}\r\n\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}", order[0], order[1]);
+    for order in
+        [["Content-Length: 40", "Transfer-Encoding: chunked"], ["Transfer-Encoding: chunked", "Content-Length: 40"]]
+    {
+        let req = format!(
+            "POST /public/upload HTTP/1.1\r\nHost: {h}\r\n{}\r\n{}\r\n\r\n5\r\nhello\r\n0\r\n\r\n{smuggled}",
+            order[0], order[1]
+        );
         let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
         assert_eq!(statuses(&answer), [200], "{order:?}: exactly one answer: {answer}");
         assert!(answer.contains("(5 bytes)"), "{answer}");
         let (_, pq, seen) = gw.last_seen();
         assert_eq!(pq, "/public/upload");
-        assert!(seen.get("content-length").is_none_or(|v| v == "5"), "{order:?}: the client's Content-Length reached the upstream: {seen:?}");
+        assert!(
+            seen.get("content-length").is_none_or(|v| v == "5"),
+            "{order:?}: the client's Content-Length reached the upstream: {seen:?}"
+        );
     }
     // Two equal Content-Lengths are one.
     let req = format!("POST /public/upload HTTP/1.1\r\nHost: {h}\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
@@ -119,7 +128,11 @@ async fn edge_smuggling_cl_te_variants_never_desynchronise_the_upstream() {
     assert!(answer.contains("(5 bytes)"), "{answer}");
     let (_, _, seen) = gw.last_seen();
     assert_eq!(seen.get_all("content-length").iter().collect::<Vec<_>>(), ["5"]);
-    assert!(!seen_paths(&gw).iter().any(|p| p == "/admin"), "a smuggled private request reached the upstream: {:?}", seen_paths(&gw));
+    assert!(
+        !seen_paths(&gw).iter().any(|p| p == "/admin"),
+        "a smuggled private request reached the upstream: {:?}",
+        seen_paths(&gw)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +148,10 @@ async fn edge_pipelined_requests_are_each_judged() {
     assert_eq!(seen_paths(&gw), ["/ping", "/ping"]);
     // A body that is itself a request is a body, not a second request.
     let inner = format!("GET /admin HTTP/1.1\r\nHost: {h}\r\n\r\n");
-    let req = format!("POST /public/upload HTTP/1.1\r\nHost: {h}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{inner}", inner.len());
+    let req = format!(
+        "POST /public/upload HTTP/1.1\r\nHost: {h}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{inner}",
+        inner.len()
+    );
     let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
     assert_eq!(statuses(&answer), [200], "{answer}");
     assert!(!seen_paths(&gw).iter().any(|p| p == "/admin"));
@@ -158,14 +174,21 @@ async fn edge_h2_downgrade_forbidden_headers_and_content_length_mismatch_are_ref
     let seen = gw.seen.lock().unwrap().clone();
     for (_, pq, h) in &seen {
         assert!(h.get("transfer-encoding").is_none_or(|v| v == "chunked") && h.get("upgrade").is_none(), "{pq}: {h:?}");
-        assert!(h.get_all("content-length").iter().all(|v| v == "10"), "{pq}: a mismatched content-length reached the upstream: {h:?}");
+        assert!(
+            h.get_all("content-length").iter().all(|v| v == "10"),
+            "{pq}: a mismatched content-length reached the upstream: {h:?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_huge_heads_are_refused() {
     let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
-    let req = format!("GET /ping HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\nConnection: close\r\n\r\n", gw.host, "a".repeat(200 * 1024));
+    let req = format!(
+        "GET /ping HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        gw.host,
+        "a".repeat(200 * 1024)
+    );
     let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
     assert!(matches!(status_of(&answer), Some(431) | None), "{}", &answer[..answer.len().min(200)]);
     let many: String = (0..2000).map(|i| format!("X-H{i}: {}\r\n", "b".repeat(40))).collect();
@@ -180,7 +203,10 @@ async fn edge_h2_connections_that_only_ping_are_closed_when_idle() {
     let gw = Gw::start_full(Backend::Sqlite, None, None, Duration::from_secs(10), limited(1, 2, 100)).await;
     let out = review("pings", &gw, &["7"]).await;
     let closed = out["closed_after"].as_f64();
-    assert!(closed.is_some_and(|s| s < 5.0), "an h2 connection that never makes a request stays open by pinging: {out}");
+    assert!(
+        closed.is_some_and(|s| s < 5.0),
+        "an h2 connection that never makes a request stays open by pinging: {out}"
+    );
 }
 
 /// What the WebSocket upstream saw: each handshake's head, as text.
@@ -246,18 +272,28 @@ async fn edge_websocket_upgrades_are_judged_and_carry_only_websocket() {
     let (up, heads) = websocket_upstream().await;
     let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
     // A private route without a credential, or with a forged identity or a bad key: no tunnel.
-    for extra in ["", "X-Gatehouse-User: usr_admin\r\nX-Gatehouse-Auth: session\r\n", "X-Space-App-Key: gth_sk_live_garbage\r\n"] {
+    for extra in
+        ["", "X-Gatehouse-User: usr_admin\r\nX-Gatehouse-Auth: session\r\n", "X-Space-App-Key: gth_sk_live_garbage\r\n"]
+    {
         let (_, status, head) = open_tunnel(&gw, "/admin/ws", extra).await;
         assert_eq!(status, Some(401), "{extra:?}: {head}");
     }
     // Not a GET, or h2c riding along: never a 101 on a private route.
-    let post = format!("POST /admin/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n", gw.host);
+    let post = format!(
+        "POST /admin/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+        gw.host
+    );
     assert_eq!(status_of(&raw(gw.addr, post.as_bytes(), Duration::from_secs(2)).await), Some(401));
-    assert!(heads.lock().unwrap().is_empty(), "an unjudged handshake reached the upstream: {:?}", heads.lock().unwrap());
+    assert!(
+        heads.lock().unwrap().is_empty(),
+        "an unjudged handshake reached the upstream: {:?}",
+        heads.lock().unwrap()
+    );
     // With a key, the tunnel opens and the upstream sees Gatehouse's identity, `websocket` alone as
     // the upgrade, and no HTTP2-Settings.
     let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
-    let extra = format!("X-Space-App-Key: {key}\r\nX-Gatehouse-User: usr_admin\r\nHTTP2-Settings: AAMAAABkAARAAP__\r\n");
+    let extra =
+        format!("X-Space-App-Key: {key}\r\nX-Gatehouse-User: usr_admin\r\nHTTP2-Settings: AAMAAABkAARAAP__\r\n");
     let (mut s, status, head) = open_tunnel(&gw, "/admin/ws", &extra).await;
     assert_eq!(status, Some(101), "{head}");
     s.write_all(b"hello").await.unwrap();
@@ -274,7 +310,10 @@ async fn edge_websocket_upgrades_are_judged_and_carry_only_websocket() {
     assert_eq!(heads.len(), 2, "{heads:?}");
     for head in &heads {
         let lower = head.to_ascii_lowercase();
-        assert!(lower.contains("\r\nupgrade: websocket\r\n") && !lower.contains("h2c") && !lower.contains("http2-settings"), "{head}");
+        assert!(
+            lower.contains("\r\nupgrade: websocket\r\n") && !lower.contains("h2c") && !lower.contains("http2-settings"),
+            "{head}"
+        );
         assert!(lower.contains("\r\nx-gatehouse-auth: api_key\r\n") && !lower.contains("usr_admin"), "{head}");
         assert!(!lower.contains("x-space-app-key"), "{head}");
     }
@@ -295,12 +334,21 @@ async fn edge_websocket_tunnels_count_against_the_connection_cap() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Two open tunnels hold two client sockets (and two upstream ones): a third connection waits.
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
-    third.write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    third
+        .write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let early = tokio::time::timeout(Duration::from_millis(700), third.read_to_end(&mut buf)).await;
-    assert!(early.is_err() && buf.is_empty(), "a third connection was served beyond the cap of two while two tunnels were open");
+    assert!(
+        early.is_err() && buf.is_empty(),
+        "a third connection was served beyond the cap of two while two tunnels were open"
+    );
     drop(tunnels.pop());
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await.expect("served once a tunnel closed").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+        .await
+        .expect("served once a tunnel closed")
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf).contains("HTTP/1.1 "), "{}", String::from_utf8_lossy(&buf));
 }
 
@@ -317,7 +365,10 @@ async fn edge_idle_websocket_tunnels_are_closed() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         busy.write_all(b"ping").await.unwrap();
         let mut echo = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(2), busy.read_exact(&mut echo)).await.expect("a busy tunnel stays open").unwrap();
+        tokio::time::timeout(Duration::from_secs(2), busy.read_exact(&mut echo))
+            .await
+            .expect("a busy tunnel stays open")
+            .unwrap();
     }
     // One with no bytes either way is closed.
     let (mut idle, status, head) = open_tunnel(&gw, "/ws", &extra).await;
@@ -382,12 +433,18 @@ async fn edge_method_case_cannot_dodge_a_route_scope() {
     for method in ["post", "Post", "pOST", "get"] {
         let req = format!("{method} /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", e.gw.host);
         let answer = raw(e.gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
-        assert!(matches!(status_of(&answer), Some(400 | 403 | 405)), "{method} /orders/7 with an orders:read token: {answer}");
+        assert!(
+            matches!(status_of(&answer), Some(400 | 403 | 405)),
+            "{method} /orders/7 with an orders:read token: {answer}"
+        );
         assert!(answer.contains("insufficient_scope") || status_of(&answer) != Some(403), "{answer}");
     }
     assert_eq!(e.gw.seen_count(), before, "a lower-case method reached the upstream");
     // The upper-case ones still behave: GET is allowed, POST is refused for the missing scope.
-    let get = format!("GET /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nConnection: close\r\n\r\n", e.gw.host);
+    let get = format!(
+        "GET /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nConnection: close\r\n\r\n",
+        e.gw.host
+    );
     assert_eq!(status_of(&raw(e.gw.addr, get.as_bytes(), Duration::from_secs(3)).await), Some(200));
     let post = format!("POST /orders/7 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {access}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", e.gw.host);
     assert_eq!(status_of(&raw(e.gw.addr, post.as_bytes(), Duration::from_secs(3)).await), Some(403));
@@ -443,7 +500,15 @@ async fn edge_request_trailers_cannot_carry_identity_or_addressing_headers() {
 async fn edge_odd_request_targets_are_refused() {
     let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
     let h = &gw.host;
-    for target in ["*", "ping", "/ping/..;/admin", "/%2e%2e/admin", "/public/%2e%2e/admin", "/public/..%2fadmin", "/public%2f../admin"] {
+    for target in [
+        "*",
+        "ping",
+        "/ping/..;/admin",
+        "/%2e%2e/admin",
+        "/public/%2e%2e/admin",
+        "/public/..%2fadmin",
+        "/public%2f../admin",
+    ] {
         let method = if target == "*" { "OPTIONS" } else { "GET" };
         let req = format!("{method} {target} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n");
         let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(3)).await;
@@ -456,7 +521,10 @@ async fn edge_odd_request_targets_are_refused() {
 async fn edge_h2_slowloris_header_blocks_do_not_hold_a_connection() {
     let gw = Gw::start_full(Backend::Sqlite, None, None, Duration::from_secs(10), limited(1, 2, 100)).await;
     let out = review("drip", &gw, &["8"]).await;
-    assert!(out["closed_after"].as_f64().is_some_and(|s| s < 6.0), "a never-ending h2 header block keeps the connection: {out}");
+    assert!(
+        out["closed_after"].as_f64().is_some_and(|s| s < 6.0),
+        "a never-ending h2 header block keeps the connection: {out}"
+    );
     assert_eq!(gw.seen_count(), 0);
 }
 
@@ -464,14 +532,23 @@ async fn edge_h2_slowloris_header_blocks_do_not_hold_a_connection() {
 async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused() {
     let (up, heads) = websocket_upstream().await;
     let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
-    let users = gatehouse_server::users::Users::new(std::sync::Arc::new(gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>, "default".into());
+    let users = gatehouse_server::users::Users::new(
+        std::sync::Arc::new(gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
+        "default".into(),
+    );
     let user = users.create_owner("owner@example.com", "correct horse battery", "test").await.unwrap();
     let (cookie, _) = gw.cp.state.sessions.create_login(&user, &gw.host).await.unwrap();
     let session = format!("Cookie: gatehouse_session={cookie}\r\n");
     // A page on another site (a sibling subdomain is same-site, so SameSite=Lax still sends the cookie)
     // opens a WebSocket to the app: the browser adds the cookie, and the tunnel would act as the user.
     let other_port = format!("http://{}:1", gw.host.split(':').next().unwrap());
-    for origin in ["http://evil.example", "null", &other_port, &format!("http://{}.evil.example", gw.host), &format!("http://{}@evil.example", gw.host)] {
+    for origin in [
+        "http://evil.example",
+        "null",
+        &other_port,
+        &format!("http://{}.evil.example", gw.host),
+        &format!("http://{}@evil.example", gw.host),
+    ] {
         let (_, status, head) = open_tunnel(&gw, "/ws", &format!("{session}Origin: {origin}\r\n")).await;
         assert_ne!(status, Some(101), "Origin {origin}: a cross-origin WebSocket rode the session cookie: {head}");
     }
@@ -490,7 +567,8 @@ async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused(
     assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains("x-gatehouse-auth: session")), "{heads:?}");
     // Credentials that are not ambient are not a cross-site risk: a key from any origin is judged as usual.
     let (_, key) = gw.cp.cli_key(sk(Environment::Live)).await;
-    let (_, status, head) = open_tunnel(&gw, "/ws", &format!("X-Space-App-Key: {key}\r\nOrigin: http://evil.example\r\n")).await;
+    let (_, status, head) =
+        open_tunnel(&gw, "/ws", &format!("X-Space-App-Key: {key}\r\nOrigin: http://evil.example\r\n")).await;
     assert_eq!(status, Some(101), "{head}");
 }
 
@@ -500,9 +578,15 @@ async fn edge_h2_connections_must_ask_within_the_header_read_timeout() {
     // an h2 one that sends its preface and then only PINGs must not get the longer idle timeout instead.
     let gw = Gw::start_full(Backend::Sqlite, None, None, Duration::from_secs(10), limited(1, 30, 100)).await;
     let out = review("pings", &gw, &["6"]).await;
-    assert!(out["closed_after"].as_f64().is_some_and(|s| s < 4.0), "an h2 connection without a request outlived the header-read timeout: {out}");
+    assert!(
+        out["closed_after"].as_f64().is_some_and(|s| s < 4.0),
+        "an h2 connection without a request outlived the header-read timeout: {out}"
+    );
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert!(closed_within(&mut s, Duration::from_secs(4)).await, "a silent connection outlived the header-read timeout");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(4)).await,
+        "a silent connection outlived the header-read timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +594,12 @@ async fn edge_expect_continue_is_judged_before_the_body_is_invited() {
     let gw = Gw::start(Backend::Sqlite, None, Duration::from_secs(5)).await;
     // Private, no credential: refused at once, the body never invited, nothing upstream.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(format!("POST /admin HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", gw.host).as_bytes()).await.unwrap();
+    s.write_all(
+        format!("POST /admin HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", gw.host)
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.unwrap().unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]).into_owned();

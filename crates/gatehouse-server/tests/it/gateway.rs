@@ -41,7 +41,13 @@ pub async fn recording_upstream(delay: Option<Duration>) -> (SocketAddr, Seen) {
             // An upstream that tries to plant or clear Gatehouse's cookies, beside one of its own.
             if req.uri().path() == "/public/set-cookies" {
                 let mut r = "cookies".into_response();
-                for c in ["gatehouse_session=planted; Path=/", "gatehouse_csrf=planted", "gatehouse_state=planted; Path=/__gatehouse/", "GATEHOUSE_CP_SESSION=; Max-Age=0", "app_theme=dark"] {
+                for c in [
+                    "gatehouse_session=planted; Path=/",
+                    "gatehouse_csrf=planted",
+                    "gatehouse_state=planted; Path=/__gatehouse/",
+                    "GATEHOUSE_CP_SESSION=; Max-Age=0",
+                    "app_theme=dark",
+                ] {
                     r.headers_mut().append("set-cookie", c.parse().unwrap());
                 }
                 return r;
@@ -96,7 +102,12 @@ impl Gw {
         Self::start_with(b, upstream_delay, timeout, crate::test_config()).await
     }
 
-    pub async fn start_with(b: Backend, upstream_delay: Option<Duration>, timeout: Duration, config: gatehouse_server::ServerConfig) -> Gw {
+    pub async fn start_with(
+        b: Backend,
+        upstream_delay: Option<Duration>,
+        timeout: Duration,
+        config: gatehouse_server::ServerConfig,
+    ) -> Gw {
         Self::start_full(b, None, upstream_delay, timeout, config).await
     }
 
@@ -120,10 +131,25 @@ impl Gw {
         let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
         let upstreams: HashMap<String, Upstream> =
             ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
-        let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
-        let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: timeout, public_rate_limit: None });
+        let app = GatewayApp {
+            name: "shop".into(),
+            hosts: vec![host.clone()],
+            environment: Environment::Live,
+            spacefile: sf,
+            upstreams,
+        };
+        let gw = Gateway::new(
+            cp.state.clone(),
+            GatewayConfig { apps: vec![app], upstream_timeout: timeout, public_rate_limit: None },
+        );
         let gate = gatehouse_server::listener::ConnectionGate::new(limits);
-        tokio::spawn(gatehouse_server::listener::serve(gw.router(), l, gate, Duration::from_secs(1), std::future::pending()));
+        tokio::spawn(gatehouse_server::listener::serve(
+            gw.router(),
+            l,
+            gate,
+            Duration::from_secs(1),
+            std::future::pending(),
+        ));
         Gw { cp, addr, seen, host }
     }
 
@@ -177,7 +203,10 @@ async fn private_by_default_public_routes_and_keys(b: Backend) {
     assert_eq!(s, 302);
     let loc = h["location"].to_str().unwrap();
     assert!(loc.starts_with(&format!("http://{}/login?return_to=", gw.cp.addr)), "{loc}");
-    assert!(loc.contains(&format!("return_to=http%3A//{}/account%3Ftab%3D1&", gw.host.replace(':', "%3A"))), "the original URL rides along: {loc}");
+    assert!(
+        loc.contains(&format!("return_to=http%3A//{}/account%3Ftab%3D1&", gw.host.replace(':', "%3A"))),
+        "the original URL rides along: {loc}"
+    );
     assert_eq!(gw.get("/", &[("accept", "*/*")]).await.0, 401, "*/* alone is not a browser");
 
     let (s, _, body) = gw.get("/ping", &[]).await;
@@ -197,11 +226,16 @@ async fn private_by_default_public_routes_and_keys(b: Backend) {
     assert_eq!(pq, "/things", "the mount prefix is stripped");
     assert!(seen.get("authorization").is_none(), "our bearer credential is removed");
     let (s, _, body) = gw.get("/nokeys/x", &[("x-space-app-key", &key)]).await;
-    assert_eq!((s, json(&body)["error"]["code"].as_str()), (401, Some("invalid_api_key")), "keys only where presets.api_keys is on");
+    assert_eq!(
+        (s, json(&body)["error"]["code"].as_str()),
+        (401, Some("invalid_api_key")),
+        "keys only where presets.api_keys is on"
+    );
     assert!(json(&body)["error"]["message"].as_str().unwrap().contains("presets.api_keys"));
 
     // A presented key judges alone: an invalid one is a 401 even for a browser with a cookie.
-    let (s, h, _) = gw.get("/", &[("x-space-app-key", "nope"), ("accept", "text/html"), ("cookie", "gatehouse_session=x")]).await;
+    let (s, h, _) =
+        gw.get("/", &[("x-space-app-key", "nope"), ("accept", "text/html"), ("cookie", "gatehouse_session=x")]).await;
     assert_eq!(s, 401, "never a redirect, never the cookie");
     assert!(h.get("location").is_none());
     assert!(h.contains_key("www-authenticate"), "the browser's 401 is a real challenge too");
@@ -237,7 +271,11 @@ async fn keys_are_checked_for_environment_app_ip_and_route_scope(b: Backend) {
     assert_eq!(post.status(), 403);
     let body: Value = post.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("orders:write"));
-    assert_eq!(code(gw.get("/", &[("x-space-app-key", &reader)]).await), (403, "insufficient_scope".into()), "no declared scope: restricted keys refused");
+    assert_eq!(
+        code(gw.get("/", &[("x-space-app-key", &reader)]).await),
+        (403, "insufficient_scope".into()),
+        "no declared scope: restricted keys refused"
+    );
 }
 
 story!(upstream_sees_identity_not_spoofs_and_a_verifiable_assertion);
@@ -260,7 +298,9 @@ async fn upstream_sees_identity_not_spoofs_and_a_verifiable_assertion(b: Backend
     assert_eq!(h["x-gatehouse-key-id"], rec.id.as_str());
     assert_eq!(h["x-gatehouse-scopes"], "*");
     assert_eq!(h["x-gatehouse-environment"], "live");
-    for gone in ["x-gatehouse-user", "x_gatehouse_email", "x-gatehouse-email", "x-original-url", "x-http-method-override"] {
+    for gone in
+        ["x-gatehouse-user", "x_gatehouse_email", "x-gatehouse-email", "x-original-url", "x-http-method-override"]
+    {
         assert!(h.get(gone).is_none(), "{gone} must not reach the upstream");
     }
     assert_eq!(h["x-forwarded-for"], "127.0.0.1", "client-sent X-Forwarded-For is not trusted");
@@ -322,7 +362,10 @@ async fn upstream_down_is_502_and_slow_is_504() {
     assert_eq!((s, json(&body)["error"]["code"].as_str()), (504, Some("upstream_timeout")));
     let (s, h, body) = gw.get("/", &[("x-space-app-key", &key), ("accept", "text/html")]).await;
     assert_eq!(s, 504);
-    assert!(h["content-type"].to_str().unwrap().starts_with("text/html") && body.contains("504"), "browsers get a page");
+    assert!(
+        h["content-type"].to_str().unwrap().starts_with("text/html") && body.contains("504"),
+        "browsers get a page"
+    );
 
     // An upstream nobody listens on.
     let cp = TestApp::new(Backend::Sqlite).await;
@@ -331,10 +374,20 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let addr = l.local_addr().unwrap();
     let host = format!("127.0.0.1:{}", addr.port());
     let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(dead.to_string()))).collect();
-    let app = GatewayApp { name: "shop".into(), hosts: vec![host.clone()], environment: Environment::Live, spacefile: sf, upstreams };
+    let upstreams =
+        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(dead.to_string()))).collect();
+    let app = GatewayApp {
+        name: "shop".into(),
+        hosts: vec![host.clone()],
+        environment: Environment::Live,
+        spacefile: sf,
+        upstreams,
+    };
     let state = App::build(cp.config.clone(), Arc::new(cp.store.clone()) as Arc<dyn Store>, vec![host]).await.unwrap();
-    let gw2 = Gateway::new(state.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(2), public_rate_limit: None });
+    let gw2 = Gateway::new(
+        state.state.clone(),
+        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(2), public_rate_limit: None },
+    );
     tokio::spawn(gatehouse_server::serve_router(gw2.router(), l, Duration::from_secs(1), std::future::pending()));
     let r = cp.client.get(format!("http://{addr}/ping")).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -359,9 +412,19 @@ async fn gateway_to(cp: &TestApp, upstream: SocketAddr) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
-    let app = GatewayApp { name: "shop".into(), hosts: vec![format!("127.0.0.1:{}", addr.port())], environment: Environment::Live, spacefile: sf, upstreams };
-    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: None });
+    let upstreams =
+        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
+    let app = GatewayApp {
+        name: "shop".into(),
+        hosts: vec![format!("127.0.0.1:{}", addr.port())],
+        environment: Environment::Live,
+        spacefile: sf,
+        upstreams,
+    };
+    let gw = Gateway::new(
+        cp.state.clone(),
+        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: None },
+    );
     tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
     addr
 }
@@ -382,7 +445,11 @@ async fn websockets_are_authenticated_at_the_upgrade_and_then_spliced() {
                 // The callback's error type is the handshake's own (a full HTTP response); it never fails here.
                 #[allow(clippy::result_large_err)]
                 let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                    let auth = req.headers().get("x-gatehouse-auth").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                    let auth = req
+                        .headers()
+                        .get("x-gatehouse-auth")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
                     seen.lock().unwrap().push(auth);
                     Ok(resp)
                 };
@@ -444,10 +511,20 @@ async fn public_routes_can_be_limited_per_ip() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-    let upstreams = ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
-    let app = GatewayApp { name: "shop".into(), hosts: vec![format!("127.0.0.1:{}", addr.port())], environment: Environment::Live, spacefile: sf, upstreams };
+    let upstreams =
+        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
+    let app = GatewayApp {
+        name: "shop".into(),
+        hosts: vec![format!("127.0.0.1:{}", addr.port())],
+        environment: Environment::Live,
+        spacefile: sf,
+        upstreams,
+    };
     let quota = gatehouse_core::ratelimit::Quota { limit: 2, window_ms: 60_000 };
-    let gw = Gateway::new(cp.state.clone(), GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: Some(quota) });
+    let gw = Gateway::new(
+        cp.state.clone(),
+        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: Some(quota) },
+    );
     tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
     let get = || cp.client.get(format!("http://{addr}/ping")).send();
     assert_eq!(get().await.unwrap().status(), 200);

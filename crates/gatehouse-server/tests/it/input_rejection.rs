@@ -110,7 +110,10 @@ async fn ids_that_are_not_utf8_get_the_json_error_on_every_endpoint(b: Backend) 
         ("POST", "/v1/keys/verify", Some(b"{\"key\": 1}".to_vec())),
     ] {
         let (s, ct, e, _) = raw(&app, method, path, body).await;
-        assert!(s == 400 && ct.starts_with("application/json") && crate::code(&e) == "invalid_request", "{method} {path}: {s} {ct} {e}");
+        assert!(
+            s == 400 && ct.starts_with("application/json") && crate::code(&e) == "invalid_request",
+            "{method} {path}: {s} {ct} {e}"
+        );
     }
 }
 
@@ -125,7 +128,8 @@ async fn error_messages_never_echo_a_presented_secret_beyond_its_masked_form(b: 
     let cs = format!("gth_cs_{}", "Q".repeat(43));
     let whsec = "whsec_c29tZXRoaW5nIGVsc2UgZW50aXJlbHkgMTIzNDU2Nzg5MA==";
     let tampered = format!("{}{}", &key[..key.len() - 1], if key.ends_with('A') { 'B' } else { 'A' });
-    let presented = [format!("{key}{junk}"), format!("{key}_{junk}"), format!("{key}-{junk}"), format!("{}{junk}", &key[..30])];
+    let presented =
+        [format!("{key}{junk}"), format!("{key}_{junk}"), format!("{key}-{junk}"), format!("{}{junk}", &key[..30])];
     for bearer in &presented {
         let resp = app.client.get(app.url("/v1/keys")).bearer_auth(bearer).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{bearer}");
@@ -136,7 +140,11 @@ async fn error_messages_never_echo_a_presented_secret_beyond_its_masked_form(b: 
     // A well-formed key that fails its checksum still shows the usual masked form, and only that.
     let resp = app.client.get(app.url("/v1/keys")).bearer_auth(&tampered).send().await.unwrap();
     let text = resp.text().await.unwrap();
-    assert!(text.contains(&format!("(key {}…{})", &tampered[..16], &tampered[tampered.len() - 4..])) && !text.contains(hidden), "{text}");
+    assert!(
+        text.contains(&format!("(key {}…{})", &tampered[..16], &tampered[tampered.len() - 4..]))
+            && !text.contains(hidden),
+        "{text}"
+    );
     // Credentials pasted where an id or a value is expected, with junk around them.
     let rows = [
         ("GET", format!("/v1/keys/{junk}{key}{junk}"), None, "gth_sk_live_…"),
@@ -148,8 +156,18 @@ async fn error_messages_never_echo_a_presented_secret_beyond_its_masked_form(b: 
         ("POST", "/v1/keys".to_owned(), Some(json!({"name": "x", "scopes": [format!("{junk}{key}")]})), "gth_sk_live_"),
         ("POST", "/v1/keys/verify".to_owned(), Some(json!({"key": [whsec]})), "invalid type"),
         ("POST", "/v1/keys/verify".to_owned(), Some(json!({"key": "x", "ip": whsec})), ""),
-        ("POST", "/v1/webhook_endpoints".to_owned(), Some(json!({"url": "https://8.8.8.8/", "enabled_events": [format!("{cs}-{junk}")]})), "gth_cs_…"),
-        ("POST", "/v1/oauth/clients".to_owned(), Some(json!({"name": "x", "scopes": [format!("{cs}{junk}")]})), "gth_cs_…"),
+        (
+            "POST",
+            "/v1/webhook_endpoints".to_owned(),
+            Some(json!({"url": "https://8.8.8.8/", "enabled_events": [format!("{cs}-{junk}")]})),
+            "gth_cs_…",
+        ),
+        (
+            "POST",
+            "/v1/oauth/clients".to_owned(),
+            Some(json!({"name": "x", "scopes": [format!("{cs}{junk}")]})),
+            "gth_cs_…",
+        ),
     ];
     for (method, path, body, shown) in rows {
         let (s, _, e) = app.call(method, &path, Some(&app.admin), body.clone()).await;

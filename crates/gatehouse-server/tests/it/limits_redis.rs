@@ -34,7 +34,8 @@ impl Drop for Prefix {
     fn drop(&mut self) {
         if let Ok(client) = redis::Client::open(redis_url()) {
             if let Ok(mut c) = client.get_connection() {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.0)).query(&mut c).unwrap_or_default();
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg(format!("{}*", self.0)).query(&mut c).unwrap_or_default();
                 if !keys.is_empty() {
                     let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut c);
                 }
@@ -168,7 +169,12 @@ async fn two_control_planes_share_a_key_rate_limit_through_redis(backend: Backen
     tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
-    let (rec, key) = a.cli_key(gatehouse_server::service::NewKey { rate_limit: Some(RateLimitOverride { limit: 4, window_secs: 60 }), ..sk(Environment::Live) }).await;
+    let (rec, key) = a
+        .cli_key(gatehouse_server::service::NewKey {
+            rate_limit: Some(RateLimitOverride { limit: 4, window_secs: 60 }),
+            ..sk(Environment::Live)
+        })
+        .await;
     let _cleanup = Prefix(format!("gatehouse:{}:rl:{}", config.workspace, rec.id));
     let urls = [a.url("/v1/keys"), format!("http://{b_addr}/v1/keys")];
     let mut seen = vec![];
@@ -179,7 +185,11 @@ async fn two_control_planes_share_a_key_rate_limit_through_redis(backend: Backen
     }
     let statuses: Vec<StatusCode> = seen.iter().map(|s| s.0).collect();
     assert_eq!(statuses[..4], [StatusCode::OK; 4], "{seen:?}");
-    assert_eq!(statuses[4..], [StatusCode::TOO_MANY_REQUESTS; 2], "the fifth and sixth, on either node, are over the shared limit: {seen:?}");
+    assert_eq!(
+        statuses[4..],
+        [StatusCode::TOO_MANY_REQUESTS; 2],
+        "the fifth and sixth, on either node, are over the shared limit: {seen:?}"
+    );
     let remaining: Vec<_> = seen[..4].iter().map(|s| s.1.clone().unwrap()).collect();
     assert_eq!(remaining, ["3", "2", "1", "0"]);
     assert!(a.call("GET", "/metrics", None, None).await.2.as_str().unwrap().contains("rate_limit_shared 1"));

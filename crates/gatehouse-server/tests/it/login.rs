@@ -22,7 +22,8 @@ struct Browser {
 
 impl Browser {
     fn new() -> Self {
-        let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let client =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { client }
     }
 
@@ -86,8 +87,18 @@ async fn sign_in_on_the_control_plane_lands_on_the_app_and_logout_locks_out(b: B
     let rt = return_to_of(&login_url);
     let csrf = csrf_of(&form);
     assert_eq!(state_of(&form).len(), 64, "the sign-in is bound to this browser");
-    let (s, callback, _) =
-        br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &rt), ("state", &state_of(&form))]).await;
+    let (s, callback, _) = br
+        .post(
+            &gw.cp.url("/login"),
+            &[
+                ("email", EMAIL),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("return_to", &rt),
+                ("state", &state_of(&form)),
+            ],
+        )
+        .await;
     assert_eq!(s, 303);
     assert!(callback.starts_with(&format!("http://{}/__gatehouse/callback?ticket=", gw.host)), "{callback}");
     let (s, back, _) = br.get(&callback).await;
@@ -97,7 +108,10 @@ async fn sign_in_on_the_control_plane_lands_on_the_app_and_logout_locks_out(b: B
     let (_, pq, h) = gw.last_seen();
     assert_eq!(pq, "/account?tab=2");
     assert_eq!((h["x-gatehouse-auth"].to_str().unwrap(), h["x-gatehouse-email"].to_str().unwrap()), ("session", EMAIL));
-    assert!(h.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("session")), "no session cookie reaches the app");
+    assert!(
+        h.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("session")),
+        "no session cookie reaches the app"
+    );
 
     // The ticket worked once.
     let (s, _, _) = Browser::new().get(&callback).await;
@@ -124,20 +138,36 @@ async fn forged_and_foreign_requests_are_refused(b: Backend) {
     let (s, loc, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", "00")]).await;
     assert_eq!((s, loc.as_str()), (StatusCode::FORBIDDEN, ""));
     let fresh = Browser::new();
-    let (s, _, _) = fresh.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)]).await;
+    let (s, _, _) =
+        fresh.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a token from another browser is worthless");
     // No open redirect, on GET or POST.
     for evil in ["http://evil.example/", "//evil.example/x", "https://evil.example@127.0.0.1/", "javascript:alert(1)"] {
-        let (s, loc, _) = br.get(&format!("{}?return_to={}", gw.cp.url("/login"), gatehouse_server::login::url_encode(evil))).await;
+        let (s, loc, _) =
+            br.get(&format!("{}?return_to={}", gw.cp.url("/login"), gatehouse_server::login::url_encode(evil))).await;
         assert_eq!((s, loc.as_str()), (StatusCode::BAD_REQUEST, ""), "{evil}");
-        let (s, loc, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", evil)]).await;
+        let (s, loc, _) = br
+            .post(
+                &gw.cp.url("/login"),
+                &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", evil)],
+            )
+            .await;
         assert_eq!((s, loc.as_str()), (StatusCode::BAD_REQUEST, ""), "{evil}");
     }
     // A ticket for one host does not open a session on another.
     let (_, login_url, _) = br.get(&gw.url("/")).await;
     let (_, _, form) = br.get(&login_url).await;
     let (s, callback, _) = br
-        .post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf), ("return_to", &gw.url("/")), ("state", &state_of(&form))])
+        .post(
+            &gw.cp.url("/login"),
+            &[
+                ("email", EMAIL),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+                ("return_to", &gw.url("/")),
+                ("state", &state_of(&form)),
+            ],
+        )
         .await;
     assert_eq!(s, 303);
     let ticket = callback.split("ticket=").nth(1).unwrap().split('&').next().unwrap();
@@ -151,7 +181,8 @@ async fn forged_and_foreign_requests_are_refused(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), 404, "unknown host");
     // The callback never redirects off the app host.
-    let (s, back, _) = br.get(&format!("{}?ticket={ticket}&return_to=//evil.example/", gw.url("/__gatehouse/callback"))).await;
+    let (s, back, _) =
+        br.get(&format!("{}?ticket={ticket}&return_to=//evil.example/", gw.url("/__gatehouse/callback"))).await;
     assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/"));
 }
 
@@ -162,15 +193,23 @@ async fn failed_sign_ins_are_throttled(b: Backend) {
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
     let csrf = csrf_of(&form);
     for _ in 0..5 {
-        let (s, _, page) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", "wrong password"), ("csrf", &csrf)]).await;
+        let (s, _, page) =
+            br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", "wrong password"), ("csrf", &csrf)]).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(page.contains("Wrong email or password"));
     }
-    let r = br.client.post(gw.cp.url("/login")).form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)]).send().await.unwrap();
+    let r = br
+        .client
+        .post(gw.cp.url("/login"))
+        .form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429, "even the right password waits");
     assert!(r.headers().contains_key("retry-after"));
     // Unknown accounts are throttled per IP as well, and answer exactly like wrong passwords.
-    let (s, _, page) = br.post(&gw.cp.url("/login"), &[("email", "nobody@example.com"), ("password", "x"), ("csrf", &csrf)]).await;
+    let (s, _, page) =
+        br.post(&gw.cp.url("/login"), &[("email", "nobody@example.com"), ("password", "x"), ("csrf", &csrf)]).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "the IP has failed five times");
     assert!(page.contains("Too many failed attempts"));
 }
@@ -186,15 +225,20 @@ async fn setup_link_creates_the_owner_once() {
     let (s, _, form) = br.get(&gw.cp.url(&format!("/setup?token={token}"))).await;
     assert_eq!(s, 200);
     let csrf = csrf_of(&form);
-    let (s, _, page) = br.post(&gw.cp.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", "short"), ("csrf", &csrf)]).await;
+    let (s, _, page) = br
+        .post(&gw.cp.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", "short"), ("csrf", &csrf)])
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(page.contains("at least 10 characters"));
-    let (s, to, _) = br.post(&gw.cp.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)]).await;
+    let (s, to, _) = br
+        .post(&gw.cp.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)])
+        .await;
     assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/login"));
     let (s, _, _) = br.get(&gw.cp.url(&format!("/setup?token={token}"))).await;
     assert_eq!(s, 404, "the link works once");
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
-    let (s, to, _) = br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))]).await;
+    let (s, to, _) =
+        br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))]).await;
     assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/"), "the new owner can sign in");
 }
 
@@ -205,7 +249,13 @@ async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backe
     let (_, login_url, _) = br.get(&gw.url("/")).await;
     let (_, _, form) = br.get(&login_url).await;
     let rt = return_to_of(&login_url);
-    let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &rt), ("state", &state_of(&form))];
+    let fields = [
+        ("email", EMAIL),
+        ("password", PASSWORD),
+        ("csrf", &csrf_of(&form)),
+        ("return_to", &rt),
+        ("state", &state_of(&form)),
+    ];
     let (_, callback, _) = br.post(&gw.cp.url("/login"), &fields).await;
     let r = br.client.get(&callback).send().await.unwrap();
     let cookie = r
@@ -220,7 +270,9 @@ async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backe
     assert_eq!(br.get(&gw.url("/")).await.0, 200, "signed in and cached");
     // Another node: its own state on the same database.
     let other_store = gw.cp.db.store().await;
-    let other = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(other_store) as Arc<dyn Store>, vec![]).await.unwrap();
+    let other = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(other_store) as Arc<dyn Store>, vec![])
+        .await
+        .unwrap();
     other.state.sessions.end(&cookie).await.unwrap();
     let start = std::time::Instant::now();
     loop {
@@ -237,7 +289,13 @@ async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backe
 
 /// Posts `n` sign-ins at once from `br`, each with `(email, password, x-forwarded-for)` from `attempt(i)`;
 /// returns the statuses.
-async fn burst(gw: &Gw, br: &Browser, csrf: &str, n: usize, attempt: impl Fn(usize) -> (String, String, Option<String>)) -> Vec<u16> {
+async fn burst(
+    gw: &Gw,
+    br: &Browser,
+    csrf: &str,
+    n: usize,
+    attempt: impl Fn(usize) -> (String, String, Option<String>),
+) -> Vec<u16> {
     let mut tasks = vec![];
     for i in 0..n {
         let (email, password, xff) = attempt(i);
@@ -245,7 +303,11 @@ async fn burst(gw: &Gw, br: &Browser, csrf: &str, n: usize, attempt: impl Fn(usi
         let url = gw.cp.url("/login");
         let csrf = csrf.to_owned();
         tasks.push(tokio::spawn(async move {
-            let mut rb = client.post(url).form(&[("email", email.as_str()), ("password", password.as_str()), ("csrf", csrf.as_str())]);
+            let mut rb = client.post(url).form(&[
+                ("email", email.as_str()),
+                ("password", password.as_str()),
+                ("csrf", csrf.as_str()),
+            ]);
             if let Some(x) = xff {
                 rb = rb.header("x-forwarded-for", x);
             }
@@ -271,14 +333,19 @@ async fn throttle_race_a_concurrent_burst_of_wrong_passwords_spends_only_the_all
     let csrf = csrf_of(&form);
     let before = gw.cp.state.users.password_checks();
     let statuses = burst(&gw, &br, &csrf, 40, |_| (EMAIL.into(), "wrong password".into(), None)).await;
-    assert_eq!((count(&statuses, 401), count(&statuses, 429)), (5, 35), "as five sequential failures then waits: {statuses:?}");
+    assert_eq!(
+        (count(&statuses, 401), count(&statuses, 429)),
+        (5, 35),
+        "as five sequential failures then waits: {statuses:?}"
+    );
     assert_eq!(gw.cp.state.users.password_checks() - before, 5, "only the allowance was evaluated by Argon2");
     // Another burst right away, now with the right password: still nothing is evaluated.
     let statuses = burst(&gw, &br, &csrf, 10, |_| (EMAIL.into(), PASSWORD.into(), None)).await;
     assert_eq!(count(&statuses, 429), 10, "{statuses:?}");
     assert_eq!(gw.cp.state.users.password_checks() - before, 5);
     // A different account from another address is untouched by this account's lock.
-    let cfg_check = gw.cp.state.users.sign_in("nobody@example.com", "x", Some("203.0.113.9".parse().unwrap())).await.unwrap();
+    let cfg_check =
+        gw.cp.state.users.sign_in("nobody@example.com", "x", Some("203.0.113.9".parse().unwrap())).await.unwrap();
     assert!(matches!(cfg_check, gatehouse_server::users::SignIn::Wrong), "{cfg_check:?}");
 }
 
@@ -288,7 +355,10 @@ async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_databas
     let gw = with_owner(b).await;
     let ip = Some("198.51.100.7".parse().unwrap());
     // Node A takes three failures, node B (its own state, same database) two more.
-    let node_b = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![]).await.unwrap();
+    let node_b =
+        gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![])
+            .await
+            .unwrap();
     for _ in 0..3 {
         assert!(matches!(gw.cp.state.users.sign_in(EMAIL, "wrong password", ip).await.unwrap(), SignIn::Wrong));
     }
@@ -302,19 +372,31 @@ async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_databas
     }
     // A restart (a new App on the same database) keeps the lock; so does the real server over HTTP.
     drop(node_b);
-    let restarted = gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![]).await.unwrap();
+    let restarted =
+        gatehouse_server::App::build(gw.cp.config.clone(), Arc::new(gw.cp.db.store().await) as Arc<dyn Store>, vec![])
+            .await
+            .unwrap();
     let r = restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap();
     assert!(matches!(r, SignIn::Throttled(_)), "a restart does not clear the lock: {r:?}");
     let br = Browser::new();
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
-    let r = br.client.post(gw.cp.url("/login")).form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))]).send().await.unwrap();
+    let r = br
+        .client
+        .post(gw.cp.url("/login"))
+        .form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form))])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "one second after the fifth failure: {wait}");
     // Once the wait is over, the right password works and the account starts over.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), SignIn::Ok(_)));
-    assert!(matches!(gw.cp.state.users.sign_in(EMAIL, "wrong password", None).await.unwrap(), SignIn::Wrong), "a fresh allowance");
+    assert!(
+        matches!(gw.cp.state.users.sign_in(EMAIL, "wrong password", None).await.unwrap(), SignIn::Wrong),
+        "a fresh allowance"
+    );
 }
 
 story!(argon2_flood_hashing_is_capped_and_a_full_cap_answers_503);
@@ -330,7 +412,10 @@ async fn argon2_flood_hashing_is_capped_and_a_full_cap_answers_503(b: Backend) {
     let rss_before = vm_kib("VmRSS");
     // Forty different accounts from forty addresses: no throttle applies, so every one is hashed —
     // but never more than two at a time.
-    let statuses = burst(&gw, &br, &csrf, 40, |i| (format!("user{i}@example.com"), "guess".into(), Some(format!("203.0.113.{}", i + 1)))).await;
+    let statuses = burst(&gw, &br, &csrf, 40, |i| {
+        (format!("user{i}@example.com"), "guess".into(), Some(format!("203.0.113.{}", i + 1)))
+    })
+    .await;
     assert_eq!(count(&statuses, 401), 40, "{statuses:?}");
     assert_eq!(gw.cp.state.users.password_checks(), 40);
     assert_eq!(gw.cp.state.users.peak_concurrent_hashes(), 2, "the cap held");
@@ -349,7 +434,9 @@ async fn argon2_flood_hashing_is_capped_and_a_full_cap_answers_503(b: Backend) {
     let br = Browser::new();
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
     let csrf = csrf_of(&form);
-    let statuses = burst(&gw, &br, &csrf, 30, |i| (format!("user{i}@example.com"), "guess".into(), Some("198.51.100.1".into()))).await;
+    let statuses =
+        burst(&gw, &br, &csrf, 30, |i| (format!("user{i}@example.com"), "guess".into(), Some("198.51.100.1".into())))
+            .await;
     let busy = count(&statuses, 503);
     assert!(busy > 0, "some attempts found the slot taken: {statuses:?}");
     assert_eq!(count(&statuses, 401) + count(&statuses, 429) + busy, 30, "{statuses:?}");
@@ -376,13 +463,21 @@ async fn failed_sign_ins_are_audited_in_summary_and_a_lock_is_audited_once(b: Ba
     assert_eq!(count(&statuses, 401), 5);
     // Unknown accounts are not audited (a flood of invented emails must not fill the log).
     burst(&gw, &br, &csrf, 3, |i| (format!("ghost{i}@example.com"), secret_guess.into(), Some("1.2.3.4".into()))).await;
-    let page = gw.cp.store.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
-    let ours: Vec<_> = page.items.iter().filter(|e| e.action.starts_with("user.") && e.action != "user.created").collect();
-    let mut summary: Vec<(String, i64)> = ours.iter().map(|e| (e.action.clone(), e.details["failures"].as_i64().unwrap())).collect();
+    let page =
+        gw.cp.store.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    let ours: Vec<_> =
+        page.items.iter().filter(|e| e.action.starts_with("user.") && e.action != "user.created").collect();
+    let mut summary: Vec<(String, i64)> =
+        ours.iter().map(|e| (e.action.clone(), e.details["failures"].as_i64().unwrap())).collect();
     summary.sort_by_key(|(action, n)| (*n, action.clone()));
     assert_eq!(
         summary,
-        [("user.sign_in_failed".to_owned(), 1), ("user.sign_in_failed".to_owned(), 2), ("user.sign_in_failed".to_owned(), 4), ("user.locked".to_owned(), 5)],
+        [
+            ("user.sign_in_failed".to_owned(), 1),
+            ("user.sign_in_failed".to_owned(), 2),
+            ("user.sign_in_failed".to_owned(), 4),
+            ("user.locked".to_owned(), 5)
+        ],
         "thirty attempts, four entries"
     );
     for e in &ours {
@@ -408,7 +503,11 @@ async fn failed_sign_ins_are_logged_without_what_was_typed() {
     }
     let capture = Capture::default();
     let writer = capture.clone();
-    let installed = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).try_init().is_ok();
+    let installed = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .is_ok();
     let gw = with_owner(Backend::Sqlite).await;
     let br = Browser::new();
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
@@ -420,7 +519,10 @@ async fn failed_sign_ins_are_logged_without_what_was_typed() {
     let owner = gw.cp.state.users.find(EMAIL).await.unwrap().unwrap();
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     if installed {
-        assert!(text.contains("sign-in failed") && text.contains(&owner.id), "failures are logged with the account id:\n{text}");
+        assert!(
+            text.contains("sign-in failed") && text.contains(&owner.id),
+            "failures are logged with the account id:\n{text}"
+        );
         assert!(text.contains("unknown or disabled account"), "{text}");
     }
     assert!(!text.contains(typed_password) && !text.contains(typed_email), "nothing typed reaches the logs");
@@ -437,7 +539,13 @@ async fn ticket_for(gw: &Gw, br: &Browser, email: &str, password: &str) -> Strin
     if s == StatusCode::SEE_OTHER {
         return callback; // already signed in at the control plane
     }
-    let fields = [("email", email), ("password", password), ("csrf", &csrf_of(&form)), ("return_to", &return_to_of(&login_url)), ("state", &state_of(&form))];
+    let fields = [
+        ("email", email),
+        ("password", password),
+        ("csrf", &csrf_of(&form)),
+        ("return_to", &return_to_of(&login_url)),
+        ("state", &state_of(&form)),
+    ];
     let (s, callback, _) = br.post(&gw.cp.url("/login"), &fields).await;
     assert_eq!(s, 303);
     assert!(callback.contains("/__gatehouse/callback?ticket="), "{callback}");
@@ -482,7 +590,12 @@ async fn login_csrf_an_attackers_ticket_does_not_sign_in_another_browser(b: Back
     // The state cookie is single use and only ever sent to /__gatehouse/ (never to the app).
     let (s, _, _) = attacker.get(&mine).await;
     assert_eq!(s, 400);
-    assert!(gw.seen.lock().unwrap().iter().all(|(_, _, h)| h.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("gatehouse_state"))));
+    assert!(gw
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, _, h)| h.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("gatehouse_state"))));
 }
 
 story!(login_csrf_a_ticket_from_another_tab_is_refused_with_a_way_on);
@@ -508,10 +621,15 @@ async fn a_sign_in_started_on_the_control_plane_is_bound_through_the_app_host(b:
     let br = Browser::new();
     // A bookmark of the control plane's login page with an app address to return to: no state.
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
-    let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &gw.url("/orders?x=1"))];
+    let fields =
+        [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", &gw.url("/orders?x=1"))];
     let (s, start, _) = br.post(&gw.cp.url("/login"), &fields).await;
     assert_eq!(s, 303);
-    assert_eq!(start, format!("http://{}/__gatehouse/signin?return_to=/orders%3Fx%3D1", gw.host), "no unbound ticket: the app host starts the sign-in");
+    assert_eq!(
+        start,
+        format!("http://{}/__gatehouse/signin?return_to=/orders%3Fx%3D1", gw.host),
+        "no unbound ticket: the app host starts the sign-in"
+    );
     let (s, login_url, _) = br.get(&start).await;
     assert_eq!(s, 302);
     assert!(login_url.contains("&state="), "{login_url}");
@@ -532,7 +650,7 @@ async fn open_redirect_hostile_return_to_at_the_callback_lands_on_the_root(b: Ba
     let br = Browser::new();
     // Query-encoded as an attacker would put them into the callback link.
     let hostile = [
-        "%2F%09%2Fevil.example",   // `/\t/evil.example`: a browser drops the tab → `//evil.example`
+        "%2F%09%2Fevil.example", // `/\t/evil.example`: a browser drops the tab → `//evil.example`
         "/%09/evil.example",
         "/%0A/evil.example",
         "/%0d/evil.example",
@@ -549,12 +667,17 @@ async fn open_redirect_hostile_return_to_at_the_callback_lands_on_the_root(b: Ba
     for raw in hostile {
         let callback = ticket_for(&gw, &br, EMAIL, PASSWORD).await;
         let ticket = callback.split("ticket=").nth(1).unwrap().split('&').next().unwrap();
-        let (s, back, _) = br.get(&format!("{}?ticket={ticket}&return_to={raw}", gw.url("/__gatehouse/callback"))).await;
+        let (s, back, _) =
+            br.get(&format!("{}?ticket={ticket}&return_to={raw}", gw.url("/__gatehouse/callback"))).await;
         assert_eq!((s, back.as_str()), (StatusCode::FOUND, "/"), "{raw}");
     }
     // The control plane refuses the same paths inside an app URL.
     for raw in ["/%09/evil.example", "/%2F/evil.example", "/%5Cevil.example"] {
-        let url = format!("{}?return_to={}", gw.cp.url("/login"), gatehouse_server::login::url_encode(&format!("http://{}{raw}", gw.host)));
+        let url = format!(
+            "{}?return_to={}",
+            gw.cp.url("/login"),
+            gatehouse_server::login::url_encode(&format!("http://{}{raw}", gw.host))
+        );
         let (s, _, _) = br.get(&url).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{raw}");
     }
@@ -563,15 +686,22 @@ async fn open_redirect_hostile_return_to_at_the_callback_lands_on_the_root(b: Ba
 // ---- SPEC §11 "TLS": on HTTPS, return URLs are https, cookies Secure, HSTS sent. ----
 
 /// A control plane whose public URL is https (TLS ends at a proxy in front), knowing app host `shop.test`.
-async fn https_control_plane(b: Backend) -> (gatehouse_store::testing::TestDb, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn https_control_plane(
+    b: Backend,
+) -> (gatehouse_store::testing::TestDb, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let db = gatehouse_store::testing::TestDb::new(b).await;
     let store = db.store().await;
-    Users::new(Arc::new(store.clone()) as Arc<dyn Store>, "default".into()).create_owner(EMAIL, PASSWORD, "test").await.unwrap();
+    Users::new(Arc::new(store.clone()) as Arc<dyn Store>, "default".into())
+        .create_owner(EMAIL, PASSWORD, "test")
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = crate::test_config();
     config.public_url = "https://gatehouse.test".into();
-    let app = gatehouse_server::App::build(config, Arc::new(store) as Arc<dyn Store>, vec!["shop.test".into()]).await.unwrap();
+    let app = gatehouse_server::App::build(config, Arc::new(store) as Arc<dyn Store>, vec!["shop.test".into()])
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.serve(listener, async {
         let _ = rx.await;
@@ -588,18 +718,29 @@ async fn tls_downgrade_return_to_http_on_an_https_deployment_goes_to_https(b: Ba
     let (_db, addr, _stop) = https_control_plane(b).await;
     let br = Browser::new();
     let state = "ab".repeat(32);
-    let r = br.client.get(format!("http://{addr}/login?return_to=http%3A%2F%2Fshop.test%2Fx&state={state}")).send().await.unwrap();
+    let r = br
+        .client
+        .get(format!("http://{addr}/login?return_to=http%3A%2F%2Fshop.test%2Fx&state={state}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000", "HSTS on the control plane's pages");
     assert!(set_cookies(r.headers()).iter().all(|c| c.ends_with("; Secure")), "{:?}", set_cookies(r.headers()));
     let form = r.text().await.unwrap();
     for rt in ["http://shop.test/x", "https://shop.test/x"] {
-        let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", rt), ("state", &state)];
+        let fields =
+            [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", rt), ("state", &state)];
         let r = br.client.post(format!("http://{addr}/login")).form(&fields).send().await.unwrap();
         assert_eq!(r.status(), 303, "{rt}");
         let to = r.headers()["location"].to_str().unwrap();
-        assert!(to.starts_with("https://shop.test/__gatehouse/callback?ticket="), "the ticket never travels over plain HTTP: {rt} → {to}");
-        assert!(set_cookies(r.headers()).iter().any(|c| c.starts_with("gatehouse_cp_session=") && c.ends_with("; Secure")));
+        assert!(
+            to.starts_with("https://shop.test/__gatehouse/callback?ticket="),
+            "the ticket never travels over plain HTTP: {rt} → {to}"
+        );
+        assert!(set_cookies(r.headers())
+            .iter()
+            .any(|c| c.starts_with("gatehouse_cp_session=") && c.ends_with("; Secure")));
         assert!(r.headers().contains_key("strict-transport-security"));
         // Unbound (started here): the app host is sent to start the sign-in over https too.
         let fields = [("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf_of(&form)), ("return_to", rt)];
@@ -653,7 +794,10 @@ async fn tls_over_a_trusted_proxy_secures_cookies_return_urls_and_sends_hsts(b: 
 
 /// The value a response sets for cookie `name`.
 fn cookie_set(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
-    set_cookies(h).iter().find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned())).filter(|v| !v.is_empty())
+    set_cookies(h)
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned()))
+        .filter(|v| !v.is_empty())
 }
 
 /// Signs in at the control plane with a cookie-less client: (CSRF cookie, login cookie, the home page's sign-out token).
@@ -671,7 +815,12 @@ async fn cp_sign_in(gw: &Gw) -> (String, String, String) {
         .unwrap();
     assert_eq!(r.status(), 303);
     let login = cookie_set(r.headers(), "gatehouse_cp_session").unwrap();
-    let r = c.get(gw.cp.url("/")).header("cookie", format!("gatehouse_csrf={csrf_cookie}; gatehouse_cp_session={login}")).send().await.unwrap();
+    let r = c
+        .get(gw.cp.url("/"))
+        .header("cookie", format!("gatehouse_csrf={csrf_cookie}; gatehouse_cp_session={login}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let signout = csrf_of(&r.text().await.unwrap());
     assert_ne!(signout, token, "the signed-in token differs from the pre-login one");
@@ -690,7 +839,8 @@ async fn csrf_pair_planted_from_another_session_is_refused(b: Backend) {
     let (attacker_cookie, _attacker_login, attacker_token) = cp_sign_in(&gw).await;
     let (victim_cookie, victim_login, victim_token) = cp_sign_in(&gw).await;
     // A pre-login pair the attacker got from the login page.
-    let r = c.get(gw.cp.url("/login")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).send().await.unwrap();
+    let r =
+        c.get(gw.cp.url("/login")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).send().await.unwrap();
     let attacker_prelogin = csrf_of(&r.text().await.unwrap());
     // The attacker plants their CSRF cookie in the victim's browser (an app on the same host name can)
     // and submits their own valid token with the victim's session: refused, the victim stays signed in.
@@ -741,7 +891,15 @@ async fn csrf_pair_from_another_browser_cannot_sign_out_an_app_session(b: Backen
     assert_eq!(r.status(), 403);
     assert_eq!(victim.get(&gw.url("/private")).await.0, 200, "the victim's app session survives");
     // Without a session the sign-out page's pre-login pair still clears the cookie.
-    let r = gw.cp.client.post(gw.url("/__gatehouse/logout")).header("cookie", format!("gatehouse_csrf={attacker_cookie}")).form(&[("csrf", attacker_token.as_str())]).send().await.unwrap();
+    let r = gw
+        .cp
+        .client
+        .post(gw.url("/__gatehouse/logout"))
+        .header("cookie", format!("gatehouse_csrf={attacker_cookie}"))
+        .form(&[("csrf", attacker_token.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
 }
 
@@ -766,9 +924,15 @@ async fn throttle_a_success_costs_the_address_nothing_and_resets_the_account(b: 
         assert!(matches!(users.sign_in(&format!("ghost{i}@example.com"), "x", ip).await.unwrap(), SignIn::Wrong));
     }
     for _ in 0..3 {
-        assert!(matches!(users.sign_in(EMAIL, PASSWORD, ip).await.unwrap(), SignIn::Ok(_)), "successes are not failures");
+        assert!(
+            matches!(users.sign_in(EMAIL, PASSWORD, ip).await.unwrap(), SignIn::Ok(_)),
+            "successes are not failures"
+        );
     }
-    assert!(matches!(users.sign_in("ghost9@example.com", "x", ip).await.unwrap(), SignIn::Wrong), "the fifth failure of the address");
+    assert!(
+        matches!(users.sign_in("ghost9@example.com", "x", ip).await.unwrap(), SignIn::Wrong),
+        "the fifth failure of the address"
+    );
     assert!(matches!(users.sign_in(EMAIL, PASSWORD, ip).await.unwrap(), SignIn::Throttled(_)), "now the address waits");
     // The account itself starts over after a success: four failures from elsewhere, then a success, then four more.
     let elsewhere = |n: u8| Some(std::net::IpAddr::from([192, 0, 2, n]));

@@ -108,7 +108,8 @@ impl TestApp {
 
     /// Creates a key as the CLI would (straight on the store, full authority).
     pub async fn cli_key(&self, new: NewKey) -> (KeyRecord, String) {
-        let svc = KeyService::new(Arc::new(self.store.clone()), self.config.namespace.clone(), self.config.workspace.clone());
+        let svc =
+            KeyService::new(Arc::new(self.store.clone()), self.config.namespace.clone(), self.config.workspace.clone());
         let (rec, secret) = svc.create(&Actor::Cli, &RequestMeta::default(), new).await.unwrap();
         (rec, secret.expose().to_owned())
     }
@@ -120,7 +121,13 @@ impl TestApp {
     }
 
     /// Sends a JSON request with an optional bearer key; returns status, headers and the parsed body.
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, HeaderMap, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(k) = key {
             rb = rb.bearer_auth(k);

@@ -38,7 +38,11 @@ pub async fn env_with(b: Backend, config: ServerConfig, body: Value) -> Env {
     users.create_owner(EMAIL, PASSWORD, "test").await.unwrap();
     let (s, _, c) = gw.cp.call("POST", "/v1/oauth/clients", Some(&gw.cp.admin), Some(body)).await;
     assert_eq!(s, 200, "{c}");
-    Env { client_id: c["id"].as_str().unwrap().to_owned(), secret: c["client_secret"].as_str().unwrap_or("").to_owned(), gw }
+    Env {
+        client_id: c["id"].as_str().unwrap().to_owned(),
+        secret: c["client_secret"].as_str().unwrap_or("").to_owned(),
+        gw,
+    }
 }
 
 pub async fn env(b: Backend) -> Env {
@@ -83,7 +87,14 @@ pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
     for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let (name, rest) = part.split_once('"').unwrap();
         let v = rest.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
-        out.push((name.to_owned(), v.replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">")));
+        out.push((
+            name.to_owned(),
+            v.replace("&amp;", "&")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">"),
+        ));
     }
     out
 }
@@ -100,7 +111,14 @@ pub async fn authorize(e: &Env, br: &Browser, authorize_url: &str, allow: bool) 
 }
 
 /// `authorize` as another user; also returns the consent page shown, if one was.
-pub async fn authorize_as(e: &Env, br: &Browser, authorize_url: &str, allow: bool, email: &str, password: &str) -> (String, String) {
+pub async fn authorize_as(
+    e: &Env,
+    br: &Browser,
+    authorize_url: &str,
+    allow: bool,
+    email: &str,
+    password: &str,
+) -> (String, String) {
     let (s, loc, body) = br.get(authorize_url).await;
     let (s, loc, body) = if s == 302 && loc.starts_with("/login") {
         let (_, _, form) = br.get(&e.gw.cp.url(&loc)).await;
@@ -161,7 +179,11 @@ pub async fn get_code(e: &Env, br: &Browser, p: &Pkce) -> String {
 }
 
 /// POSTs a form to the token endpoint with Basic client authentication.
-pub async fn token_call(e: &Env, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+pub async fn token_call(
+    e: &Env,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let mut rb = e.gw.cp.client.post(e.gw.cp.url("/oauth/token")).form(form);
     if let Some((u, p)) = basic {
         rb = rb.basic_auth(u, Some(p));
@@ -172,23 +194,38 @@ pub async fn token_call(e: &Env, basic: Option<(&str, &str)>, form: &[(&str, &st
 }
 
 pub async fn exchange(e: &Env, code: &str, verifier: &str) -> (StatusCode, Value) {
-    let (s, _, v) = token_call(e, Some((&e.client_id, &e.secret)), &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)]).await;
+    let (s, _, v) = token_call(
+        e,
+        Some((&e.client_id, &e.secret)),
+        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)],
+    )
+    .await;
     (s, v)
 }
 
 pub async fn refresh(e: &Env, rt: &str) -> (StatusCode, Value) {
-    let (s, _, v) = token_call(e, Some((&e.client_id, &e.secret)), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+    let (s, _, v) =
+        token_call(e, Some((&e.client_id, &e.secret)), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
     (s, v)
 }
 
 pub async fn introspect(e: &Env, token: &str) -> Value {
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/introspect")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("token", token)]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/introspect"))
+            .basic_auth(&e.client_id, Some(&e.secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
 
 async fn audit_actions(e: &Env) -> Vec<String> {
-    let page = e.gw.cp.store.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    let page =
+        e.gw.cp.store.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
     page.items.into_iter().map(|a| a.action).collect()
 }
 
@@ -197,7 +234,10 @@ async fn audit_actions(e: &Env) -> Vec<String> {
 story!(oauth2_crate_completes_the_whole_flow);
 async fn oauth2_crate_completes_the_whole_flow(b: Backend) {
     use oauth2::basic::BasicClient;
-    use oauth2::{AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IntrospectionUrl, PkceCodeChallenge, RedirectUrl, RevocationUrl, Scope, StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl};
+    use oauth2::{
+        AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IntrospectionUrl, PkceCodeChallenge,
+        RedirectUrl, RevocationUrl, Scope, StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
+    };
     let e = env(b).await;
     let cp = |p: &str| e.gw.cp.url(p);
     let client = BasicClient::new(ClientId::new(e.client_id.clone()))
@@ -219,7 +259,12 @@ async fn oauth2_crate_completes_the_whole_flow(b: Backend) {
     let q = query_of(&to);
     assert_eq!(&q["state"], csrf.secret());
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let tokens = client.exchange_code(AuthorizationCode::new(q["code"].clone())).set_pkce_verifier(verifier).request_async(&http).await.unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(q["code"].clone()))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
     let access = tokens.access_token().secret().clone();
     assert!(access.starts_with("gth_at_"));
 
@@ -249,7 +294,13 @@ async fn oauth2_crate_completes_the_whole_flow(b: Backend) {
     // HTTP; it does check that it would (the error names exactly that), then the same request goes by hand.
     let refused = client.revoke_token(StandardRevocableToken::AccessToken(new_access.clone()));
     assert!(matches!(refused, Err(oauth2::ConfigurationError::InsecureUrl("revocation"))));
-    let r = http.post(cp("/oauth/revoke")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("token", new_access.secret().as_str()), ("token_type_hint", "access_token")]).send().await.unwrap();
+    let r = http
+        .post(cp("/oauth/revoke"))
+        .basic_auth(&e.client_id, Some(&e.secret))
+        .form(&[("token", new_access.secret().as_str()), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let info = client.introspect(&new_access).request_async(&http).await.unwrap();
     assert!(!info.active(), "revoked");
@@ -300,7 +351,8 @@ async fn pkce_is_mandatory_and_s256_only(b: Backend) {
     assert_eq!(s, 302);
     assert_eq!(query_of(&loc)["error"], "invalid_request", "missing PKCE: {loc}");
     let p = pkce();
-    let plain = authorize_url(&e, CB, "orders:read", &p.challenge).replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let plain = authorize_url(&e, CB, "orders:read", &p.challenge)
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
     let (_, loc, _) = br.get(&plain).await;
     assert_eq!(query_of(&loc)["error"], "invalid_request", "plain: {loc}");
     assert_eq!(query_of(&loc)["state"], "st-123");
@@ -309,10 +361,19 @@ async fn pkce_is_mandatory_and_s256_only(b: Backend) {
     let (s, v) = exchange(&e, &code, &pkce().verifier).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     let (s, v) = exchange(&e, &code, &p.verifier).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "a failed attempt spends the code");
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "a failed attempt spends the code"
+    );
     // Missing verifier.
     let code = get_code(&e, &br, &p).await;
-    let (s, _, v) = token_call(&e, Some((&e.client_id, &e.secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
+    let (s, _, v) = token_call(
+        &e,
+        Some((&e.client_id, &e.secret)),
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)],
+    )
+    .await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
 }
 
@@ -346,7 +407,7 @@ async fn refresh_reuse_revokes_the_whole_grant(b: Backend) {
     let (s, t3) = refresh(&e, t2["refresh_token"].as_str().unwrap()).await;
     assert_eq!(s, 200, "{t3}");
     tokio::time::sleep(Duration::from_millis(400)).await; // past the race window
-    // The first token again: its successor was used, so this is theft, not a lost response.
+                                                          // The first token again: its successor was used, so this is theft, not a lost response.
     let (s, v) = refresh(&e, t1["refresh_token"].as_str().unwrap()).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     for t in [&t1, &t2, &t3] {
@@ -370,14 +431,22 @@ async fn a_lost_refresh_response_may_be_retried_once(b: Backend) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (s, retry) = refresh(&e, r1).await;
     assert_eq!(s, 200, "the retry is accepted: {retry}");
-    assert_eq!(introspect(&e, lost["access_token"].as_str().unwrap()).await["active"], false, "the unused pair is revoked");
+    assert_eq!(
+        introspect(&e, lost["access_token"].as_str().unwrap()).await["active"],
+        false,
+        "the unused pair is revoked"
+    );
     let (s, _) = refresh(&e, lost["refresh_token"].as_str().unwrap()).await;
     assert_eq!(s, 400);
     assert_eq!(introspect(&e, retry["access_token"].as_str().unwrap()).await["active"], true);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (s, _) = refresh(&e, r1).await;
     assert_eq!(s, 400, "only once");
-    assert_eq!(introspect(&e, retry["access_token"].as_str().unwrap()).await["active"], false, "a second replay is reuse: grant revoked");
+    assert_eq!(
+        introspect(&e, retry["access_token"].as_str().unwrap()).await["active"],
+        false,
+        "a second replay is reuse: grant revoked"
+    );
 }
 
 story!(twenty_concurrent_refreshes_have_exactly_one_winner);
@@ -405,7 +474,11 @@ async fn twenty_concurrent_refreshes_have_exactly_one_winner(b: Backend) {
         }
     }
     assert_eq!(wins.len(), 1, "exactly one refresh succeeds");
-    assert_eq!(introspect(&e, wins[0]["access_token"].as_str().unwrap()).await["active"], true, "and its tokens stay valid");
+    assert_eq!(
+        introspect(&e, wins[0]["access_token"].as_str().unwrap()).await["active"],
+        true,
+        "and its tokens stay valid"
+    );
 }
 
 story!(wrong_client_credentials_are_invalid_client_with_a_basic_challenge);
@@ -413,7 +486,11 @@ async fn wrong_client_credentials_are_invalid_client_with_a_basic_challenge(b: B
     let e = env(b).await;
     let form = [("grant_type", "client_credentials"), ("scope", "orders:read")];
     let wrong = format!("{}x", e.secret);
-    for basic in [Some((e.client_id.as_str(), wrong.as_str())), Some(("client_00000000000000000000000000", e.secret.as_str())), None] {
+    for basic in [
+        Some((e.client_id.as_str(), wrong.as_str())),
+        Some(("client_00000000000000000000000000", e.secret.as_str())),
+        None,
+    ] {
         let (s, h, v) = token_call(&e, basic, &form).await;
         assert_eq!((s, v["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{basic:?}");
         assert!(h["www-authenticate"].to_str().unwrap().starts_with("Basic"));
@@ -424,20 +501,41 @@ async fn wrong_client_credentials_are_invalid_client_with_a_basic_challenge(b: B
     assert_eq!(h["cache-control"], "no-store");
     assert!(v.get("refresh_token").is_none(), "client_credentials gets no refresh token");
     // client_secret_post works too; Basic and post together are refused.
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", &e.client_id), ("client_secret", &e.secret)]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", &e.client_id), ("client_secret", &e.secret)])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/token")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("grant_type", "client_credentials"), ("client_secret", &e.secret)]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/token"))
+            .basic_auth(&e.client_id, Some(&e.secret))
+            .form(&[("grant_type", "client_credentials"), ("client_secret", &e.secret)])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 400);
 }
 
 story!(a_code_cannot_be_redeemed_by_another_client);
 async fn a_code_cannot_be_redeemed_by_another_client(b: Backend) {
     let e = env(b).await;
-    let (_, _, other) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("confidential"))).await;
+    let (_, _, other) =
+        e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("confidential"))).await;
     let br = Browser::new();
     let p = pkce();
     let code = get_code(&e, &br, &p).await;
-    let (s, _, v) = token_call(&e, Some((other["id"].as_str().unwrap(), other["client_secret"].as_str().unwrap())), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &p.verifier)]).await;
+    let (s, _, v) = token_call(
+        &e,
+        Some((other["id"].as_str().unwrap(), other["client_secret"].as_str().unwrap())),
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &p.verifier)],
+    )
+    .await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     let (s, _) = exchange(&e, &code, &p.verifier).await;
     assert_eq!(s, 400, "the attempt spent the code");
@@ -467,7 +565,12 @@ async fn unknown_or_unallowed_scopes_are_invalid_scope(b: Backend) {
         assert_eq!(q["error"], "invalid_scope", "{scope}: {to}");
         assert_eq!(q["iss"], e.gw.cp.url(""));
     }
-    let (s, _, v) = token_call(&e, Some((&e.client_id, &e.secret)), &[("grant_type", "client_credentials"), ("scope", "billing:read")]).await;
+    let (s, _, v) = token_call(
+        &e,
+        Some((&e.client_id, &e.secret)),
+        &[("grant_type", "client_credentials"), ("scope", "billing:read")],
+    )
+    .await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
 }
 
@@ -524,13 +627,28 @@ async fn management_api_accepts_tokens_with_scopes_enforced(b: Backend) {
 story!(client_credentials_public_clients_and_metadata);
 async fn client_credentials_public_clients_and_metadata(b: Backend) {
     let e = env(b).await;
-    let (s, _, public) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("public"))).await;
+    let (s, _, public) =
+        e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("public"))).await;
     assert_eq!(s, 200);
     assert!(public["client_secret"].is_null(), "a public client has no secret");
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/token")).form(&[("grant_type", "client_credentials"), ("client_id", public["id"].as_str().unwrap())]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", public["id"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/token")).form(&[("grant_type", "password"), ("client_id", public["id"].as_str().unwrap())]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/token"))
+            .form(&[("grant_type", "password"), ("client_id", public["id"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
     let (s, _, m) = e.gw.cp.call("GET", "/.well-known/oauth-authorization-server", None, None).await;
     assert_eq!(s, 200);
@@ -541,8 +659,14 @@ async fn client_credentials_public_clients_and_metadata(b: Backend) {
     // Introspection of garbage is inactive, not an error.
     assert_eq!(introspect(&e, "nonsense").await, json!({"active": false}));
     // A client cannot introspect another client's token.
-    let (_, _, other) = e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("confidential"))).await;
-    let (_, _, v) = token_call(&e, Some((other["id"].as_str().unwrap(), other["client_secret"].as_str().unwrap())), &[("grant_type", "client_credentials")]).await;
+    let (_, _, other) =
+        e.gw.cp.call("POST", "/v1/oauth/clients", Some(&e.gw.cp.admin), Some(client_body("confidential"))).await;
+    let (_, _, v) = token_call(
+        &e,
+        Some((other["id"].as_str().unwrap(), other["client_secret"].as_str().unwrap())),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
     assert_eq!(introspect(&e, v["access_token"].as_str().unwrap()).await, json!({"active": false}));
 }
 
@@ -550,7 +674,8 @@ story!(rotated_secrets_overlap_and_disabled_clients_stop);
 async fn rotated_secrets_overlap_and_disabled_clients_stop(b: Backend) {
     let e = env(b).await;
     let path = format!("/v1/oauth/clients/{}/rotate_secret", e.client_id);
-    let (s, _, rotated) = e.gw.cp.call("POST", &path, Some(&e.gw.cp.admin), Some(json!({"grace_period_secs": 60}))).await;
+    let (s, _, rotated) =
+        e.gw.cp.call("POST", &path, Some(&e.gw.cp.admin), Some(json!({"grace_period_secs": 60}))).await;
     assert_eq!(s, 200, "{rotated}");
     let new_secret = rotated["client_secret"].as_str().unwrap();
     let form = [("grant_type", "client_credentials")];
@@ -558,19 +683,24 @@ async fn rotated_secrets_overlap_and_disabled_clients_stop(b: Backend) {
         let (s, _, _) = token_call(&e, Some((&e.client_id, secret)), &form).await;
         assert_eq!(s, 200, "both secrets work during the overlap");
     }
-    let (_, _, rotated) = e.gw.cp.call("POST", &path, Some(&e.gw.cp.admin), Some(json!({"grace_period_secs": 0}))).await;
+    let (_, _, rotated) =
+        e.gw.cp.call("POST", &path, Some(&e.gw.cp.admin), Some(json!({"grace_period_secs": 0}))).await;
     let (s, _, _) = token_call(&e, Some((&e.client_id, new_secret)), &form).await;
     assert_eq!(s, 401, "no overlap: the old secret stops at once");
     let newest = rotated["client_secret"].as_str().unwrap();
     let (_, _, t) = token_call(&e, Some((&e.client_id, newest)), &form).await;
-    let (s, _, _) = e.gw.cp.call("POST", &format!("/v1/oauth/clients/{}/disable", e.client_id), Some(&e.gw.cp.admin), None).await;
+    let (s, _, _) =
+        e.gw.cp.call("POST", &format!("/v1/oauth/clients/{}/disable", e.client_id), Some(&e.gw.cp.admin), None).await;
     assert_eq!(s, 200);
     let (s, _, _) = token_call(&e, Some((&e.client_id, newest)), &form).await;
     assert_eq!(s, 401);
     let (s, _, body) = e.gw.cp.call("GET", "/v1/keys", Some(t["access_token"].as_str().unwrap()), None).await;
     assert_eq!(s, 401, "a disabled client's tokens stop working: {body}");
     let actions = audit_actions(&e).await;
-    assert!(actions.contains(&"oauth.client.secret_rotated".to_owned()) && actions.contains(&"oauth.client.disabled".to_owned()));
+    assert!(
+        actions.contains(&"oauth.client.secret_rotated".to_owned())
+            && actions.contains(&"oauth.client.disabled".to_owned())
+    );
 }
 
 story!(jwt_access_tokens_verify_with_the_jwks_and_are_revocable);
@@ -581,7 +711,12 @@ async fn jwt_access_tokens_verify_with_the_jwks_and_are_revocable(b: Backend) {
     let mut body = client_body("confidential");
     body["token_format"] = json!("jwt");
     let e = env_with(b, oauth_config(Duration::from_millis(300)), body).await;
-    let (_, _, t) = token_call(&e, Some((&e.client_id, &e.secret)), &[("grant_type", "client_credentials"), ("scope", "keys:read")]).await;
+    let (_, _, t) = token_call(
+        &e,
+        Some((&e.client_id, &e.secret)),
+        &[("grant_type", "client_credentials"), ("scope", "keys:read")],
+    )
+    .await;
     let jwt = t["access_token"].as_str().unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
@@ -593,10 +728,22 @@ async fn jwt_access_tokens_verify_with_the_jwks_and_are_revocable(b: Backend) {
     let (_, _, jwks) = e.gw.cp.call("GET", "/.well-known/jwks.json", None, None).await;
     let x = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
     let vk = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
-    vk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap()).unwrap();
+    vk.verify(
+        format!("{}.{}", parts[0], parts[1]).as_bytes(),
+        &Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap(),
+    )
+    .unwrap();
     let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(jwt), None).await;
     assert_eq!(s, 200);
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/revoke")).basic_auth(&e.client_id, Some(&e.secret)).form(&[("token", jwt)]).send().await.unwrap();
+    let r =
+        e.gw.cp
+            .client
+            .post(e.gw.cp.url("/oauth/revoke"))
+            .basic_auth(&e.client_id, Some(&e.secret))
+            .form(&[("token", jwt)])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     let (s, _, _) = e.gw.cp.call("GET", "/v1/keys", Some(jwt), None).await;
     assert_eq!(s, 401, "a revoked JWT is refused although its signature is still good");
@@ -609,7 +756,11 @@ async fn jwt_access_tokens_verify_with_the_jwks_and_are_revocable(b: Backend) {
 async fn signed_in_on_consent(e: &Env, url: &str) -> (HashMap<String, String>, Vec<(String, String)>, String) {
     use reqwest::cookie::CookieStore;
     let jar = Arc::new(reqwest::cookie::Jar::default());
-    let c = reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let c = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let get = |u: String| {
         let c = c.clone();
         async move {
@@ -630,17 +781,28 @@ async fn signed_in_on_consent(e: &Env, url: &str) -> (HashMap<String, String>, V
     let (s, _, page) = get(e.gw.cp.url(&back)).await;
     assert_eq!(s, 200, "consent page expected: {page}");
     let header = jar.cookies(&e.gw.cp.url("/").parse().unwrap()).unwrap();
-    let cookies = header.to_str().unwrap().split("; ").map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect();
+    let cookies = header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
+        .collect();
     (cookies, hidden_fields(&page), login_csrf)
 }
 
 /// Posts a consent form with exactly these cookies; answers the status and where it sends the browser.
-async fn post_consent(e: &Env, cookies: &HashMap<String, String>, fields: &[(String, String)], csrf: &str) -> (StatusCode, String) {
+async fn post_consent(
+    e: &Env,
+    cookies: &HashMap<String, String>,
+    fields: &[(String, String)],
+    csrf: &str,
+) -> (StatusCode, String) {
     let mut form: Vec<(String, String)> = fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     form.push(("csrf".into(), csrf.to_owned()));
     form.push(("decision".into(), "allow".into()));
     let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-    let r = e.gw.cp.client.post(e.gw.cp.url("/oauth/authorize")).header("cookie", cookie).form(&form).send().await.unwrap();
+    let r =
+        e.gw.cp.client.post(e.gw.cp.url("/oauth/authorize")).header("cookie", cookie).form(&form).send().await.unwrap();
     let loc = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (r.status(), loc)
 }
@@ -703,11 +865,51 @@ async fn oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_f
     };
     let basic = Some((e.client_id.as_str(), e.secret.as_str()));
     let rows = [
-        ("client_credentials scope", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), rt.clone())], "invalid_scope", "gth_rt_…"),
-        ("client_credentials scope with junk", vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), format!("orders:read {junk}{}", e.secret))], "invalid_scope", "gth_cs_…"),
-        ("refresh scope", vec![("grant_type".into(), "refresh_token".into()), ("refresh_token".into(), rt.clone()), ("scope".into(), format!("{}-{junk}", e.secret))], "invalid_scope", "gth_cs_…"),
-        ("repeated parameter name", vec![("grant_type".into(), "client_credentials".into()), (rt.clone(), "x".into()), (rt.clone(), "y".into())], "invalid_request", "gth_rt_…"),
-        ("repeated secret parameter name", vec![("grant_type".into(), "client_credentials".into()), (format!("{junk}{}", e.secret), "x".into()), (format!("{junk}{}", e.secret), "y".into())], "invalid_request", "gth_cs_…"),
+        (
+            "client_credentials scope",
+            vec![("grant_type".into(), "client_credentials".into()), ("scope".into(), rt.clone())],
+            "invalid_scope",
+            "gth_rt_…",
+        ),
+        (
+            "client_credentials scope with junk",
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                ("scope".into(), format!("orders:read {junk}{}", e.secret)),
+            ],
+            "invalid_scope",
+            "gth_cs_…",
+        ),
+        (
+            "refresh scope",
+            vec![
+                ("grant_type".into(), "refresh_token".into()),
+                ("refresh_token".into(), rt.clone()),
+                ("scope".into(), format!("{}-{junk}", e.secret)),
+            ],
+            "invalid_scope",
+            "gth_cs_…",
+        ),
+        (
+            "repeated parameter name",
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                (rt.clone(), "x".into()),
+                (rt.clone(), "y".into()),
+            ],
+            "invalid_request",
+            "gth_rt_…",
+        ),
+        (
+            "repeated secret parameter name",
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                (format!("{junk}{}", e.secret), "x".into()),
+                (format!("{junk}{}", e.secret), "y".into()),
+            ],
+            "invalid_request",
+            "gth_cs_…",
+        ),
     ];
     for (what, form, error, shown) in rows {
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -726,7 +928,8 @@ async fn oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_f
     check("authorize redirect", &q["error_description"], "gth_rt_…");
     check("authorize redirect (raw)", &loc, "");
     // A repeated parameter on the authorization page.
-    let (s, _, page) = Browser::new().get(&format!("{}&{rt}=a&{rt}=b", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
+    let (s, _, page) =
+        Browser::new().get(&format!("{}&{rt}=a&{rt}=b", authorize_url(&e, CB, "orders:read", &p.challenge))).await;
     assert_eq!(s, 400, "{page}");
     check("authorize page", &page, "gth_rt_…");
 }

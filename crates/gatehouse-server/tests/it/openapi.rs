@@ -51,7 +51,8 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(got, want);
     for (method, path) in &operations {
         let (s, _, body) = app.call(method, path, Some(&app.admin), Some(serde_json::json!({"key": "x"}))).await;
-        let routed = s != 405 && !(s == 404 && body["error"]["message"].as_str().unwrap_or("").starts_with("No such endpoint"));
+        let routed =
+            s != 405 && !(s == 404 && body["error"]["message"].as_str().unwrap_or("").starts_with("No such endpoint"));
         assert!(routed, "{method} {path} is documented but not routed ({s})");
     }
 }

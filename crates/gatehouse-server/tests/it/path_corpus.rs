@@ -26,7 +26,9 @@ type Case = (String, String, Vec<(String, String)>);
 
 fn corpus(host: &str) -> Vec<Case> {
     let mut c: Vec<Case> = vec![];
-    let mut add = |m: &str, t: String, h: &[(&str, &str)]| c.push((m.into(), t, h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()));
+    let mut add = |m: &str, t: String, h: &[(&str, &str)]| {
+        c.push((m.into(), t, h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()))
+    };
     // Traversal out of every public prefix, with every spelling of `..` and of `/`.
     let anchors = ["/ping", "/public", "/public/x", "/feed/1"];
     let dots = ["..", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "%2e%2E"];
@@ -40,30 +42,85 @@ fn corpus(host: &str) -> Vec<Case> {
     }
     let singles = [
         // Overlong and invalid UTF-8 dots and slashes.
-        "/public/%c0%ae%c0%ae/admin", "/public/%c0%ae%c0%ae%c0%afadmin", "/public/%e0%80%ae%e0%80%ae/admin",
-        "/public/%c1%9c../admin", "/public/%c0%2e%c0%2e/admin", "/public/%ff/../../admin",
+        "/public/%c0%ae%c0%ae/admin",
+        "/public/%c0%ae%c0%ae%c0%afadmin",
+        "/public/%e0%80%ae%e0%80%ae/admin",
+        "/public/%c1%9c../admin",
+        "/public/%c0%2e%c0%2e/admin",
+        "/public/%ff/../../admin",
         // NUL and control characters.
-        "/ping%00", "/ping%00/../admin", "/public/%00/../../admin", "/ping%0a", "/ping%0d%0aX-Injected:%201", "/ping%09",
+        "/ping%00",
+        "/ping%00/../admin",
+        "/public/%00/../../admin",
+        "/ping%0a",
+        "/ping%0d%0aX-Injected:%201",
+        "/ping%09",
         // Invalid percent-encoding.
-        "/public/%zz/../../admin", "/public/%/../../admin", "/public/%2/../../admin", "/public/%%2e%2e/admin", "/%", "/ping%",
+        "/public/%zz/../../admin",
+        "/public/%/../../admin",
+        "/public/%2/../../admin",
+        "/public/%%2e%2e/admin",
+        "/%",
+        "/ping%",
         // Double encoding stays encoded (and so stays under /public).
-        "/public/%252e%252e/admin", "/public/%252e%252e%252fadmin",
+        "/public/%252e%252e/admin",
+        "/public/%252e%252e%252fadmin",
         // Semicolon path parameters.
-        "/ping;/../admin", "/admin;.js", "/public/..;/admin", "/ping;jsessionid=1", "/admin;/ping", "/public;/x",
+        "/ping;/../admin",
+        "/admin;.js",
+        "/public/..;/admin",
+        "/ping;jsessionid=1",
+        "/admin;/ping",
+        "/public;/x",
         // Case and trailing variants of public routes.
-        "/PING", "/Ping", "/PUBLIC/x", "/Feed/1", "/ping/", "/ping.", "/ping%20", "/ping/.", "/ping/..", "/ping/../",
+        "/PING",
+        "/Ping",
+        "/PUBLIC/x",
+        "/Feed/1",
+        "/ping/",
+        "/ping.",
+        "/ping%20",
+        "/ping/.",
+        "/ping/..",
+        "/ping/../",
         // Fragments and query tricks.
-        "/ping#x", "/ping%23/../admin", "/admin?/ping", "/admin?x=/ping", "/admin#?/ping", "/admin?%2e%2e/ping",
+        "/ping#x",
+        "/ping%23/../admin",
+        "/admin?/ping",
+        "/admin?x=/ping",
+        "/admin#?/ping",
+        "/admin?%2e%2e/ping",
         // A public pattern as the prefix of a private path.
-        "/pingx", "/ping-admin", "/pingadmin", "/publicx", "/public", "/feed", "/publicadmin/x",
+        "/pingx",
+        "/ping-admin",
+        "/pingadmin",
+        "/publicx",
+        "/public",
+        "/feed",
+        "/publicadmin/x",
         // Private routes themselves.
-        "/", "/admin", "/orders/1", "/api", "/api/", "/api/ping", "/api/public/x", "/API/ping",
+        "/",
+        "/admin",
+        "/orders/1",
+        "/api",
+        "/api/",
+        "/api/ping",
+        "/api/public/x",
+        "/API/ping",
         // The reserved prefix, smuggled.
-        "/ping/../__gatehouse/../admin", "/__gatehouse/../admin", "/__gatehouse/%2e%2e/admin",
+        "/ping/../__gatehouse/../admin",
+        "/__gatehouse/../admin",
+        "/__gatehouse/%2e%2e/admin",
         // Climbing above the root.
-        "/..", "/../admin", "/%2e%2e/admin", "/../../../../etc/passwd", "/./../admin",
+        "/..",
+        "/../admin",
+        "/%2e%2e/admin",
+        "/../../../../etc/passwd",
+        "/./../admin",
         // Not origin-form paths.
-        "*", "admin", "ping",
+        "*",
+        "admin",
+        "ping",
     ];
     for t in singles {
         add("GET", t.to_owned(), &[]);
@@ -79,7 +136,15 @@ fn corpus(host: &str) -> Vec<Case> {
         add(m, "/admin".into(), &[]);
     }
     // Spoofed routing headers on private paths.
-    for h in ["X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Uri", "X-Forwarded-Path", "X-Forwarded-Prefix", "X-Original-URI", "X-Envoy-Original-Path"] {
+    for h in [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Path",
+        "X-Forwarded-Prefix",
+        "X-Original-URI",
+        "X-Envoy-Original-Path",
+    ] {
         add("GET", "/admin".into(), &[(h, "/ping")]);
         add("POST", "/feed/1".into(), &[(h, "/feed/1")]);
     }
@@ -114,7 +179,14 @@ async fn no_bypass_attempt_reaches_a_private_route() {
         for (m, pq, h) in &seen {
             let path = pq.split('?').next().unwrap();
             assert!(web.policy.is_public(m, path), "{method} {target} reached the upstream as private {m} {pq}");
-            for spoof in ["x-original-url", "x-rewrite-url", "x-forwarded-uri", "x-http-method-override", "x-http-method", "x-method-override"] {
+            for spoof in [
+                "x-original-url",
+                "x-rewrite-url",
+                "x-forwarded-uri",
+                "x-http-method-override",
+                "x-http-method",
+                "x-method-override",
+            ] {
                 assert!(h.get(spoof).is_none(), "{method} {target}: {spoof} reached the upstream");
             }
             // `Forwarded` is Gatehouse's own, never the client's.
@@ -123,7 +195,10 @@ async fn no_bypass_attempt_reaches_a_private_route() {
             assert_eq!(h["x-gatehouse-auth"], "public", "{method} {target}");
         }
         if seen.is_empty() {
-            assert!(status.is_none_or(|s| !(200..300).contains(&s)), "{method} {target} answered {status:?} without reaching the upstream");
+            assert!(
+                status.is_none_or(|s| !(200..300).contains(&s)),
+                "{method} {target} answered {status:?} without reaching the upstream"
+            );
         } else {
             reached += 1;
         }

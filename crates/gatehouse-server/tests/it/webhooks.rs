@@ -48,7 +48,9 @@ fn dev_config(worker: bool) -> gatehouse_server::ServerConfig {
 }
 
 pub async fn endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String) {
-    let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": events}))).await;
+    let (s, _, e) = app
+        .call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": events})))
+        .await;
     assert_eq!(s, 200, "{e}");
     (e["id"].as_str().unwrap().to_owned(), e["secret"].as_str().unwrap().to_owned())
 }
@@ -85,7 +87,8 @@ async fn key_events_are_delivered_signed_from_the_outbox(b: Backend) {
     assert_eq!(v["data"]["object"]["id"], key["id"]);
     assert!(!body.contains(key["secret"].as_str().unwrap()), "no key secret in an event");
     assert_eq!(h["content-type"], "application/json");
-    let (_, _, _) = app.call("POST", &format!("/v1/keys/{}/revoke", key["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    let (_, _, _) =
+        app.call("POST", &format!("/v1/keys/{}/revoke", key["id"].as_str().unwrap()), Some(&app.admin), None).await;
     wait_for(&seen, 2).await;
     let v: Value = serde_json::from_str(&seen.lock().unwrap()[1].1).unwrap();
     assert_eq!(v["type"], "key.revoked");
@@ -93,7 +96,8 @@ async fn key_events_are_delivered_signed_from_the_outbox(b: Backend) {
     // The attempt is recorded just after the receiver answered: wait for it.
     let mut detail = Value::Null;
     for _ in 0..100 {
-        let (s, _, d) = app.call("GET", &format!("/v1/events/{}", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
+        let (s, _, d) =
+            app.call("GET", &format!("/v1/events/{}", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
         assert_eq!(s, 200, "{d}");
         detail = d;
         if detail["deliveries"][0]["status"] == "delivered" {
@@ -109,7 +113,8 @@ async fn key_events_are_delivered_signed_from_the_outbox(b: Backend) {
     assert!(text.contains("gatehouse_webhook_attempts_total{code=\"delivered\"} 2"), "{text}");
     assert!(text.contains("gatehouse_webhook_delivery_seconds_count 2"), "{text}");
     // Resend: the same event id arrives again.
-    let (s, _, r) = app.call("POST", &format!("/v1/events/{}/resend", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    let (s, _, r) =
+        app.call("POST", &format!("/v1/events/{}/resend", v["id"].as_str().unwrap()), Some(&app.admin), None).await;
     assert_eq!((s.as_u16(), r["queued"].as_u64()), (200, Some(1)));
     wait_for(&seen, 3).await;
     let again: Value = serde_json::from_str(&seen.lock().unwrap()[2].1).unwrap();
@@ -144,7 +149,11 @@ async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
     assert!(gatehouse_store::KeyStore::insert_key(&app.store, &dup, &audit).await.is_err());
     let after = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap().items.len();
     assert_eq!(before, after, "no event for a change that rolled back");
-    assert_eq!(app.store.pending_deliveries().await.unwrap(), 1, "one delivery: the only event since the endpoint exists");
+    assert_eq!(
+        app.store.pending_deliveries().await.unwrap(),
+        1,
+        "one delivery: the only event since the endpoint exists"
+    );
 }
 
 fn manual_clock(start: i64) -> (Clock, Arc<AtomicI64>) {
@@ -174,13 +183,18 @@ async fn retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attemp
     assert_eq!(worker.run_once().await.unwrap(), 0, "delivered: nothing more");
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 3);
-    let ids: Vec<String> = got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> =
+        got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["id"].as_str().unwrap().to_owned()).collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "the event id is stable across attempts");
-    let ts: Vec<String> = got.iter().map(|(h, _)| h["gatehouse-signature"].to_str().unwrap().split(',').next().unwrap().to_owned()).collect();
+    let ts: Vec<String> = got
+        .iter()
+        .map(|(h, _)| h["gatehouse-signature"].to_str().unwrap().split(',').next().unwrap().to_owned())
+        .collect();
     assert!(ts[0] != ts[1] && ts[1] != ts[2], "each attempt is signed with a fresh t: {ts:?}");
     for (h, body) in &got {
         let t: i64 = h["gatehouse-signature"].to_str().unwrap()[2..].split(',').next().unwrap().parse().unwrap();
-        gatehouse_webhook::verify(h["gatehouse-signature"].to_str().unwrap(), body.as_bytes(), &[&secret], t, 0).unwrap();
+        gatehouse_webhook::verify(h["gatehouse-signature"].to_str().unwrap(), body.as_bytes(), &[&secret], t, 0)
+            .unwrap();
     }
     let attempts = app.store.attempts_of(&ids[0]).await.unwrap();
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(503), Some(200)]);
@@ -191,10 +205,14 @@ async fn a_rolled_secret_signs_alongside_the_old_one_during_the_overlap(b: Backe
     let app = TestApp::with_config(b, dev_config(true)).await;
     let (addr, seen) = receiver(vec![]).await;
     let (id, old) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
-    let (s, _, rolled) = app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), None).await;
+    let (s, _, rolled) =
+        app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), None).await;
     assert_eq!(s, 200, "{rolled}");
     let new = rolled["secret"].as_str().unwrap().to_owned();
-    assert!(rolled["previous_secret_expires_at"].as_i64().unwrap() > Timestamp::now().unix_seconds() + 86_000, "default overlap 24 h");
+    assert!(
+        rolled["previous_secret_expires_at"].as_i64().unwrap() > Timestamp::now().unix_seconds() + 86_000,
+        "default overlap 24 h"
+    );
     app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "a"}))).await;
     wait_for(&seen, 1).await;
     let (h, body) = seen.lock().unwrap()[0].clone();
@@ -202,7 +220,14 @@ async fn a_rolled_secret_signs_alongside_the_old_one_during_the_overlap(b: Backe
     verify(&h, &body, &[&old]).expect("the old secret alone verifies during the overlap");
     verify(&h, &body, &[&new]).expect("the new secret alone verifies");
     // A roll with no overlap: only the newest secret signs.
-    let (_, _, rolled) = app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), Some(json!({"overlap_secs": 0}))).await;
+    let (_, _, rolled) = app
+        .call(
+            "POST",
+            &format!("/v1/webhook_endpoints/{id}/roll_secret"),
+            Some(&app.admin),
+            Some(json!({"overlap_secs": 0})),
+        )
+        .await;
     let newest = rolled["secret"].as_str().unwrap().to_owned();
     app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "b"}))).await;
     wait_for(&seen, 2).await;
@@ -218,9 +243,22 @@ async fn ssrf_destinations_are_refused_when_the_endpoint_is_created(b: Backend) 
     cfg.webhook_worker = false;
     let app = TestApp::with_config(b, cfg).await;
     let (addr, _) = receiver(vec![]).await;
-    let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": format!("http://{addr}/"), "enabled_events": ["*"]}))).await;
+    let (s, _, e) = app
+        .call(
+            "POST",
+            "/v1/webhook_endpoints",
+            Some(&app.admin),
+            Some(json!({"url": format!("http://{addr}/"), "enabled_events": ["*"]})),
+        )
+        .await;
     assert_eq!(s, 400, "plain http is refused without the development switch: {e}");
-    for bad in [json!({"url": "https://user:pw@example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/#x", "enabled_events": ["*"]}), json!({"url": "ftp://example.com/", "enabled_events": ["*"]}), json!({"url": "https://example.com/", "enabled_events": ["key.exploded"]}), json!({"url": "https://example.com/", "enabled_events": []})] {
+    for bad in [
+        json!({"url": "https://user:pw@example.com/", "enabled_events": ["*"]}),
+        json!({"url": "https://example.com/#x", "enabled_events": ["*"]}),
+        json!({"url": "ftp://example.com/", "enabled_events": ["*"]}),
+        json!({"url": "https://example.com/", "enabled_events": ["key.exploded"]}),
+        json!({"url": "https://example.com/", "enabled_events": []}),
+    ] {
         let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(bad.clone())).await;
         assert_eq!(s, 400, "{bad}: {e}");
     }
@@ -251,7 +289,14 @@ async fn ssrf_destinations_are_refused_when_the_endpoint_is_created(b: Backend) 
         ("https://api.localhost/".to_owned(), "loopback"),
     ];
     for (url, kind) in &refused {
-        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        let (s, _, e) = app
+            .call(
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(&app.admin),
+                Some(json!({"url": url, "enabled_events": ["key.created"]})),
+            )
+            .await;
         assert_eq!(s, 400, "{url} must be refused at creation: {e}");
         assert_eq!(crate::code(&e), "invalid_request", "{url}: {e}");
         let msg = e["error"]["message"].as_str().unwrap();
@@ -260,7 +305,14 @@ async fn ssrf_destinations_are_refused_when_the_endpoint_is_created(b: Backend) 
     // Public literals pass; a name that does not resolve now passes too (DNS may be down; the guard
     // runs again at every delivery).
     for url in ["https://8.8.8.8/hook", "https://[2606:4700::1111]/hook", "https://no-such-host.invalid/hook"] {
-        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+        let (s, _, e) = app
+            .call(
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(&app.admin),
+                Some(json!({"url": url, "enabled_events": ["key.created"]})),
+            )
+            .await;
         assert_eq!(s, 200, "{url}: {e}");
     }
     let (_, _, list) = app.call("GET", "/v1/webhook_endpoints?limit=100", Some(&app.admin), None).await;
@@ -271,8 +323,17 @@ story!(private_destinations_are_accepted_only_with_the_development_switch);
 async fn private_destinations_are_accepted_only_with_the_development_switch(b: Backend) {
     let app = TestApp::with_config(b, dev_config(false)).await;
     let (addr, _) = receiver(vec![]).await;
-    for url in [format!("http://{addr}/"), format!("https://localhost:{}/", addr.port()), "https://10.0.0.1/".to_owned()] {
-        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["key.created"]}))).await;
+    for url in
+        [format!("http://{addr}/"), format!("https://localhost:{}/", addr.port()), "https://10.0.0.1/".to_owned()]
+    {
+        let (s, _, e) = app
+            .call(
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(&app.admin),
+                Some(json!({"url": url, "enabled_events": ["key.created"]})),
+            )
+            .await;
         assert_eq!(s, 200, "{url}: {e}");
     }
 }
@@ -286,15 +347,41 @@ async fn the_ssrf_guard_still_refuses_at_delivery(b: Backend) {
     let app = TestApp::with_config(b, cfg.clone()).await;
     let (addr, seen) = receiver(vec![]).await;
     let port = addr.port();
-    let lax = gatehouse_server::webhooks::WebhookService::new(Arc::new(app.store.clone()), "default".into(), dev_config(false).webhooks);
-    for url in [format!("https://127.0.0.1:{port}/"), format!("https://[::ffff:127.0.0.1]:{port}/"), format!("https://localhost:{port}/")] {
-        let new = gatehouse_server::webhooks::NewEndpoint { url, event_types: vec!["key.created".into()], ..Default::default() };
-        lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new).await.unwrap();
+    let lax = gatehouse_server::webhooks::WebhookService::new(
+        Arc::new(app.store.clone()),
+        "default".into(),
+        dev_config(false).webhooks,
+    );
+    for url in [
+        format!("https://127.0.0.1:{port}/"),
+        format!("https://[::ffff:127.0.0.1]:{port}/"),
+        format!("https://localhost:{port}/"),
+    ] {
+        let new = gatehouse_server::webhooks::NewEndpoint {
+            url,
+            event_types: vec!["key.created".into()],
+            ..Default::default()
+        };
+        lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
+            .await
+            .unwrap();
     }
     let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
-    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, cfg.webhooks.clone(), gatehouse_server::webhooks::worker::system_clock());
+    let worker = Worker::new(
+        Arc::new(app.store.clone()) as Arc<dyn Store>,
+        cfg.webhooks.clone(),
+        gatehouse_server::webhooks::worker::system_clock(),
+    );
     assert_eq!(worker.run_once().await.unwrap(), 3);
-    let events = app.store.list_events("default", gatehouse_core::Environment::Live, &gatehouse_store::PageRequest { limit: 10, starting_after: None }).await.unwrap();
+    let events = app
+        .store
+        .list_events(
+            "default",
+            gatehouse_core::Environment::Live,
+            &gatehouse_store::PageRequest { limit: 10, starting_after: None },
+        )
+        .await
+        .unwrap();
     let ev = events.items.iter().find(|e| e.body.contains(key["id"].as_str().unwrap())).unwrap();
     let attempts = app.store.attempts_of(&ev.id).await.unwrap();
     assert_eq!(attempts.len(), 3);
@@ -323,17 +410,41 @@ async fn descriptions_with_control_characters_are_refused(b: Backend) {
         ("line separator\u{2028}", "U+2028"),
     ];
     for (d, shown) in refused {
-        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": d}))).await;
+        let (s, _, e) = app
+            .call(
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(&app.admin),
+                Some(json!({"url": url, "enabled_events": ["*"], "description": d})),
+            )
+            .await;
         assert_eq!(s, 400, "{d:?}: {e}");
         let msg = e["error"]["message"].as_str().unwrap();
-        assert!(msg.starts_with("description: must not contain control characters") && msg.contains(shown), "{d:?}: {msg}");
+        assert!(
+            msg.starts_with("description: must not contain control characters") && msg.contains(shown),
+            "{d:?}: {msg}"
+        );
     }
     for d in ["Orders – payments ✓", "Bestellungen (live)", "注文の通知", ""] {
-        let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": d}))).await;
+        let (s, _, e) = app
+            .call(
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(&app.admin),
+                Some(json!({"url": url, "enabled_events": ["*"], "description": d})),
+            )
+            .await;
         assert_eq!(s, 200, "{d:?}: {e}");
         assert_eq!(e["description"], d);
     }
-    let (s, _, _) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(json!({"url": url, "enabled_events": ["*"], "description": "x".repeat(201)}))).await;
+    let (s, _, _) = app
+        .call(
+            "POST",
+            "/v1/webhook_endpoints",
+            Some(&app.admin),
+            Some(json!({"url": url, "enabled_events": ["*"], "description": "x".repeat(201)})),
+        )
+        .await;
     assert_eq!(s, 400);
 }
 
@@ -348,15 +459,25 @@ async fn two_workers_never_deliver_the_same_attempt_twice(b: Backend) {
     let mut cfg = dev_config(false).webhooks;
     cfg.concurrency = 7;
     // Two nodes: separate connections to the same database.
-    let w1 = Arc::new(Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, cfg.clone(), gatehouse_server::webhooks::worker::system_clock()));
-    let w2 = Arc::new(Worker::new(Arc::new(app.db.store().await) as Arc<dyn Store>, cfg, gatehouse_server::webhooks::worker::system_clock()));
+    let w1 = Arc::new(Worker::new(
+        Arc::new(app.store.clone()) as Arc<dyn Store>,
+        cfg.clone(),
+        gatehouse_server::webhooks::worker::system_clock(),
+    ));
+    let w2 = Arc::new(Worker::new(
+        Arc::new(app.db.store().await) as Arc<dyn Store>,
+        cfg,
+        gatehouse_server::webhooks::worker::system_clock(),
+    ));
     let run = |w: Arc<Worker>| tokio::spawn(async move { while w.run_once().await.unwrap() > 0 {} });
     let (a, b2) = (run(w1), run(w2));
     a.await.unwrap();
     b2.await.unwrap();
     let mut per_event: HashMap<String, usize> = HashMap::new();
     for (_, body) in seen.lock().unwrap().iter() {
-        *per_event.entry(serde_json::from_str::<Value>(body).unwrap()["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        *per_event
+            .entry(serde_json::from_str::<Value>(body).unwrap()["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(per_event.len(), 40, "every event arrived");
     assert!(per_event.values().all(|n| *n == 1), "none twice: {per_event:?}");
@@ -383,7 +504,14 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_says_so(b: Backend) {
     let (_, _, w) = app.call("GET", &format!("/v1/webhook_endpoints/{watch_id}"), Some(&app.admin), None).await;
     assert_eq!(w["status"], "enabled", "the healthy endpoint stays enabled");
     let (_, _, events) = app.call("GET", "/v1/events?limit=100", Some(&app.admin), None).await;
-    assert!(events["data"].as_array().unwrap().iter().any(|e| e["type"] == "webhook_endpoint.disabled" && e["payload"]["data"]["object"]["id"] == id.as_str()), "{events}");
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "webhook_endpoint.disabled" && e["payload"]["data"]["object"]["id"] == id.as_str()),
+        "{events}"
+    );
     let (_, _, audit) = app.call("GET", "/v1/audit?limit=100", Some(&app.admin), None).await;
     assert!(audit["data"].as_array().unwrap().iter().any(|a| a["action"] == "webhook_endpoint.disabled"));
 }
@@ -415,9 +543,20 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
     let (addr, seen) = receiver(vec![]).await;
     let (proxy, through_proxy) = recording_proxy().await;
     endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
-    let lax = gatehouse_server::webhooks::WebhookService::new(Arc::new(app.store.clone()), "default".into(), dev_config(false).webhooks);
-    let new = gatehouse_server::webhooks::NewEndpoint { url: "https://8.8.8.8/hook".into(), event_types: vec!["key.created".into()], ..Default::default() };
-    let (public, _) = lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new).await.unwrap();
+    let lax = gatehouse_server::webhooks::WebhookService::new(
+        Arc::new(app.store.clone()),
+        "default".into(),
+        dev_config(false).webhooks,
+    );
+    let new = gatehouse_server::webhooks::NewEndpoint {
+        url: "https://8.8.8.8/hook".into(),
+        event_types: vec!["key.created".into()],
+        ..Default::default()
+    };
+    let (public, _) = lax
+        .create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
+        .await
+        .unwrap();
     let store = || Arc::new(app.store.clone()) as Arc<dyn Store>;
     // Development: a loopback proxy is allowed, and the delivery goes through it.
     let mut cfg = dev_config(false).webhooks;
@@ -426,11 +565,18 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
     let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
     assert_eq!(worker.run_once().await.unwrap(), 2);
     let lines = through_proxy.lock().unwrap().clone();
-    assert!(lines.contains(&format!("POST http://{addr}/hook HTTP/1.1")), "the plain-http delivery went through the proxy: {lines:?}");
+    assert!(
+        lines.contains(&format!("POST http://{addr}/hook HTTP/1.1")),
+        "the plain-http delivery went through the proxy: {lines:?}"
+    );
     assert!(lines.contains(&"CONNECT 8.8.8.8:443 HTTP/1.1".to_owned()), "the https one tunnels through it: {lines:?}");
     assert!(seen.lock().unwrap().is_empty(), "nothing went around the proxy");
     // With the guard on, a proxy at a guarded address (literal or by name) is never contacted.
-    for proxy_url in [format!("http://{proxy}"), format!("http://localhost:{}", proxy.port()), format!("http://[::ffff:127.0.0.1]:{}", proxy.port())] {
+    for proxy_url in [
+        format!("http://{proxy}"),
+        format!("http://localhost:{}", proxy.port()),
+        format!("http://[::ffff:127.0.0.1]:{}", proxy.port()),
+    ] {
         through_proxy.lock().unwrap().clear();
         let mut cfg = crate::test_config().webhooks;
         cfg.proxy = Some(proxy_url.clone());
@@ -438,7 +584,15 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
         let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
         assert_eq!(worker.run_once().await.unwrap(), 2, "{proxy_url}");
         assert!(through_proxy.lock().unwrap().is_empty(), "{proxy_url}: {:?}", through_proxy.lock().unwrap());
-        let events = app.store.list_events("default", gatehouse_core::Environment::Live, &gatehouse_store::PageRequest { limit: 100, starting_after: None }).await.unwrap();
+        let events = app
+            .store
+            .list_events(
+                "default",
+                gatehouse_core::Environment::Live,
+                &gatehouse_store::PageRequest { limit: 100, starting_after: None },
+            )
+            .await
+            .unwrap();
         let ev = events.items.iter().find(|e| e.body.contains(key["id"].as_str().unwrap())).unwrap();
         for a in app.store.attempts_of(&ev.id).await.unwrap() {
             assert_eq!(a.status_code, None, "{proxy_url}");

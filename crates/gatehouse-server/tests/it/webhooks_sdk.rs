@@ -38,7 +38,9 @@ fn start(program: &str, script: &str, secrets_file: &std::path::Path) -> Receive
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} {script} could not start ({e}); run scripts/test.sh, which installs the receivers"));
+        .unwrap_or_else(|e| {
+            panic!("{program} {script} could not start ({e}); run scripts/test.sh, which installs the receivers")
+        });
     let (tx, lines) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -69,14 +71,18 @@ fn collect(r: &Receiver, n: usize) -> Vec<Value> {
 story!(stripe_sdks_and_standard_webhooks_verify_every_delivery_during_a_rotation);
 async fn stripe_sdks_and_standard_webhooks_verify_every_delivery_during_a_rotation(b: Backend) {
     let dir = receivers_dir();
-    assert!(dir.join("node_modules/stripe").is_dir() && dir.join(".venv/bin/python").exists(), "receiver packages missing: run scripts/test.sh");
+    assert!(
+        dir.join("node_modules/stripe").is_dir() && dir.join(".venv/bin/python").exists(),
+        "receiver packages missing: run scripts/test.sh"
+    );
     let mut cfg = crate::test_config();
     cfg.webhooks.allow_private_destinations = true;
     cfg.webhooks.poll_interval = Duration::from_millis(20);
     let app = TestApp::with_config(b, cfg).await;
     let tmp = tempfile::tempdir().unwrap();
     let python = dir.join(".venv/bin/python").display().to_string();
-    let receivers = [("node", "receiver.mjs".to_owned(), "node"), (python.as_str(), "receiver.py".to_owned(), "python")];
+    let receivers =
+        [("node", "receiver.mjs".to_owned(), "node"), (python.as_str(), "receiver.py".to_owned(), "python")];
     let mut running = vec![];
     for (program, script, name) in receivers {
         let secrets_file = tmp.path().join(format!("{name}.secrets"));
@@ -86,7 +92,14 @@ async fn stripe_sdks_and_standard_webhooks_verify_every_delivery_during_a_rotati
         let (s, _, e) = app.call("POST", "/v1/webhook_endpoints", Some(&app.admin), Some(body)).await;
         assert_eq!(s, 200, "{e}");
         let id = e["id"].as_str().unwrap();
-        let (_, _, rolled) = app.call("POST", &format!("/v1/webhook_endpoints/{id}/roll_secret"), Some(&app.admin), Some(json!({"overlap_secs": 3600}))).await;
+        let (_, _, rolled) = app
+            .call(
+                "POST",
+                &format!("/v1/webhook_endpoints/{id}/roll_secret"),
+                Some(&app.admin),
+                Some(json!({"overlap_secs": 3600})),
+            )
+            .await;
         let secrets = format!("{}\n{}\n", e["secret"].as_str().unwrap(), rolled["secret"].as_str().unwrap());
         std::fs::write(&secrets_file, secrets).unwrap();
         running.push((name, r));
@@ -101,7 +114,10 @@ async fn stripe_sdks_and_standard_webhooks_verify_every_delivery_during_a_rotati
         let got = tokio::task::block_in_place(|| collect(r, 4));
         for v in &got {
             assert_eq!(v["errors"], json!([]), "{name}: {v}");
-            assert_eq!(v["stripe_verified"], 2, "{name}: Stripe's SDK verified with each of the two live secrets alone: {v}");
+            assert_eq!(
+                v["stripe_verified"], 2,
+                "{name}: Stripe's SDK verified with each of the two live secrets alone: {v}"
+            );
             assert_eq!(v["standard_verified"], 2, "{name}: standardwebhooks verified with each secret: {v}");
             assert!(v["id"].as_str().unwrap().starts_with("evt_"));
         }

@@ -75,7 +75,11 @@ async fn revoke_is_idempotent_audited_and_fed(b: Backend) {
     assert_eq!(r.unwrap().revoked_at, Some(Timestamp(5_000)));
     let again = s.revoke_key("default", &k.id, Timestamp(9_000), &audit("key.revoked", &k.id, 9_000)).await.unwrap();
     assert_eq!(again.unwrap().revoked_at, Some(Timestamp(5_000)), "the first revocation time stands");
-    assert!(s.revoke_key("default", "key_missing", Timestamp(9_000), &audit("key.revoked", "x", 9_000)).await.unwrap().is_none());
+    assert!(s
+        .revoke_key("default", "key_missing", Timestamp(9_000), &audit("key.revoked", "x", 9_000))
+        .await
+        .unwrap()
+        .is_none());
     let changes = s.key_changes_since(head, Timestamp(0)).await.unwrap();
     assert!(changes.hashes.contains(&k.hash));
     assert!(changes.next_seq > head);
@@ -160,7 +164,10 @@ async fn audit_log_refuses_updates_and_deletes(b: Backend) {
         }
     };
     assert_eq!(errs, (true, true));
-    assert_eq!(s.list_audit("default", None, &PageRequest { limit: 5, starting_after: None }).await.unwrap().items.len(), 1);
+    assert_eq!(
+        s.list_audit("default", None, &PageRequest { limit: 5, starting_after: None }).await.unwrap().items.len(),
+        1
+    );
 }
 
 story!(closed_storage_is_unavailable_not_empty);

@@ -44,7 +44,11 @@ pub fn new_key(env: Environment, kind: KeyKind, at: i64) -> KeyRecord {
         workspace: "default".into(),
         environment: env,
         kind,
-        scopes: if kind == KeyKind::Restricted { ScopeSet::parse(["orders:read"]).unwrap() } else { ScopeSet::default() },
+        scopes: if kind == KeyKind::Restricted {
+            ScopeSet::parse(["orders:read"]).unwrap()
+        } else {
+            ScopeSet::default()
+        },
         ip_allowlist: IpAllowlist::parse(["10.0.0.0/8", "2001:db8::/32"]).unwrap(),
         expires_at: Some(Timestamp(at + 86_400_000)),
         app: Some("shop".into()),

@@ -44,7 +44,10 @@ fn present(name: &str, pair: (&str, &str), now: i64, window: i64) -> RefreshRequ
         client_id: "client_a".into(),
         now: Timestamp(now),
         race_window_ms: window,
-        new_pair: vec![token(pair.0, TokenKind::Access, "grant_1", Some(name), now), token(pair.1, TokenKind::Refresh, "grant_1", Some(name), now)],
+        new_pair: vec![
+            token(pair.0, TokenKind::Access, "grant_1", Some(name), now),
+            token(pair.1, TokenKind::Refresh, "grant_1", Some(name), now),
+        ],
         reuse_audit: audit("oauth.refresh_token.reused", "grant_1", now),
     }
 }
@@ -81,10 +84,21 @@ async fn grants_are_stored_in_batches_with_their_audit_entries(b: Backend) {
 story!(one_batch_rotates_a_token_once_and_detects_reuse);
 async fn one_batch_rotates_a_token_once_and_detects_reuse(b: Backend) {
     let (_db, s) = fresh(b).await;
-    let item = NewGrant { grant: grant("grant_1", 1_000), tokens: vec![token("r1", TokenKind::Refresh, "grant_1", None, 1_000)], audit: audit("oauth.grant.created", "grant_1", 1_000) };
+    let item = NewGrant {
+        grant: grant("grant_1", 1_000),
+        tokens: vec![token("r1", TokenKind::Refresh, "grant_1", None, 1_000)],
+        audit: audit("oauth.grant.created", "grant_1", 1_000),
+    };
     s.insert_grants(&[item]).await.unwrap();
     // The same token twice in one batch: one rotation, one concurrent refusal; a token nobody issued is invalid.
-    let out = s.refresh_many(&[present("r1", ("a2", "r2"), 2_000, 1_000), present("r1", ("a2x", "r2x"), 2_000, 1_000), present("nope", ("a", "r"), 2_000, 1_000)]).await.unwrap();
+    let out = s
+        .refresh_many(&[
+            present("r1", ("a2", "r2"), 2_000, 1_000),
+            present("r1", ("a2x", "r2x"), 2_000, 1_000),
+            present("nope", ("a", "r"), 2_000, 1_000),
+        ])
+        .await
+        .unwrap();
     assert_eq!(out, vec![RefreshOutcome::Rotated, RefreshOutcome::Concurrent, RefreshOutcome::Invalid]);
     assert!(s.token_by_hash(&KeyHash::of("r2")).await.unwrap().is_some());
     assert!(s.token_by_hash(&KeyHash::of("r2x")).await.unwrap().is_none(), "the refused one stored nothing");
@@ -93,9 +107,15 @@ async fn one_batch_rotates_a_token_once_and_detects_reuse(b: Backend) {
     assert_eq!(out, vec![RefreshOutcome::Retried]);
     assert!(s.token_by_hash(&KeyHash::of("r2")).await.unwrap().unwrap().revoked_at.is_some());
     // r3 used, then r1 again: reuse, the whole grant is revoked.
-    let out = s.refresh_many(&[present("r3", ("a4", "r4"), 6_000, 1_000), present("r1", ("a5", "r5"), 9_000, 1_000)]).await.unwrap();
+    let out = s
+        .refresh_many(&[present("r3", ("a4", "r4"), 6_000, 1_000), present("r1", ("a5", "r5"), 9_000, 1_000)])
+        .await
+        .unwrap();
     assert_eq!(out, vec![RefreshOutcome::Rotated, RefreshOutcome::Reused { grant_id: "grant_1".into() }]);
-    assert!(s.token_by_hash(&KeyHash::of("r4")).await.unwrap().is_none(), "a pair rotated in the same batch as the reuse is never stored");
+    assert!(
+        s.token_by_hash(&KeyHash::of("r4")).await.unwrap().is_none(),
+        "a pair rotated in the same batch as the reuse is never stored"
+    );
     assert!(s.token_by_hash(&KeyHash::of("a3")).await.unwrap().unwrap().revoked_at.is_some());
     assert!(s.grant_by_id("grant_1").await.unwrap().unwrap().revoked_at.is_some());
 }
@@ -107,7 +127,13 @@ async fn expired_codes_and_tokens_are_cleaned_up(b: Backend) {
     let mut old = token("old", TokenKind::Access, "grant_1", None, 1_000);
     old.expires_at = Timestamp(2_000);
     let live = token("live", TokenKind::Refresh, "grant_1", None, 1_000);
-    s.insert_grants(&[NewGrant { grant: grant("grant_1", 1_000), tokens: vec![old, live], audit: audit("oauth.grant.created", "grant_1", 1_000) }]).await.unwrap();
+    s.insert_grants(&[NewGrant {
+        grant: grant("grant_1", 1_000),
+        tokens: vec![old, live],
+        audit: audit("oauth.grant.created", "grant_1", 1_000),
+    }])
+    .await
+    .unwrap();
     let code = |name: &str, exp: i64| CodeRecord {
         code_hash: KeyHash::of(name),
         client_id: "client_a".into(),

@@ -13,9 +13,18 @@ async fn secrets_swap_only_from_the_value_the_writer_saw(b: Backend) {
     assert_eq!(store.read_secret("keys").await.unwrap(), None);
     let page = PageRequest { limit: 100, starting_after: None };
     let audited = || async { store.list_audit("default", None, &page).await.unwrap().items.len() };
-    assert!(store.swap_secret("keys", None, b"one", &audit("signing_key.rotated", "k1", 1)).await.unwrap(), "created when absent");
-    assert!(!store.swap_secret("keys", None, b"other", &audit("signing_key.rotated", "k2", 2)).await.unwrap(), "a second creator loses");
-    assert!(!store.swap_secret("keys", Some(b"stale"), b"other", &audit("signing_key.rotated", "k3", 3)).await.unwrap(), "a stale writer loses");
+    assert!(
+        store.swap_secret("keys", None, b"one", &audit("signing_key.rotated", "k1", 1)).await.unwrap(),
+        "created when absent"
+    );
+    assert!(
+        !store.swap_secret("keys", None, b"other", &audit("signing_key.rotated", "k2", 2)).await.unwrap(),
+        "a second creator loses"
+    );
+    assert!(
+        !store.swap_secret("keys", Some(b"stale"), b"other", &audit("signing_key.rotated", "k3", 3)).await.unwrap(),
+        "a stale writer loses"
+    );
     assert_eq!(store.read_secret("keys").await.unwrap().as_deref(), Some(&b"one"[..]));
     assert!(store.swap_secret("keys", Some(b"one"), b"two", &audit("signing_key.rotated", "k4", 4)).await.unwrap());
     assert_eq!(store.read_secret("keys").await.unwrap().as_deref(), Some(&b"two"[..]));

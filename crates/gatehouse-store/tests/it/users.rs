@@ -1,7 +1,9 @@
 use gatehouse_core::{KeyHash, Timestamp};
 use gatehouse_store::oauth::{GrantRecord, NewGrant, TokenKind, TokenRecord};
 use gatehouse_store::testing::Backend;
-use gatehouse_store::{AuditStore, KeyStore, OAuthStore, PageRequest, SessionRecord, SessionStore, UserChange, UserRecord, UserStore};
+use gatehouse_store::{
+    AuditStore, KeyStore, OAuthStore, PageRequest, SessionRecord, SessionStore, UserChange, UserRecord, UserStore,
+};
 
 use crate::{audit, fresh, story};
 
@@ -62,40 +64,77 @@ async fn disabling_a_user_ends_their_sessions_and_feeds_their_tokens(b: Backend)
         retried_at: None,
         revoked_at: None,
     };
-    s.insert_grants(&[NewGrant { grant, tokens: vec![token], audit: audit("oauth.grant.created", "grant_a", 1_002) }]).await.unwrap();
+    s.insert_grants(&[NewGrant { grant, tokens: vec![token], audit: audit("oauth.grant.created", "grant_a", 1_002) }])
+        .await
+        .unwrap();
     let head = s.key_changes_head().await.unwrap();
 
-    let done = s.update_user("usr_a", &UserChange::Disable { at: Timestamp(5_000) }, &audit("user.disabled", "usr_a", 5_000)).await.unwrap();
+    let done = s
+        .update_user("usr_a", &UserChange::Disable { at: Timestamp(5_000) }, &audit("user.disabled", "usr_a", 5_000))
+        .await
+        .unwrap();
     assert_eq!(done.unwrap().disabled_at, Some(Timestamp(5_000)));
     for name in ["cp_a", "app_a"] {
-        assert_eq!(s.session_by_hash(&KeyHash::of(name)).await.unwrap().unwrap().revoked_at, Some(Timestamp(5_000)), "{name}");
+        assert_eq!(
+            s.session_by_hash(&KeyHash::of(name)).await.unwrap().unwrap().revoked_at,
+            Some(Timestamp(5_000)),
+            "{name}"
+        );
     }
-    assert_eq!(s.session_by_hash(&KeyHash::of("cp_b")).await.unwrap().unwrap().revoked_at, None, "another user's session stays");
+    assert_eq!(
+        s.session_by_hash(&KeyHash::of("cp_b")).await.unwrap().unwrap().revoked_at,
+        None,
+        "another user's session stays"
+    );
     let fed = s.key_changes_since(head, Timestamp(0)).await.unwrap().hashes;
     for name in ["cp_a", "app_a", "at_a"] {
         assert!(fed.contains(&KeyHash::of(name)), "{name} is on the change feed");
     }
     assert!(!fed.contains(&KeyHash::of("cp_b")));
-    assert_eq!(s.token_by_hash(&KeyHash::of("at_a")).await.unwrap().unwrap().revoked_at, None, "tokens are reloaded, not revoked");
+    assert_eq!(
+        s.token_by_hash(&KeyHash::of("at_a")).await.unwrap().unwrap().revoked_at,
+        None,
+        "tokens are reloaded, not revoked"
+    );
 
     // Disabling again keeps the first time; enabling clears it and ends nothing more.
-    let again = s.update_user("usr_a", &UserChange::Disable { at: Timestamp(9_000) }, &audit("user.disabled", "usr_a", 9_000)).await.unwrap();
+    let again = s
+        .update_user("usr_a", &UserChange::Disable { at: Timestamp(9_000) }, &audit("user.disabled", "usr_a", 9_000))
+        .await
+        .unwrap();
     assert_eq!(again.unwrap().disabled_at, Some(Timestamp(5_000)));
-    let enabled = s.update_user("usr_a", &UserChange::Enable, &audit("user.enabled", "usr_a", 9_500)).await.unwrap().unwrap();
+    let enabled =
+        s.update_user("usr_a", &UserChange::Enable, &audit("user.enabled", "usr_a", 9_500)).await.unwrap().unwrap();
     assert_eq!(enabled.disabled_at, None);
 
     // A new password ends the sessions too, and is what is stored.
     let new_hash = "$argon2id$new".to_owned();
     let change = UserChange::Password { hash: new_hash.clone(), at: Timestamp(10_000) };
-    let changed = s.update_user("usr_b", &change, &audit("user.password_changed", "usr_b", 10_000)).await.unwrap().unwrap();
+    let changed =
+        s.update_user("usr_b", &change, &audit("user.password_changed", "usr_b", 10_000)).await.unwrap().unwrap();
     assert_eq!(changed.password_hash, new_hash);
     assert_eq!(s.session_by_hash(&KeyHash::of("cp_b")).await.unwrap().unwrap().revoked_at, Some(Timestamp(10_000)));
 
     // An unknown user changes nothing and is not audited.
-    assert!(s.update_user("usr_none", &UserChange::Enable, &audit("user.enabled", "usr_none", 11_000)).await.unwrap().is_none());
+    assert!(s
+        .update_user("usr_none", &UserChange::Enable, &audit("user.enabled", "usr_none", 11_000))
+        .await
+        .unwrap()
+        .is_none());
     let log = s.list_audit("default", None, &PageRequest { limit: 20, starting_after: None }).await.unwrap();
     let actions: Vec<_> = log.items.iter().map(|a| a.action.as_str()).collect();
-    assert_eq!(actions, ["user.password_changed", "user.enabled", "user.disabled", "user.disabled", "oauth.grant.created", "user.created", "user.created"]);
+    assert_eq!(
+        actions,
+        [
+            "user.password_changed",
+            "user.enabled",
+            "user.disabled",
+            "user.disabled",
+            "oauth.grant.created",
+            "user.created",
+            "user.created"
+        ]
+    );
     let listed: Vec<_> = s.list_users("default").await.unwrap().into_iter().map(|u| u.email).collect();
     assert_eq!(listed, ["a@example.com", "b@example.com"]);
     assert!(s.list_users("elsewhere").await.unwrap().is_empty());

@@ -46,7 +46,26 @@ fn create_list_get_revoke_verify_on_a_fresh_data_dir() {
     .assert_eq(&normalize(&stdout(&out)));
     assert!(d.join(".gatehouse/gatehouse.db").exists(), "SQLite lives in the default data dir");
 
-    let created = json(d, &["keys", "create", "--kind", "rk", "--scope", "orders:read", "--env", "test", "--ip", "10.0.0.0/8", "--expires-in", "30d", "--metadata", "team=billing"], &[]);
+    let created = json(
+        d,
+        &[
+            "keys",
+            "create",
+            "--kind",
+            "rk",
+            "--scope",
+            "orders:read",
+            "--env",
+            "test",
+            "--ip",
+            "10.0.0.0/8",
+            "--expires-in",
+            "30d",
+            "--metadata",
+            "team=billing",
+        ],
+        &[],
+    );
     let secret = created["secret"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["scopes"], serde_json::json!(["orders:read"]));
@@ -180,7 +199,10 @@ fn webhooks_verify_from_the_shell() {
         (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     assert_eq!(run(&header, "1767225600", body), (Some(0), "valid".into()));
-    assert_eq!(run(&header, "1767226000", body), (Some(1), "invalid: the signature is too old (replay protection)".into()));
+    assert_eq!(
+        run(&header, "1767226000", body),
+        (Some(1), "invalid: the signature is too old (replay protection)".into())
+    );
     assert_eq!(run(&header, "1767225600", b"{}"), (Some(1), "invalid: no signature matches the secret(s)".into()));
 }
 
@@ -189,9 +211,33 @@ fn oauth_clients_belong_to_an_environment() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let live = json(d, &["oauth", "clients", "create", "--name", "Live tool", "--scope", "orders:read"], &[]);
-    assert_eq!((&live["environment"], &live["app"]), (&serde_json::json!("live"), &serde_json::Value::Null), "live by default: {live}");
-    let test = json(d, &["oauth", "clients", "create", "--name", "Test tool", "--scope", "orders:read", "--env", "test", "--app", "shop"], &[]);
-    assert_eq!((&test["environment"], &test["app"]), (&serde_json::json!("test"), &serde_json::json!("shop")), "{test}");
+    assert_eq!(
+        (&live["environment"], &live["app"]),
+        (&serde_json::json!("live"), &serde_json::Value::Null),
+        "live by default: {live}"
+    );
+    let test = json(
+        d,
+        &[
+            "oauth",
+            "clients",
+            "create",
+            "--name",
+            "Test tool",
+            "--scope",
+            "orders:read",
+            "--env",
+            "test",
+            "--app",
+            "shop",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (&test["environment"], &test["app"]),
+        (&serde_json::json!("test"), &serde_json::json!("shop")),
+        "{test}"
+    );
     let only_test = json(d, &["oauth", "clients", "list", "--env", "test"], &[]);
     let ids: Vec<&str> = only_test["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [test["id"].as_str().unwrap()], "{only_test}");

@@ -51,7 +51,11 @@ fn duplicate_app_names_and_shadowed_hosts_are_refused_with_file_and_line() {
         assert!(stderr(&out).contains("gatehouse.toml:"), "{}", stderr(&out));
     }
     // Distinct names and hosts, including one host on two explicit ports, pass.
-    std::fs::write(d.join("gatehouse.toml"), apps(&[("web", "\"a.test:8080\""), ("admin", "\"a.test:8443\", \"b.test\""), ("api", "\"[::1]:8080\"")])).unwrap();
+    std::fs::write(
+        d.join("gatehouse.toml"),
+        apps(&[("web", "\"a.test:8080\""), ("admin", "\"a.test:8443\", \"b.test\""), ("api", "\"[::1]:8080\"")]),
+    )
+    .unwrap();
     let out = gatehouse(d, &["--config", "gatehouse.toml", "config", "check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Configuration is valid."), "{}", stdout(&out));

@@ -73,6 +73,10 @@ pub fn dir_with_webhook_endpoint(receiver: std::net::SocketAddr) -> tempfile::Te
     )
     .unwrap();
     let url = format!("http://{receiver}/hooks");
-    json(dir.path(), &["--config", "gatehouse.toml", "webhooks", "endpoints", "create", "--url", &url, "--event", "key.created"], &[]);
+    json(
+        dir.path(),
+        &["--config", "gatehouse.toml", "webhooks", "endpoints", "create", "--url", &url, "--event", "key.created"],
+        &[],
+    );
     dir
 }

@@ -12,7 +12,23 @@ use crate::up::{repo_root, Up, OWNER_EMAIL, OWNER_PASSWORD};
 
 fn register(up: &Up, redirect: &str) -> (String, String) {
     let d = up.data_dir();
-    let v = crate::json(up.dir.path(), &["--data-dir", &d, "oauth", "clients", "create", "--name", "Third-party check", "--redirect-uri", redirect, "--scope", "hello:read"], &[]);
+    let v = crate::json(
+        up.dir.path(),
+        &[
+            "--data-dir",
+            &d,
+            "oauth",
+            "clients",
+            "create",
+            "--name",
+            "Third-party check",
+            "--redirect-uri",
+            redirect,
+            "--scope",
+            "hello:read",
+        ],
+        &[],
+    );
     (v["id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
 }
 
@@ -28,7 +44,11 @@ fn run(up: &Up, mut cmd: Command, client: (String, String), what: &str) {
         .output()
         .unwrap_or_else(|e| panic!("{what} could not start ({e}); run scripts/test.sh, which installs it"));
     let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed:\n{text}\n--- gatehouse log ---\n{}", std::fs::read_to_string(&up.log).unwrap_or_default());
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{text}\n--- gatehouse log ---\n{}",
+        std::fs::read_to_string(&up.log).unwrap_or_default()
+    );
     assert!(text.contains("all checks passed"), "{text}");
     println!("{text}");
 }
@@ -36,7 +56,10 @@ fn run(up: &Up, mut cmd: Command, client: (String, String), what: &str) {
 #[tokio::test]
 async fn openid_client_from_npm_completes_the_flow() {
     let dir = repo_root().join("tests/oauth-clients");
-    assert!(dir.join("node_modules/openid-client").is_dir(), "tests/oauth-clients/node_modules is missing: run scripts/test.sh");
+    assert!(
+        dir.join("node_modules/openid-client").is_dir(),
+        "tests/oauth-clients/node_modules is missing: run scripts/test.sh"
+    );
     let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
     let client = register(&up, "http://127.0.0.1/callback");
     let mut cmd = Command::new("node");

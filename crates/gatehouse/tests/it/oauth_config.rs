@@ -20,7 +20,13 @@ async fn token(port: u16, secret: &str) -> (u16, serde_json::Value) {
     let client = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        match client.post(format!("http://127.0.0.1:{port}/oauth/token")).basic_auth("client_billing-portal", Some(secret)).form(&[("grant_type", "client_credentials")]).send().await {
+        match client
+            .post(format!("http://127.0.0.1:{port}/oauth/token"))
+            .basic_auth("client_billing-portal", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+        {
             Ok(r) => {
                 let s = r.status().as_u16();
                 return (s, r.json().await.unwrap_or_default());
@@ -57,7 +63,11 @@ async fn clients_from_the_config_file_are_created_and_kept_in_sync() {
     let (s, _) = token(port, first).await;
     assert_eq!(s, 401, "the secret replaced in the file no longer works");
     stop(server);
-    let v = crate::json(dir.path(), &["--config", "gatehouse.toml", "oauth", "clients", "get", "client_billing-portal"], &[]);
+    let v = crate::json(
+        dir.path(),
+        &["--config", "gatehouse.toml", "oauth", "clients", "get", "client_billing-portal"],
+        &[],
+    );
     assert_eq!(v["name"], "Billing portal");
     assert_eq!(v["scopes"], serde_json::json!(["orders:write"]));
 
@@ -65,5 +75,9 @@ async fn clients_from_the_config_file_are_created_and_kept_in_sync() {
     write_config(dir.path(), port, "orders:read", "short");
     let out = crate::gatehouse(dir.path(), &["--config", "gatehouse.toml", "serve"], &[]);
     assert!(!out.status.success());
-    assert!(crate::stderr(&out).contains("client_billing-portal") && crate::stderr(&out).contains("at least 32"), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("client_billing-portal") && crate::stderr(&out).contains("at least 32"),
+        "{}",
+        crate::stderr(&out)
+    );
 }

@@ -23,11 +23,19 @@ fn kid_of(jwt: &str) -> String {
 /// Verifies `jwt` with the JWKS key named by its `kid`; an error says why not.
 fn verify_with(jwks: &Value, jwt: &str) -> Result<(), String> {
     let kid = kid_of(jwt);
-    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).ok_or(format!("kid {kid} is not in the JWKS"))?;
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .ok_or(format!("kid {kid} is not in the JWKS"))?;
     let x: [u8; 32] = B64.decode(key["x"].as_str().unwrap()).unwrap().try_into().unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     let sig = Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap();
-    VerifyingKey::from_bytes(&x).unwrap().verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).map_err(|e| e.to_string())
+    VerifyingKey::from_bytes(&x)
+        .unwrap()
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,13 +71,28 @@ async fn a_rotated_signing_key_reaches_a_running_server_and_old_assertions_keep_
     let assertion = |key: String| {
         let client = client.clone();
         async move {
-            let r = client.get(format!("http://127.0.0.1:{gw_port}/x")).header("host", "shop.test").header("x-space-app-key", key).send().await.ok()?;
+            let r = client
+                .get(format!("http://127.0.0.1:{gw_port}/x"))
+                .header("host", "shop.test")
+                .header("x-space-app-key", key)
+                .send()
+                .await
+                .ok()?;
             (r.status() == 200).then_some(r.text().await.ok()?)
         }
     };
     let jwks = || {
         let client = client.clone();
-        async move { client.get(format!("http://127.0.0.1:{cp_port}/.well-known/jwks.json")).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{cp_port}/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let start = Instant::now();
     let before = loop {
@@ -102,7 +125,11 @@ async fn a_rotated_signing_key_reaches_a_running_server_and_old_assertions_keep_
     };
     let published = jwks().await;
     let kids: Vec<&str> = published["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert_eq!(kids, vec![new_kid.as_str(), old_kid.as_str()], "the signing key first, the previous one still published");
+    assert_eq!(
+        kids,
+        vec![new_kid.as_str(), old_kid.as_str()],
+        "the signing key first, the previous one still published"
+    );
     verify_with(&published, &before).expect("an assertion signed before the rotation verifies during the overlap");
     verify_with(&published, &after).expect("a new assertion verifies with the new key");
     // The same credential's cached assertion was re-signed at once; a new credential gets the new kid too.
@@ -110,7 +137,12 @@ async fn a_rotated_signing_key_reaches_a_running_server_and_old_assertions_keep_
     assert_eq!(kid_of(&assertion(other).await.unwrap()), new_kid);
 
     let listed = cli(&["signing-key", "list"]);
-    let statuses: Vec<(&str, &str)> = listed["data"].as_array().unwrap().iter().map(|k| (k["kid"].as_str().unwrap(), k["status"].as_str().unwrap())).collect();
+    let statuses: Vec<(&str, &str)> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kid"].as_str().unwrap(), k["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(statuses, vec![(new_kid.as_str(), "signing"), (old_kid.as_str(), "retired")]);
     // An overlap shorter than an assertion's life is refused, and nothing changes.
     let out = gatehouse(d, &["--config", "gatehouse.toml", "signing-key", "rotate", "--overlap", "1m"], &[]);

@@ -79,19 +79,32 @@ impl Up {
                 c
             }
         };
-        cmd.args(["up", ".", "--listen", &format!("127.0.0.1:{app_port}"), "--control-plane", &format!("127.0.0.1:{cp_port}")])
-            .current_dir(dir.path())
-            .env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL)
-            .env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("up.err")).unwrap());
+        cmd.args([
+            "up",
+            ".",
+            "--listen",
+            &format!("127.0.0.1:{app_port}"),
+            "--control-plane",
+            &format!("127.0.0.1:{cp_port}"),
+        ])
+        .current_dir(dir.path())
+        .env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL)
+        .env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("up.err")).unwrap());
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
             cmd.env_remove(k);
         }
         cmd.env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL).env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD);
         let child = cmd.spawn().unwrap();
-        let up = Up { child, dir, app: format!("http://127.0.0.1:{app_port}"), cp: format!("http://127.0.0.1:{cp_port}"), log };
+        let up = Up {
+            child,
+            dir,
+            app: format!("http://127.0.0.1:{app_port}"),
+            cp: format!("http://127.0.0.1:{cp_port}"),
+            log,
+        };
         let client = reqwest::Client::new();
         let start = Instant::now();
         loop {
@@ -193,7 +206,8 @@ async fn hello_example_private_by_default_with_keys_and_identity() {
     assert_eq!(get(&format!("{}/ping", up.app), &[]).await.2, "pong");
 
     let (id, key) = up.cli_key(&[]);
-    let (s, _, who) = get(&format!("{}/api/whoami", up.app), &[("x-space-app-key", &key), ("x-gatehouse-user", "usr_spoofed")]).await;
+    let (s, _, who) =
+        get(&format!("{}/api/whoami", up.app), &[("x-space-app-key", &key), ("x-gatehouse-user", "usr_spoofed")]).await;
     assert_eq!(s, 200, "{who}");
     let who: Value = serde_json::from_str(&who).unwrap();
     assert_eq!(who["auth"], "api_key");
@@ -347,13 +361,16 @@ async fn serve_runs_several_apps_by_host_in_front_of_running_upstreams() {
 /// as soon as the flood goes, and the log carries no per-attempt accept errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_at_the_open_file_limit_never_stalls_the_process() {
-    let up = Up::start_under(&repo_root().join("examples/hello"), "/ping", &["prlimit", "--nofile=256:256", "--"]).await;
+    let up =
+        Up::start_under(&repo_root().join("examples/hello"), "/ping", &["prlimit", "--nofile=256:256", "--"]).await;
     let app_addr = up.app.trim_start_matches("http://").to_owned();
     let mut flood = vec![];
     // More than the process has descriptors: beyond the gateway's cap they wait in the kernel's backlog
     // (and past it, their connect times out), instead of the process running out of descriptors.
     for _ in 0..400 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(20), tokio::net::TcpStream::connect(&app_addr)).await {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(20), tokio::net::TcpStream::connect(&app_addr)).await
+        {
             flood.push(s);
         }
     }
@@ -370,6 +387,7 @@ async fn a_connection_flood_at_the_open_file_limit_never_stalls_the_process() {
         }
         assert!(start.elapsed() < Duration::from_secs(15), "the gateway did not serve again after the flood");
     }
-    let err = std::fs::read_to_string(up.dir.path().join("up.err")).unwrap_or_default() + &std::fs::read_to_string(&up.log).unwrap_or_default();
+    let err = std::fs::read_to_string(up.dir.path().join("up.err")).unwrap_or_default()
+        + &std::fs::read_to_string(&up.log).unwrap_or_default();
     assert!(err.matches("Too many open files").count() <= 1, "accept errors are logged once per episode:\n{err}");
 }

@@ -10,12 +10,8 @@ use crate::{gatehouse, json, stderr};
 
 /// Runs `gatehouse` with `input` on standard input.
 fn with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = crate::command(dir, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::command(dir, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -35,7 +31,11 @@ fn create_list_disable_enable_and_refusals_on_a_fresh_data_dir() {
     let generated = owner["password"].as_str().unwrap();
     assert_eq!(generated.len(), 24, "a generated password is shown once");
 
-    let out = with_stdin(d, &["users", "create", "--email", "bob@example.com", "--password-stdin", "--json"], "correct horse battery\n");
+    let out = with_stdin(
+        d,
+        &["users", "create", "--email", "bob@example.com", "--password-stdin", "--json"],
+        "correct horse battery\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let bob: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(bob["role"], "member");
@@ -44,11 +44,30 @@ fn create_list_disable_enable_and_refusals_on_a_fresh_data_dir() {
 
     // Refusals: each says why and changes nothing.
     fails_with(&gatehouse(d, &["users", "disable", "owner@example.com"], &[]), "only enabled owner");
-    fails_with(&with_stdin(d, &["users", "create", "--email", "bob@example.com", "--password-stdin"], "another long password\n"), "already exists");
-    fails_with(&with_stdin(d, &["users", "create", "--email", "no-at-sign", "--password-stdin"], "another long password\n"), "not an email address");
-    fails_with(&with_stdin(d, &["users", "create", "--email", "c@example.com", "--password-stdin"], "short\n"), "at least 10 characters");
-    fails_with(&with_stdin(d, &["users", "create", "--email", "c@example.com", "--password-stdin"], ""), "standard input is empty");
-    fails_with(&with_stdin(d, &["users", "set-password", "bob@example.com", "--password-stdin"], "short\n"), "at least 10 characters");
+    fails_with(
+        &with_stdin(
+            d,
+            &["users", "create", "--email", "bob@example.com", "--password-stdin"],
+            "another long password\n",
+        ),
+        "already exists",
+    );
+    fails_with(
+        &with_stdin(d, &["users", "create", "--email", "no-at-sign", "--password-stdin"], "another long password\n"),
+        "not an email address",
+    );
+    fails_with(
+        &with_stdin(d, &["users", "create", "--email", "c@example.com", "--password-stdin"], "short\n"),
+        "at least 10 characters",
+    );
+    fails_with(
+        &with_stdin(d, &["users", "create", "--email", "c@example.com", "--password-stdin"], ""),
+        "standard input is empty",
+    );
+    fails_with(
+        &with_stdin(d, &["users", "set-password", "bob@example.com", "--password-stdin"], "short\n"),
+        "at least 10 characters",
+    );
     fails_with(&gatehouse(d, &["users", "enable", "nobody@example.com"], &[]), "no user `nobody@example.com`");
     let list = json(d, &["users", "list"], &[]);
     let rows = list["data"].as_array().unwrap();
@@ -61,7 +80,11 @@ fn create_list_disable_enable_and_refusals_on_a_fresh_data_dir() {
     assert!(enabled["disabled_at"].is_null(), "by email, any case");
 
     // A second owner makes the first one disableable.
-    let out = with_stdin(d, &["users", "create", "--email", "second@example.com", "--role", "owner", "--password-stdin"], "second owner password\n");
+    let out = with_stdin(
+        d,
+        &["users", "create", "--email", "second@example.com", "--role", "owner", "--password-stdin"],
+        "second owner password\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(json(d, &["users", "disable", "owner@example.com"], &[])["disabled_at"].is_string());
 }
@@ -72,10 +95,17 @@ fn free_port() -> u16 {
 
 /// Posts the control plane's sign-in form; answers the status and the client holding any cookie set.
 async fn try_sign_in(cp: &str, email: &str, password: &str) -> (u16, reqwest::Client) {
-    let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let page = client.get(format!("{cp}/login")).send().await.unwrap().text().await.unwrap();
-    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("csrf field").to_owned();
-    let resp = client.post(format!("{cp}/login")).form(&[("csrf", csrf.as_str()), ("email", email), ("password", password), ("return_to", "")]).send().await.unwrap();
+    let csrf =
+        page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("csrf field").to_owned();
+    let resp = client
+        .post(format!("{cp}/login"))
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password), ("return_to", "")])
+        .send()
+        .await
+        .unwrap();
     (resp.status().as_u16(), client)
 }
 
@@ -107,7 +137,11 @@ async fn disabling_a_user_or_setting_a_password_ends_sessions_on_a_running_serve
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (email, role) in [("owner@example.com", "owner"), ("bob@example.com", "member")] {
-        let out = with_stdin(d, &["users", "create", "--email", email, "--role", role, "--password-stdin"], "a long enough password\n");
+        let out = with_stdin(
+            d,
+            &["users", "create", "--email", email, "--role", role, "--password-stdin"],
+            "a long enough password\n",
+        );
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let port = free_port();
@@ -129,7 +163,11 @@ async fn disabling_a_user_or_setting_a_password_ends_sessions_on_a_running_serve
     assert!(gatehouse(d, &["--config", "gatehouse.toml", "users", "disable", "bob@example.com"], &[]).status.success());
     eventually(&bob, &me, 401).await;
     assert_eq!(status(&owner, &me).await, 200);
-    assert_ne!(try_sign_in(&cp, "bob@example.com", "a long enough password").await.0, 303, "a disabled user cannot sign in");
+    assert_ne!(
+        try_sign_in(&cp, "bob@example.com", "a long enough password").await.0,
+        303,
+        "a disabled user cannot sign in"
+    );
     // Enabled again, Bob signs in anew (the old session stays ended).
     assert!(gatehouse(d, &["--config", "gatehouse.toml", "users", "enable", "bob@example.com"], &[]).status.success());
     assert_eq!(status(&bob, &me).await, 401);
@@ -137,10 +175,18 @@ async fn disabling_a_user_or_setting_a_password_ends_sessions_on_a_running_serve
     assert_eq!(status(&bob, &me).await, 200);
 
     // A new password ends the sessions too, and only the new password signs in.
-    let out = with_stdin(d, &["--config", "gatehouse.toml", "users", "set-password", "bob@example.com", "--password-stdin"], "a brand new password\n");
+    let out = with_stdin(
+        d,
+        &["--config", "gatehouse.toml", "users", "set-password", "bob@example.com", "--password-stdin"],
+        "a brand new password\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     eventually(&bob, &me, 401).await;
-    assert_ne!(try_sign_in(&cp, "bob@example.com", "a long enough password").await.0, 303, "the old password no longer works");
+    assert_ne!(
+        try_sign_in(&cp, "bob@example.com", "a long enough password").await.0,
+        303,
+        "the old password no longer works"
+    );
     let bob = sign_in(&cp, "bob@example.com", "a brand new password").await;
     assert_eq!(status(&bob, &me).await, 200);
 

@@ -13,7 +13,11 @@ use serde_json::Value;
 
 pub fn serve(dir: &std::path::Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    cmd.current_dir(dir).args(["--config", "gatehouse.toml", "serve"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(dir.join("serve.err")).unwrap());
+    cmd.current_dir(dir)
+        .args(["--config", "gatehouse.toml", "serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap());
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
         cmd.env_remove(k);
     }
@@ -21,7 +25,10 @@ pub fn serve(dir: &std::path::Path) -> Child {
 }
 
 fn key(dir: &std::path::Path, name: &str) -> String {
-    crate::json(dir, &["--config", "gatehouse.toml", "keys", "create", "--name", name], &[])["id"].as_str().unwrap().to_owned()
+    crate::json(dir, &["--config", "gatehouse.toml", "keys", "create", "--name", name], &[])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +60,11 @@ async fn every_pending_event_arrives_after_a_sigkill_and_restart() {
     let mut keys: Vec<String> = (0..10).map(|i| key(dir.path(), &format!("before {i}"))).collect();
     let start = Instant::now();
     while refused.load(Ordering::SeqCst) < 10 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the server never tried to deliver: {}", std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the server never tried to deliver: {}",
+            std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Pending, with retries scheduled: now the crash.

@@ -23,7 +23,8 @@ async fn recording_proxy() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
                 let mut buf = vec![0u8; 1024];
                 let n = conn.read(&mut buf).await.unwrap_or(0);
                 s.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned());
-                let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                let _ =
+                    conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
             });
         }
     });
@@ -59,7 +60,9 @@ async fn environment_proxies_are_never_used_for_deliveries() {
         cmd.env_remove(var);
     }
     let err_file = dir.path().join("serve.err");
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::fs::File::create(&err_file).unwrap());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_file).unwrap());
     let mut server = cmd.spawn().unwrap();
 
     for i in 0..3 {
@@ -80,5 +83,9 @@ async fn environment_proxies_are_never_used_for_deliveries() {
     }
     let _ = std::process::Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
     let _ = server.wait();
-    assert!(through_proxy.lock().unwrap().is_empty(), "nothing may go through an environment proxy: {:?}", through_proxy.lock().unwrap());
+    assert!(
+        through_proxy.lock().unwrap().is_empty(),
+        "nothing may go through an environment proxy: {:?}",
+        through_proxy.lock().unwrap()
+    );
 }
