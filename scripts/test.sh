@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs Gatehouse's whole test suite: unit, storage stories and HTTP tests on SQLite and PostgreSQL.
+# Runs Gatehouse's whole test suite: formatting and lints, then unit, storage stories and HTTP tests on
+# SQLite and PostgreSQL.
 # Starts the local PostgreSQL and Redis if they are down and installs the test runner if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+
+# Formatting and lints are checked, not hoped for (rustfmt.toml; the lints in the root Cargo.toml).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  log "installing rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+log "cargo fmt --all --check"
+cargo fmt --all --check
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast
