@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use crate::users::SignIn;
@@ -162,17 +163,15 @@ async fn continue_to(
     }
 }
 
-/// Percent-encodes everything but unreserved characters (for a query parameter value).
+/// What `url_encode` leaves as is: the RFC 3986 unreserved characters, plus `/` so a path stays readable.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+/// Like `QUERY_VALUE` but `/` too is escaped (a value inside a client's redirect URI).
+pub const QUERY_COMPONENT: &AsciiSet = &QUERY_VALUE.add(b'/');
+
+/// Percent-encodes everything but unreserved characters and `/` (for a query parameter value).
 pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 pub fn unavailable(e: impl std::fmt::Display) -> Response {

@@ -151,7 +151,7 @@ fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
         out.push(sep);
         out.push_str(k);
         out.push('=');
-        out.push_str(&url_encode(v).replace('/', "%2F"));
+        out.extend(percent_encoding::utf8_percent_encode(v, crate::login::QUERY_COMPONENT));
         sep = '&';
     }
     out
@@ -401,10 +401,13 @@ pub async fn authorize_post(
 
 // ---- client authentication ---------------------------------------------------------------------
 
-/// Percent-decoding of `application/x-www-form-urlencoded` (RFC 6749 §2.3.1 Basic credentials).
+/// Decodes one `application/x-www-form-urlencoded` value: the user or the password of Basic client
+/// credentials (RFC 6749 §2.3.1). The whole string is the value, so a raw `&` or `=` is part of it (it
+/// used to end it, and `secret&anything` authenticated as `secret`). `None` unless it decodes to UTF-8:
+/// a lossy decoding could make two different secrets equal.
 fn form_decode(s: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
-    pairs.into_iter().next().map(|(_, v)| v)
+    let plus_as_space = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space).decode_utf8().ok().map(|v| v.into_owned())
 }
 
 /// The authenticated client of a token/revoke/introspect request.
@@ -971,5 +974,86 @@ pub async fn withdraw_authorization(
             crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Basic credentials are form-encoded values: decoded whole, never cut at a raw `&` or `=`.
+    #[test]
+    fn basic_credential_decoding_table() {
+        let ok = [
+            ("client_0123", "client_0123"),
+            ("client%5F0123", "client_0123"),
+            ("se%26cret", "se&cret"),
+            ("se%3Dcret", "se=cret"),
+            ("se%2Bcret", "se+cret"),
+            ("se+cret", "se cret"),
+            ("se%25cret", "se%cret"),
+            // Raw `&` and `=` belong to the value (the old decoder returned "secret" for the first).
+            ("secret&anything", "secret&anything"),
+            ("secret&v=other", "secret&v=other"),
+            ("a=b", "a=b"),
+            // Malformed escapes stay literal, as every form decoder reads them.
+            ("%zz", "%zz"),
+            ("100%", "100%"),
+            ("%4", "%4"),
+            ("caf%C3%A9", "café"),
+            ("", ""),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(form_decode(raw).as_deref(), Some(want), "{raw}");
+        }
+        // Not UTF-8 once decoded: refused, not replaced by U+FFFD (two secrets must never decode alike).
+        for raw in ["%FF", "se%C3cret", "%80%80"] {
+            assert_eq!(form_decode(raw), None, "{raw}");
+        }
+    }
+
+    /// Hostile token-endpoint bodies: encoded separators stay inside their value, repeated keys are refused.
+    #[test]
+    fn hostile_form_bodies_table() {
+        type Case<'a> = (&'a [u8], &'a [(&'a str, &'a str)]);
+        let ok: [Case; 7] = [
+            (b"a=1&b=2", &[("a", "1"), ("b", "2")]),
+            (b"code=x%26scope%3Dadmin", &[("code", "x&scope=admin")]),
+            (b"code=a%2Bb+c", &[("code", "a+b c")]),
+            (b"code=100%25", &[("code", "100%")]),
+            (b"code=%zz", &[("code", "%zz")]),
+            (b"code=a=b", &[("code", "a=b")]),
+            (b"&&code=1&", &[("code", "1")]),
+        ];
+        for (body, want) in ok {
+            let got = params(body).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(body)));
+            let want: HashMap<String, String> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(body));
+        }
+        for body in [&b"code=1&code=2"[..], b"code=1&co%64e=2", b"a=1&b=2&a=1"] {
+            assert!(params(body).unwrap_err().contains("more than once"), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// Redirect parameters keep the exact bytes the hand-written encoder produced.
+    #[test]
+    fn redirect_params_encoding_table() {
+        let cases = [
+            (
+                "https://app.example/cb",
+                &[("code", "abc_-.~"), ("state", "a b&c=d/e")][..],
+                "https://app.example/cb?code=abc_-.~&state=a%20b%26c%3Dd%2Fe",
+            ),
+            (
+                "https://app.example/cb?x=1",
+                &[("error", "access_denied")][..],
+                "https://app.example/cb?x=1&error=access_denied",
+            ),
+            ("https://app.example/cb", &[("state", "é+%")][..], "https://app.example/cb?state=%C3%A9%2B%25"),
+        ];
+        for (uri, p, want) in cases {
+            assert_eq!(with_params(uri, p), want);
+        }
+        assert_eq!(url_encode("/a b/c?d=e&f#g~"), "/a%20b/c%3Fd%3De%26f%23g~");
     }
 }

@@ -933,3 +933,26 @@ async fn oauth_error_descriptions_never_echo_a_pasted_secret_beyond_its_masked_f
     assert_eq!(s, 400, "{page}");
     check("authorize page", &page, "gth_rt_…");
 }
+
+story!(basic_credentials_are_not_truncated_at_a_raw_ampersand);
+async fn basic_credentials_are_not_truncated_at_a_raw_ampersand(b: Backend) {
+    let e = env(b).await;
+    let form = [("grant_type", "client_credentials"), ("scope", "orders:read")];
+    // The old decoder cut the value at `&`, so these authenticated as the real secret.
+    let tails = [format!("{}&x", e.secret), format!("{}&v=junk", e.secret), format!("{}&", e.secret)];
+    for wrong in &tails {
+        let (s, _, v) = token_call(&e, Some((&e.client_id, wrong)), &form).await;
+        assert_eq!((s, v["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{wrong}");
+    }
+    let id_tail = format!("{}&x", e.client_id);
+    let (s, _, v) = token_call(&e, Some((&id_tail, &e.secret)), &form).await;
+    assert_eq!((s, v["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    // A form-encoded id or secret (RFC 6749 §2.3.1) still decodes to the real one.
+    let encoded_id = e.client_id.replace('_', "%5F");
+    assert_ne!(encoded_id, e.client_id, "the id has a `_` to encode");
+    let encoded_secret: String = e.secret.chars().map(|c| format!("%{:02X}", c as u32)).collect();
+    for (u, p) in [(encoded_id.as_str(), e.secret.as_str()), (e.client_id.as_str(), encoded_secret.as_str())] {
+        let (s, _, v) = token_call(&e, Some((u, p)), &form).await;
+        assert_eq!(s, 200, "{u}:{p} {v}");
+    }
+}
