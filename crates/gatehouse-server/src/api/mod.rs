@@ -278,13 +278,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 }
 
 fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| bad_query())?)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::InvalidRequest(format!("Invalid query string: {}.", e.body_text())))
-}
-
-fn bad_query() -> ApiError {
-    ApiError::InvalidRequest("The query string is malformed.".into())
+    crate::web::from_query(q).map_err(|e| {
+        ApiError::InvalidRequest(format!("Invalid query string: Failed to deserialize query string: {e}."))
+    })
 }
 
 /// The scope a management route needs, as a type so each handler states it in its signature.

@@ -527,7 +527,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
     let secure = ctx.https || crate::login::deployment_https(state);
     let mut resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/__gatehouse/callback") => {
-            let q: CallbackQuery = match serde_urlencoded_query(req.uri().query().unwrap_or("")) {
+            let q: CallbackQuery = match web::from_query(req.uri().query().unwrap_or("")).ok() {
                 Some(q) => q,
                 None => return page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link is malformed.</p>"),
             };
@@ -565,7 +565,8 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
         (Method::GET, "/__gatehouse/signin") => {
             // Starts a sign-in from this host (the control plane sends browsers here when a sign-in
             // for this host did not start here), so the ticket can be bound to this browser.
-            let q: CallbackQuery = serde_urlencoded_query(req.uri().query().unwrap_or(""))
+            let q: CallbackQuery = web::from_query(req.uri().query().unwrap_or(""))
+                .ok()
                 .unwrap_or(CallbackQuery { ticket: String::new(), return_to: String::new() });
             let back = if web::safe_local_path(&q.return_to) { q.return_to.as_str() } else { "/" };
             let (p, query) = back.split_once('?').map_or((back, None), |(p, q)| (p, Some(q)));
@@ -611,7 +612,8 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Ok(b) => b,
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
-            let form: crate::login::CsrfForm = serde_urlencoded_query(std::str::from_utf8(&body).unwrap_or(""))
+            let form: crate::login::CsrfForm = web::from_query(std::str::from_utf8(&body).unwrap_or(""))
+                .ok()
                 .unwrap_or(crate::login::CsrfForm { csrf: String::new() });
             end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, "/").await
         }
@@ -619,9 +621,4 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
     };
     crate::login::add_hsts(&mut resp, secure);
     resp
-}
-
-fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {
-    let uri: axum::http::Uri = format!("/?{q}").parse().ok()?;
-    axum::extract::Query::<T>::try_from_uri(&uri).ok().map(|axum::extract::Query(v)| v)
 }
