@@ -491,7 +491,7 @@ pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<S
             *state.web.setup_token.lock() = None;
             redirect(StatusCode::SEE_OTHER, "/login")
         }
-        Err(e) => setup_page(&state, &headers, &form.token, Some(&e), StatusCode::BAD_REQUEST),
+        Err(e) => setup_page(&state, &headers, &form.token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
     }
 }
 
