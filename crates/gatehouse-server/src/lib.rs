@@ -99,7 +99,7 @@ impl App {
                 };
                 let prefix = format!("gatehouse:{}:rl:", config.workspace);
                 limiter::RateLimiter::shared(config.default_rate_limit, url.expose(), prefix, health)
-                    .map_err(gatehouse_store::StoreError::Other)?
+                    .map_err(|e| gatehouse_store::StoreError::Other(e.to_string()))?
             }
         };
         let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())

@@ -17,6 +17,26 @@ use prometheus_client::metrics::gauge::Gauge;
 
 const SHARDS: usize = 64;
 
+/// Why a shared limiter could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimiterError {
+    /// `redis_url` does not parse as a Redis URL. The message never repeats the URL, which may hold a
+    /// password.
+    #[error("redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])")]
+    InvalidRedisUrl,
+}
+
+/// Why one check could not be decided by Redis (it is then decided in memory; only logged).
+#[derive(Debug, thiserror::Error)]
+enum RedisFailure {
+    /// Redis did not answer within the check's deadline.
+    #[error("no answer in time")]
+    NoAnswer,
+    /// Redis refused the connection or the script, or the connection broke.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
 /// Per-credential limits, by credential id (`key_…`, `user:…`, `oauth:client:user`, `ip:…`).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -34,7 +54,7 @@ impl RateLimiter {
     }
 
     /// A limiter whose states live in Redis at `url`, under keys starting with `prefix`.
-    pub fn shared(default: Quota, url: &str, prefix: String, health: SharedHealth) -> Result<Self, String> {
+    pub fn shared(default: Quota, url: &str, prefix: String, health: SharedHealth) -> Result<Self, LimiterError> {
         let client = redis_client(url)?;
         let mut limiter = Self::new(default);
         limiter.shared = Some(SharedLimits::new(client, prefix, health));
@@ -93,14 +113,13 @@ impl RateLimiter {
 }
 
 /// Checks a `redis_url` without connecting (for configuration checks).
-pub fn check_redis_url(url: &str) -> Result<(), String> {
+pub fn check_redis_url(url: &str) -> Result<(), LimiterError> {
     redis_client(url).map(drop)
 }
 
-/// The message never repeats the URL, which may hold a password.
-fn redis_client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url)
-        .map_err(|_| "redis_url is not a valid Redis URL (redis://[user:password@]host[:port][/db])".to_owned())
+/// The parser's own error is dropped: it may quote the URL, which may hold a password.
+fn redis_client(url: &str) -> Result<redis::Client, LimiterError> {
+    redis::Client::open(url).map_err(|_| LimiterError::InvalidRedisUrl)
 }
 
 /// Where the shared limiter reports whether Redis answers.
@@ -177,7 +196,7 @@ impl SharedLimits {
         }
     }
 
-    async fn connection(&self) -> Result<redis::aio::ConnectionManager, String> {
+    async fn connection(&self) -> Result<redis::aio::ConnectionManager, RedisFailure> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -186,9 +205,7 @@ impl SharedLimits {
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT)
             .set_number_of_retries(1);
-        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let c = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -204,11 +221,11 @@ impl SharedLimits {
             let mut conn = self.connection().await?;
             let mut call = self.script.key(format!("{}{id}", self.prefix));
             call.arg(quota.limit).arg(quota.window_ms);
-            call.invoke_async::<(i64, i64, i64, i64)>(&mut conn).await.map_err(|e| e.to_string())
+            Ok::<_, RedisFailure>(call.invoke_async::<(i64, i64, i64, i64)>(&mut conn).await?)
         };
         let answer = match tokio::time::timeout(REDIS_TIMEOUT * 2, attempt).await {
             Ok(r) => r,
-            Err(_) => Err("no answer in time".to_owned()),
+            Err(_) => Err(RedisFailure::NoAnswer),
         };
         match answer {
             Ok((allowed, remaining, reset, retry_after)) => {
@@ -251,5 +268,17 @@ mod tests {
         let big = Quota { limit: 10, window_ms: 60_000 };
         assert!(l.check("key_c", Some(big)).await.allowed);
         assert_eq!(l.check("key_c", Some(big)).await.remaining, 8);
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_repeating_it() {
+        for url in ["", "not a url", "http://cache:6379", "redis://user:hunter2@[::1"] {
+            let err = check_redis_url(url).unwrap_err();
+            assert_eq!(err, LimiterError::InvalidRedisUrl, "{url}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        for url in ["redis://127.0.0.1:6379", "redis://user:pw@cache:6380/2", "redis+unix:///run/redis.sock"] {
+            assert_eq!(check_redis_url(url), Ok(()), "{url}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use axum::Form;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use crate::users::SignIn;
+use crate::users::{SignIn, UserError};
 use crate::web::{
     cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie,
     ReturnTo, CSRF_COOKIE,
@@ -490,7 +490,33 @@ pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<S
             *state.web.setup_token.lock() = None;
             redirect(StatusCode::SEE_OTHER, "/login")
         }
-        Err(e) => setup_page(&state, &headers, &form.token, Some(&e), StatusCode::BAD_REQUEST),
+        Err(e) => setup_failed(&state, &headers, &form.token, e),
+    }
+}
+
+/// The answer to a setup that created nothing: the form again with what to fix for bad input, 503 when
+/// it is worth retrying. A storage failure gets the generic storage page, so no store message (table
+/// names, addresses) reaches a browser that has only a setup link.
+fn setup_failed(state: &AppState, headers: &HeaderMap, token: &str, e: UserError) -> Response {
+    match e {
+        UserError::InvalidEmail(_)
+        | UserError::InvalidRole(_)
+        | UserError::Password(_)
+        | UserError::EmailTaken(_)
+        | UserError::NoSuchUser(_)
+        | UserError::LastOwner(_) => setup_page(state, headers, token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
+        UserError::Busy => {
+            let mut resp = setup_page(
+                state,
+                headers,
+                token,
+                Some("Gatehouse is busy; try again in a moment."),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
+            resp
+        }
+        UserError::Store(e) => unavailable(e),
     }
 }
 

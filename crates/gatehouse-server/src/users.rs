@@ -156,6 +156,46 @@ const IDLE_RELEASE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct HashBusy;
 
+/// Why a change to a user (create, disable, enable, new password) did not happen. The boundary picks
+/// the answer by variant: bad input and rule refusals are the caller's to fix, `Busy` and a storage
+/// failure are not, and no message here quotes a password.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The email is not an email address (quoted, at most 254 characters).
+    #[error("`{0}` is not an email address")]
+    InvalidEmail(String),
+    /// The role is neither `owner` nor `member`.
+    #[error("the role must be owner or member, not `{0}`")]
+    InvalidRole(String),
+    /// The new password breaks the length rule.
+    #[error(transparent)]
+    Password(#[from] PasswordRule),
+    /// Another user already has this email.
+    #[error("a user with email {0} already exists")]
+    EmailTaken(String),
+    /// No user of this workspace has this id or email.
+    #[error("no user `{0}`")]
+    NoSuchUser(String),
+    /// Disabling this owner would leave nobody able to manage the deployment.
+    #[error("{0} is the only enabled owner; create or enable another owner first")]
+    LastOwner(String),
+    /// Every password-hashing slot stayed busy; nothing was changed.
+    #[error("the server is busy hashing passwords; try again shortly")]
+    Busy,
+    /// Storage failed (unreachable, or an error of its own); nothing was changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A new password that breaks the length rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRule {
+    #[error("the password must be at least 10 characters")]
+    TooShort,
+    #[error("the password must be at most 1024 characters")]
+    TooLong,
+}
+
 /// Users of one workspace.
 pub struct Users {
     store: Arc<dyn Store>,
@@ -183,13 +223,13 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 /// Checks a new password: long enough to resist guessing, not absurdly long.
-pub fn check_password(password: &str) -> Result<(), String> {
+pub fn check_password(password: &str) -> Result<(), PasswordRule> {
     let n = password.chars().count();
     if n < 10 {
-        return Err("the password must be at least 10 characters".into());
+        return Err(PasswordRule::TooShort);
     }
     if n > 1024 {
-        return Err("the password must be at most 1024 characters".into());
+        return Err(PasswordRule::TooLong);
     }
     Ok(())
 }
@@ -280,11 +320,11 @@ impl Users {
     }
 
     /// Hashes a new password under the same cap as sign-ins.
-    async fn hash_new(&self, password: &str) -> Result<String, String> {
+    async fn hash_new(&self, password: &str) -> Result<String, UserError> {
         let pw = password.to_owned();
         self.hash_slot(argon2::Params::DEFAULT_M_COST, move |blocks| hash_password_in(&pw, blocks))
             .await
-            .map_err(|_| "the server is busy hashing passwords; try again shortly".to_owned())
+            .map_err(|HashBusy| UserError::Busy)
     }
 
     pub async fn has_any(&self) -> Result<bool, StoreError> {
@@ -292,18 +332,18 @@ impl Users {
     }
 
     /// Creates the owner account. Fails if the email exists.
-    pub async fn create_owner(&self, email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
+    pub async fn create_owner(&self, email: &str, password: &str, actor: &str) -> Result<UserRecord, UserError> {
         self.create(email, password, "owner", actor).await
     }
 
     /// Creates a user with `role` (`owner` or `member`). Fails if the email exists.
-    pub async fn create(&self, email: &str, password: &str, role: &str, actor: &str) -> Result<UserRecord, String> {
+    pub async fn create(&self, email: &str, password: &str, role: &str, actor: &str) -> Result<UserRecord, UserError> {
         let email = normalize_email(email);
         if !email.contains('@') || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("`{}` is not an email address", email.chars().take(254).collect::<String>()));
+            return Err(UserError::InvalidEmail(email.chars().take(254).collect()));
         }
         if !matches!(role, "owner" | "member") {
-            return Err(format!("the role must be owner or member, not `{role}`"));
+            return Err(UserError::InvalidRole(role.to_owned()));
         }
         check_password(password)?;
         let now = Timestamp::now();
@@ -318,8 +358,8 @@ impl Users {
         };
         let audit = self.audit(actor, "user.created", &user.id, serde_json::json!({"email": email, "role": role}));
         self.store.insert_user(&user, &audit).await.map_err(|e| match e {
-            StoreError::Conflict(_) => format!("a user with email {email} already exists"),
-            other => other.to_string(),
+            StoreError::Conflict(_) => UserError::EmailTaken(email),
+            other => UserError::Store(other),
         })?;
         Ok(user)
     }
@@ -356,11 +396,8 @@ impl Users {
         Ok(found.filter(|u| u.workspace == self.workspace))
     }
 
-    async fn find_or_fail(&self, id_or_email: &str) -> Result<UserRecord, String> {
-        self.find(id_or_email)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no user `{}`", id_or_email.chars().take(254).collect::<String>()))
+    async fn find_or_fail(&self, id_or_email: &str) -> Result<UserRecord, UserError> {
+        self.find(id_or_email).await?.ok_or_else(|| UserError::NoSuchUser(id_or_email.chars().take(254).collect()))
     }
 
     async fn change(
@@ -369,36 +406,32 @@ impl Users {
         change: UserChange,
         action: &str,
         actor: &str,
-    ) -> Result<UserRecord, String> {
+    ) -> Result<UserRecord, UserError> {
         let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
-        self.store
-            .update_user(&user.id, &change, &audit)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no user `{}`", user.id))
+        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
     }
 
     /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
     /// poll). The last enabled owner cannot be disabled: nobody could sign in to manage the deployment.
-    pub async fn disable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
+    pub async fn disable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, UserError> {
         let user = self.find_or_fail(id_or_email).await?;
         if user.role == "owner" && user.disabled_at.is_none() {
-            let owners = self.list().await.map_err(|e| e.to_string())?;
+            let owners = self.list().await?;
             if !owners.iter().any(|u| u.id != user.id && u.role == "owner" && u.disabled_at.is_none()) {
-                return Err(format!("{} is the only enabled owner; create or enable another owner first", user.email));
+                return Err(UserError::LastOwner(user.email));
             }
         }
         self.change(&user, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
     }
 
     /// Lets a disabled user sign in again (their ended sessions stay ended).
-    pub async fn enable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, String> {
+    pub async fn enable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, UserError> {
         let user = self.find_or_fail(id_or_email).await?;
         self.change(&user, UserChange::Enable, "user.enabled", actor).await
     }
 
     /// Sets a new password and ends every session of the user.
-    pub async fn set_password(&self, id_or_email: &str, password: &str, actor: &str) -> Result<UserRecord, String> {
+    pub async fn set_password(&self, id_or_email: &str, password: &str, actor: &str) -> Result<UserRecord, UserError> {
         check_password(password)?;
         let user = self.find_or_fail(id_or_email).await?;
         let hash = self.hash_new(password).await?;
@@ -512,6 +545,24 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_passwords_between_10_and_1024_characters() {
+        let cases = [
+            ("", Err(PasswordRule::TooShort)),
+            ("123456789", Err(PasswordRule::TooShort)),
+            ("ééééééééé", Err(PasswordRule::TooShort)),
+            ("1234567890", Ok(())),
+            ("éééééééééé", Ok(())),
+            (&"x".repeat(1024), Ok(())),
+            (&"x".repeat(1025), Err(PasswordRule::TooLong)),
+        ];
+        for (pw, want) in cases {
+            assert_eq!(check_password(pw), want, "{} characters", pw.chars().count());
+        }
+        // The boundary shows the rule itself, never the password.
+        assert_eq!(UserError::from(PasswordRule::TooShort).to_string(), "the password must be at least 10 characters");
+    }
 
     #[test]
     fn reused_memory_hashes_and_verifies_like_the_library() {

@@ -151,6 +151,7 @@ fn init_logging(cfg: &Config) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    cfg.log_warnings();
 }
 
 /// Runs an admin command on the configured store and closes the store afterwards, whatever the outcome.

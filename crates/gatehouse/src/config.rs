@@ -270,9 +270,35 @@ pub struct Config {
     pub apps: Vec<RawApp>,
     /// OAuth clients declared in the config file, secrets read.
     pub oauth_clients: Vec<gatehouse_server::oauth::ConfiguredClient>,
+    /// Accepted but worth saying out loud. Loading runs before logging is set up, so the caller logs
+    /// these once it is (`log_warnings`).
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A setting that is valid but unsafe outside development.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigWarning {
+    AllowPrivateDestinations,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConfigWarning::AllowPrivateDestinations => {
+                "webhooks.allow_private_destinations is on: webhooks may be sent to loopback and private addresses (development only)"
+            }
+        })
+    }
 }
 
 impl Config {
+    /// Logs the loading warnings (call once logging is set up).
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!("{w}");
+        }
+    }
+
     /// Where the store lives: the PostgreSQL URL, or the SQLite file in the data dir.
     pub fn store_location(&self) -> String {
         match &self.database_url {
@@ -692,8 +718,9 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         gatehouse_server::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
             .map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
     }
+    let mut warnings = vec![];
     if webhooks.allow_private_destinations {
-        tracing::warn!("webhooks.allow_private_destinations is on: webhooks may be sent to loopback and private addresses (development only)");
+        warnings.push(ConfigWarning::AllowPrivateDestinations);
     }
     let g = raw.gateway.unwrap_or_default();
     let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
@@ -740,6 +767,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         }
     }
     Ok(Config {
+        warnings,
         oauth_clients,
         gateway_listen,
         upstream_timeout,

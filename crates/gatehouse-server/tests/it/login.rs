@@ -242,6 +242,98 @@ async fn setup_link_creates_the_owner_once() {
     assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/"), "the new owner can sign in");
 }
 
+/// A browser holding a valid setup link and its form's CSRF token, on `app`.
+async fn setup_form(app: &crate::TestApp) -> (Browser, String, String) {
+    let br = Browser::new();
+    let token = gatehouse_server::sessions::new_token().0;
+    *app.state.web.setup_token.lock() = Some(token.clone());
+    let (s, _, form) = br.get(&app.url(&format!("/setup?token={token}"))).await;
+    assert_eq!(s, 200);
+    let csrf = csrf_of(&form);
+    (br, token, csrf)
+}
+
+story!(setup_storage_outage_is_503_and_leaks_no_store_internals);
+async fn setup_storage_outage_is_503_and_leaks_no_store_internals(b: Backend) {
+    let app = crate::TestApp::new(b).await;
+    let (br, token, csrf) = setup_form(&app).await;
+    app.store.close().await;
+    let (s, _, page) = br
+        .post(&app.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", PASSWORD), ("csrf", &csrf)])
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "fails closed like every other page: {page}");
+    assert!(page.contains("cannot reach its storage"), "{page}");
+    for internal in ["storage is unavailable", "pool", "sqlx", "connection", "database", "closed", "role=\"alert\""] {
+        assert!(!page.to_lowercase().contains(internal), "the page quotes the store ({internal}): {page}");
+    }
+    assert!(app.state.web.setup_token.lock().is_some(), "nothing was created, so the link still works");
+    // Input the setup can judge without storage is still the caller's to fix: 400 with what is wrong.
+    let (s, _, page) = br
+        .post(&app.url("/setup"), &[("token", &token), ("email", EMAIL), ("password", "short"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(page.contains("at least 10 characters"), "{page}");
+    let (s, _, page) = br
+        .post(
+            &app.url("/setup"),
+            &[("token", &token), ("email", "not-an-email"), ("password", PASSWORD), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(page.contains("is not an email address"), "{page}");
+}
+
+story!(setup_while_every_hashing_slot_is_busy_is_503_with_retry_after);
+async fn setup_while_every_hashing_slot_is_busy_is_503_with_retry_after(b: Backend) {
+    let mut config = crate::test_config();
+    config.sign_in.max_concurrent_hashes = 1;
+    config.sign_in.hash_wait = Duration::from_millis(1);
+    let app = crate::TestApp::with_config(b, config).await;
+    // The email is taken, so every setup that gets a hashing slot ends 400 and the link stays usable.
+    let users = Users::new(Arc::new(app.store.clone()) as Arc<dyn Store>, "default".into());
+    users.create("taken@example.com", PASSWORD, "member", "test").await.unwrap();
+    let (br, token, csrf) = setup_form(&app).await;
+    let mut answers = vec![];
+    for _ in 0..10 {
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let (client, url) = (br.client.clone(), app.url("/setup"));
+                let form = [
+                    ("token", token.clone()),
+                    ("email", "taken@example.com".into()),
+                    ("password", PASSWORD.into()),
+                    ("csrf", csrf.clone()),
+                ];
+                tokio::spawn(async move {
+                    let r = client.post(url).form(&form).send().await.unwrap();
+                    (r.status().as_u16(), r.headers().get("retry-after").cloned(), r.text().await.unwrap())
+                })
+            })
+            .collect();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        if answers.iter().any(|a| a.0 == 503) {
+            break;
+        }
+    }
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert!(
+        !busy.is_empty(),
+        "some setups found the only slot taken: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    for (_, retry_after, page) in &busy {
+        assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+        assert!(page.contains("Gatehouse is busy"), "{page}");
+    }
+    for (status, _, page) in answers.iter().filter(|a| a.0 != 503) {
+        assert_eq!(*status, 400, "{page}");
+        assert!(page.contains("a user with email taken@example.com already exists"), "{page}");
+    }
+    assert_eq!(users.list().await.unwrap().len(), 1, "nothing was created");
+}
+
 story!(a_logout_on_another_node_ends_the_session_here_within_a_second);
 async fn a_logout_on_another_node_ends_the_session_here_within_a_second(b: Backend) {
     let gw = with_owner(b).await;

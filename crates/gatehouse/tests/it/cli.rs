@@ -246,3 +246,49 @@ fn oauth_clients_belong_to_an_environment() {
     let out = gatehouse(d, &["oauth", "clients", "create", "--name", "x", "--env", "staging"], &[]);
     assert!(!out.status.success());
 }
+
+/// Starts `gatehouse serve` in a fresh dir with `env`, waits until it answers, stops it, and answers
+/// everything it wrote to stderr.
+async fn serve_stderr(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = crate::command(dir.path(), &["serve", "--listen", &listen]);
+    cmd.env_remove("RUST_LOG").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let client = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    while client.get(format!("http://{listen}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("server did not become ready: {}", stderr(&child.wait_with_output().unwrap()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    stderr(&child.wait_with_output().unwrap())
+}
+
+/// An unsafe development switch set from the environment is announced when the server starts: the
+/// warning used to be logged while loading, before logging existed, so nobody ever saw it.
+#[tokio::test]
+async fn unsafe_webhook_switch_warns_on_stderr_at_startup() {
+    let on = serve_stderr(&[("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "true")]).await;
+    let warning = "webhooks.allow_private_destinations is on";
+    assert_eq!(on.matches(warning).count(), 1, "once, as a warning: {on}");
+    assert!(on.lines().any(|l| l.contains(warning) && l.contains("WARN")), "{on}");
+    for off in [vec![], vec![("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "false")]] {
+        let err = serve_stderr(&off).await;
+        assert!(!err.contains(warning), "{off:?}: {err}");
+    }
+    // Logged through the configured format: as JSON when asked.
+    let json_on =
+        serve_stderr(&[("GATEHOUSE_WEBHOOKS__ALLOW_PRIVATE_DESTINATIONS", "true"), ("GATEHOUSE_LOG_FORMAT", "json")])
+            .await;
+    let line = json_on.lines().find(|l| l.contains(warning)).unwrap_or_else(|| panic!("{json_on}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+}
