@@ -86,13 +86,16 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW/public/x" >/dev/null &&
 sleep 12
 echo "idle_rss_kb gatehouse $(awk '/VmRSS/ {print $2}' /proc/$GH_PID/status)" | tee -a "$OUT"
 
-# A real session: sign in on the control plane, follow the ticket to the app host.
+# A real session, as a browser gets one: the app host sends it to sign in (setting the state cookie the
+# ticket is bound to), the control plane signs it in, the ticket is followed back to the app host.
 JAR=$WORK/jar
-PAGE=$(curl -s -c "$JAR" -b "$JAR" "http://127.0.0.1:$CP/login")
+LOGIN=$(curl -s -c "$JAR" -b "$JAR" -o /dev/null -w '%{redirect_url}' -H 'Accept: text/html' "http://127.0.0.1:$GW/private")
+PAGE=$(curl -s -c "$JAR" -b "$JAR" "$LOGIN")
 CSRF=$(echo "$PAGE" | grep -o 'name="csrf" value="[^"]*"' | cut -d'"' -f4)
+STATE=$(echo "$PAGE" | grep -o 'name="state" value="[^"]*"' | cut -d'"' -f4)
 CB=$(curl -s -c "$JAR" -b "$JAR" -o /dev/null -w '%{redirect_url}' \
   --data-urlencode "csrf=$CSRF" --data-urlencode "email=bench@example.com" --data-urlencode "password=bench password 123" \
-  --data-urlencode "return_to=http://127.0.0.1:$GW/" "http://127.0.0.1:$CP/login")
+  --data-urlencode "return_to=http://127.0.0.1:$GW/" --data-urlencode "state=$STATE" "http://127.0.0.1:$CP/login")
 curl -s -c "$JAR" -b "$JAR" -o /dev/null "$CB"
 SESSION=$(awk '$6 == "gatehouse_session" {print $7}' "$JAR")
 [ -n "$SESSION" ] || { echo "could not sign in for the session benchmark" >&2; exit 1; }
