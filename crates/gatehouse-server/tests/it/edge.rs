@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use crate::gateway::Gw;
 use crate::{sk, test_config};
 
-fn h2c_dir() -> PathBuf {
+pub(crate) fn h2c_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/h2c")
 }
 
@@ -67,21 +67,27 @@ impl Drop for Hypercorn {
     }
 }
 
-/// Runs tests/h2c/attack.py `mode` against `target` naming `authority`; its JSON answer.
-async fn attack(mode: &str, target: SocketAddr, authority: &str) -> Value {
+/// Runs the Python script `script` of tests/h2c (its venv) with `args`; its one-line JSON answer.
+pub(crate) async fn h2c_script(script: &str, args: &[&str]) -> Value {
     let out = tokio::process::Command::new(python())
-        .arg(h2c_dir().join("attack.py"))
-        .args([mode, &target.to_string(), authority])
+        .arg(h2c_dir().join(script))
+        .args(args)
+        .current_dir(h2c_dir())
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "attack.py {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("attack.py printed {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_else(|_| panic!("{script} printed {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Runs tests/h2c/attack.py `mode` against `target` naming `authority`; its JSON answer.
+async fn attack(mode: &str, target: SocketAddr, authority: &str) -> Value {
+    h2c_script("attack.py", &[mode, &target.to_string(), authority]).await
 }
 
 /// Sends raw bytes, reads until the server closes (or `wait`); the whole answer as text.
-async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+pub(crate) async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut buf = Vec::new();
@@ -89,7 +95,7 @@ async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn status_of(answer: &str) -> Option<u16> {
+pub(crate) fn status_of(answer: &str) -> Option<u16> {
     answer.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -359,7 +365,7 @@ async fn malformed_client_chunking_is_a_400_not_a_502() {
     assert!(answer.contains("(5 bytes)"), "{answer}");
 }
 
-fn limited(header_read: u64, idle: u64, max_connections: usize) -> gatehouse_server::ServerConfig {
+pub(crate) fn limited(header_read: u64, idle: u64, max_connections: usize) -> gatehouse_server::ServerConfig {
     let mut config = test_config();
     config.listener.header_read_timeout = Duration::from_secs(header_read);
     config.listener.idle_timeout = Duration::from_secs(idle);
@@ -368,7 +374,7 @@ fn limited(header_read: u64, idle: u64, max_connections: usize) -> gatehouse_ser
 }
 
 /// Whether the server closed `s` within `within` (reads until EOF, ignoring what it says first).
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
     tokio::time::timeout(within, async {
         loop {

@@ -4,7 +4,6 @@
 //! a real gateway; what the upstream received is checked, not only the status.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use gatehouse_core::Environment;
@@ -13,68 +12,20 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::edge::{closed_within, h2c_script, limited, raw, status_of};
 use crate::gateway::Gw;
 use crate::{sk, test_config};
 
-fn h2c_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/h2c")
-}
-
 /// Runs tests/h2c/review.py `mode` against the gateway; its JSON answer.
 async fn review(mode: &str, gw: &Gw, extra: &[&str]) -> Value {
-    let python = h2c_dir().join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: scripts/test.sh installs tests/h2c/requirements.txt", python.display());
-    let out = tokio::process::Command::new(python)
-        .arg(h2c_dir().join("review.py"))
-        .args([mode, &gw.addr.to_string(), &gw.host])
-        .args(extra)
-        .current_dir(h2c_dir())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "review.py {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("review.py printed {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Sends raw bytes, reads until the server closes (or `wait`); the whole answer as text.
-async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn status_of(answer: &str) -> Option<u16> {
-    answer.split_whitespace().nth(1)?.parse().ok()
+    let (addr, host) = (gw.addr.to_string(), gw.host.clone());
+    let mut args = vec![mode, addr.as_str(), host.as_str()];
+    args.extend_from_slice(extra);
+    h2c_script("review.py", &args).await
 }
 
 fn statuses(answer: &str) -> Vec<u16> {
     answer.match_indices("HTTP/1.1 ").filter_map(|(i, _)| answer[i + 9..].get(..3)?.parse().ok()).collect()
-}
-
-fn limited(header_read: u64, idle: u64, max_connections: usize) -> gatehouse_server::ServerConfig {
-    let mut config = test_config();
-    config.listener.header_read_timeout = Duration::from_secs(header_read);
-    config.listener.idle_timeout = Duration::from_secs(idle);
-    config.listener.max_connections = max_connections;
-    config
-}
-
-/// Whether the server closed `s` within `within` (reads until EOF, ignoring what it says first).
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    tokio::time::timeout(within, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 fn seen_paths(gw: &Gw) -> Vec<String> {
