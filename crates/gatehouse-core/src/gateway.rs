@@ -3,6 +3,7 @@
 //! credential, if any, the request is judged by — and never lets a presented key or token fall back
 //! to the ambient cookie.
 
+pub use crate::credentials::AppKeyHeader;
 use crate::route::RoutePattern;
 use crate::scope::Scope;
 
@@ -48,8 +49,8 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// The micro-relative, normalized path.
     pub path: &'a str,
-    /// Values of `X-Space-App-Key` (0, 1, or more = repeated).
-    pub app_key_headers: &'a [&'a str],
+    /// `X-Space-App-Key`: absent, one value, or repeated.
+    pub app_key: AppKeyHeader<'a>,
     pub authorization: Authorization<'a>,
     /// Whether a Gatehouse session cookie is present.
     pub has_session_cookie: bool,
@@ -86,14 +87,18 @@ pub fn decide<'a>(policy: &MicroPolicy, req: &RequestFacts<'a>) -> Decision<'a> 
         return Decision::Public;
     }
     let scope = policy.required_scope(req.method, req.path).cloned();
-    if req.app_key_headers.len() > 1 || req.authorization == Authorization::Repeated {
+    if req.app_key == AppKeyHeader::Repeated || req.authorization == Authorization::Repeated {
         return Decision::MultipleCredentials;
     }
     let bearer = match req.authorization {
         Authorization::Bearer(t) => Some(t),
         _ => None,
     };
-    match (req.app_key_headers.first(), bearer) {
+    let app_key = match req.app_key {
+        AppKeyHeader::One(key) => Some(key),
+        AppKeyHeader::Absent | AppKeyHeader::Repeated => None,
+    };
+    match (app_key, bearer) {
         (Some(_), Some(_)) => Decision::MultipleCredentials,
         (Some(key), None) => {
             if policy.api_keys {
@@ -173,7 +178,11 @@ mod tests {
         RequestFacts {
             method,
             path,
-            app_key_headers: keys,
+            app_key: match keys {
+                [] => AppKeyHeader::Absent,
+                [key] => AppKeyHeader::One(key),
+                _ => AppKeyHeader::Repeated,
+            },
             authorization: auth,
             has_session_cookie: cookie,
             browser_navigation: browser,

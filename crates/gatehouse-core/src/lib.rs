@@ -7,6 +7,7 @@
 pub mod apikey;
 pub mod authority;
 pub mod base62;
+pub mod credentials;
 pub mod deny;
 pub mod destination;
 pub mod gateway;

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod batch;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod gateway;
 pub mod limiter;

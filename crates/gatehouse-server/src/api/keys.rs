@@ -9,7 +9,8 @@ use gatehouse_core::{ApiKey, Scope, Timestamp, VerifyContext};
 use super::dto::{
     CreateKeyIn, KeyOut, KeyWithSecret, ListOut, ListQuery, RevokeIn, RollIn, RolledOut, VerifyIn, VerifyOut,
 };
-use super::{quota_of, ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
+use super::{ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
+use crate::credentials::{RateLimited, RateSubject};
 use crate::error::ApiError;
 use crate::service::NewKey;
 use crate::verifier::VerifyError;
@@ -161,22 +162,19 @@ pub async fn verify_key(
         return Ok(Json(denied(reason.code(), reason.to_string())));
     }
     let out = match state.verifier.verify(&body.key, &ctx).await {
-        Ok(key) => {
-            let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of)).await;
-            if rate.allowed {
-                VerifyOut {
-                    valid: true,
-                    code: "valid",
-                    message: None,
-                    retry_after: None,
-                    key: Some(KeyOut::from_record(&key.record, Timestamp::now())),
-                }
-            } else {
-                state.metrics.rate_limited.inc();
+        Ok(key) => match crate::credentials::check_rate(&state, RateSubject::Key(&key.record)).await {
+            Ok(_) => VerifyOut {
+                valid: true,
+                code: "valid",
+                message: None,
+                retry_after: None,
+                key: Some(KeyOut::from_record(&key.record, Timestamp::now())),
+            },
+            Err(RateLimited(rate)) => {
                 let reason = gatehouse_core::DenyReason::RateLimited { retry_after_secs: rate.retry_after_secs };
                 VerifyOut { retry_after: Some(rate.retry_after_secs), ..denied(reason.code(), reason.to_string()) }
             }
-        }
+        },
         Err(VerifyError::Denied(reason)) => {
             let mut message = reason.to_string();
             if ApiKey::parse(&state.config.namespace, &body.key).is_err() {

@@ -20,15 +20,17 @@ use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use gatehouse_core::ratelimit::{Quota, RateDecision};
+use gatehouse_core::credentials::{looks_like_api_key, AuthorizationHeader, Credential};
+use gatehouse_core::ratelimit::RateDecision;
 use gatehouse_core::{ApiKey, DenyReason, Scope, VerifyContext};
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::credentials::{self, RateSubject, TokenTarget};
 use crate::error::{in_request_scope, set_rate_headers, set_request_id, ApiError};
 use crate::metrics::HttpLabels;
-use crate::verifier::{CachedKey, VerifyError};
+use crate::verifier::CachedKey;
 use crate::AppState;
 
 pub type State = Arc<AppState>;
@@ -339,30 +341,21 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     Some(crate::netaddr::client_ip(peer, &parts.headers, &state.config.trusted_proxies))
 }
 
-/// Extracts the one presented credential from `Authorization` (Bearer, or Basic with the key as user name).
+/// The one presented credential from `Authorization`: a bearer token, or Basic with the key as user name.
 fn presented_key(parts: &Parts) -> Result<String, ApiError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Err(ApiError::denied(DenyReason::MissingCredentials)) };
-    if values.next().is_some() {
-        return Err(ApiError::MultipleCredentials("Send exactly one Authorization header.".into()));
-    }
-    let value = value.to_str().map_err(|_| ApiError::denied(DenyReason::InvalidApiKey))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        return Ok(rest.to_owned());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        use base64::Engine;
-        let decoded =
-            base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
-        if let Some(user) = decoded.and_then(|d| d.split(':').next().map(str::to_owned)) {
-            if !user.is_empty() {
-                return Ok(user);
-            }
+    match credentials::authorization(&parts.headers) {
+        AuthorizationHeader::Absent => Err(ApiError::denied(DenyReason::MissingCredentials)),
+        AuthorizationHeader::Repeated => {
+            Err(ApiError::MultipleCredentials("Send exactly one Authorization header.".into()))
         }
+        AuthorizationHeader::One(Credential::Bearer(token)) => Ok(token.to_owned()),
+        AuthorizationHeader::One(Credential::Basic(payload)) => payload
+            .decode()
+            .map(|basic| basic.user)
+            .filter(|user| !user.is_empty())
+            .ok_or_else(|| ApiError::denied(DenyReason::InvalidApiKey)),
+        AuthorizationHeader::One(Credential::Other) => Err(ApiError::denied(DenyReason::InvalidApiKey)),
     }
-    Err(ApiError::denied(DenyReason::InvalidApiKey))
 }
 
 impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
@@ -371,38 +364,23 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<State> for Caller<S> {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {
         let presented = presented_key(parts)?;
         let ip = client_ip(parts, state);
-        if !looks_like_key(&state.config.namespace, &presented) {
+        if !looks_like_api_key(&state.config.namespace, &presented) {
             return oauth_caller(state, &presented, ip).await;
         }
         let parsed = ApiKey::parse(&state.config.namespace, &presented)
             .map_err(|_| ApiError::denied_key(DenyReason::InvalidApiKey, &presented))?;
         let ctx = VerifyContext { environment: parsed.environment, ip, app: None, scope: Some(S::scope()) };
-        let key = state.verifier.verify(&presented, &ctx).await.map_err(|e| match e {
-            VerifyError::Denied(reason) => ApiError::denied_key(reason, &presented),
-            VerifyError::Unavailable => ApiError::Unavailable,
-        })?;
-        let rate = state.limiter.check(&key.record.id, key.record.rate_limit.map(quota_of)).await;
-        if !rate.allowed {
-            state.metrics.rate_limited.inc();
-            return Err(ApiError::rate_limited(rate));
-        }
+        let key = credentials::verify_key(state, &presented, &ctx).await?;
+        let rate = credentials::check_rate(state, RateSubject::Key(&key.record)).await?;
         let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
         Ok(Caller { key, ip, _scope: std::marker::PhantomData })
     }
 }
 
-/// Whether a presented credential is meant as an API key (`{ns}_sk_…`/`{ns}_rk_…`), as opposed to an OAuth token.
-pub fn looks_like_key(ns: &gatehouse_core::Namespace, presented: &str) -> bool {
-    presented
-        .strip_prefix(ns.as_str())
-        .and_then(|r| r.strip_prefix('_'))
-        .is_some_and(|r| r.starts_with("sk_") || r.starts_with("rk_"))
-}
-
 /// An OAuth access token calling the management API: it acts as a restricted credential holding the
 /// token's scopes in its client's environment, expiring with the token, identified by its grant.
 async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<IpAddr>) -> Result<Caller<S>, ApiError> {
-    let (t, rate) = authorize_token(state, token, TokenTarget::ManagementApi, Some(S::scope())).await?;
+    let (t, rate) = credentials::check_token(state, token, TokenTarget::ManagementApi, Some(S::scope())).await?;
     let _ = RATE_SLOT.try_with(|slot| slot.set(Some(rate)));
     let r = &t.record;
     let record = gatehouse_core::KeyRecord {
@@ -427,67 +405,4 @@ async fn oauth_caller<S: RequiredScope>(state: &State, token: &str, ip: Option<I
         rolled_to: None,
     };
     Ok(Caller { key: Arc::new(CachedKey::synthetic(record)), ip, _scope: std::marker::PhantomData })
-}
-
-/// Where a token is presented.
-#[derive(Clone, Copy, Debug)]
-pub enum TokenTarget<'a> {
-    /// The management API: the token acts in its own environment, and an app-restricted token is refused.
-    ManagementApi,
-    /// An app behind the gateway, of one environment.
-    App { name: &'a str, environment: gatehouse_core::Environment },
-}
-
-/// Checks an OAuth access token for a route or endpoint needing `scope`: live (401 `invalid_token`),
-/// of the app's environment (403 `environment_mismatch`) and allowed on the app (403 `app_not_allowed`),
-/// like an API key (§4.3, §11); holding the scope — a token is a restricted credential, so no declared
-/// scope refuses it (403) — and within its client+user rate limit (429), in that order. Shared by the
-/// gateway and the management API.
-pub async fn authorize_token(
-    state: &AppState,
-    token: &str,
-    target: TokenTarget<'_>,
-    scope: Option<&Scope>,
-) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
-    let t = state.oauth.verify_access(token).await?.ok_or_else(|| ApiError::denied(DenyReason::InvalidToken))?;
-    let app = match target {
-        TokenTarget::ManagementApi => None,
-        TokenTarget::App { name, environment } => {
-            if environment != t.environment {
-                return Err(ApiError::denied(DenyReason::EnvironmentMismatch));
-            }
-            Some(name)
-        }
-    };
-    if let Some(restricted) = &t.app {
-        if app != Some(restricted.as_str()) {
-            return Err(ApiError::denied(DenyReason::AppNotAllowed));
-        }
-    }
-    match scope {
-        None => return Err(ApiError::denied(DenyReason::RouteHasNoScope)),
-        Some(s) if !t.scopes.grants(s) => return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone()))),
-        // On the management API a token acting for a person holds at most what that person's role
-        // allows now (SPEC §12), whatever was consented to before.
-        Some(s)
-            if matches!(target, TokenTarget::ManagementApi)
-                && t.user.as_ref().is_some_and(|u| !gatehouse_core::authority::role_may_delegate(&u.role, s)) =>
-        {
-            return Err(ApiError::denied(DenyReason::InsufficientScope(s.clone())))
-        }
-        Some(_) => {}
-    }
-    let r = &t.record;
-    let rate =
-        state.limiter.check(&format!("oauth:{}:{}", r.client_id, r.user_id.as_deref().unwrap_or("-")), None).await;
-    if !rate.allowed {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::rate_limited(rate));
-    }
-    Ok((t, rate))
-}
-
-/// A key's rate-limit override as a quota.
-pub fn quota_of(o: gatehouse_core::RateLimitOverride) -> Quota {
-    Quota { limit: o.limit, window_ms: u64::from(o.window_secs) * 1000 }
 }

@@ -16,6 +16,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use gatehouse_core::credentials::looks_like_api_key;
 use gatehouse_core::gateway::{decide, is_browser_navigation, Authorization, Decision, RequestFacts};
 use gatehouse_core::path::NormalizedPath;
 use gatehouse_core::spacefile::{Micro, Spacefile};
@@ -23,9 +24,9 @@ use gatehouse_core::{DenyReason, Environment, KeyKind, VerifyContext};
 
 use self::forward::{UpstreamClient, UpstreamError};
 use self::identity::{Identity, IdentityHeaders};
+use crate::credentials::{check_rate, RateSubject, TokenTarget};
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
-use crate::verifier::VerifyError;
 use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
 
@@ -259,28 +260,14 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
     let (micro, rel) = app.spacefile.route(&path);
     let query = req.uri().query().map(str::to_owned);
     // 4–6. The decision.
-    let key_headers: Vec<&str> = headers.get_all("x-space-app-key").iter().map(|v| v.to_str().unwrap_or("")).collect();
-    let mut auth_values = headers.get_all(header::AUTHORIZATION).iter();
-    let authorization = match (auth_values.next(), auth_values.next()) {
-        (None, _) => Authorization::Absent,
-        (Some(_), Some(_)) => Authorization::Repeated,
-        (Some(v), None) => {
-            let v = v.to_str().unwrap_or("");
-            match v.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                    Authorization::Bearer(token.trim())
-                }
-                _ => Authorization::Other,
-            }
-        }
-    };
+    let authorization = crate::credentials::authorization(headers).for_decision();
     let ns = &state.config.namespace;
-    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if crate::api::looks_like_key(ns, t));
+    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if looks_like_api_key(ns, t));
     let session_cookies: Vec<&str> = cookies(headers, &state.sessions.cfg.cookie_name).collect();
     let facts = RequestFacts {
         method: req.method().as_str(),
         path: rel.as_str(),
-        app_key_headers: &key_headers,
+        app_key: crate::credentials::app_key(headers),
         authorization,
         has_session_cookie: !session_cookies.is_empty(),
         browser_navigation: ctx.browser,
@@ -301,10 +288,8 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
     let identity = match decision {
         Decision::Public => {
             if let Some(q) = gw.config.public_rate_limit {
-                let rate = state.limiter.check(&format!("ip:{}", ctx.client_ip), Some(q)).await;
-                if !rate.allowed {
-                    state.metrics.rate_limited.inc();
-                    return ctx.error(ApiError::rate_limited(rate));
+                if let Err(refused) = check_rate(state, RateSubject::PublicIp(ctx.client_ip, q)).await {
+                    return ctx.error(refused.into());
                 }
             }
             Identity::Public
@@ -317,10 +302,10 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         Decision::MissingCredentials => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
         Decision::RedirectToLogin => return ctx.login_redirect(&path, query.as_deref()),
         Decision::ApiKeysNotEnabled => return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere)),
-        Decision::BearerToken { token, scope } => match crate::api::authorize_token(
+        Decision::BearerToken { token, scope } => match crate::credentials::check_token(
             state,
             token,
-            crate::api::TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment },
+            TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment },
             scope.as_ref(),
         )
         .await
@@ -356,10 +341,8 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
                     ))
                 }
                 Some(s) => {
-                    let rate = state.limiter.check(&format!("user:{}", s.user.id), None).await;
-                    if !rate.allowed {
-                        state.metrics.rate_limited.inc();
-                        return ctx.error(ApiError::rate_limited(rate));
+                    if let Err(refused) = check_rate(state, RateSubject::User(&s.user.id)).await {
+                        return ctx.error(refused.into());
                     }
                     Identity::Session(s)
                 }
@@ -381,19 +364,12 @@ async fn check_key(
     let state = ctx.state();
     let vctx =
         VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
-    let cached = state.verifier.verify(key, &vctx).await.map_err(|e| match e {
-        VerifyError::Denied(reason) => ApiError::denied_key(reason, key),
-        VerifyError::Unavailable => ApiError::Unavailable,
-    })?;
+    let cached = crate::credentials::verify_key(state, key, &vctx).await?;
     // A restricted key needs a route that declares its scope (SPEC §4.4).
     if scope.is_none() && cached.record.kind == KeyKind::Restricted {
         return Err(ApiError::Denied { reason: DenyReason::RouteHasNoScope, presented: None, rate: None });
     }
-    let rate = state.limiter.check(&cached.record.id, cached.record.rate_limit.map(crate::api::quota_of)).await;
-    if !rate.allowed {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::rate_limited(rate));
-    }
+    check_rate(state, RateSubject::Key(&cached.record)).await?;
     Ok(cached)
 }
 

@@ -11,6 +11,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gatehouse_core::credentials::{AuthorizationHeader, Credential};
 use gatehouse_core::oauth::{pkce_s256_ok, redirect_uri_matches, valid_challenge};
 use gatehouse_core::{ApiKey, KeyHash, Scope, Timestamp, VerifyContext};
 use gatehouse_store::oauth::{
@@ -416,28 +417,14 @@ pub async fn authenticate(
     headers: &HeaderMap,
     p: &HashMap<String, String>,
 ) -> Result<Arc<ClientRecord>, OAuthError> {
-    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
-    let (first, second) = (auth.next(), auth.next());
-    if second.is_some() {
-        return Err(OAuthError::invalid_request("send one Authorization header"));
-    }
-    let (id, secret) = match first {
-        Some(v) => {
-            let v = v.to_str().map_err(|_| OAuthError::invalid_client())?;
-            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return Err(OAuthError::invalid_client());
-            }
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(OAuthError::invalid_client)?;
-            let (u, pw) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = match crate::credentials::authorization(headers) {
+        AuthorizationHeader::Repeated => return Err(OAuthError::invalid_request("send one Authorization header")),
+        AuthorizationHeader::One(Credential::Basic(payload)) => {
+            let basic = payload.decode().ok_or_else(OAuthError::invalid_client)?;
+            let password = basic.password.ok_or_else(OAuthError::invalid_client)?;
             let (u, pw) = (
-                form_decode(u).ok_or_else(OAuthError::invalid_client)?,
-                form_decode(pw).ok_or_else(OAuthError::invalid_client)?,
+                form_decode(&basic.user).ok_or_else(OAuthError::invalid_client)?,
+                form_decode(password.expose()).ok_or_else(OAuthError::invalid_client)?,
             );
             if p.contains_key("client_secret") {
                 return Err(OAuthError::invalid_request(
@@ -449,7 +436,8 @@ pub async fn authenticate(
             }
             (u, Some(pw))
         }
-        None => match p.get("client_id") {
+        AuthorizationHeader::One(Credential::Bearer(_) | Credential::Other) => return Err(OAuthError::invalid_client()),
+        AuthorizationHeader::Absent => match p.get("client_id") {
             Some(id) => (id.clone(), p.get("client_secret").cloned()),
             None => return Err(OAuthError::invalid_client()),
         },
@@ -795,18 +783,20 @@ async fn introspect_inner(
     body: &[u8],
 ) -> Result<serde_json::Value, OAuthError> {
     let p = form_body(headers, body)?;
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (s, t) = v.split_once(' ')?;
-        s.eq_ignore_ascii_case("bearer").then(|| t.trim().to_owned())
-    });
+    // A management key is looked for in the first `Authorization` value only, so a repeated header
+    // whose first value is a bearer is judged by that value; otherwise `authenticate` reads them all.
+    let bearer = match headers.get(header::AUTHORIZATION).map(|v| Credential::parse(v.as_bytes())) {
+        Some(Credential::Bearer(key)) => Some(key),
+        _ => None,
+    };
     // Who asks: a client (its own tokens) or a management key (every token of its environment).
     let (caller_client, key_env) = match bearer {
         Some(key) => {
-            let parsed = ApiKey::parse(&state.config.namespace, &key).map_err(|_| OAuthError::invalid_client())?;
+            let parsed = ApiKey::parse(&state.config.namespace, key).map_err(|_| OAuthError::invalid_client())?;
             let ip = crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies);
             let scope = Scope::parse("oauth_clients:read").expect("scope parses");
             let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
-            match state.verifier.verify(&key, &ctx).await {
+            match state.verifier.verify(key, &ctx).await {
                 Ok(_) => (None, Some(parsed.environment)),
                 Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
                 Err(_) => return Err(OAuthError::invalid_client()),
