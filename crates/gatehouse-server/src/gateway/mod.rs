@@ -1,10 +1,11 @@
-//! The gateway (SPEC §3): host → app, `/__gatehouse/…`, path → micro, public?, authenticate,
-//! authorize, rate limit, forward. Each phase can answer early; the decision itself is the pure
-//! `gatehouse_core::gateway::decide`.
+//! The gateway (SPEC §3): the request pipeline, whose phases are in `phases` (host → app, path,
+//! `/__gatehouse/…`, path → micro, decide, authenticate, authorize, rate limit, upstream request,
+//! forward), each able to answer early; the decision itself is the pure `gatehouse_core::gateway::decide`.
 
 pub mod assertion;
 pub mod forward;
 mod identity;
+mod phases;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,18 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use gatehouse_core::credentials::looks_like_api_key;
-use gatehouse_core::gateway::{decide, is_browser_navigation, Authorization, Decision, RequestFacts};
+use gatehouse_core::gateway::is_browser_navigation;
 use gatehouse_core::path::NormalizedPath;
-use gatehouse_core::spacefile::{Micro, Spacefile};
-use gatehouse_core::{DenyReason, Environment, KeyKind, VerifyContext};
+use gatehouse_core::spacefile::Spacefile;
+use gatehouse_core::Environment;
 
-use self::forward::{UpstreamClient, UpstreamError};
-use self::identity::{Identity, IdentityHeaders};
-use crate::credentials::{check_rate, RateSubject, TokenTarget};
+use self::forward::UpstreamClient;
+use self::identity::IdentityHeaders;
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
 use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
@@ -87,11 +86,13 @@ impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new().fallback(handle).with_state(self.clone())
     }
+}
 
+impl GatewayConfig {
     fn app_for(&self, host: &str) -> Option<&GatewayApp> {
         let host = host.to_ascii_lowercase();
         let bare = strip_port(&host);
-        self.config.apps.iter().find(|a| a.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare)))
+        self.apps.iter().find(|a| a.hosts.iter().any(|h| *h == host || (!h.contains(':') && h == bare)))
     }
 }
 
@@ -147,7 +148,23 @@ struct Ctx<'a> {
     browser: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(gw: &'a Gateway, app: &'a GatewayApp, host: String, peer: SocketAddr, req: &Request) -> Self {
+        let state = &gw.state;
+        let headers = req.headers();
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
+        Ctx {
+            gw,
+            app,
+            https: is_https(state, headers, Some(peer)),
+            client_ip: crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies),
+            peer,
+            browser: is_browser_navigation(req.method().as_str(), accept, fetch_mode),
+            host,
+        }
+    }
+
     fn state(&self) -> &AppState {
         &self.gw.state
     }
@@ -210,282 +227,44 @@ struct Outcome {
     decision: &'static str,
 }
 
+/// The request phases in order (`phases`); each may answer early. The outcome labels the metrics.
 async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &mut Outcome) -> Response {
-    // 1. Host → app. One authority only (SPEC §11): two `Host`s, or an absolute-form target or h2
-    // `:authority` naming another host than `Host`, would let the upstream see a host we did not choose.
-    let host = match request_authority(&req) {
-        Ok(h) => h,
-        Err(message) => return ApiError::InvalidRequest(message.into()).into_response(),
-    };
-    // No tunnels: CONNECT (HTTP/1.1, or h2 with or without `:protocol`) is never forwarded.
-    if req.method() == Method::CONNECT {
-        outcome.decision = "invalid";
-        return ApiError::InvalidRequest(
-            "CONNECT is not supported by the gateway; open WebSockets with an HTTP/1.1 upgrade.".into(),
-        )
-        .into_response();
+    match run_phases(gw, peer, req, outcome).await {
+        Ok(resp) | Err(resp) => resp,
     }
-    let Some(app) = gw.app_for(&host) else {
-        return ApiError::NotFound(format!(
-            "No app is served at host `{}`.",
-            host.chars().take(100).collect::<String>()
-        ))
-        .into_response();
-    };
-    outcome.app = app.name.clone();
-    let state = &gw.state;
-    let headers = req.headers();
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let fetch_mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
-    let ctx = Ctx {
-        gw,
-        app,
-        https: is_https(state, headers, Some(peer)),
-        client_ip: crate::netaddr::client_ip(peer.ip(), headers, &state.config.trusted_proxies),
-        peer,
-        browser: is_browser_navigation(req.method().as_str(), accept, fetch_mode),
-        host,
-    };
-    // Path safety comes before everything that looks at the path.
-    let path = match NormalizedPath::parse(req.uri().path()) {
-        Ok(p) => p,
-        Err(e) => return ctx.error(ApiError::AmbiguousPath(format!("The request path is ambiguous: {e}."))),
-    };
-    // 2. Gatehouse's own pages on every app host.
-    if path.as_str() == "/__gatehouse" || path.as_str().starts_with("/__gatehouse/") {
-        outcome.decision = "gatehouse_page";
-        return own_pages(&ctx, &path, req).await;
-    }
-    // 3. Path → micro.
-    let (micro, rel) = app.spacefile.route(&path);
-    let query = req.uri().query().map(str::to_owned);
-    // 4–6. The decision.
-    let authorization = crate::credentials::authorization(headers).for_decision();
-    let ns = &state.config.namespace;
-    let bearer_is_key = matches!(authorization, Authorization::Bearer(t) if looks_like_api_key(ns, t));
-    let session_cookies: Vec<&str> = cookies(headers, &state.sessions.cfg.cookie_name).collect();
-    let facts = RequestFacts {
-        method: req.method().as_str(),
-        path: rel.as_str(),
-        app_key: crate::credentials::app_key(headers),
-        authorization,
-        has_session_cookie: !session_cookies.is_empty(),
-        browser_navigation: ctx.browser,
-        bearer_is_api_key: bearer_is_key,
-    };
-    let decision = decide(&micro.policy, &facts);
-    let bearer_used = matches!(decision, Decision::BearerToken { .. })
-        || (bearer_is_key && matches!(decision, Decision::ApiKey { .. }));
-    outcome.decision = match &decision {
-        Decision::Public => "public",
-        Decision::ApiKey { .. } => "api_key",
-        Decision::BearerToken { .. } => "bearer_token",
-        Decision::Session { .. } => "session",
-        Decision::RedirectToLogin => "redirect",
-        Decision::MissingCredentials | Decision::ApiKeysNotEnabled => "refused",
-        Decision::MultipleCredentials => "invalid",
-    };
-    let identity = match decision {
-        Decision::Public => {
-            if let Some(q) = gw.config.public_rate_limit {
-                if let Err(refused) = check_rate(state, RateSubject::PublicIp(ctx.client_ip, q)).await {
-                    return ctx.error(refused.into());
-                }
-            }
-            Identity::Public
-        }
-        Decision::MultipleCredentials => {
-            return ctx.error(ApiError::MultipleCredentials(
-                "Send one credential: an API key header or a bearer token, once.".into(),
-            ))
-        }
-        Decision::MissingCredentials => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
-        Decision::RedirectToLogin => return ctx.login_redirect(&path, query.as_deref()),
-        Decision::ApiKeysNotEnabled => return ctx.error(ApiError::denied(DenyReason::KeyNotAcceptedHere)),
-        Decision::BearerToken { token, scope } => match crate::credentials::check_token(
-            state,
-            token,
-            TokenTarget::App { name: &ctx.app.name, environment: ctx.app.environment },
-            scope.as_ref(),
-        )
-        .await
-        {
-            Ok((t, _)) => Identity::OAuth(t),
-            Err(e) => return ctx.error(e),
-        },
-        Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref()).await {
-            Ok(k) => Identity::Key(k),
-            Err(e) => return ctx.error(e),
-        },
-        Decision::Session { .. } => {
-            let mut found = None;
-            for c in &session_cookies {
-                match state.sessions.lookup(c, &ctx.host).await {
-                    Ok(Some(s)) => {
-                        found = Some(s);
-                        break;
-                    }
-                    Ok(None) => {}
-                    Err(_) => return ctx.error(ApiError::Unavailable),
-                }
-            }
-            match found {
-                // Browsers send the cookie with a WebSocket handshake opened by any page of the same site
-                // (a sibling subdomain), and handshakes are outside CORS: a tunnel acting as the user must
-                // come from the app's own origin (cross-site WebSocket hijacking). No `Origin`: not a browser.
-                Some(_)
-                    if forward::is_websocket_upgrade(req.method(), headers) && !is_own_origin(headers, &ctx.host) =>
-                {
-                    return ctx.error(ApiError::InvalidRequest(
-                        "A WebSocket signed in by the session cookie must be opened from this app's own origin.".into(),
-                    ))
-                }
-                Some(s) => {
-                    if let Err(refused) = check_rate(state, RateSubject::User(&s.user.id)).await {
-                        return ctx.error(refused.into());
-                    }
-                    Identity::Session(s)
-                }
-                // An ended or foreign cookie is ambient: treat the request as carrying nothing.
-                None if ctx.browser => return ctx.login_redirect(&path, query.as_deref()),
-                None => return ctx.error(ApiError::denied(DenyReason::MissingCredentials)),
-            }
-        }
-    };
-    proxy(&ctx, micro, rel, query, identity, bearer_used, req).await
 }
 
-/// Verifies an API key for this app and route, then counts it against its rate limit.
-async fn check_key(
-    ctx: &Ctx<'_>,
-    key: &str,
-    scope: Option<&gatehouse_core::Scope>,
-) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
-    let state = ctx.state();
-    let vctx =
-        VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
-    let cached = crate::credentials::verify_key(state, key, &vctx).await?;
-    // A restricted key needs a route that declares its scope (SPEC §4.4).
-    if scope.is_none() && cached.record.kind == KeyKind::Restricted {
-        return Err(ApiError::Denied { reason: DenyReason::RouteHasNoScope, presented: None, rate: None });
-    }
-    check_rate(state, RateSubject::Key(&cached.record)).await?;
-    Ok(cached)
-}
-
-/// Builds the upstream request: strips what the client may not send, sets identity and forwarding headers.
-async fn proxy(
-    ctx: &Ctx<'_>,
-    micro: &Micro,
-    rel: NormalizedPath,
-    query: Option<String>,
-    identity: Identity,
-    bearer_used: bool,
+async fn run_phases(
+    gw: &Arc<Gateway>,
+    peer: SocketAddr,
     mut req: Request,
-) -> Response {
-    let state = ctx.state();
-    let upstream = match ctx.app.upstreams.get(&micro.name) {
-        Some(u) => u.clone(),
-        None => return ctx.error(ApiError::Internal(format!("no upstream for micro {}", micro.name))),
+    outcome: &mut Outcome,
+) -> Result<Response, Response> {
+    let state = &gw.state;
+    let (app, host) = phases::resolve_app(&gw.config, &req).map_err(IntoResponse::into_response)?;
+    outcome.app = app.name.clone();
+    let ctx = Ctx::new(gw, app, host, peer, &req);
+    let path = phases::normalize_path(&req).map_err(|e| ctx.error(e))?;
+    if phases::own_page(&path) {
+        outcome.decision = "gatehouse_page";
+        return Ok(own_pages(&ctx, &path, req).await);
+    }
+    let (micro, rel) = phases::pick_micro(app, &path);
+    let query = req.uri().query().map(str::to_owned);
+    let (who, bearer_used) = {
+        let presented =
+            phases::Presented::read(req.headers(), &state.config.namespace, &state.sessions.cfg.cookie_name);
+        let decision = phases::decide(micro, req.method().as_str(), &rel, &presented, ctx.browser);
+        outcome.decision = phases::decision_label(&decision);
+        let bearer_used = phases::bearer_used(&decision, &presented);
+        (phases::authenticate(&ctx, decision, &presented, &path, query.as_deref()).await?, bearer_used)
     };
-    // Every header the client named in `Connection` goes before Gatehouse sets its own (SPEC §11), so a
-    // client cannot delete `Host`, `X-Forwarded-*`, `X-Gatehouse-*` or the assertion.
+    phases::authorize(app, &ctx.host, &who, req.method(), req.headers()).map_err(|e| ctx.error(e))?;
+    phases::rate_limit(&ctx, &who).await.map_err(|e| ctx.error(e))?;
+    let upstream = phases::upstream_of(app, micro).map_err(|e| ctx.error(e))?;
     let websocket = forward::is_websocket_upgrade(req.method(), req.headers());
-    forward::remove_hop_by_hop(req.headers_mut());
-    let peer_ip = gatehouse_core::ipallow::canonical(ctx.peer.ip());
-    let trusted_peer = state.config.trusted_proxies.iter().any(|n| n.contains(&peer_ip));
-    let joined = |h: &HeaderMap, name: &str| -> Vec<String> {
-        if !trusted_peer {
-            return vec![];
-        }
-        h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
-    };
-    let original_xff = joined(req.headers(), "x-forwarded-for");
-    let original_forwarded = joined(req.headers(), "forwarded");
-    let h = req.headers_mut();
-    let doomed: Vec<HeaderName> = h.keys().filter(|n| forward::is_stripped(n, trusted_peer)).cloned().collect();
-    for n in doomed {
-        h.remove(n);
-    }
-    if bearer_used {
-        h.remove(header::AUTHORIZATION);
-    }
-    web::strip_cookie(h, &state.sessions.cfg.cookie_name);
-    web::strip_cookie(h, &state.sessions.cfg.cp_cookie_name);
-    web::strip_cookie(h, CSRF_COOKIE);
-    web::strip_cookie(h, web::STATE_COOKIE);
-    // Forwarding headers: the client's own chain only counts when it came through a trusted proxy.
-    let xff =
-        if original_xff.is_empty() { peer_ip.to_string() } else { format!("{}, {peer_ip}", original_xff.join(", ")) };
-    let proto = if ctx.https { "https" } else { "http" };
-    let for_node = if peer_ip.is_ipv6() { format!("\"[{peer_ip}]\"") } else { peer_ip.to_string() };
-    let ours = format!("for={for_node};proto={proto};host=\"{}\"", ctx.host);
-    let forwarded =
-        if original_forwarded.is_empty() { ours } else { format!("{}, {ours}", original_forwarded.join(", ")) };
-    let set = |h: &mut HeaderMap, name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    // Exactly one Host: the authority the app was chosen by.
-    set(h, header::HOST, &ctx.host);
-    set(h, HeaderName::from_static("x-forwarded-for"), &xff);
-    set(h, HeaderName::from_static("x-forwarded-proto"), proto);
-    set(h, HeaderName::from_static("x-forwarded-host"), &ctx.host);
-    set(h, HeaderName::from_static("x-real-ip"), &ctx.client_ip.to_string());
-    set(h, header::FORWARDED, &forwarded);
-    let now = gatehouse_core::Timestamp::now().unix_seconds();
-    for (name, value) in ctx.gw.identity_headers.get(&identity, ctx.app, &state.web.signer, now).iter() {
-        h.insert(name.clone(), value.clone());
-    }
-    let mut path_and_query = rel.as_str().to_owned();
-    if let Some(q) = &query {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
-    match upstream {
-        Upstream::Static(dir) => {
-            if req.method() != Method::GET && req.method() != Method::HEAD {
-                return ctx.error(ApiError::MethodNotAllowed);
-            }
-            forward::serve_static(&dir, rel.as_str()).await
-        }
-        Upstream::Http(authority) => {
-            match forward::forward(
-                &ctx.gw.client,
-                &authority,
-                &path_and_query,
-                req,
-                websocket,
-                ctx.gw.config.upstream_timeout,
-                state.config.listener.idle_timeout,
-            )
-            .await
-            {
-                Ok(mut resp) => {
-                    let cfg = &state.sessions.cfg;
-                    forward::drop_our_set_cookies(
-                        resp.headers_mut(),
-                        &[&cfg.cookie_name, &cfg.cp_cookie_name, CSRF_COOKIE, web::STATE_COOKIE],
-                    );
-                    // Over TLS the app's answers carry HSTS too, unless the app chose its own policy.
-                    if !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
-                        crate::login::add_hsts(&mut resp, ctx.https);
-                    }
-                    resp
-                }
-                Err(UpstreamError::Timeout) => ctx.error(ApiError::UpstreamTimeout(micro.name.clone())),
-                Err(UpstreamError::ClientBody(cause)) => {
-                    tracing::info!(micro = %micro.name, error = %cause, "client sent a malformed request body");
-                    ctx.error(ApiError::InvalidRequest("The request body is malformed.".into()))
-                }
-                Err(UpstreamError::Unreachable(cause)) => {
-                    tracing::warn!(micro = %micro.name, error = %cause, "upstream unreachable");
-                    ctx.error(ApiError::BadGateway(micro.name.clone()))
-                }
-            }
-        }
-    }
+    phases::upstream_request(&ctx, &who.into_identity(), bearer_used, &mut req);
+    Ok(phases::forward_to(&ctx, micro, upstream, &rel, query.as_deref(), websocket, req).await)
 }
 
 #[derive(serde::Deserialize)]
