@@ -1,6 +1,8 @@
 //! Browser-facing pieces shared by the control plane and the gateway: cookies, CSRF tokens,
-//! the `return_to` check (no open redirect), and the HTML shell of Gatehouse's own pages.
+//! the `return_to` check (no open redirect), and the response around Gatehouse's own pages (whose
+//! HTML comes from the templates in `crate::pages`).
 
+use askama::Template;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
@@ -201,29 +203,16 @@ pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
     Some(ReturnTo::App { scheme: scheme.to_owned(), host, path })
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// Gatehouse's page shell: small, no scripts, no external assets.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Gatehouse</title>
-<style>
-body{{font-family:system-ui,sans-serif;background:#f4f4f5;color:#18181b;display:flex;min-height:100vh;align-items:center;justify-content:center;margin:0}}
-main{{background:#fff;padding:2rem 2.25rem;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12);width:min(360px,90vw)}}
-h1{{font-size:1.25rem;margin:0 0 1.25rem}} label{{display:block;font-size:.875rem;margin:.75rem 0 .25rem}}
-input{{width:100%;box-sizing:border-box;padding:.55rem .6rem;border:1px solid #d4d4d8;border-radius:6px;font-size:1rem}}
-button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;background:#18181b;color:#fff;font-size:1rem;cursor:pointer}}
-.error{{background:#fef2f2;color:#991b1b;padding:.6rem .75rem;border-radius:6px;font-size:.875rem}} p{{font-size:.9rem;color:#52525b}}
-</style></head><body><main><h1>{title}</h1>
-{body}
-</main></body></html>"#,
-        title = esc(title),
-    );
+/// One of Gatehouse's own pages (a template from `crate::pages`) with the page headers: no caching,
+/// no framing, no scripts or outside assets (CSP), no referrer.
+pub fn page(status: StatusCode, page: &impl Template) -> Response {
+    let html = match page.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -237,6 +226,11 @@ button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;b
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
+}
+
+/// A page titled `title` saying `message` in one paragraph.
+pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
+    page(status, &crate::pages::Message { title, message })
 }
 
 /// A 303 redirect (after a POST) or 302 (navigation), with no-store.
