@@ -74,3 +74,6 @@ pub struct Consent<'a> {
     /// The hidden fields, in order: (name, value).
     pub fields: Vec<(&'a str, &'a str)>,
 }
+
+#[cfg(test)]
+mod tests;
