@@ -41,7 +41,10 @@ export function hiddenFields(html) {
   const out = {};
   const re = /<input type="hidden" name="([^"]+)" value="([^"]*)">/g;
   for (const m of html.matchAll(re)) {
-    out[m[1]] = m[2].replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+    // One pass over named and numeric references (a template may write either), as a browser reads them.
+    const named = { quot: '"', lt: "<", gt: ">", amp: "&", apos: "'" };
+    out[m[1]] = m[2].replace(/&(#\d+|quot|lt|gt|amp|apos);/g, (_, r) =>
+      r.startsWith("#") ? String.fromCodePoint(Number(r.slice(1))) : named[r]);
   }
   return out;
 }

@@ -16,6 +16,7 @@ pub mod login;
 pub mod metrics;
 pub mod netaddr;
 pub mod oauth;
+pub mod pages;
 pub mod percore;
 pub mod service;
 pub mod sessions;

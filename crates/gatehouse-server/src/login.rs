@@ -12,9 +12,10 @@ use axum::Form;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
+use crate::pages;
 use crate::users::{SignIn, UserError};
 use crate::web::{
-    cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie,
+    cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, message, page, parse_return_to, redirect, set_cookie,
     ReturnTo, CSRF_COOKIE,
 };
 use crate::AppState;
@@ -108,17 +109,8 @@ fn login_page(
 ) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
-    let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
-    let body = format!(
-        r#"{error_html}<form method="post" action="/login">
-<input type="hidden" name="csrf" value="{token}"><input type="hidden" name="return_to" value="{rt}"><input type="hidden" name="state" value="{st}">
-<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required autofocus>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button></form>"#,
-        rt = esc(return_to),
-        st = browser.map(|b| b.to_hex()).unwrap_or_default(),
-    );
-    let mut resp = page(status, "Sign in", &body);
+    let state = browser.map(|b| b.to_hex()).unwrap_or_default();
+    let mut resp = page(status, &pages::Login { title: "Sign in", error, csrf: &token, return_to, state: &state });
     if fresh {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
@@ -176,10 +168,10 @@ pub fn url_encode(s: &str) -> String {
 
 pub fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "storage unavailable during sign-in");
-    page(
+    message(
         StatusCode::SERVICE_UNAVAILABLE,
         "Try again shortly",
-        "<p>Gatehouse cannot reach its storage right now. Nothing was changed.</p>",
+        "Gatehouse cannot reach its storage right now. Nothing was changed.",
     )
 }
 
@@ -326,14 +318,8 @@ pub async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, 
         Ok(Some(login)) => {
             let (cookie, fresh) = csrf_cookie(&headers);
             let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(&login.session.id_hash));
-            let mut resp = page(
-                StatusCode::OK,
-                "Gatehouse",
-                &format!(
-                    r#"<p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#,
-                    esc(&login.user.email)
-                ),
-            );
+            let mut resp =
+                page(StatusCode::OK, &pages::Home { title: "Gatehouse", email: &login.user.email, csrf: &token });
             if fresh {
                 let https = secure_context(&state, &headers, Some(peer));
                 resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
@@ -396,7 +382,7 @@ pub async fn end_session(
         Ok(l) => l,
         Err(e) => return unavailable(e),
     };
-    let refused = || page(StatusCode::FORBIDDEN, "Sign out", "<p>The form expired. Go back and try again.</p>");
+    let refused = || message(StatusCode::FORBIDDEN, "Sign out", "The form expired. Go back and try again.");
     if live.is_empty() {
         // Nothing to end (already signed out): the pre-login token suffices to clear the cookie.
         if !csrf_ok(&state.web.csrf_key, csrf_cookie, csrf) {
@@ -437,20 +423,19 @@ fn setup_page(state: &AppState, headers: &HeaderMap, token: &str, error: Option<
     let https = secure_context(state, headers, None);
     let (cookie, fresh) = csrf_cookie(headers);
     let csrf = csrf_token(&state.web.csrf_key, &cookie);
-    let error_html = error.map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))).unwrap_or_default();
-    let body = format!(
-        r#"<p>Create the owner account of this Gatehouse.</p>{error_html}<form method="post" action="/setup">
-<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="token" value="{t}">
-<label for="email">Email</label><input id="email" name="email" type="email" required autofocus>
-<label for="password">Password (10+ characters)</label><input id="password" name="password" type="password" autocomplete="new-password" minlength="10" required>
-<button type="submit">Create owner</button></form>"#,
-        t = esc(token)
-    );
-    let mut resp = page(status, "Set up Gatehouse", &body);
+    let mut resp = page(status, &pages::Setup { title: "Set up Gatehouse", error, csrf: &csrf, token });
     if fresh {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
     resp
+}
+
+fn setup_link_invalid() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Set up Gatehouse",
+        "This setup link is not valid (it works once, until an owner exists).",
+    )
 }
 
 fn setup_token_ok(state: &AppState, token: &str) -> bool {
@@ -465,22 +450,14 @@ fn setup_token_ok(state: &AppState, token: &str) -> bool {
 pub async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
     let token = q.token.unwrap_or_default();
     if !setup_token_ok(&state, &token) {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Set up Gatehouse",
-            "<p>This setup link is not valid (it works once, until an owner exists).</p>",
-        );
+        return setup_link_invalid();
     }
     setup_page(&state, &headers, &token, None, StatusCode::OK)
 }
 
 pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
     if !setup_token_ok(&state, &form.token) {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Set up Gatehouse",
-            "<p>This setup link is not valid (it works once, until an owner exists).</p>",
-        );
+        return setup_link_invalid();
     }
     if !csrf_ok(&state.web.csrf_key, cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43), &form.csrf) {
         return setup_page(&state, &headers, &form.token, Some("The form expired; try again."), StatusCode::FORBIDDEN);

@@ -1,8 +1,12 @@
 //! Browser-facing pieces shared by the control plane and the gateway: cookies, CSRF tokens,
-//! the `return_to` check (no open redirect), and the HTML shell of Gatehouse's own pages.
+//! the `return_to` check (no open redirect), and the response around Gatehouse's own pages (whose
+//! HTML comes from the templates in `crate::pages`).
 
+use askama::Template;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cookie::time::{Duration, OffsetDateTime};
+use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -28,11 +32,7 @@ pub const STATE_MAX_AGE_SECS: i64 = 900;
 
 /// The state cookie: only sent to `/__gatehouse/` (never forwarded upstream, never to other paths).
 pub fn state_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
-    let mut c = format!("{STATE_COOKIE}={value}; Path=/__gatehouse/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
-    if secure {
-        c.push_str("; Secure");
-    }
-    HeaderValue::from_str(&c).expect("cookie values are base64url")
+    build_cookie(STATE_COOKIE, value, "/__gatehouse/", max_age_secs, secure)
 }
 
 /// Percent-decodes `s` completely; `None` on a malformed escape.
@@ -84,30 +84,40 @@ pub fn safe_local_path(path: &str) -> bool {
     !path.contains(' ')
 }
 
-/// Reads one cookie's values (every occurrence, in order).
-pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
-        move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.trim())
-        },
-    )
+/// The `Cookie` headers of a request as text. A header that is not visible ASCII cannot be read (and
+/// none of ours ever is), so it counts as carrying no cookie of ours.
+fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok())
 }
 
-/// Removes one cookie from the `Cookie` headers, keeping the others for the upstream.
+/// The name of one `name=value` pair of a `Cookie` header as the `cookie` crate reads it (trimmed),
+/// or, for a pair without `=` or with an empty name, the trimmed text itself (which a server may
+/// still take for a name, so it is never forwarded when it is one of ours).
+fn pair_name(pair: &str) -> &str {
+    Cookie::parse(pair).ok().and_then(|c| c.name_raw()).unwrap_or(pair.trim())
+}
+
+/// Reads one cookie's values (every occurrence, in order, across every `Cookie` header). Values are
+/// as sent: a quoted value keeps its quotes, so it matches no cookie Gatehouse set.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cookie_headers(headers).flat_map(Cookie::split_parse).filter_map(move |c| {
+        let c = c.ok()?;
+        (c.name() == name).then(|| c.value_raw()).flatten()
+    })
+}
+
+/// Removes one cookie from the `Cookie` headers, keeping the other pairs (as sent) for the upstream
+/// in one header. A header that cannot be read is dropped whole, since it cannot be checked.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let kept: Vec<&str> = cookie_headers(headers)
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|pair: &&str| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
-        .map(str::to_owned)
+        .filter(|pair| !pair.is_empty() && pair_name(pair) != name)
         .collect();
+    let joined = kept.join("; ");
     headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+    if !joined.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&joined) {
             headers.insert(header::COOKIE, v);
         }
     }
@@ -115,11 +125,25 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure on HTTPS. `max_age` 0 deletes.
 pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
+    build_cookie(name, value, "/", max_age_secs, secure)
+}
+
+/// Every cookie Gatehouse sets: HttpOnly, SameSite=Lax, on `path`, `Secure` on HTTPS, living
+/// `max_age_secs`. A removal (`max_age_secs` 0) also carries an `Expires` in the past, for clients
+/// that read no `Max-Age`.
+fn build_cookie(name: &str, value: &str, path: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let mut c = Cookie::build((name, value))
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(Duration::seconds(max_age_secs));
     if secure {
-        c.push_str("; Secure");
+        c = c.secure(true);
     }
-    HeaderValue::from_str(&c).expect("cookie values are base64url")
+    if max_age_secs <= 0 {
+        c = c.expires(OffsetDateTime::UNIX_EPOCH);
+    }
+    HeaderValue::from_str(&c.build().to_string()).expect("cookie names and values are base64url")
 }
 
 /// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key. This is the
@@ -201,29 +225,16 @@ pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
     Some(ReturnTo::App { scheme: scheme.to_owned(), host, path })
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-/// Gatehouse's page shell: small, no scripts, no external assets.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Gatehouse</title>
-<style>
-body{{font-family:system-ui,sans-serif;background:#f4f4f5;color:#18181b;display:flex;min-height:100vh;align-items:center;justify-content:center;margin:0}}
-main{{background:#fff;padding:2rem 2.25rem;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12);width:min(360px,90vw)}}
-h1{{font-size:1.25rem;margin:0 0 1.25rem}} label{{display:block;font-size:.875rem;margin:.75rem 0 .25rem}}
-input{{width:100%;box-sizing:border-box;padding:.55rem .6rem;border:1px solid #d4d4d8;border-radius:6px;font-size:1rem}}
-button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;background:#18181b;color:#fff;font-size:1rem;cursor:pointer}}
-.error{{background:#fef2f2;color:#991b1b;padding:.6rem .75rem;border-radius:6px;font-size:.875rem}} p{{font-size:.9rem;color:#52525b}}
-</style></head><body><main><h1>{title}</h1>
-{body}
-</main></body></html>"#,
-        title = esc(title),
-    );
+/// One of Gatehouse's own pages (a template from `crate::pages`) with the page headers: no caching,
+/// no framing, no scripts or outside assets (CSP), no referrer.
+pub fn page(status: StatusCode, page: &impl Template) -> Response {
+    let html = match page.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -237,6 +248,11 @@ button{{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:6px;b
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
+}
+
+/// A page titled `title` saying `message` in one paragraph.
+pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
+    page(status, &crate::pages::Message { title, message })
 }
 
 /// A 303 redirect (after a POST) or 302 (navigation), with no-store.
@@ -388,6 +404,84 @@ mod tests {
         assert_eq!(cookies(&h, "gatehouse_session").collect::<Vec<_>>(), ["abc", "def"]);
         strip_cookie(&mut h, "gatehouse_session");
         assert_eq!(h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>(), ["a=1; b=2"]);
+    }
+
+    fn cookie_headers_of(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    /// (Cookie headers, values read for the session cookie, the `Cookie` header forwarded).
+    type HostileRow<'a> = (Vec<&'a [u8]>, Vec<&'a str>, Option<&'a str>);
+
+    /// Hostile `Cookie` headers: what Gatehouse reads as its session cookie, and what is left for the
+    /// upstream once it is stripped. Reading and stripping agree: whatever is read is never forwarded.
+    #[test]
+    fn hostile_cookie_headers_table() {
+        const S: &str = "gatehouse_session";
+        let huge = format!("a={}; gatehouse_session=big; b=2", "x".repeat(64 * 1024));
+        let huge_left = format!("a={}; b=2", "x".repeat(64 * 1024));
+        #[rustfmt::skip]
+        let table: Vec<HostileRow> = vec![
+            // (Cookie headers, values read for S, the Cookie header forwarded)
+            (vec![b"a=1; gatehouse_session=abc; b=2"], vec!["abc"], Some("a=1; b=2")),
+            (vec![b"gatehouse_session=abc; gatehouse_session=def"], vec!["abc", "def"], None),
+            (vec![b"a=1", b"gatehouse_session=abc", b"b=2"], vec!["abc"], Some("a=1; b=2")),
+            (vec![b""], vec![], None),
+            (vec![b";;; ;"], vec![], None),
+            (vec![b"gatehouse_session="], vec![""], None),
+            (vec![b"gatehouse_session=\"abc\""], vec!["\"abc\""], None),
+            (vec![b" gatehouse_session = abc ;b=2"], vec!["abc"], Some("b=2")),
+            (vec![b"a=1;gatehouse_session=abc"], vec!["abc"], Some("a=1")),
+            (vec![b"gatehouse_session=a=b"], vec!["a=b"], None),
+            (vec![b"gatehouse_session"], vec![], None),
+            (vec![b"=abc; b=2"], vec![], Some("=abc; b=2")),
+            (vec![b"a=\"x;gatehouse_session=abc\""], vec!["abc\""], Some("a=\"x")),
+            (vec![b"GATEHOUSE_SESSION=x; gatehouse_sessionx=1; xgatehouse_session=2"], vec![],
+             Some("GATEHOUSE_SESSION=x; gatehouse_sessionx=1; xgatehouse_session=2")),
+            (vec![huge.as_bytes()], vec!["big"], Some(huge_left.as_str())),
+            // Not visible ASCII: unreadable, so neither read nor forwarded.
+            (vec![b"gatehouse_session=\xff\xfe; a=1"], vec![], None),
+            (vec![b"a=caf\xc3\xa9", b"gatehouse_session=abc"], vec!["abc"], None),
+        ];
+        for (headers, read, forwarded) in table {
+            let mut h = cookie_headers_of(&headers);
+            assert_eq!(cookies(&h, S).collect::<Vec<_>>(), read, "{headers:?}");
+            strip_cookie(&mut h, S);
+            let left: Vec<_> = h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+            assert_eq!(left, forwarded.into_iter().collect::<Vec<_>>(), "{headers:?}");
+        }
+    }
+
+    /// The `Set-Cookie` values Gatehouse sends: one attribute set for every cookie, `Secure` on HTTPS,
+    /// removal by `Max-Age=0` and an `Expires` in the past.
+    #[test]
+    fn set_cookie_values() {
+        let table = [
+            (set_cookie("gatehouse_csrf", "abc", 86_400, false), "gatehouse_csrf=abc; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400"),
+            (
+                set_cookie("gatehouse_session", "abc", 3600, true),
+                "gatehouse_session=abc; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=3600",
+            ),
+            (
+                set_cookie("gatehouse_session", "", 0, true),
+                "gatehouse_session=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
+            (
+                state_cookie("nonce", STATE_MAX_AGE_SECS, false),
+                "gatehouse_state=nonce; HttpOnly; SameSite=Lax; Path=/__gatehouse/; Max-Age=900",
+            ),
+            (
+                state_cookie("", 0, false),
+                "gatehouse_state=; HttpOnly; SameSite=Lax; Path=/__gatehouse/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
+        ];
+        for (got, want) in table {
+            assert_eq!(got.to_str().unwrap(), want);
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ use self::forward::UpstreamClient;
 use self::identity::IdentityHeaders;
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
-use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::pages;
+use crate::web::{self, cookies, csrf_token, message, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
 
 /// Where a micro's requests go.
@@ -177,8 +178,7 @@ impl<'a> Ctx<'a> {
         let json = e.into_response();
         let status = json.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        let mut html =
-            page(status, title, &format!("<p>{}</p>", web::esc(&format!("{} ({})", title, status.as_u16()))));
+        let mut html = message(status, title, &format!("{} ({})", title, status.as_u16()));
         // The challenge and rate-limit headers mean the same to a browser as to an API client.
         for name in ["www-authenticate", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
             if let Some(v) = json.headers().get(name) {
@@ -284,7 +284,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
         (Method::GET, "/__gatehouse/callback") => {
             let q: CallbackQuery = match web::from_query(req.uri().query().unwrap_or("")).ok() {
                 Some(q) => q,
-                None => return page(StatusCode::BAD_REQUEST, "Sign in", "<p>This sign-in link is malformed.</p>"),
+                None => return message(StatusCode::BAD_REQUEST, "Sign in", "This sign-in link is malformed."),
             };
             // Only a path on this host, however a browser reads it: a ticket can never send the browser elsewhere.
             let back = if web::safe_local_path(&q.return_to) { q.return_to.clone() } else { "/".into() };
@@ -301,18 +301,13 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                     resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
                 }
-                Ok(crate::sessions::Redeemed::OtherBrowser) => page(
+                Ok(crate::sessions::Redeemed::OtherBrowser) => {
+                    page(StatusCode::BAD_REQUEST, &pages::OtherBrowser { title: "Sign in", back: &back })
+                }
+                Ok(crate::sessions::Redeemed::Invalid) => message(
                     StatusCode::BAD_REQUEST,
                     "Sign in",
-                    &format!(
-                        r#"<p>This sign-in was started in another browser or tab, so it was not used here.</p><p><a href="{}">Continue</a> to sign in yourself.</p>"#,
-                        web::esc(&back)
-                    ),
-                ),
-                Ok(crate::sessions::Redeemed::Invalid) => page(
-                    StatusCode::BAD_REQUEST,
-                    "Sign in",
-                    "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>",
+                    "This sign-in link has expired or was already used. Open the app again to sign in.",
                 ),
                 Err(_) => ctx.error(ApiError::Unavailable),
             }
@@ -349,13 +344,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Some((_, h)) => web::csrf_token_for(&state.web.csrf_key, &cookie, Some(h)),
                 None => csrf_token(&state.web.csrf_key, &cookie),
             };
-            let mut resp = page(
-                StatusCode::OK,
-                "Sign out",
-                &format!(
-                    r#"<form method="post" action="/__gatehouse/logout"><input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form>"#
-                ),
-            );
+            let mut resp = page(StatusCode::OK, &pages::AppLogout { title: "Sign out", csrf: &token });
             if fresh {
                 resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, secure));
             }

@@ -24,8 +24,9 @@ use super::{new_code, requested_scopes};
 use crate::api::ApiPath;
 use crate::error::masked;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
+use crate::pages;
 use crate::service::RequestMeta;
-use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::web::{cookies, csrf_ok_for, csrf_token_for, message, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
 
 type St = State<Arc<AppState>>;
@@ -160,9 +161,7 @@ fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 
 fn fail_response(state: &AppState, f: AuthzFail, status: StatusCode) -> Response {
     match f {
-        AuthzFail::Page(msg) => {
-            page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&msg))))
-        }
+        AuthzFail::Page(msg) => message(StatusCode::BAD_REQUEST, "Cannot continue", &masked(&msg)),
         AuthzFail::Redirect { to, state: st, error, description } => {
             let iss = state.web.cp_origin.clone();
             // The description may quote a parameter (a scope); a credential pasted there goes back masked.
@@ -229,34 +228,30 @@ fn consent_page(
 ) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(session));
-    let scopes: String = a.scopes.iter().map(|s| format!("<li><code>{}</code></li>", esc(s))).collect();
-    let hidden = |k: &str, v: &str| format!(r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
-    let mut fields = hidden("csrf", &token);
-    fields.push_str(&hidden("response_type", "code"));
-    fields.push_str(&hidden("client_id", &a.client.id));
+    let scope = a.scopes.join(" ");
+    let mut fields = vec![("csrf", token.as_str()), ("response_type", "code"), ("client_id", a.client.id.as_str())];
     if a.redirect_given {
-        fields.push_str(&hidden("redirect_uri", &a.redirect_uri));
+        fields.push(("redirect_uri", &a.redirect_uri));
     }
-    fields.push_str(&hidden("scope", &a.scopes.join(" ")));
+    fields.push(("scope", &scope));
     if let Some(s) = &a.state {
-        fields.push_str(&hidden("state", s));
+        fields.push(("state", s));
     }
-    fields.push_str(&hidden("code_challenge", &a.code_challenge));
-    fields.push_str(&hidden("code_challenge_method", "S256"));
+    fields.push(("code_challenge", &a.code_challenge));
+    fields.push(("code_challenge_method", "S256"));
     let host = a
         .redirect_uri
         .split_once("://")
         .map_or(a.redirect_uri.as_str(), |(_, r)| r.split(['/', '?']).next().unwrap_or(r));
-    let body = format!(
-        r#"<p><strong>{name}</strong> wants to act for <strong>{email}</strong> with these permissions:</p><ul id="scopes">{scopes}</ul>
-<p>You will be sent back to <code>{host}</code>.</p>
-<form method="post" action="/oauth/authorize">{fields}<button type="submit" name="decision" value="allow">Allow</button>
-<button type="submit" name="decision" value="deny" style="background:#e4e4e7;color:#18181b">Deny</button></form>"#,
-        name = esc(&a.client.name),
-        email = esc(&user.email),
-        host = esc(host),
-    );
-    let mut resp = page(StatusCode::OK, "Authorize an application", &body);
+    let consent = pages::Consent {
+        title: "Authorize an application",
+        client: &a.client.name,
+        email: &user.email,
+        scopes: &a.scopes,
+        host,
+        fields,
+    };
+    let mut resp = page(StatusCode::OK, &consent);
     if fresh {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
@@ -273,7 +268,7 @@ pub async fn authorize_get(
     let raw = uri.query().unwrap_or("");
     let p = match params(raw.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
+        Err(e) => return message(StatusCode::BAD_REQUEST, "Cannot continue", &masked(&e)),
     };
     let client = match load_client(&state, &p).await {
         Ok(c) => c,
@@ -339,17 +334,17 @@ pub async fn authorize_post(
 ) -> Response {
     let p = match params(&body) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Cannot continue", &format!("<p>{}</p>", esc(&masked(&e)))),
+        Err(e) => return message(StatusCode::BAD_REQUEST, "Cannot continue", &masked(&e)),
     };
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     let submitted = p.get("csrf").map_or("", String::as_str);
     let login = match current_login(&state, &headers).await {
         Ok(Some(login)) => login,
         Ok(None) => {
-            return page(
+            return message(
                 StatusCode::UNAUTHORIZED,
                 "Cannot continue",
-                "<p>You are no longer signed in. Go back to the application and start again.</p>",
+                "You are no longer signed in. Go back to the application and start again.",
             )
         }
         Err(e) => return unavailable(e),
@@ -357,10 +352,10 @@ pub async fn authorize_post(
     // The token must have been minted for this very session (SPEC §11): one copied from another
     // session's consent page, with its cookie, is refused.
     if !csrf_ok_for(&state.web.csrf_key, csrf, Some(&login.session.id_hash), submitted) {
-        return page(
+        return message(
             StatusCode::FORBIDDEN,
             "Cannot continue",
-            "<p>The form expired. Go back to the application and start again.</p>",
+            "The form expired. Go back to the application and start again.",
         );
     }
     let user = login.user.clone();

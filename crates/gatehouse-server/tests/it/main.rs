@@ -11,6 +11,7 @@ mod input_rejection;
 mod limits_redis;
 mod login;
 mod logs;
+mod no_html_in_rs;
 mod oauth;
 mod openapi;
 mod path_corpus;

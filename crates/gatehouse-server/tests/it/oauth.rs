@@ -87,15 +87,39 @@ pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
     for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let (name, rest) = part.split_once('"').unwrap();
         let v = rest.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
-        out.push((
-            name.to_owned(),
-            v.replace("&amp;", "&")
-                .replace("&quot;", "\"")
-                .replace("&#39;", "'")
-                .replace("&lt;", "<")
-                .replace("&gt;", ">"),
-        ));
+        out.push((name.to_owned(), unescape(v)));
     }
+    out
+}
+
+/// Decodes the character references an escaping template writes (named or numeric), as a browser does.
+pub fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';') else { break };
+        let decoded = match &rest[1..end] {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            n => n.strip_prefix('#').and_then(|d| d.parse().ok()).and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
     out
 }
 

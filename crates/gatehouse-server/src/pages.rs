@@ -1,0 +1,79 @@
+//! Gatehouse's own HTML pages, one askama template per page under `templates/` (all extending
+//! `base.html`): every interpolated value is HTML-escaped by default and each template is checked at
+//! compile time against the fields of its struct here. Handlers fill a struct and hand it to
+//! [`crate::web::page`], which adds the status and the page headers.
+
+use askama::Template;
+
+/// A page with one paragraph of text: errors, expired forms, invalid links.
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub struct Message<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+/// `/login`: the sign-in form.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct Login<'a> {
+    pub title: &'a str,
+    pub error: Option<&'a str>,
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+    /// The hex hash of the app host's state cookie, or empty.
+    pub state: &'a str,
+}
+
+/// `/setup`: creating the first owner.
+#[derive(Debug, Template)]
+#[template(path = "setup.html")]
+pub struct Setup<'a> {
+    pub title: &'a str,
+    pub error: Option<&'a str>,
+    pub csrf: &'a str,
+    pub token: &'a str,
+}
+
+/// `/` on the control plane for a signed-in browser.
+#[derive(Debug, Template)]
+#[template(path = "home.html")]
+pub struct Home<'a> {
+    pub title: &'a str,
+    pub email: &'a str,
+    pub csrf: &'a str,
+}
+
+/// `GET /__gatehouse/logout` on an app host: the sign-out form.
+#[derive(Debug, Template)]
+#[template(path = "app_logout.html")]
+pub struct AppLogout<'a> {
+    pub title: &'a str,
+    pub csrf: &'a str,
+}
+
+/// `/__gatehouse/callback` with a ticket bound to another browser: a link to sign in here instead.
+#[derive(Debug, Template)]
+#[template(path = "other_browser.html")]
+pub struct OtherBrowser<'a> {
+    pub title: &'a str,
+    /// A path on this host, already checked by `web::safe_local_path`.
+    pub back: &'a str,
+}
+
+/// `GET /oauth/authorize`: the consent form, its request carried in hidden fields.
+#[derive(Debug, Template)]
+#[template(path = "consent.html")]
+pub struct Consent<'a> {
+    pub title: &'a str,
+    pub client: &'a str,
+    pub email: &'a str,
+    pub scopes: &'a [String],
+    /// The host of the redirect URI the browser will be sent back to.
+    pub host: &'a str,
+    /// The hidden fields, in order: (name, value).
+    pub fields: Vec<(&'a str, &'a str)>,
+}
+
+#[cfg(test)]
+mod tests;
