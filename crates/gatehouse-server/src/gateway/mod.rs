@@ -193,20 +193,55 @@ impl Ctx<'_> {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    let mut outcome = Outcome { app: String::new(), decision: "invalid" };
+    let mut outcome = Outcome { app: String::new(), decision: "invalid", credential: None, allowed: false };
     let ns = gw.state.config.namespace.clone();
     let (request_id, mut resp) = in_request_scope(ns, pipeline(&gw, peer, req, &mut outcome)).await;
     set_request_id(&mut resp, &request_id);
+    if let Some(class) = usage_outcome(outcome.allowed, resp.status()).filter(|_| !outcome.app.is_empty()) {
+        gw.state.usage.record(&outcome.app, outcome.credential.as_ref().map(Credential::usage), class);
+    }
     let labels =
         crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp
 }
 
-/// What the pipeline decided, for the metrics.
+/// What the pipeline decided, for the metrics and usage.
 struct Outcome {
     app: String,
     decision: &'static str,
+    /// The valid credential the request carried, once verified (usage counts per credential).
+    credential: Option<Credential>,
+    /// Every check passed and the request went on to the micro.
+    allowed: bool,
+}
+
+enum Credential {
+    Key(Arc<crate::verifier::CachedKey>),
+    OAuth(Arc<crate::oauth::ActiveToken>),
+}
+
+impl Credential {
+    fn usage(&self) -> crate::usage::CredentialRef<'_> {
+        match self {
+            Credential::Key(k) => crate::usage::CredentialRef::ApiKey(&k.record.id),
+            Credential::OAuth(t) => crate::usage::CredentialRef::OAuthClient(&t.record.client_id),
+        }
+    }
+}
+
+/// The usage class of an answer: allowed when it went to the micro (whatever the micro answered,
+/// 502/504 included), else 401/403/429. Other refusals (400 malformed, 404 unknown host, 503 storage
+/// down, a redirect to sign-in) are not counted.
+fn usage_outcome(allowed: bool, status: StatusCode) -> Option<gatehouse_store::usage::UsageOutcome> {
+    use gatehouse_store::usage::UsageOutcome;
+    match status.as_u16() {
+        _ if allowed => Some(UsageOutcome::Allowed),
+        401 => Some(UsageOutcome::Unauthorized),
+        403 => Some(UsageOutcome::Forbidden),
+        429 => Some(UsageOutcome::RateLimited),
+        _ => None,
+    }
 }
 
 async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &mut Outcome) -> Response {
@@ -325,10 +360,13 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
         )
         .await
         {
-            Ok((t, _)) => Identity::OAuth(t),
+            Ok((t, _)) => {
+                outcome.credential = Some(Credential::OAuth(t.clone()));
+                Identity::OAuth(t)
+            }
             Err(e) => return ctx.error(e),
         },
-        Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref()).await {
+        Decision::ApiKey { key, scope } => match check_key(&ctx, key, scope.as_ref(), &mut outcome.credential).await {
             Ok(k) => Identity::Key(k),
             Err(e) => return ctx.error(e),
         },
@@ -369,6 +407,7 @@ async fn pipeline(gw: &Arc<Gateway>, peer: SocketAddr, req: Request, outcome: &m
             }
         }
     };
+    outcome.allowed = true;
     proxy(&ctx, micro, rel, query, identity, bearer_used, req).await
 }
 
@@ -377,6 +416,7 @@ async fn check_key(
     ctx: &Ctx<'_>,
     key: &str,
     scope: Option<&gatehouse_core::Scope>,
+    credential: &mut Option<Credential>,
 ) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
     let state = ctx.state();
     let vctx =
@@ -385,6 +425,7 @@ async fn check_key(
         VerifyError::Denied(reason) => ApiError::denied_key(reason, key),
         VerifyError::Unavailable => ApiError::Unavailable,
     })?;
+    *credential = Some(Credential::Key(cached.clone()));
     // A restricted key needs a route that declares its scope (SPEC §4.4).
     if scope.is_none() && cached.record.kind == KeyKind::Restricted {
         return Err(ApiError::Denied { reason: DenyReason::RouteHasNoScope, presented: None, rate: None });
