@@ -254,8 +254,10 @@ impl UsageCollector {
             if !this.inner.cfg.enabled {
                 return;
             }
-            let mut flush = tokio::time::interval(this.inner.cfg.flush_interval);
-            let mut prune = tokio::time::interval(this.inner.cfg.prune_interval);
+            // A zero interval would make `interval` panic; a few milliseconds is the floor.
+            let floor = Duration::from_millis(10);
+            let mut flush = tokio::time::interval(this.inner.cfg.flush_interval.max(floor));
+            let mut prune = tokio::time::interval(this.inner.cfg.prune_interval.max(floor));
             flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
