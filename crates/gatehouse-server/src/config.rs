@@ -64,6 +64,7 @@ pub struct ServerConfig {
     pub listener: crate::listener::ListenerLimits,
     /// Sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
     pub sign_in: crate::users::SignInConfig,
+    pub usage: crate::usage::UsageConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -87,6 +88,7 @@ impl Default for ServerConfig {
             redis_url: None,
             listener: crate::listener::ListenerLimits::default(),
             sign_in: crate::users::SignInConfig::default(),
+            usage: crate::usage::UsageConfig::default(),
         }
     }
 }

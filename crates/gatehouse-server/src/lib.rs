@@ -20,6 +20,7 @@ pub mod pages;
 pub mod percore;
 pub mod service;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 pub mod verifier;
 pub mod web;
@@ -46,6 +47,7 @@ pub struct AppState {
     pub users: users::Users,
     pub oauth: Arc<oauth::OAuthService>,
     pub webhooks: webhooks::WebhookService,
+    pub usage: usage::UsageCollector,
     pub web: WebState,
 }
 
@@ -124,6 +126,7 @@ impl App {
             oauth_cfg,
             verifier.clone(),
         );
+        let usage = usage::UsageCollector::new(store.clone(), config.usage.clone(), usage::system_clock());
         let cp_host = config
             .public_url
             .split_once("://")
@@ -150,6 +153,7 @@ impl App {
                 users,
                 oauth,
                 webhooks,
+                usage,
                 web,
             }),
         })
@@ -178,6 +182,7 @@ impl App {
                 }
             }
         }));
+        handles.push(self.state.usage.spawn());
         if self.state.config.webhook_worker {
             let worker = webhooks::worker::Worker::new(
                 self.state.store.clone(),
@@ -249,6 +254,9 @@ impl BackgroundTasks {
         }
         self.state.verifier.flush_last_used().await;
         self.state.sessions.flush_activity().await;
+        if let Err(e) = self.state.usage.flush().await {
+            tracing::warn!(error = %e, rows = self.state.usage.pending_rows(), "usage counts not written at shutdown");
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod oauth;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage;
 pub mod webhooks;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ pub use error::StoreError;
 pub use oauth::OAuthStore;
 pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
+pub use usage::UsageStore;
 pub use webhooks::WebhookStore;
 
 /// One entry of the append-only audit log. Never holds a secret.
@@ -308,6 +310,7 @@ pub trait Store:
     + SecretStore
     + OAuthStore
     + WebhookStore
+    + UsageStore
     + Send
     + Sync
     + std::fmt::Debug

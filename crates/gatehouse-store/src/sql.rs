@@ -912,3 +912,6 @@ mod webhooks_sql;
 
 #[path = "sql_signin.rs"]
 mod signin_sql;
+
+#[path = "sql_usage.rs"]
+mod usage_sql;

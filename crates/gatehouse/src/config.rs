@@ -796,6 +796,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             redis_url,
             listener,
             sign_in,
+            usage: Default::default(),
         },
     })
 }

@@ -211,20 +211,55 @@ impl<'a> Ctx<'a> {
 }
 
 async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    let mut outcome = Outcome { app: String::new(), decision: "invalid" };
+    let mut outcome = Outcome { app: String::new(), decision: "invalid", credential: None, allowed: false };
     let ns = gw.state.config.namespace.clone();
     let (request_id, mut resp) = in_request_scope(ns, pipeline(&gw, peer, req, &mut outcome)).await;
     set_request_id(&mut resp, &request_id);
+    if let Some(class) = usage_outcome(outcome.allowed, resp.status()).filter(|_| !outcome.app.is_empty()) {
+        gw.state.usage.record(&outcome.app, outcome.credential.as_ref().map(Credential::usage), class);
+    }
     let labels =
         crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp
 }
 
-/// What the pipeline decided, for the metrics.
+/// What the pipeline decided, for the metrics and usage.
 struct Outcome {
     app: String,
     decision: &'static str,
+    /// The valid credential the request carried, once verified (usage counts per credential).
+    credential: Option<Credential>,
+    /// Every check passed and the request went on to the micro.
+    allowed: bool,
+}
+
+pub(super) enum Credential {
+    Key(Arc<crate::verifier::CachedKey>),
+    OAuth(Arc<crate::oauth::ActiveToken>),
+}
+
+impl Credential {
+    fn usage(&self) -> crate::usage::CredentialRef<'_> {
+        match self {
+            Credential::Key(k) => crate::usage::CredentialRef::ApiKey(&k.record.id),
+            Credential::OAuth(t) => crate::usage::CredentialRef::OAuthClient(&t.record.client_id),
+        }
+    }
+}
+
+/// The usage class of an answer: allowed when it went to the micro (whatever the micro answered,
+/// 502/504 included), else 401/403/429. Other refusals (400 malformed, 404 unknown host, 503 storage
+/// down, a redirect to sign-in) are not counted.
+fn usage_outcome(allowed: bool, status: StatusCode) -> Option<gatehouse_store::usage::UsageOutcome> {
+    use gatehouse_store::usage::UsageOutcome;
+    match status.as_u16() {
+        _ if allowed => Some(UsageOutcome::Allowed),
+        401 => Some(UsageOutcome::Unauthorized),
+        403 => Some(UsageOutcome::Forbidden),
+        429 => Some(UsageOutcome::RateLimited),
+        _ => None,
+    }
 }
 
 /// The request phases in order (`phases`); each may answer early. The outcome labels the metrics.
@@ -259,11 +294,14 @@ async fn run_phases(
         let bearer_used = phases::bearer_used(&decision, &presented);
         (phases::authenticate(&ctx, decision, &presented, &path, query.as_deref()).await?, bearer_used)
     };
+    // From here on a refusal (403, 429) is counted against the verified credential.
+    outcome.credential = who.usage_credential();
     phases::authorize(app, &ctx.host, &who, req.method(), req.headers()).map_err(|e| ctx.error(e))?;
     phases::rate_limit(&ctx, &who).await.map_err(|e| ctx.error(e))?;
     let upstream = phases::upstream_of(app, micro).map_err(|e| ctx.error(e))?;
     let websocket = forward::is_websocket_upgrade(req.method(), req.headers());
     phases::upstream_request(&ctx, &who.into_identity(), bearer_used, &mut req);
+    outcome.allowed = true;
     Ok(phases::forward_to(&ctx, micro, upstream, &rel, query.as_deref(), websocket, req).await)
 }
 

@@ -131,6 +131,15 @@ pub(super) enum Authenticated {
 }
 
 impl Authenticated {
+    /// The verified credential usage is counted against (sessions and public requests count toward the app).
+    pub(super) fn usage_credential(&self) -> Option<super::Credential> {
+        match self {
+            Authenticated::Key { key, .. } => Some(super::Credential::Key(key.clone())),
+            Authenticated::Token { token, .. } => Some(super::Credential::OAuth(token.clone())),
+            Authenticated::Public | Authenticated::Session(_) => None,
+        }
+    }
+
     pub(super) fn into_identity(self) -> Identity {
         match self {
             Authenticated::Public => Identity::Public,

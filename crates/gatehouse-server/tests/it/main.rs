@@ -16,6 +16,7 @@ mod oauth;
 mod openapi;
 mod path_corpus;
 mod resilience;
+mod usage;
 mod webhooks;
 mod webhooks_sdk;
 

@@ -3,6 +3,7 @@
 mod keys;
 mod oauth;
 mod secrets;
+mod usage;
 mod users;
 
 use gatehouse_core::apikey::{generate, ApiKey, Namespace};
