@@ -8,6 +8,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod credentials;
+pub mod dashboard;
 pub mod error;
 pub mod gateway;
 pub mod limiter;

@@ -123,6 +123,7 @@ pub fn router(state: State) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::NotFound("No such endpoint. See /openapi.json for the API.".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
