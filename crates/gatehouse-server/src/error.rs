@@ -8,7 +8,7 @@ use gatehouse_core::ratelimit::RateDecision;
 use gatehouse_core::{DenyClass, DenyReason, Namespace};
 use gatehouse_store::StoreError;
 
-use crate::service::ServiceError;
+use gatehouse_services::ServiceError;
 
 tokio::task_local! {
     /// The id of the request being served, set by the request-id middleware.
@@ -153,9 +153,7 @@ impl ApiError {
             tracing::error!(request_id = %request_id, cause = %mask_keys_in(cause, namespace), "internal error");
         }
         let message = mask_keys_in(&message, namespace);
-        let body = crate::api::dto::ErrorOut {
-            error: crate::api::dto::ErrorDetail { kind: kind.into(), code: code.into(), message, request_id },
-        };
+        let body = ErrorOut { error: ErrorDetail { kind: kind.into(), code: code.into(), message, request_id } };
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let ApiError::Denied { reason, rate, .. } = self {
@@ -227,4 +225,20 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(s) => s.into(),
         }
     }
+}
+
+/// The §5 error body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorOut {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error` or `api_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
 }

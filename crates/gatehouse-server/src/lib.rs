@@ -1,27 +1,21 @@
-//! Gatehouse's HTTP side: the control plane's management API, key verification with its cache,
-//! the rate limiter, metrics, and the error model of SPEC §5 in one place (`error`).
+//! Gatehouse's HTTP side: the control plane's management API, OAuth endpoints and login pages, the
+//! gateway, webhook sending, and the error model of SPEC §5 in one place (`error`). The services they
+//! call (keys, users, sessions, OAuth, webhooks, verifier, limiter, metrics) are `gatehouse_services`.
 //!
 //! The app is constructible in a test: `App::build(config, store, app_hosts)` then `router()` /
 //! `serve(listener, shutdown)`; the gateway is `gateway::Gateway::new(state, config).router()`.
 
 pub mod api;
-pub mod batch;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod gateway;
-pub mod limiter;
 pub mod listener;
 pub mod login;
-pub mod metrics;
 pub mod netaddr;
 pub mod oauth;
 pub mod percore;
-pub mod service;
-pub mod sessions;
-pub mod users;
-pub mod verifier;
 pub mod web;
-pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,14 +30,14 @@ pub use config::ServerConfig;
 pub struct AppState {
     pub config: ServerConfig,
     pub store: Arc<dyn Store>,
-    pub verifier: verifier::Verifier,
-    pub limiter: limiter::RateLimiter,
-    pub metrics: metrics::Metrics,
-    pub keys: service::KeyService,
-    pub sessions: Arc<sessions::Sessions>,
-    pub users: users::Users,
-    pub oauth: Arc<oauth::OAuthService>,
-    pub webhooks: webhooks::WebhookService,
+    pub verifier: gatehouse_services::verifier::Verifier,
+    pub limiter: gatehouse_services::limiter::RateLimiter,
+    pub metrics: gatehouse_services::metrics::Metrics,
+    pub keys: gatehouse_services::keys::KeyService,
+    pub sessions: Arc<gatehouse_services::sessions::Sessions>,
+    pub users: gatehouse_services::users::Users,
+    pub oauth: Arc<gatehouse_services::oauth::OAuthService>,
+    pub webhooks: gatehouse_services::webhooks::WebhookService,
     pub web: WebState,
 }
 
@@ -59,7 +53,7 @@ pub struct WebState {
     /// HMAC key of CSRF tokens, shared by every node through storage.
     pub csrf_key: Vec<u8>,
     /// Reloaded from storage in the background, so a key rotation reaches every process.
-    pub signer: Arc<gateway::assertion::AssertionSigner>,
+    pub signer: Arc<gatehouse_services::assertion::AssertionSigner>,
     /// While no owner exists and no owner was configured: the token of the printed setup link.
     pub setup_token: parking_lot::Mutex<Option<String>>,
 }
@@ -87,35 +81,60 @@ impl App {
         store: Arc<dyn Store>,
         app_hosts: Vec<String>,
     ) -> Result<Self, gatehouse_store::StoreError> {
-        let metrics = metrics::Metrics::new(store.backend());
-        let verifier =
-            verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
+        let metrics = gatehouse_services::metrics::Metrics::new(store.backend());
+        let verifier = gatehouse_services::verifier::Verifier::new(
+            store.clone(),
+            config.namespace.clone(),
+            config.cache.clone(),
+            metrics.clone(),
+        );
         let limiter = match &config.redis_url {
-            None => limiter::RateLimiter::new(config.default_rate_limit),
+            None => gatehouse_services::limiter::RateLimiter::new(config.default_rate_limit),
             Some(url) => {
-                let health = limiter::SharedHealth {
+                let health = gatehouse_services::limiter::SharedHealth {
                     up: metrics.rate_limit_shared.clone(),
                     fallbacks: metrics.rate_limit_fallbacks.clone(),
                 };
                 let prefix = format!("gatehouse:{}:rl:", config.workspace);
-                limiter::RateLimiter::shared(config.default_rate_limit, url.expose(), prefix, health)
-                    .map_err(|e| gatehouse_store::StoreError::Other(e.to_string()))?
+                gatehouse_services::limiter::RateLimiter::shared(
+                    config.default_rate_limit,
+                    url.expose(),
+                    prefix,
+                    health,
+                )
+                .map_err(|e| gatehouse_store::StoreError::Other(e.to_string()))?
             }
         };
-        let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())
-            .with_cache(verifier.clone())
-            .with_default_rate_limit(service::default_as_override(config.default_rate_limit));
-        let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;
-        let signing_keys = gateway::assertion::load_keys(store.as_ref()).await?;
-        let signer = Arc::new(gateway::assertion::AssertionSigner::with_keys(&signing_keys, config.public_url.clone()));
-        let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
-        let users = users::Users::with_config(store.clone(), config.workspace.clone(), config.sign_in.clone());
-        let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
-        let oauth_cfg = oauth::OAuthConfig {
-            default_rate_limit: Some(service::default_as_override(config.default_rate_limit)),
+        let keys = gatehouse_services::keys::KeyService::new(
+            store.clone(),
+            config.namespace.clone(),
+            config.workspace.clone(),
+        )
+        .with_cache(verifier.clone())
+        .with_default_rate_limit(gatehouse_services::keys::default_as_override(config.default_rate_limit));
+        let csrf_key = store.secret("csrf_hmac_key", gatehouse_services::sessions::new_token().0.into_bytes()).await?;
+        let signing_keys = gatehouse_services::assertion::load_keys(store.as_ref()).await?;
+        let signer = Arc::new(gatehouse_services::assertion::AssertionSigner::with_keys(
+            &signing_keys,
+            config.public_url.clone(),
+        ));
+        let sessions =
+            gatehouse_services::sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
+        let users = gatehouse_services::users::Users::with_config(
+            store.clone(),
+            config.workspace.clone(),
+            config.sign_in.clone(),
+        );
+        let webhooks = gatehouse_services::webhooks::WebhookService::new(
+            store.clone(),
+            config.workspace.clone(),
+            config.webhooks.clone(),
+        );
+        let oauth_cfg = gatehouse_services::oauth::OAuthConfig {
+            default_rate_limit: Some(gatehouse_services::keys::default_as_override(config.default_rate_limit)),
             ..config.oauth.clone()
         };
-        let oauth = oauth::OAuthService::new(
+        let oauth = gatehouse_services::oauth::OAuthService::new(
             store.clone(),
             config.namespace.clone(),
             config.workspace.clone(),
@@ -177,10 +196,10 @@ impl App {
             }
         }));
         if self.state.config.webhook_worker {
-            let worker = webhooks::worker::Worker::new(
+            let worker = delivery::http_worker(
                 self.state.store.clone(),
                 self.state.config.webhooks.clone(),
-                webhooks::worker::system_clock(),
+                gatehouse_services::webhooks::worker::system_clock(),
             )
             .with_metrics(self.state.metrics.clone());
             handles.push(Arc::new(worker).spawn());

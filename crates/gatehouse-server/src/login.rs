@@ -12,12 +12,12 @@ use axum::Form;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use crate::users::{SignIn, UserError};
 use crate::web::{
     cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, esc, page, parse_return_to, redirect, set_cookie,
     ReturnTo, CSRF_COOKIE,
 };
 use crate::AppState;
+use gatehouse_services::users::{SignIn, UserError};
 
 type St = State<Arc<AppState>>;
 
@@ -93,7 +93,7 @@ pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>)
 pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
         Some(c) => (c.to_owned(), false),
-        None => (crate::sessions::new_token().0, true),
+        None => (gatehouse_services::sessions::new_token().0, true),
     }
 }
 
@@ -187,7 +187,7 @@ pub fn unavailable(e: impl std::fmt::Display) -> Response {
 pub async fn current_login(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<Arc<crate::sessions::ActiveSession>>, gatehouse_store::StoreError> {
+) -> Result<Option<Arc<gatehouse_services::sessions::ActiveSession>>, gatehouse_store::StoreError> {
     for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
         if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
             return Ok(Some(active));

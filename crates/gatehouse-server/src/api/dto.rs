@@ -354,19 +354,3 @@ impl From<&AuditEntry> for AuditOut {
         }
     }
 }
-
-/// The §5 error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorOut {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error` or `api_error`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub code: String,
-    pub message: String,
-    pub request_id: String,
-}

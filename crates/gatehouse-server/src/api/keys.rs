@@ -11,8 +11,8 @@ use super::dto::{
 };
 use super::{quota_of, ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
 use crate::error::ApiError;
-use crate::service::NewKey;
-use crate::verifier::VerifyError;
+use gatehouse_services::keys::NewKey;
+use gatehouse_services::verifier::VerifyError;
 
 /// Create a key. The secret is in this response only.
 #[utoipa::path(
@@ -20,10 +20,10 @@ use crate::verifier::VerifyError;
     request_body = CreateKeyIn,
     responses(
         (status = 200, description = "The new key with its secret", body = KeyWithSecret),
-        (status = 400, description = "Malformed input", body = super::dto::ErrorOut),
-        (status = 401, description = "Missing or bad credential", body = super::dto::ErrorOut),
-        (status = 403, description = "Not allowed (scope, environment)", body = super::dto::ErrorOut),
-        (status = 429, description = "Rate limited", body = super::dto::ErrorOut),
+        (status = 400, description = "Malformed input", body = crate::error::ErrorOut),
+        (status = 401, description = "Missing or bad credential", body = crate::error::ErrorOut),
+        (status = 403, description = "Not allowed (scope, environment)", body = crate::error::ErrorOut),
+        (status = 429, description = "Rate limited", body = crate::error::ErrorOut),
     )
 )]
 pub async fn create_key(
@@ -56,7 +56,7 @@ pub async fn create_key(
 #[utoipa::path(
     get, path = "/v1/keys", tag = "keys", security(("api_key" = [])),
     params(ListQuery),
-    responses((status = 200, description = "A page of keys", body = ListOut<KeyOut>), (status = 400, body = super::dto::ErrorOut))
+    responses((status = 200, description = "A page of keys", body = ListOut<KeyOut>), (status = 400, body = crate::error::ErrorOut))
 )]
 pub async fn list_keys(
     AxState(state): AxState<State>,
@@ -72,7 +72,7 @@ pub async fn list_keys(
 #[utoipa::path(
     get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
-    responses((status = 200, body = KeyOut), (status = 404, body = super::dto::ErrorOut))
+    responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
 pub async fn get_key(
     AxState(state): AxState<State>,
@@ -88,7 +88,7 @@ pub async fn get_key(
     post, path = "/v1/keys/{id}/revoke", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
     request_body(content = Option<RevokeIn>, description = "Optional reason, recorded in the audit log"),
-    responses((status = 200, body = KeyOut), (status = 404, body = super::dto::ErrorOut))
+    responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
 pub async fn revoke_key(
     AxState(state): AxState<State>,
@@ -105,7 +105,7 @@ pub async fn revoke_key(
     post, path = "/v1/keys/{id}/roll", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
     request_body(content = Option<RollIn>, description = "Grace period for the old key"),
-    responses((status = 200, body = RolledOut), (status = 404, body = super::dto::ErrorOut), (status = 409, body = super::dto::ErrorOut))
+    responses((status = 200, body = RolledOut), (status = 404, body = crate::error::ErrorOut), (status = 409, body = crate::error::ErrorOut))
 )]
 pub async fn roll_key(
     AxState(state): AxState<State>,
@@ -126,7 +126,7 @@ pub async fn roll_key(
 #[utoipa::path(
     post, path = "/v1/keys/verify", tag = "keys", security(("api_key" = [])),
     request_body = VerifyIn,
-    responses((status = 200, description = "The verdict", body = VerifyOut), (status = 400, body = super::dto::ErrorOut))
+    responses((status = 200, description = "The verdict", body = VerifyOut), (status = 400, body = crate::error::ErrorOut))
 )]
 pub async fn verify_key(
     AxState(state): AxState<State>,

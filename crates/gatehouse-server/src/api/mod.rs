@@ -27,9 +27,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{in_request_scope, set_rate_headers, set_request_id, ApiError};
-use crate::metrics::HttpLabels;
-use crate::verifier::{CachedKey, VerifyError};
 use crate::AppState;
+use gatehouse_services::metrics::HttpLabels;
+use gatehouse_services::verifier::{CachedKey, VerifyError};
 
 pub type State = Arc<AppState>;
 
@@ -321,12 +321,12 @@ pub struct Caller<S> {
 }
 
 impl<S> Caller<S> {
-    pub fn actor(&self) -> crate::service::Actor {
-        crate::service::Actor::Key(Arc::new(self.key.record.clone()))
+    pub fn actor(&self) -> gatehouse_services::audit::Actor {
+        gatehouse_services::audit::Actor::Key(Arc::new(self.key.record.clone()))
     }
 
-    pub fn meta(&self) -> crate::service::RequestMeta {
-        crate::service::RequestMeta {
+    pub fn meta(&self) -> gatehouse_services::audit::RequestMeta {
+        gatehouse_services::audit::RequestMeta {
             request_id: Some(crate::error::current_request_id()),
             ip: self.ip.map(|i| i.to_string()),
         }
@@ -448,7 +448,7 @@ pub async fn authorize_token(
     token: &str,
     target: TokenTarget<'_>,
     scope: Option<&Scope>,
-) -> Result<(Arc<crate::oauth::ActiveToken>, RateDecision), ApiError> {
+) -> Result<(Arc<gatehouse_services::oauth::ActiveToken>, RateDecision), ApiError> {
     let t = state.oauth.verify_access(token).await?.ok_or_else(|| ApiError::denied(DenyReason::InvalidToken))?;
     let app = match target {
         TokenTarget::ManagementApi => None,

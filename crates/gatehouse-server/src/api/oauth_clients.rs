@@ -6,10 +6,11 @@ use gatehouse_store::oauth::ClientRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::dto::{ErrorOut, ListOut, ListQuery};
+use super::dto::{ListOut, ListQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Caller, OAuthClientsRead, OAuthClientsWrite, OptionalJson, State};
 use crate::error::ApiError;
-use crate::oauth::NewClient;
+use crate::error::ErrorOut;
+use gatehouse_services::oauth::NewClient;
 
 /// `confidential` clients keep a secret (server-side apps); `public` ones cannot (SPAs, mobile, CLIs).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

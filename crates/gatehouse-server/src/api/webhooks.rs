@@ -7,10 +7,11 @@ use gatehouse_store::webhooks::{AttemptRecord, DeliveryRecord, EndpointRecord, E
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::dto::{ErrorOut, ListOut, ListQuery};
+use super::dto::{ListOut, ListQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, State, WebhooksRead, WebhooksWrite};
 use crate::error::ApiError;
-use crate::webhooks::NewEndpoint;
+use crate::error::ErrorOut;
+use gatehouse_services::webhooks::NewEndpoint;
 
 /// Body of `POST /v1/webhook_endpoints`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
 
-use super::assertion::{AssertionSigner, Claims, LIFETIME};
 use super::GatewayApp;
-use crate::oauth::ActiveToken;
-use crate::sessions::ActiveSession;
-use crate::verifier::CachedKey;
+use gatehouse_services::assertion::{AssertionSigner, Claims, LIFETIME};
+use gatehouse_services::oauth::ActiveToken;
+use gatehouse_services::sessions::ActiveSession;
+use gatehouse_services::verifier::CachedKey;
 
 /// Who the request was authenticated as.
 #[derive(Clone)]

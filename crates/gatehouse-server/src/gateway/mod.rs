@@ -2,7 +2,6 @@
 //! authorize, rate limit, forward. Each phase can answer early; the decision itself is the pure
 //! `gatehouse_core::gateway::decide`.
 
-pub mod assertion;
 pub mod forward;
 mod identity;
 
@@ -25,9 +24,9 @@ use self::forward::{UpstreamClient, UpstreamError};
 use self::identity::{Identity, IdentityHeaders};
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
-use crate::verifier::VerifyError;
 use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
+use gatehouse_services::verifier::VerifyError;
 
 /// Where a micro's requests go.
 #[derive(Clone, Debug)]
@@ -181,7 +180,7 @@ impl Ctx<'_> {
             url.push('?');
             url.push_str(q);
         }
-        let (nonce, hash) = crate::sessions::new_token();
+        let (nonce, hash) = gatehouse_services::sessions::new_token();
         let mut resp = redirect(
             StatusCode::FOUND,
             &format!("{}/login?return_to={}&state={}", self.state().web.cp_origin, url_encode(&url), hash.to_hex()),
@@ -197,8 +196,11 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     let ns = gw.state.config.namespace.clone();
     let (request_id, mut resp) = in_request_scope(ns, pipeline(&gw, peer, req, &mut outcome)).await;
     set_request_id(&mut resp, &request_id);
-    let labels =
-        crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
+    let labels = gatehouse_services::metrics::GatewayLabels {
+        app: outcome.app,
+        decision: outcome.decision,
+        status: resp.status().as_u16(),
+    };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp
 }
@@ -377,7 +379,7 @@ async fn check_key(
     ctx: &Ctx<'_>,
     key: &str,
     scope: Option<&gatehouse_core::Scope>,
-) -> Result<Arc<crate::verifier::CachedKey>, ApiError> {
+) -> Result<Arc<gatehouse_services::verifier::CachedKey>, ApiError> {
     let state = ctx.state();
     let vctx =
         VerifyContext { environment: ctx.app.environment, ip: Some(ctx.client_ip), app: Some(&ctx.app.name), scope };
@@ -535,7 +537,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             let back = if web::safe_local_path(&q.return_to) { q.return_to.clone() } else { "/".into() };
             let states: Vec<&str> = cookies(req.headers(), web::STATE_COOKIE).collect();
             match state.sessions.redeem_ticket(&q.ticket, &ctx.host, &states).await {
-                Ok(crate::sessions::Redeemed::Session(cookie)) => {
+                Ok(gatehouse_services::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
                     resp.headers_mut().append(
@@ -546,7 +548,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                     resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
                 }
-                Ok(crate::sessions::Redeemed::OtherBrowser) => page(
+                Ok(gatehouse_services::sessions::Redeemed::OtherBrowser) => page(
                     StatusCode::BAD_REQUEST,
                     "Sign in",
                     &format!(
@@ -554,7 +556,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                         web::esc(&back)
                     ),
                 ),
-                Ok(crate::sessions::Redeemed::Invalid) => page(
+                Ok(gatehouse_services::sessions::Redeemed::Invalid) => page(
                     StatusCode::BAD_REQUEST,
                     "Sign in",
                     "<p>This sign-in link has expired or was already used. Open the app again to sign in.</p>",
@@ -580,7 +582,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             let existing = cookies(req.headers(), CSRF_COOKIE).find(|c| c.len() == 43).map(str::to_owned);
             let (cookie, fresh) = match existing {
                 Some(c) => (c, false),
-                None => (crate::sessions::new_token().0, true),
+                None => (gatehouse_services::sessions::new_token().0, true),
             };
             // Bound to this browser's app session when it has one, so the form only ends that session.
             let live =

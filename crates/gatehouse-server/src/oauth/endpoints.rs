@@ -19,13 +19,13 @@ use gatehouse_store::oauth::{
 use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
-use super::{new_code, requested_scopes};
 use crate::api::ApiPath;
 use crate::error::masked;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
-use crate::service::RequestMeta;
 use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
 use crate::AppState;
+use gatehouse_services::audit::RequestMeta;
+use gatehouse_services::oauth::{new_code, requested_scopes};
 
 type St = State<Arc<AppState>>;
 
@@ -130,7 +130,7 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
 /// Keeps the scopes the signed-in user's role lets them delegate (SPEC §12): an app gets no more of
 /// the management API than the person using it has. Nothing left is `invalid_scope`.
 fn narrow_to_role(a: &mut Authz, user: &UserRecord) -> Result<(), AuthzFail> {
-    a.scopes = super::delegable(user, &a.scopes);
+    a.scopes = gatehouse_services::oauth::delegable(user, &a.scopes);
     if a.scopes.is_empty() {
         let description = format!("your account's role ({}) cannot authorize any of the requested scopes", user.role);
         return Err(AuthzFail::Redirect {
@@ -180,9 +180,9 @@ async fn load_client(state: &AppState, p: &HashMap<String, String>) -> Result<Op
     let Some(id) = p.get("client_id") else { return Ok(None) };
     match state.oauth.get_client(id).await {
         Ok(c) if c.disabled_at.is_none() => Ok(Some(c)),
-        Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => {
-            Ok(None)
-        }
+        Ok(_)
+        | Err(gatehouse_services::ServiceError::NotFound(_))
+        | Err(gatehouse_services::ServiceError::Invalid(_)) => Ok(None),
         Err(e) => Err(unavailable(e)),
     }
 }
@@ -528,7 +528,7 @@ async fn code_grant(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     let code = required(p, "code")?;
     let verifier =
         required(p, "code_verifier").map_err(|_| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
@@ -566,7 +566,7 @@ async fn code_grant(
         _ => return Err(bad()),
     };
     // What the user and client may still grant now, not only when the code was issued.
-    let scopes = super::still_allowed(&rec.scopes, client, Some(&user));
+    let scopes = gatehouse_services::oauth::still_allowed(&rec.scopes, client, Some(&user));
     if scopes.is_empty() {
         return Err(bad());
     }
@@ -611,7 +611,7 @@ async fn refresh_grant(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     let presented = required(p, "refresh_token")?;
     let hash = KeyHash::of(presented);
     let bad = || {
@@ -630,7 +630,7 @@ async fn refresh_grant(
     };
     // A scope removed from the client, or no longer delegable by the user's role, is gone from the
     // grant from this refresh on (the new refresh token carries the narrowed set).
-    let current = super::still_allowed(&rec.scopes, client, user.as_ref());
+    let current = gatehouse_services::oauth::still_allowed(&rec.scopes, client, user.as_ref());
     if current.is_empty() {
         return Err(OAuthError::invalid_grant(
             "None of this authorization's scopes is still allowed for this client; the user must authorize again.",
@@ -693,7 +693,7 @@ async fn client_credentials(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     if !client.confidential {
         return Err(OAuthError::new("unauthorized_client", "a public client cannot use client_credentials"));
     }
@@ -808,7 +808,7 @@ async fn introspect_inner(
             let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
             match state.verifier.verify(&key, &ctx).await {
                 Ok(_) => (None, Some(parsed.environment)),
-                Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
+                Err(gatehouse_services::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
                 Err(_) => return Err(OAuthError::invalid_client()),
             }
         }
@@ -847,7 +847,7 @@ async fn introspect_inner(
     if let Some(env) = key_env {
         match state.oauth.get_client(&r.client_id).await {
             Ok(c) if c.environment == env => {}
-            Err(crate::service::ServiceError::Store(e)) => return Err(e.into()),
+            Err(gatehouse_services::ServiceError::Store(e)) => return Err(e.into()),
             _ => return Ok(inactive),
         }
     }
@@ -951,7 +951,7 @@ pub async fn withdraw_authorization(
     };
     let client = match state.oauth.get_client(&client_id).await {
         Ok(c) => c,
-        Err(crate::service::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
+        Err(gatehouse_services::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
         Err(_) => {
             return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
         }

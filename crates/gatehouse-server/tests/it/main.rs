@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use gatehouse_core::{Environment, KeyKind, KeyRecord, Timestamp};
 use gatehouse_server::config::ServerConfig;
-use gatehouse_server::service::{Actor, KeyService, NewKey, RequestMeta};
 use gatehouse_server::App;
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::keys::{KeyService, NewKey};
 use gatehouse_store::testing::{Backend, TestDb};
 use gatehouse_store::{KeyFilter, KeyStore, PageRequest, SqlStore, Store};
 use reqwest::header::HeaderMap;
