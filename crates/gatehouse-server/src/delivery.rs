@@ -42,7 +42,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// Sends deliveries with a client that never follows redirects, ignores proxies from the environment
 /// and resolves names through the SSRF guard.
-pub struct HttpSender {
+pub(crate) struct HttpSender {
     cfg: WebhookConfig,
     http: reqwest::Client,
     signature_header: String,
@@ -57,7 +57,7 @@ impl std::fmt::Debug for HttpSender {
 }
 
 impl HttpSender {
-    pub fn new(cfg: &WebhookConfig) -> Self {
+    pub(crate) fn new(cfg: &WebhookConfig) -> Self {
         // `no_proxy`: reqwest would otherwise honour HTTP(S)_PROXY / ALL_PROXY from the environment, and
         // a proxy resolves the destination itself, so the guarded resolver below would never run (SPEC §11).
         // A configured proxy's name is resolved by the guarded resolver like any destination.

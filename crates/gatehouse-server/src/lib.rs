@@ -8,64 +8,25 @@
 pub mod api;
 pub mod config;
 pub mod delivery;
-pub mod error;
+pub(crate) mod error;
+pub(crate) mod extract;
 pub mod gateway;
 pub mod listener;
 pub mod login;
-pub mod netaddr;
-pub mod oauth;
+pub(crate) mod netaddr;
+pub(crate) mod oauth;
 pub mod percore;
-pub mod web;
+pub mod state;
+pub(crate) mod web;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use gatehouse_store::Store;
+use state::{AppState, WebState};
 use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
-
-/// Everything a request handler may use, shared behind one `Arc`.
-#[derive(Debug)]
-pub struct AppState {
-    pub config: ServerConfig,
-    pub store: Arc<dyn Store>,
-    pub verifier: gatehouse_services::verifier::Verifier,
-    pub limiter: gatehouse_services::limiter::RateLimiter,
-    pub metrics: gatehouse_services::metrics::Metrics,
-    pub keys: gatehouse_services::keys::KeyService,
-    pub sessions: Arc<gatehouse_services::sessions::Sessions>,
-    pub users: gatehouse_services::users::Users,
-    pub oauth: Arc<gatehouse_services::oauth::OAuthService>,
-    pub webhooks: gatehouse_services::webhooks::WebhookService,
-    pub web: WebState,
-}
-
-/// What the browser-facing pages need: origins, keys, and the one-time setup token.
-#[derive(Debug)]
-pub struct WebState {
-    /// The control plane's public origin, e.g. `http://127.0.0.1:4455`.
-    pub cp_origin: String,
-    /// Its `host[:port]`, lower case.
-    pub cp_host: String,
-    /// Every app host the gateway serves (sign-ins may return there).
-    pub app_hosts: Vec<String>,
-    /// HMAC key of CSRF tokens, shared by every node through storage.
-    pub csrf_key: Vec<u8>,
-    /// Reloaded from storage in the background, so a key rotation reaches every process.
-    pub signer: Arc<gatehouse_services::assertion::AssertionSigner>,
-    /// While no owner exists and no owner was configured: the token of the printed setup link.
-    pub setup_token: parking_lot::Mutex<Option<String>>,
-}
-
-impl WebState {
-    /// Hosts a sign-in may return to.
-    pub fn known_hosts(&self) -> Vec<String> {
-        let mut v = self.app_hosts.clone();
-        v.push(self.cp_host.clone());
-        v
-    }
-}
 
 /// A running control plane's shared state plus its background tasks' handles.
 #[derive(Clone, Debug)]

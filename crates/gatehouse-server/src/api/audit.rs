@@ -16,7 +16,7 @@ use crate::error::ApiError;
     params(ListQuery),
     responses((status = 200, body = ListOut<AuditOut>), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     AxState(state): AxState<State>,
     caller: Caller<AuditRead>,
     ApiQuery(q): ApiQuery<ListQuery>,

@@ -26,7 +26,7 @@ use gatehouse_services::verifier::VerifyError;
         (status = 429, description = "Rate limited", body = crate::error::ErrorOut),
     )
 )]
-pub async fn create_key(
+pub(crate) async fn create_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiJson(body): ApiJson<CreateKeyIn>,
@@ -58,7 +58,7 @@ pub async fn create_key(
     params(ListQuery),
     responses((status = 200, description = "A page of keys", body = ListOut<KeyOut>), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -74,7 +74,7 @@ pub async fn list_keys(
     params(("id" = String, Path, description = "A key id, `key_…`")),
     responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
-pub async fn get_key(
+pub(crate) async fn get_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiPath(id): ApiPath<String>,
@@ -90,7 +90,7 @@ pub async fn get_key(
     request_body(content = Option<RevokeIn>, description = "Optional reason, recorded in the audit log"),
     responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiPath(id): ApiPath<String>,
@@ -107,7 +107,7 @@ pub async fn revoke_key(
     request_body(content = Option<RollIn>, description = "Grace period for the old key"),
     responses((status = 200, body = RolledOut), (status = 404, body = crate::error::ErrorOut), (status = 409, body = crate::error::ErrorOut))
 )]
-pub async fn roll_key(
+pub(crate) async fn roll_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiPath(id): ApiPath<String>,
@@ -128,7 +128,7 @@ pub async fn roll_key(
     request_body = VerifyIn,
     responses((status = 200, description = "The verdict", body = VerifyOut), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn verify_key(
+pub(crate) async fn verify_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiJson(body): ApiJson<VerifyIn>,

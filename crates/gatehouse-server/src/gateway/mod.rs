@@ -24,8 +24,8 @@ use self::forward::{UpstreamClient, UpstreamError};
 use self::identity::{Identity, IdentityHeaders};
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
+use crate::state::AppState;
 use crate::web::{self, cookies, csrf_token, page, redirect, set_cookie, CSRF_COOKIE};
-use crate::AppState;
 use gatehouse_services::verifier::VerifyError;
 
 /// Where a micro's requests go.
@@ -73,11 +73,6 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(state: Arc<AppState>, config: GatewayConfig) -> Arc<Self> {
         Arc::new(Self { state, config, client: forward::client(), identity_headers: IdentityHeaders::default() })
-    }
-
-    /// Every host the gateway serves (for `return_to` checks).
-    pub fn hosts(&self) -> Vec<String> {
-        self.config.apps.iter().flat_map(|a| a.hosts.iter().cloned()).collect()
     }
 
     /// The gateway's router: one handler for every path. It sets the request context itself (request

@@ -19,18 +19,18 @@ use gatehouse_store::oauth::{
 use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
-use crate::api::ApiPath;
 use crate::error::masked;
+use crate::extract::ApiPath;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
+use crate::state::AppState;
 use crate::web::{cookies, csrf_ok_for, csrf_token_for, esc, page, redirect, set_cookie, CSRF_COOKIE};
-use crate::AppState;
 use gatehouse_services::audit::RequestMeta;
 use gatehouse_services::oauth::{new_code, requested_scopes};
 
 type St = State<Arc<AppState>>;
 
 /// Parameters of a form or query string. A parameter given twice is refused (RFC 6749 §3.1, §3.2).
-pub fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
+pub(crate) fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(raw).map_err(|_| "the parameters are not valid form encoding".to_owned())?;
     let mut out = HashMap::with_capacity(pairs.len());
@@ -263,7 +263,7 @@ fn consent_page(
 }
 
 /// `GET /oauth/authorize`.
-pub async fn authorize_get(
+pub(crate) async fn authorize_get(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -330,7 +330,7 @@ pub async fn authorize_get(
 }
 
 /// `POST /oauth/authorize`: the consent form's answer.
-pub async fn authorize_post(
+pub(crate) async fn authorize_post(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -411,7 +411,7 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// The authenticated client of a token/revoke/introspect request.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     p: &HashMap<String, String>,
@@ -487,7 +487,7 @@ fn json_no_store(status: StatusCode, value: impl serde::Serialize) -> Response {
 // ---- /oauth/token --------------------------------------------------------------------------------
 
 /// `POST /oauth/token`.
-pub async fn token(
+pub(crate) async fn token(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -717,7 +717,7 @@ async fn client_credentials(
 // ---- /oauth/revoke -------------------------------------------------------------------------------
 
 /// `POST /oauth/revoke` (RFC 7009). Unknown tokens and other clients' tokens answer 200 and change nothing.
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -776,7 +776,7 @@ pub async fn revoke(
 
 /// `POST /oauth/introspect` (RFC 7662). A client sees its own tokens; a management key with
 /// `oauth_clients:read` sees every token of the workspace. Anything else about a token is `{"active": false}`.
-pub async fn introspect(
+pub(crate) async fn introspect(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -861,7 +861,7 @@ async fn introspect_inner(
 // ---- metadata ------------------------------------------------------------------------------------
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
-pub async fn metadata(State(state): St) -> Response {
+pub(crate) async fn metadata(State(state): St) -> Response {
     let o = &state.web.cp_origin;
     let doc = serde_json::json!({
         "issuer": o,
@@ -891,7 +891,7 @@ pub async fn metadata(State(state): St) -> Response {
 /// whose consent is remembered is listed, with or without live tokens, since a remembered consent is
 /// what skips the consent screen: what is listed is exactly what is skipped, and withdrawing it here
 /// forgets the consent and revokes the tokens.
-pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
+pub(crate) async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => {
@@ -936,7 +936,7 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
-pub async fn withdraw_authorization(
+pub(crate) async fn withdraw_authorization(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

@@ -2,5 +2,5 @@
 //! `gatehouse_services::oauth::OAuthService`. Errors on the OAuth endpoints use the RFC 6749 format
 //! (`error`), not the management API's.
 
-pub mod endpoints;
-pub mod error;
+pub(crate) mod endpoints;
+pub(crate) mod error;

@@ -11,6 +11,7 @@ mod input_rejection;
 mod limits_redis;
 mod login;
 mod logs;
+mod module_graph;
 mod oauth;
 mod openapi;
 mod path_corpus;
@@ -59,7 +60,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin: String,
     pub config: ServerConfig,
-    pub state: Arc<gatehouse_server::AppState>,
+    pub state: Arc<gatehouse_server::state::AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
