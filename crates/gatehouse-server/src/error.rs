@@ -19,7 +19,7 @@ tokio::task_local! {
 /// carry the id, the final masking pass uses the namespace). Answers the id and `fut`'s output; the
 /// caller puts the id on its response. Both the management API's middleware and the gateway use it.
 pub(crate) async fn in_request_scope<T>(ns: Namespace, fut: impl std::future::Future<Output = T>) -> (String, T) {
-    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
+    let request_id = gatehouse_services::ids::new_id_now("req");
     let out = REQUEST_ID.scope(request_id.clone(), NAMESPACE.scope(ns, fut)).await;
     (request_id, out)
 }
@@ -31,9 +31,7 @@ pub(crate) fn set_request_id(resp: &mut Response, request_id: &str) {
 
 /// The current request's id, or a fresh one outside a request.
 pub(crate) fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0))
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| gatehouse_services::ids::new_id_now("req"))
 }
 
 /// Every error the management API can answer with.

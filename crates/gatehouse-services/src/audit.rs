@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::ids::new_id;
 use gatehouse_core::authority::Authority;
-use gatehouse_core::id::new_id;
 use gatehouse_core::{Environment, KeyRecord, RateLimitOverride, Timestamp};
 use gatehouse_store::AuditEntry;
 
@@ -59,7 +59,7 @@ pub fn audit_entry(
 ) -> AuditEntry {
     let now = Timestamp::now();
     AuditEntry {
-        id: new_id("aud", now.0),
+        id: new_id("aud", now),
         workspace: workspace.to_owned(),
         environment: target.environment,
         at: now,

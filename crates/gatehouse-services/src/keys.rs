@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::apikey::{generate, ApiKey};
+use crate::ids::new_id;
+use crate::ids::new_key;
+use gatehouse_core::apikey::ApiKey;
 use gatehouse_core::authority::{bound_key, KeyRequest};
-use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::id::looks_like;
 use gatehouse_core::{
     DenyReason, Environment, IpAllowlist, KeyKind, KeyRecord, Namespace, RateLimitOverride, ScopeSet, SecretString,
     Timestamp,
@@ -158,10 +160,10 @@ impl KeyService {
         now: Timestamp,
         actor: &Actor,
     ) -> (SecretString, KeyRecord) {
-        let secret = generate(&self.namespace, kind, environment);
+        let secret = new_key(&self.namespace, kind, environment);
         let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
         let record = KeyRecord {
-            id: new_id("key", now.0),
+            id: new_id("key", now),
             hash: parsed.hash(),
             name: String::new(),
             workspace: self.workspace.clone(),

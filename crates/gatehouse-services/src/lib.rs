@@ -9,6 +9,7 @@ pub mod assertion;
 pub mod audit;
 pub mod batch;
 pub mod error;
+pub mod ids;
 pub mod keys;
 pub mod limiter;
 pub mod metrics;

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::new_id;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use gatehouse_core::id::new_id;
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
 use gatehouse_core::{DenyReason, Environment, KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
 use gatehouse_store::oauth::{
@@ -325,7 +325,7 @@ impl OAuthService {
         let now = Timestamp::now();
         let secret = req.confidential.then(|| SecretString::new(random_token(&self.namespace, "cs")));
         let client = ClientRecord {
-            id: new_id("client", now.0),
+            id: new_id("client", now),
             workspace: self.workspace.clone(),
             name: req.name.trim().to_owned(),
             confidential: req.confidential,
@@ -613,7 +613,7 @@ impl OAuthService {
                 "aud": signer.issuer(),
                 "exp": now.unix_seconds() + access_ttl as i64,
                 "iat": now.unix_seconds(),
-                "jti": new_id("jti", now.0),
+                "jti": new_id("jti", now),
                 "client_id": client.id,
                 "scope": scopes_string(scopes),
             });
@@ -664,7 +664,7 @@ impl OAuthService {
     ) -> GrantRecord {
         let now = Timestamp::now();
         GrantRecord {
-            id: new_id("grant", now.0),
+            id: new_id("grant", now),
             workspace: self.workspace.clone(),
             client_id: client.id.clone(),
             user_id: user.map(|u| u.id.clone()),

@@ -79,7 +79,7 @@ async fn verify_reports_every_code_in_order(b: Backend) {
     let last = bad_checksum.pop().unwrap();
     bad_checksum.push(if last == 'a' { 'b' } else { 'a' });
     let unknown =
-        gatehouse_core::apikey::generate(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
+        gatehouse_services::ids::new_key(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
 
     let rows = [
         (json!({"key": plain}), (true, "valid")),

@@ -329,7 +329,7 @@ async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let unknown =
-        gatehouse_core::apikey::generate(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
+        gatehouse_services::ids::new_key(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
     for (what, key) in [
         ("revoked", revoked_secret.as_str()),
         ("expired", expiring.as_str()),

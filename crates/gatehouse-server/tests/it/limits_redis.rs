@@ -26,7 +26,7 @@ struct Prefix(String);
 
 impl Prefix {
     fn new() -> Self {
-        Self(format!("gatehouse-test:{}:", gatehouse_core::id::new_id("rl", gatehouse_core::Timestamp::now().0)))
+        Self(format!("gatehouse-test:{}:", gatehouse_services::ids::new_id_now("rl")))
     }
 }
 

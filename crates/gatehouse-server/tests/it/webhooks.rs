@@ -133,7 +133,7 @@ async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
     assert_eq!(before, 2, "the admin key's and this key's key.created");
     // The same hash again: the insert fails, and with it the audit entry and the event.
     let audit = gatehouse_store::AuditEntry {
-        id: gatehouse_core::id::new_id("aud", 1),
+        id: gatehouse_services::ids::new_id("aud", gatehouse_core::Timestamp(1)),
         workspace: "default".into(),
         environment: Some(gatehouse_core::Environment::Live),
         at: Timestamp::now(),
@@ -146,7 +146,7 @@ async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
         details: json!({}),
     };
     let mut dup = rec.clone();
-    dup.id = gatehouse_core::id::new_id("key", 2);
+    dup.id = gatehouse_services::ids::new_id("key", gatehouse_core::Timestamp(2));
     assert!(gatehouse_store::KeyStore::insert_key(&app.store, &dup, &audit).await.is_err());
     let after = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap().items.len();
     assert_eq!(before, after, "no event for a change that rolled back");

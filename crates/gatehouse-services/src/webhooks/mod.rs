@@ -8,8 +8,9 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::new_id;
 use base64::Engine;
-use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::id::looks_like;
 use gatehouse_core::{Environment, SecretString, Timestamp};
 use gatehouse_store::webhooks::{EndpointRecord, EventRecord, EVENT_TYPES};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store};
@@ -265,7 +266,7 @@ impl WebhookService {
         types.sort();
         types.dedup();
         let e = EndpointRecord {
-            id: new_id("we", now.0),
+            id: new_id("we", now),
             workspace: self.workspace.clone(),
             environment: env,
             url: req.url,

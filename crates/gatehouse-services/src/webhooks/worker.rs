@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_core::id::new_id;
+use crate::ids::new_id;
 use gatehouse_core::Timestamp;
 use gatehouse_store::webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FinishedAttempt};
 use gatehouse_store::Store;
@@ -126,7 +126,7 @@ impl Worker {
             }
         }
         let attempt = AttemptRecord {
-            id: new_id("att", now.0),
+            id: new_id("att", now),
             event_id: d.event.id.clone(),
             endpoint_id: d.endpoint.id.clone(),
             at: now,
