@@ -85,5 +85,15 @@ cargo fmt --all --check
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The services crate knows no HTTP framework (ARCHITECTURE.md, gatehouse-services): exact package names.
+log "cargo tree -p gatehouse-services -e normal: no HTTP framework"
+http_deps=$(cargo tree -p gatehouse-services -e normal --prefix none | awk '{print $1}' | sort -u |
+  grep -xE 'axum|hyper|hyper-util|tower|tower-http|reqwest|http' || true)
+if [ -n "$http_deps" ]; then
+  echo "gatehouse-services depends on an HTTP framework: $(echo $http_deps)" >&2
+  echo "(see: cargo tree -p gatehouse-services -e normal -i <name>)" >&2
+  exit 1
+fi
+
 log "cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast

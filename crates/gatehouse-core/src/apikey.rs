@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use rand::Rng;
+use rand::{CryptoRng, Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -215,9 +215,14 @@ impl<'a> ApiKey<'a> {
     }
 }
 
-/// Makes a fresh key from the operating system's CSPRNG.
-pub fn generate(namespace: &Namespace, kind: KeyKind, environment: Environment) -> SecretString {
-    let mut rng = rand::rngs::OsRng;
+/// Makes a key from `rng`, which must be a CSPRNG (the services pass the operating system's; core
+/// reads no randomness of its own, so tests can pass a seeded one).
+pub fn generate(
+    namespace: &Namespace,
+    kind: KeyKind,
+    environment: Environment,
+    rng: &mut (impl CryptoRng + RngCore),
+) -> SecretString {
     let mut random = [0u8; RANDOM_LEN];
     for c in random.iter_mut() {
         *c = base62::ALPHABET[rng.gen_range(0..62)];
@@ -338,6 +343,8 @@ fn is_token_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
 
     fn ns() -> Namespace {
         Namespace::default()
@@ -346,12 +353,20 @@ mod tests {
     #[test]
     fn generated_keys_parse_and_match_the_scanner_regex_shape() {
         for (kind, env) in [(KeyKind::Secret, Environment::Live), (KeyKind::Restricted, Environment::Test)] {
-            let key = generate(&ns(), kind, env);
+            let key = generate(&ns(), kind, env, &mut StdRng::seed_from_u64(1));
             let parsed = ApiKey::parse(&ns(), key.expose()).unwrap();
             assert_eq!(parsed.kind, kind);
             assert_eq!(parsed.environment, env);
             assert_eq!(key.expose().len(), 3 + 1 + 2 + 1 + 4 + 1 + 36);
         }
+    }
+
+    #[test]
+    fn a_seeded_rng_gives_the_same_key_and_another_seed_another() {
+        let key = |seed| generate(&ns(), KeyKind::Secret, Environment::Live, &mut StdRng::seed_from_u64(seed));
+        assert_eq!(key(42).expose(), "gth_sk_live_WXdP2Pjq80vVO8WD0W3eqUV3LRnCOe4Zun2p");
+        assert_eq!(key(42).expose(), key(42).expose());
+        assert_ne!(key(42).expose(), key(43).expose());
     }
 
     #[test]
@@ -456,7 +471,7 @@ mod tests {
     #[test]
     fn custom_namespace() {
         let ns = Namespace::parse("acme").unwrap();
-        let key = generate(&ns, KeyKind::Secret, Environment::Live);
+        let key = generate(&ns, KeyKind::Secret, Environment::Live, &mut StdRng::seed_from_u64(1));
         assert!(key.expose().starts_with("acme_sk_live_"));
         assert_eq!(ApiKey::parse(&Namespace::default(), key.expose()).err(), Some(KeyParseError::Namespace));
         assert!(Namespace::parse("Bad").is_err());

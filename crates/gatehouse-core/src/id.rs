@@ -3,13 +3,16 @@
 
 use rand::RngCore;
 
+use crate::Timestamp;
+
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
-/// Makes `{prefix}_{26 characters}`.
-pub fn new_id(prefix: &str, now_ms: i64) -> String {
+/// Makes `{prefix}_{26 characters}` from the clock reading `now` and 80 bits of `rng`. Core reads
+/// neither the clock nor the OS's randomness; callers pass both (`gatehouse_services::ids` in production).
+pub fn new_id(prefix: &str, now: Timestamp, rng: &mut impl RngCore) -> String {
     let mut random = [0u8; 10];
-    rand::thread_rng().fill_bytes(&mut random);
-    let mut value: u128 = (now_ms.max(0) as u128 & ((1 << 48) - 1)) << 80;
+    rng.fill_bytes(&mut random);
+    let mut value: u128 = (now.0.max(0) as u128 & ((1 << 48) - 1)) << 80;
     for (i, b) in random.iter().enumerate() {
         value |= u128::from(*b) << (8 * (9 - i));
     }
@@ -33,14 +36,30 @@ pub fn looks_like(prefix: &str, s: &str) -> bool {
 mod tests {
     use super::*;
 
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
     #[test]
     fn ids_sort_by_time_and_validate() {
-        let a = new_id("key", 1_000);
-        let b = new_id("key", 2_000);
+        let mut rng = StdRng::seed_from_u64(7);
+        let a = new_id("key", Timestamp(1_000), &mut rng);
+        let b = new_id("key", Timestamp(2_000), &mut rng);
         assert!(a < b);
         assert!(looks_like("key", &a));
         assert!(!looks_like("aud", &a));
         assert!(!looks_like("key", "key_../../etc"));
         assert!(!looks_like("key", "key_"));
+    }
+
+    #[test]
+    fn an_id_is_its_time_then_its_randomness() {
+        let id = |seed| new_id("aud", Timestamp(1_764_619_200_000), &mut StdRng::seed_from_u64(seed));
+        assert_eq!(id(1), id(1), "same inputs, same id");
+        assert_ne!(id(1), id(2));
+        assert_eq!(&id(1)[..14], &id(2)[..14], "the first 10 characters after the prefix are the time");
+        assert_eq!(id(1), "aud_01kbdr09g0c4c31mv439mfjjk9");
+        // Zero randomness leaves only the time: 48 bits of milliseconds, then zeros.
+        let zeros = new_id("req", Timestamp(1), &mut rand::rngs::mock::StepRng::new(0, 0));
+        assert_eq!(zeros, "req_00000000010000000000000000");
     }
 }

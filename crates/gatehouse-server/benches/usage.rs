@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gatehouse_server::usage::{system_clock, CredentialRef, UsageCollector, UsageConfig};
+use gatehouse_services::usage::{system_clock, CredentialRef, UsageCollector, UsageConfig};
 use gatehouse_store::testing::{Backend, TestDb};
 use gatehouse_store::usage::UsageOutcome;
 use gatehouse_store::Store;

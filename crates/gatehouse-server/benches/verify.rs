@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gatehouse_core::{ApiKey, Environment, Namespace, Timestamp, VerifyContext};
-use gatehouse_server::config::CacheConfig;
-use gatehouse_server::metrics::Metrics;
-use gatehouse_server::verifier::Verifier;
+use gatehouse_services::metrics::Metrics;
+use gatehouse_services::verifier::CacheConfig;
+use gatehouse_services::verifier::Verifier;
 use gatehouse_store::testing::{seed_keys, Backend, TestDb};
 use gatehouse_store::Store;
 

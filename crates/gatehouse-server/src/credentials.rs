@@ -13,9 +13,9 @@ use gatehouse_core::ratelimit::{Quota, RateDecision};
 use gatehouse_core::{DenyReason, Environment, KeyRecord, Scope, VerifyContext};
 
 use crate::error::ApiError;
-use crate::oauth::ActiveToken;
-use crate::verifier::{CachedKey, VerifyError};
-use crate::AppState;
+use crate::state::AppState;
+use gatehouse_services::oauth::ActiveToken;
+use gatehouse_services::verifier::{CachedKey, VerifyError};
 
 /// Every `Authorization` header of a request, read once.
 pub fn authorization(headers: &HeaderMap) -> AuthorizationHeader<'_> {

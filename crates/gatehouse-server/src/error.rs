@@ -8,37 +8,35 @@ use gatehouse_core::ratelimit::RateDecision;
 use gatehouse_core::{DenyClass, DenyReason, Namespace};
 use gatehouse_store::StoreError;
 
-use crate::service::ServiceError;
+use gatehouse_services::ServiceError;
 
 tokio::task_local! {
     /// The id of the request being served, set by the request-id middleware.
-    pub static REQUEST_ID: String;
+    pub(crate) static REQUEST_ID: String;
 }
 
 /// Runs `fut` as one request: a fresh request id and the key namespace are set for it (error bodies
 /// carry the id, the final masking pass uses the namespace). Answers the id and `fut`'s output; the
 /// caller puts the id on its response. Both the management API's middleware and the gateway use it.
-pub async fn in_request_scope<T>(ns: Namespace, fut: impl std::future::Future<Output = T>) -> (String, T) {
-    let request_id = gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0);
+pub(crate) async fn in_request_scope<T>(ns: Namespace, fut: impl std::future::Future<Output = T>) -> (String, T) {
+    let request_id = gatehouse_services::ids::new_id_now("req");
     let out = REQUEST_ID.scope(request_id.clone(), NAMESPACE.scope(ns, fut)).await;
     (request_id, out)
 }
 
 /// Sets the `Request-Id` header.
-pub fn set_request_id(resp: &mut Response, request_id: &str) {
+pub(crate) fn set_request_id(resp: &mut Response, request_id: &str) {
     resp.headers_mut().insert("request-id", HeaderValue::from_str(request_id).expect("ids are ASCII"));
 }
 
 /// The current request's id, or a fresh one outside a request.
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| gatehouse_core::id::new_id("req", gatehouse_core::Timestamp::now().0))
+pub(crate) fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| gatehouse_services::ids::new_id_now("req"))
 }
 
 /// Every error the management API can answer with.
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400 `invalid_request`.
     InvalidRequest(String),
     /// 400 `ambiguous_path` (SPEC §3 path safety).
@@ -66,16 +64,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn denied(reason: DenyReason) -> Self {
+    pub(crate) fn denied(reason: DenyReason) -> Self {
         ApiError::Denied { reason, presented: None, rate: None }
     }
 
     /// A refusal whose message names the (masked) key that was presented.
-    pub fn denied_key(reason: DenyReason, presented: &str) -> Self {
+    pub(crate) fn denied_key(reason: DenyReason, presented: &str) -> Self {
         ApiError::Denied { reason, presented: Some(mask(presented)), rate: None }
     }
 
-    pub fn rate_limited(decision: RateDecision) -> Self {
+    pub(crate) fn rate_limited(decision: RateDecision) -> Self {
         ApiError::Denied {
             reason: DenyReason::RateLimited { retry_after_secs: decision.retry_after_secs },
             presented: None,
@@ -146,16 +144,14 @@ impl ApiError {
     }
 
     /// Renders the error body and headers. `namespace` drives the final key-masking pass.
-    pub fn render(&self, namespace: &Namespace) -> Response {
+    pub(crate) fn render(&self, namespace: &Namespace) -> Response {
         let request_id = current_request_id();
         let (status, kind, code, message) = self.parts();
         if let ApiError::Internal(cause) = self {
             tracing::error!(request_id = %request_id, cause = %mask_keys_in(cause, namespace), "internal error");
         }
         let message = mask_keys_in(&message, namespace);
-        let body = crate::api::dto::ErrorOut {
-            error: crate::api::dto::ErrorDetail { kind: kind.into(), code: code.into(), message, request_id },
-        };
+        let body = ErrorOut { error: ErrorDetail { kind: kind.into(), code: code.into(), message, request_id } };
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let ApiError::Denied { reason, rate, .. } = self {
@@ -179,7 +175,7 @@ impl ApiError {
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (draft IETF fields, delta seconds).
-pub fn set_rate_headers(h: &mut http::HeaderMap, rate: &RateDecision) {
+pub(crate) fn set_rate_headers(h: &mut http::HeaderMap, rate: &RateDecision) {
     h.insert("ratelimit-limit", HeaderValue::from(rate.limit));
     h.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
     h.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
@@ -196,13 +192,13 @@ impl IntoResponse for ApiError {
 
 tokio::task_local! {
     /// The deployment's key namespace, for masking in error bodies.
-    pub static NAMESPACE: Namespace;
+    pub(crate) static NAMESPACE: Namespace;
 }
 
 /// `text` with every credential of this deployment masked (`mask_keys_in` with the request's
 /// namespace), for messages outside the §5 format that may quote user input: OAuth error
 /// descriptions and the authorization pages.
-pub fn masked(text: &str) -> String {
+pub(crate) fn masked(text: &str) -> String {
     let ns = NAMESPACE.try_with(Clone::clone).unwrap_or_default();
     mask_keys_in(text, &ns)
 }
@@ -227,4 +223,20 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(s) => s.into(),
         }
     }
+}
+
+/// The §5 error body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorOut {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error` or `api_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    pub request_id: String,
 }

@@ -1,82 +1,35 @@
-//! Gatehouse's HTTP side: the control plane's management API, key verification with its cache,
-//! the rate limiter, metrics, and the error model of SPEC §5 in one place (`error`).
+//! Gatehouse's HTTP side: the control plane's management API, OAuth endpoints and login pages, the
+//! gateway, webhook sending, and the error model of SPEC §5 in one place (`error`). The services they
+//! call (keys, users, sessions, OAuth, webhooks, verifier, limiter, metrics) are `gatehouse_services`.
 //!
 //! The app is constructible in a test: `App::build(config, store, app_hosts)` then `router()` /
 //! `serve(listener, shutdown)`; the gateway is `gateway::Gateway::new(state, config).router()`.
 
 pub mod api;
-pub mod batch;
 pub mod config;
-pub mod credentials;
+pub(crate) mod credentials;
 pub mod dashboard;
-pub mod error;
+pub mod delivery;
+pub(crate) mod error;
+pub(crate) mod extract;
 pub mod gateway;
-pub mod limiter;
 pub mod listener;
 pub mod login;
-pub mod metrics;
-pub mod netaddr;
-pub mod oauth;
-pub mod pages;
+pub(crate) mod netaddr;
+pub(crate) mod oauth;
+pub(crate) mod pages;
 pub mod percore;
-pub mod service;
-pub mod sessions;
-pub mod usage;
-pub mod users;
-pub mod verifier;
-pub mod web;
-pub mod webhooks;
+pub mod state;
+pub(crate) mod web;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use gatehouse_store::Store;
+use state::{AppState, WebState};
 use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
-
-/// Everything a request handler may use, shared behind one `Arc`.
-#[derive(Debug)]
-pub struct AppState {
-    pub config: ServerConfig,
-    pub store: Arc<dyn Store>,
-    pub verifier: verifier::Verifier,
-    pub limiter: limiter::RateLimiter,
-    pub metrics: metrics::Metrics,
-    pub keys: service::KeyService,
-    pub sessions: Arc<sessions::Sessions>,
-    pub users: users::Users,
-    pub oauth: Arc<oauth::OAuthService>,
-    pub webhooks: webhooks::WebhookService,
-    pub usage: usage::UsageCollector,
-    pub web: WebState,
-}
-
-/// What the browser-facing pages need: origins, keys, and the one-time setup token.
-#[derive(Debug)]
-pub struct WebState {
-    /// The control plane's public origin, e.g. `http://127.0.0.1:4455`.
-    pub cp_origin: String,
-    /// Its `host[:port]`, lower case.
-    pub cp_host: String,
-    /// Every app host the gateway serves (sign-ins may return there).
-    pub app_hosts: Vec<String>,
-    /// HMAC key of CSRF tokens, shared by every node through storage.
-    pub csrf_key: Vec<u8>,
-    /// Reloaded from storage in the background, so a key rotation reaches every process.
-    pub signer: Arc<gateway::assertion::AssertionSigner>,
-    /// While no owner exists and no owner was configured: the token of the printed setup link.
-    pub setup_token: parking_lot::Mutex<Option<String>>,
-}
-
-impl WebState {
-    /// Hosts a sign-in may return to.
-    pub fn known_hosts(&self) -> Vec<String> {
-        let mut v = self.app_hosts.clone();
-        v.push(self.cp_host.clone());
-        v
-    }
-}
 
 /// A running control plane's shared state plus its background tasks' handles.
 #[derive(Clone, Debug)]
@@ -92,42 +45,71 @@ impl App {
         store: Arc<dyn Store>,
         app_hosts: Vec<String>,
     ) -> Result<Self, gatehouse_store::StoreError> {
-        let metrics = metrics::Metrics::new(store.backend());
-        let verifier =
-            verifier::Verifier::new(store.clone(), config.namespace.clone(), config.cache.clone(), metrics.clone());
+        let metrics = gatehouse_services::metrics::Metrics::new(store.backend());
+        let verifier = gatehouse_services::verifier::Verifier::new(
+            store.clone(),
+            config.namespace.clone(),
+            config.cache.clone(),
+            metrics.clone(),
+        );
         let limiter = match &config.redis_url {
-            None => limiter::RateLimiter::new(config.default_rate_limit),
+            None => gatehouse_services::limiter::RateLimiter::new(config.default_rate_limit),
             Some(url) => {
-                let health = limiter::SharedHealth {
+                let health = gatehouse_services::limiter::SharedHealth {
                     up: metrics.rate_limit_shared.clone(),
                     fallbacks: metrics.rate_limit_fallbacks.clone(),
                 };
                 let prefix = format!("gatehouse:{}:rl:", config.workspace);
-                limiter::RateLimiter::shared(config.default_rate_limit, url.expose(), prefix, health)
-                    .map_err(|e| gatehouse_store::StoreError::Other(e.to_string()))?
+                gatehouse_services::limiter::RateLimiter::shared(
+                    config.default_rate_limit,
+                    url.expose(),
+                    prefix,
+                    health,
+                )
+                .map_err(|e| gatehouse_store::StoreError::Other(e.to_string()))?
             }
         };
-        let keys = service::KeyService::new(store.clone(), config.namespace.clone(), config.workspace.clone())
-            .with_cache(verifier.clone())
-            .with_default_rate_limit(service::default_as_override(config.default_rate_limit));
-        let csrf_key = store.secret("csrf_hmac_key", sessions::new_token().0.into_bytes()).await?;
-        let signing_keys = gateway::assertion::load_keys(store.as_ref()).await?;
-        let signer = Arc::new(gateway::assertion::AssertionSigner::with_keys(&signing_keys, config.public_url.clone()));
-        let sessions = sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
-        let users = users::Users::with_config(store.clone(), config.workspace.clone(), config.sign_in.clone());
-        let webhooks = webhooks::WebhookService::new(store.clone(), config.workspace.clone(), config.webhooks.clone());
-        let oauth_cfg = oauth::OAuthConfig {
-            default_rate_limit: Some(service::default_as_override(config.default_rate_limit)),
+        let keys = gatehouse_services::keys::KeyService::new(
+            store.clone(),
+            config.namespace.clone(),
+            config.workspace.clone(),
+        )
+        .with_cache(verifier.clone())
+        .with_default_rate_limit(gatehouse_services::keys::default_as_override(config.default_rate_limit));
+        let csrf_key = store.secret("csrf_hmac_key", gatehouse_services::sessions::new_token().0.into_bytes()).await?;
+        let signing_keys = gatehouse_services::assertion::load_keys(store.as_ref()).await?;
+        let signer = Arc::new(gatehouse_services::assertion::AssertionSigner::with_keys(
+            &signing_keys,
+            config.public_url.clone(),
+        ));
+        let sessions =
+            gatehouse_services::sessions::Sessions::new(store.clone(), config.sessions.clone(), verifier.clone());
+        let users = gatehouse_services::users::Users::with_config(
+            store.clone(),
+            config.workspace.clone(),
+            config.sign_in.clone(),
+        );
+        let webhooks = gatehouse_services::webhooks::WebhookService::new(
+            store.clone(),
+            config.workspace.clone(),
+            config.webhooks.clone(),
+        );
+        let oauth_cfg = gatehouse_services::oauth::OAuthConfig {
+            default_rate_limit: Some(gatehouse_services::keys::default_as_override(config.default_rate_limit)),
             ..config.oauth.clone()
         };
-        let oauth = oauth::OAuthService::new(
+        let oauth = gatehouse_services::oauth::OAuthService::new(
             store.clone(),
             config.namespace.clone(),
             config.workspace.clone(),
             oauth_cfg,
             verifier.clone(),
         );
-        let usage = usage::UsageCollector::new(store.clone(), config.usage.clone(), usage::system_clock());
+        let usage = gatehouse_services::usage::UsageCollector::new(
+            store.clone(),
+            config.usage.clone(),
+            gatehouse_services::usage::system_clock(),
+        );
         let cp_host = config
             .public_url
             .split_once("://")
@@ -185,10 +167,10 @@ impl App {
         }));
         handles.push(self.state.usage.spawn());
         if self.state.config.webhook_worker {
-            let worker = webhooks::worker::Worker::new(
+            let worker = delivery::http_worker(
                 self.state.store.clone(),
                 self.state.config.webhooks.clone(),
-                webhooks::worker::system_clock(),
+                gatehouse_services::webhooks::worker::system_clock(),
             )
             .with_metrics(self.state.metrics.clone());
             handles.push(Arc::new(worker).spawn());

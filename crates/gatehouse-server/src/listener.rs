@@ -61,7 +61,7 @@ fn reserved_descriptors(limit: u64) -> u64 {
 /// The default connection cap of one listener: what the open-file limit leaves after the reserve,
 /// shared by the two listeners a process has (gateway and control plane). Each proxied request holds
 /// a client and an upstream socket, hence the halving again.
-pub fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
     let usable = soft.saturating_sub(reserved_descriptors(soft)) / 4;
     usize::try_from(usable).unwrap_or(usize::MAX).max(16)
@@ -93,7 +93,7 @@ impl ConnectionGate {
     }
 
     /// Connections being served now.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.limits.max_connections.max(1) - self.permits.available_permits()
     }
 }

@@ -13,17 +13,17 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use crate::pages;
-use crate::users::{SignIn, UserError};
+use crate::state::AppState;
 use crate::web::{
     cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, message, page, parse_return_to, redirect, set_cookie,
     ReturnTo, CSRF_COOKIE,
 };
-use crate::AppState;
+use gatehouse_services::users::{SignIn, UserError};
 
 type St = State<Arc<AppState>>;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct LoginQuery {
+pub(crate) struct LoginQuery {
     pub return_to: Option<String>,
     pub error: Option<String>,
     /// The hash of the app host's state cookie (hex), when an app host started this sign-in.
@@ -31,7 +31,7 @@ pub struct LoginQuery {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     #[serde(default)]
     pub email: String,
     #[serde(default)]
@@ -51,18 +51,18 @@ fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
 
 /// Whether the deployment is served over HTTPS: its public URL says so. Then every host is treated as
 /// HTTPS whatever an individual request looks like (a TLS-terminating proxy in front).
-pub fn deployment_https(state: &AppState) -> bool {
+pub(crate) fn deployment_https(state: &AppState) -> bool {
     state.config.public_url.starts_with("https://")
 }
 
 /// Whether this request is to be answered as HTTPS: the deployment is, or the request came over TLS.
 /// Then cookies are `Secure`, HSTS is sent, and absolute return URLs use `https`.
-pub fn secure_context(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+pub(crate) fn secure_context(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
     deployment_https(state) || is_https(state, headers, peer)
 }
 
 /// `Strict-Transport-Security` for responses of an HTTPS deployment or request (SPEC §11 "TLS", §14).
-pub fn add_hsts(resp: &mut Response, secure: bool) {
+pub(crate) fn add_hsts(resp: &mut Response, secure: bool) {
     if secure {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, axum::http::HeaderValue::from_static("max-age=31536000"));
@@ -70,7 +70,11 @@ pub fn add_hsts(resp: &mut Response, secure: bool) {
 }
 
 /// Middleware of the control plane: HSTS on every response of an HTTPS deployment or request.
-pub async fn hsts_layer(State(state): St, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn hsts_layer(
+    State(state): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let secure = secure_context(&state, req.headers(), peer);
     let mut resp = next.run(req).await;
@@ -79,7 +83,7 @@ pub async fn hsts_layer(State(state): St, req: axum::extract::Request, next: axu
 }
 
 /// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
-pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+pub(crate) fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
     let trusted = peer.is_some_and(|p| {
         state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip())))
     });
@@ -91,10 +95,10 @@ pub fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>)
 }
 
 /// The browser's CSRF cookie, or a fresh one to set with the page.
-pub fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
+pub(crate) fn csrf_cookie(headers: &HeaderMap) -> (String, bool) {
     match cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43) {
         Some(c) => (c.to_owned(), false),
-        None => (crate::sessions::new_token().0, true),
+        None => (gatehouse_services::sessions::new_token().0, true),
     }
 }
 
@@ -159,14 +163,14 @@ async fn continue_to(
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
 /// Like `QUERY_VALUE` but `/` too is escaped (a value inside a client's redirect URI).
-pub const QUERY_COMPONENT: &AsciiSet = &QUERY_VALUE.add(b'/');
+pub(crate) const QUERY_COMPONENT: &AsciiSet = &QUERY_VALUE.add(b'/');
 
 /// Percent-encodes everything but unreserved characters and `/` (for a query parameter value).
 pub fn url_encode(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
-pub fn unavailable(e: impl std::fmt::Display) -> Response {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "storage unavailable during sign-in");
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -176,10 +180,10 @@ pub fn unavailable(e: impl std::fmt::Display) -> Response {
 }
 
 /// The signed-in control-plane session of this browser (with its user), if any.
-pub async fn current_login(
+pub(crate) async fn current_login(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<Arc<crate::sessions::ActiveSession>>, gatehouse_store::StoreError> {
+) -> Result<Option<Arc<gatehouse_services::sessions::ActiveSession>>, gatehouse_store::StoreError> {
     for c in cookies(headers, &state.sessions.cfg.cp_cookie_name) {
         if let Some(active) = state.sessions.lookup(c, &state.web.cp_host).await? {
             return Ok(Some(active));
@@ -188,7 +192,7 @@ pub async fn current_login(
     Ok(None)
 }
 
-pub async fn get_login(
+pub(crate) async fn get_login(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -227,7 +231,7 @@ pub async fn get_login(
     )
 }
 
-pub async fn post_login(
+pub(crate) async fn post_login(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -313,7 +317,7 @@ pub async fn post_login(
 }
 
 /// The control plane's landing page for a signed-in browser.
-pub async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+pub(crate) async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
     match current_login(&state, &headers).await {
         Ok(Some(login)) => {
             let (cookie, fresh) = csrf_cookie(&headers);
@@ -332,13 +336,13 @@ pub async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, 
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub(crate) struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
 }
 
 /// Ends the browser's login on the control plane and every app session it opened.
-pub async fn post_logout(
+pub(crate) async fn post_logout(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -349,7 +353,7 @@ pub async fn post_logout(
 }
 
 /// The live sessions behind the browser's `cookie_name` cookies on `host`, as (cookie, id hash).
-pub async fn live_sessions<'a>(
+pub(crate) async fn live_sessions<'a>(
     state: &AppState,
     headers: &'a HeaderMap,
     cookie_name: &'a str,
@@ -367,7 +371,7 @@ pub async fn live_sessions<'a>(
 /// Shared by the control plane and app hosts: CSRF check, end the session family, clear the cookie.
 /// With a live session the token must be the one bound to it (a pair from another browser, or a
 /// pre-login token, is refused); only the session the token belongs to is ended.
-pub async fn end_session(
+pub(crate) async fn end_session(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -403,12 +407,12 @@ pub async fn end_session(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SetupQuery {
+pub(crate) struct SetupQuery {
     pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SetupForm {
+pub(crate) struct SetupForm {
     #[serde(default)]
     pub token: String,
     #[serde(default)]
@@ -447,7 +451,7 @@ fn setup_token_ok(state: &AppState, token: &str) -> bool {
         .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into())
 }
 
-pub async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
+pub(crate) async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
     let token = q.token.unwrap_or_default();
     if !setup_token_ok(&state, &token) {
         return setup_link_invalid();
@@ -455,7 +459,7 @@ pub async fn get_setup(State(state): St, headers: HeaderMap, Query(q): Query<Set
     setup_page(&state, &headers, &token, None, StatusCode::OK)
 }
 
-pub async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
+pub(crate) async fn post_setup(State(state): St, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
     if !setup_token_ok(&state, &form.token) {
         return setup_link_invalid();
     }
@@ -498,7 +502,7 @@ fn setup_failed(state: &AppState, headers: &HeaderMap, token: &str, e: UserError
 }
 
 /// `GET /.well-known/jwks.json`: the keys that sign identity assertions (and, later, tokens).
-pub async fn jwks(State(state): St) -> Response {
+pub(crate) async fn jwks(State(state): St) -> Response {
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(state.web.signer.jwks()));
     resp.headers_mut().insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
     resp

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 /// Walks `X-Forwarded-For` from the right, skipping trusted proxies; the first other hop is the client.
 /// Malformed entries stop the walk at the last address we could trust.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {

@@ -14,21 +14,21 @@ use subtle::ConstantTimeEq;
 /// Decodes a query string or an `application/x-www-form-urlencoded` body into `T`: the one parser for
 /// both, read as it is (a made-up `/?{q}` URI cut a body at a raw `#` and refused one with a space).
 /// Errors name the field (`n: invalid digit found in string`), like axum's `Query`.
-pub fn from_query<T: serde::de::DeserializeOwned>(
+pub(crate) fn from_query<T: serde::de::DeserializeOwned>(
     q: &str,
 ) -> Result<T, serde_path_to_error::Error<serde_urlencoded::de::Error>> {
     serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes())))
 }
 
 /// Name of the cookie that carries the CSRF secret of a browser.
-pub const CSRF_COOKIE: &str = "gatehouse_csrf";
+pub(crate) const CSRF_COOKIE: &str = "gatehouse_csrf";
 
 /// Name of the cookie that binds a sign-in to the browser that started it (SPEC §11 "The cross-host
 /// ticket"): set on the app host before the redirect to the control plane, whose ticket carries its hash.
-pub const STATE_COOKIE: &str = "gatehouse_state";
+pub(crate) const STATE_COOKIE: &str = "gatehouse_state";
 
 /// How long a started sign-in may take (typing a password, a password manager) before it must restart.
-pub const STATE_MAX_AGE_SECS: i64 = 900;
+pub(crate) const STATE_MAX_AGE_SECS: i64 = 900;
 
 /// The state cookie: only sent to `/__gatehouse/` (never forwarded upstream, never to other paths).
 pub fn state_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
@@ -57,7 +57,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 /// that stays an absolute path however a browser reads it. Refused, before and after percent-decoding:
 /// control characters (a browser drops tab and newline, so `/\t/evil` is `//evil`), `\` (read as `/`),
 /// a leading `//` (another host) also behind `/./` or `/../` segments, spaces, and malformed escapes.
-pub fn safe_local_path(path: &str) -> bool {
+pub(crate) fn safe_local_path(path: &str) -> bool {
     if path.len() > 4096 || !path.starts_with('/') {
         return false;
     }
@@ -148,7 +148,7 @@ fn build_cookie(name: &str, value: &str, path: &str, max_age_secs: i64, secure: 
 
 /// The CSRF token for a browser's CSRF cookie: HMAC-SHA256 with the deployment's key. This is the
 /// pre-login token (sign-in and setup forms); once there is a session use `csrf_token_for`.
-pub fn csrf_token(key: &[u8], cookie: &str) -> String {
+pub(crate) fn csrf_token(key: &[u8], cookie: &str) -> String {
     csrf_token_for(key, cookie, None)
 }
 
@@ -156,7 +156,7 @@ pub fn csrf_token(key: &[u8], cookie: &str) -> String {
 /// session cookie, i.e. the session's id hash). Bound to the session, a (cookie, token) pair taken from
 /// one browser is worthless with anyone else's session, even where an app can plant the CSRF cookie
 /// (an app and the control plane on one host name share cookies).
-pub fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core::KeyHash>) -> String {
+pub(crate) fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core::KeyHash>) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
     mac.update(cookie.as_bytes());
     if let Some(s) = session {
@@ -168,7 +168,7 @@ pub fn csrf_token_for(key: &[u8], cookie: &str, session: Option<&gatehouse_core:
 }
 
 /// Constant-time check of a submitted CSRF token against the browser's cookie and session.
-pub fn csrf_ok_for(
+pub(crate) fn csrf_ok_for(
     key: &[u8],
     cookie: Option<&str>,
     session: Option<&gatehouse_core::KeyHash>,
@@ -181,7 +181,7 @@ pub fn csrf_ok_for(
 }
 
 /// Constant-time check of a submitted pre-login CSRF token against the browser's cookie.
-pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
+pub(crate) fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
     csrf_ok_for(key, cookie, None, submitted)
 }
 
@@ -189,14 +189,14 @@ pub fn csrf_ok(key: &[u8], cookie: Option<&str>, submitted: &str) -> bool {
 /// `http(s)` URL whose host Gatehouse serves. Everything else (other hosts, `//evil`, `\`, userinfo,
 /// control characters, other schemes) is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReturnTo {
+pub(crate) enum ReturnTo {
     /// A path (with query) on the host that shows the login page.
     Local(String),
     /// An app host: scheme, host[:port] and path.
     App { scheme: String, host: String, path: String },
 }
 
-pub fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
+pub(crate) fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<ReturnTo> {
     if raw.len() > 4096 || raw.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b' ') {
         return None;
     }
@@ -256,7 +256,7 @@ pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// A 303 redirect (after a POST) or 302 (navigation), with no-store.
-pub fn redirect(status: StatusCode, to: &str) -> Response {
+pub(crate) fn redirect(status: StatusCode, to: &str) -> Response {
     let mut resp = status.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         resp.headers_mut().insert(header::LOCATION, v);

@@ -367,7 +367,7 @@ const FAN_OUT: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, st
 
 /// The event an audit entry announces: its id, environment and the JSON body of SPEC §6.
 fn event_of(a: &AuditEntry) -> (String, String, String) {
-    let id = gatehouse_core::id::new_id("evt", a.at.0);
+    let id = gatehouse_core::id::new_id("evt", a.at, &mut rand::thread_rng());
     let env = a.environment.map_or("live", |e| e.as_str()).to_owned();
     let mut object = serde_json::Map::new();
     object.insert("id".into(), a.target_id.clone().into());

@@ -99,10 +99,10 @@ pub async fn seed_keys(url: &str, count: usize, env: gatehouse_core::Environment
     };
     let pg = if is_pg { Some(sqlx::PgPool::connect(url).await.expect("postgres")) } else { None };
     for i in 0..count {
-        let secret = generate(&ns, gatehouse_core::KeyKind::Secret, env);
+        let secret = generate(&ns, gatehouse_core::KeyKind::Secret, env, &mut rand::rngs::OsRng);
         let parsed = ApiKey::parse(&ns, secret.expose()).expect("generated keys parse");
         rows.push((
-            gatehouse_core::id::new_id("key", now),
+            gatehouse_core::id::new_id("key", gatehouse_core::Timestamp(now), &mut rand::thread_rng()),
             parsed.hash().0.to_vec(),
             parsed.display_prefix(),
             parsed.last4().to_owned(),

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use gatehouse_core::ratelimit::Quota;
 use gatehouse_core::{Namespace, SecretString};
-use gatehouse_server::config::{CacheConfig, ServerConfig};
+use gatehouse_server::config::ServerConfig;
+use gatehouse_services::verifier::CacheConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -269,7 +270,7 @@ pub struct Config {
     /// Apps for `serve`, with Spacefile paths resolved.
     pub apps: Vec<RawApp>,
     /// OAuth clients declared in the config file, secrets read.
-    pub oauth_clients: Vec<gatehouse_server::oauth::ConfiguredClient>,
+    pub oauth_clients: Vec<gatehouse_services::oauth::ConfiguredClient>,
     /// Accepted but worth saying out loud. Loading runs before logging is set up, so the caller logs
     /// these once it is (`log_warnings`).
     pub warnings: Vec<ConfigWarning>,
@@ -520,7 +521,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     };
     let redis_url = match raw.redis_url {
         Some(u) if u.is_empty() => None,
-        Some(u) if (u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) && gatehouse_server::limiter::check_redis_url(&u).is_ok() => Some(SecretString::new(u)),
+        Some(u) if (u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) && gatehouse_services::limiter::check_redis_url(&u).is_ok() => Some(SecretString::new(u)),
         Some(_) => bail!("{}: must be a redis:// URL (redis://[user:password@]host[:port][/db]); TLS (rediss://) is not supported yet", at("redis_url")),
         None => None,
     };
@@ -602,8 +603,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         ),
     };
     let s = raw.session.unwrap_or_default();
-    let sd = gatehouse_server::sessions::SessionConfig::default();
-    let sessions = gatehouse_server::sessions::SessionConfig {
+    let sd = gatehouse_services::sessions::SessionConfig::default();
+    let sessions = gatehouse_services::sessions::SessionConfig {
         absolute: s.absolute_secs.map_or(sd.absolute, Duration::from_secs),
         idle: s.idle_secs.map_or(sd.idle, Duration::from_secs),
         ..sd
@@ -612,8 +613,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
     }
     let si = raw.sign_in.unwrap_or_default();
-    let sid = gatehouse_server::users::SignInConfig::default();
-    let sign_in = gatehouse_server::users::SignInConfig {
+    let sid = gatehouse_services::users::SignInConfig::default();
+    let sign_in = gatehouse_services::users::SignInConfig {
         free_attempts: si.free_attempts.unwrap_or(sid.free_attempts),
         max_wait: si.max_wait_secs.map_or(sid.max_wait, Duration::from_secs),
         forget_after: si.forget_after_secs.map_or(sid.forget_after, Duration::from_secs),
@@ -666,7 +667,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
                     .ok_or_else(|| anyhow!("{}: `live` or `test`", at(&format!("oauth.clients[{i}].environment"))))?,
             ),
         };
-        let client = gatehouse_server::oauth::NewClient {
+        let client = gatehouse_services::oauth::NewClient {
             name: c.name,
             confidential: !c.public,
             redirect_uris: c.redirect_uris,
@@ -675,10 +676,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             environment,
             app: c.app,
         };
-        oauth_clients.push(gatehouse_server::oauth::ConfiguredClient { id: c.id, client, secret });
+        oauth_clients.push(gatehouse_services::oauth::ConfiguredClient { id: c.id, client, secret });
     }
-    let od = gatehouse_server::oauth::OAuthConfig::default();
-    let oauth = gatehouse_server::oauth::OAuthConfig {
+    let od = gatehouse_services::oauth::OAuthConfig::default();
+    let oauth = gatehouse_services::oauth::OAuthConfig {
         access_token_ttl: o.access_token_ttl_secs.map_or(od.access_token_ttl, Duration::from_secs),
         refresh_token_ttl: o.refresh_token_ttl_secs.map_or(od.refresh_token_ttl, Duration::from_secs),
         code_ttl: o.code_ttl_secs.map_or(od.code_ttl, Duration::from_secs),
@@ -699,7 +700,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     }
     let w = raw.webhooks.unwrap_or_default();
     let webhook_worker = w.deliver.unwrap_or(true);
-    let wd = gatehouse_server::webhooks::WebhookConfig::default();
+    let wd = gatehouse_services::webhooks::WebhookConfig::default();
     let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
     if header_prefix.is_empty()
         || header_prefix.len() > 40
@@ -707,7 +708,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     {
         bail!("{}: 1 to 40 letters, digits or `-` (the header is `<prefix>-Signature`)", at("webhooks.header_prefix"));
     }
-    let webhooks = gatehouse_server::webhooks::WebhookConfig {
+    let webhooks = gatehouse_services::webhooks::WebhookConfig {
         header_prefix,
         timeout: w.timeout_secs.map_or(wd.timeout, |s| Duration::from_secs(s.clamp(1, 60))),
         allow_private_destinations: w.allow_private_destinations.unwrap_or(false),
@@ -715,7 +716,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         ..wd
     };
     if let Some(p) = &webhooks.proxy {
-        gatehouse_server::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
+        gatehouse_services::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
             .map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
     }
     let mut warnings = vec![];
@@ -833,7 +834,7 @@ mod tests {
         );
         let c = load_from(&Flags::default(), &env(&[("GATEHOUSE_GATEWAY__THREADS", "3")])).unwrap();
         assert_eq!(c.gateway_threads, 3);
-        let d = gatehouse_server::users::SignInConfig::default();
+        let d = gatehouse_services::users::SignInConfig::default();
         assert_eq!(
             (c.server.sign_in.free_attempts, c.server.sign_in.max_concurrent_hashes),
             (5, d.max_concurrent_hashes),

@@ -8,9 +8,11 @@ use clap::{Subcommand, ValueEnum};
 use gatehouse_core::time::parse_duration_secs;
 use gatehouse_core::{ApiKey, Environment, KeyKind, RateLimitOverride, Scope, Timestamp, VerifyContext};
 use gatehouse_server::api::dto::{KeyOut, KeyWithSecret, VerifyOut};
-use gatehouse_server::metrics::Metrics;
-use gatehouse_server::service::{Actor, KeyService, NewKey, RequestMeta, ServiceError};
-use gatehouse_server::verifier::{Verifier, VerifyError};
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::keys::{KeyService, NewKey};
+use gatehouse_services::metrics::Metrics;
+use gatehouse_services::verifier::{Verifier, VerifyError};
+use gatehouse_services::ServiceError;
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;

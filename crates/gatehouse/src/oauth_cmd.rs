@@ -8,10 +8,10 @@ use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use gatehouse_core::time::parse_duration_secs;
 use gatehouse_server::api::oauth_clients::{ClientOut, ClientWithSecret};
-use gatehouse_server::metrics::Metrics;
-use gatehouse_server::oauth::{NewClient, OAuthService};
-use gatehouse_server::service::{Actor, RequestMeta};
-use gatehouse_server::verifier::Verifier;
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::metrics::Metrics;
+use gatehouse_services::oauth::{NewClient, OAuthService};
+use gatehouse_services::verifier::Verifier;
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;

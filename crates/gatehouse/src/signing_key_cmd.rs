@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use gatehouse_core::time::parse_duration_secs;
 use gatehouse_core::Timestamp;
-use gatehouse_server::gateway::assertion::{self, KeyInfo};
+use gatehouse_services::assertion::{self, KeyInfo};
 use gatehouse_store::Store;
 
 use crate::config::Config;

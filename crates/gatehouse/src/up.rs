@@ -51,7 +51,7 @@ pub async fn bootstrap_owner(app: &App, cfg: &Config) -> Result<Option<String>> 
         println!("  owner      {email} (from GATEHOUSE_OWNER_EMAIL)");
         return Ok(None);
     }
-    let token = gatehouse_server::sessions::new_token().0;
+    let token = gatehouse_services::sessions::new_token().0;
     *app.state.web.setup_token.lock() = Some(token.clone());
     Ok(Some(format!("{}/setup?token={token}", app.state.web.cp_origin)))
 }

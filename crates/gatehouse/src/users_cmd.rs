@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use clap::{Subcommand, ValueEnum};
 use gatehouse_core::Timestamp;
-use gatehouse_server::service::Actor;
-use gatehouse_server::users::Users;
+use gatehouse_services::audit::Actor;
+use gatehouse_services::users::Users;
 use gatehouse_store::{Store, UserRecord};
 use rand::Rng;
 

@@ -8,8 +8,8 @@ use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use gatehouse_core::time::parse_duration_secs;
 use gatehouse_server::api::webhooks::{EndpointOut, EndpointWithSecret};
-use gatehouse_server::service::{Actor, RequestMeta};
-use gatehouse_server::webhooks::{NewEndpoint, WebhookService};
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::webhooks::{NewEndpoint, WebhookService};
 use gatehouse_store::{PageRequest, Store};
 
 use crate::config::Config;

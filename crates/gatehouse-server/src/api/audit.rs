@@ -14,9 +14,9 @@ use crate::error::ApiError;
 #[utoipa::path(
     get, path = "/v1/audit", tag = "audit", security(("api_key" = [])),
     params(ListQuery),
-    responses((status = 200, body = ListOut<AuditOut>), (status = 400, body = super::dto::ErrorOut))
+    responses((status = 200, body = ListOut<AuditOut>), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     AxState(state): AxState<State>,
     caller: Caller<AuditRead>,
     ApiQuery(q): ApiQuery<ListQuery>,

@@ -76,7 +76,7 @@ impl From<RateLimitDto> for RateLimitOverride {
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKeyIn {
+pub(crate) struct CreateKeyIn {
     /// A label for people (≤ 100 characters).
     pub name: Option<String>,
     /// Default `sk`.
@@ -103,7 +103,7 @@ pub struct CreateKeyIn {
 
 /// A point in time as a client may send it: Unix seconds or RFC 3339.
 #[derive(Debug, Clone)]
-pub enum TimeIn {
+pub(crate) enum TimeIn {
     UnixSeconds(i64),
     Rfc3339(String),
 }
@@ -131,7 +131,7 @@ impl<'de> Deserialize<'de> for TimeIn {
 }
 
 impl TimeIn {
-    pub fn to_timestamp(&self) -> Result<Timestamp, String> {
+    pub(crate) fn to_timestamp(&self) -> Result<Timestamp, String> {
         match self {
             TimeIn::UnixSeconds(s) if (0..=253_402_300_799).contains(s) => Ok(Timestamp::from_unix_seconds(*s)),
             TimeIn::UnixSeconds(s) => Err(format!("{s} is not a plausible Unix time in seconds")),
@@ -221,7 +221,7 @@ pub struct KeyWithSecret {
 /// Body of `POST /v1/keys/{id}/roll`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RollIn {
+pub(crate) struct RollIn {
     /// How long the old key keeps working, 0 … 604800 seconds (7 days). Default 0: the old key stops now.
     #[serde(default)]
     pub grace_period_secs: i64,
@@ -229,7 +229,7 @@ pub struct RollIn {
 
 /// Answer of a roll: the new key (with its secret) and the old one.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RolledOut {
+pub(crate) struct RolledOut {
     pub new_key: KeyWithSecret,
     pub old_key: KeyOut,
 }
@@ -237,7 +237,7 @@ pub struct RolledOut {
 /// Body of `POST /v1/keys/{id}/revoke` (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeIn {
+pub(crate) struct RevokeIn {
     /// Recorded in the audit log (≤ 500 characters).
     pub reason: Option<String>,
 }
@@ -245,7 +245,7 @@ pub struct RevokeIn {
 /// Body of `POST /v1/keys/verify`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyIn {
+pub(crate) struct VerifyIn {
     /// The key to check. It is checked in the calling key's environment.
     pub key: String,
     /// A scope the key must hold.
@@ -276,7 +276,7 @@ pub struct VerifyOut {
 /// Pagination parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// 1 … 100, default 10.
     pub limit: Option<u32>,
     /// An id from the previous page (`next_cursor`).
@@ -284,7 +284,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    pub fn page(&self) -> Result<gatehouse_store::PageRequest, crate::error::ApiError> {
+    pub(crate) fn page(&self) -> Result<gatehouse_store::PageRequest, crate::error::ApiError> {
         let limit = self.limit.unwrap_or(10);
         if !(1..=100).contains(&limit) {
             return Err(crate::error::ApiError::InvalidRequest("limit must be between 1 and 100".into()));
@@ -295,7 +295,7 @@ impl ListQuery {
 
 /// A page of results, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ListOut<T: ToSchema> {
+pub(crate) struct ListOut<T: ToSchema> {
     /// Always `list`.
     pub object: &'static str,
     pub data: Vec<T>,
@@ -306,7 +306,11 @@ pub struct ListOut<T: ToSchema> {
 
 impl<T: ToSchema> ListOut<T> {
     /// A page of records as the API shows them; the cursor is the last record's id.
-    pub fn from_page<R>(page: &gatehouse_store::Page<R>, id: impl Fn(&R) -> &str, out: impl Fn(&R) -> T) -> Self {
+    pub(crate) fn from_page<R>(
+        page: &gatehouse_store::Page<R>,
+        id: impl Fn(&R) -> &str,
+        out: impl Fn(&R) -> T,
+    ) -> Self {
         ListOut {
             object: "list",
             next_cursor: if page.has_more { page.items.last().map(|r| id(r).to_owned()) } else { None },
@@ -318,7 +322,7 @@ impl<T: ToSchema> ListOut<T> {
 
 /// One audit log entry. Never contains a secret.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AuditOut {
+pub(crate) struct AuditOut {
     pub id: String,
     /// Always `audit_entry`.
     pub object: &'static str,
@@ -353,20 +357,4 @@ impl From<&AuditEntry> for AuditOut {
             details: a.details.clone(),
         }
     }
-}
-
-/// The §5 error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorOut {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// `invalid_request_error`, `authentication_error`, `permission_error`, `rate_limit_error` or `api_error`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub code: String,
-    pub message: String,
-    pub request_id: String,
 }

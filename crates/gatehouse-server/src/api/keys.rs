@@ -12,8 +12,8 @@ use super::dto::{
 use super::{ApiJson, ApiPath, ApiQuery, Caller, KeysRead, KeysWrite, OptionalJson, State};
 use crate::credentials::{RateLimited, RateSubject};
 use crate::error::ApiError;
-use crate::service::NewKey;
-use crate::verifier::VerifyError;
+use gatehouse_services::keys::NewKey;
+use gatehouse_services::verifier::VerifyError;
 
 /// Create a key. The secret is in this response only.
 #[utoipa::path(
@@ -21,13 +21,13 @@ use crate::verifier::VerifyError;
     request_body = CreateKeyIn,
     responses(
         (status = 200, description = "The new key with its secret", body = KeyWithSecret),
-        (status = 400, description = "Malformed input", body = super::dto::ErrorOut),
-        (status = 401, description = "Missing or bad credential", body = super::dto::ErrorOut),
-        (status = 403, description = "Not allowed (scope, environment)", body = super::dto::ErrorOut),
-        (status = 429, description = "Rate limited", body = super::dto::ErrorOut),
+        (status = 400, description = "Malformed input", body = crate::error::ErrorOut),
+        (status = 401, description = "Missing or bad credential", body = crate::error::ErrorOut),
+        (status = 403, description = "Not allowed (scope, environment)", body = crate::error::ErrorOut),
+        (status = 429, description = "Rate limited", body = crate::error::ErrorOut),
     )
 )]
-pub async fn create_key(
+pub(crate) async fn create_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiJson(body): ApiJson<CreateKeyIn>,
@@ -57,9 +57,9 @@ pub async fn create_key(
 #[utoipa::path(
     get, path = "/v1/keys", tag = "keys", security(("api_key" = [])),
     params(ListQuery),
-    responses((status = 200, description = "A page of keys", body = ListOut<KeyOut>), (status = 400, body = super::dto::ErrorOut))
+    responses((status = 200, description = "A page of keys", body = ListOut<KeyOut>), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -73,9 +73,9 @@ pub async fn list_keys(
 #[utoipa::path(
     get, path = "/v1/keys/{id}", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
-    responses((status = 200, body = KeyOut), (status = 404, body = super::dto::ErrorOut))
+    responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
-pub async fn get_key(
+pub(crate) async fn get_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiPath(id): ApiPath<String>,
@@ -89,9 +89,9 @@ pub async fn get_key(
     post, path = "/v1/keys/{id}/revoke", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
     request_body(content = Option<RevokeIn>, description = "Optional reason, recorded in the audit log"),
-    responses((status = 200, body = KeyOut), (status = 404, body = super::dto::ErrorOut))
+    responses((status = 200, body = KeyOut), (status = 404, body = crate::error::ErrorOut))
 )]
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiPath(id): ApiPath<String>,
@@ -106,9 +106,9 @@ pub async fn revoke_key(
     post, path = "/v1/keys/{id}/roll", tag = "keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "A key id, `key_…`")),
     request_body(content = Option<RollIn>, description = "Grace period for the old key"),
-    responses((status = 200, body = RolledOut), (status = 404, body = super::dto::ErrorOut), (status = 409, body = super::dto::ErrorOut))
+    responses((status = 200, body = RolledOut), (status = 404, body = crate::error::ErrorOut), (status = 409, body = crate::error::ErrorOut))
 )]
-pub async fn roll_key(
+pub(crate) async fn roll_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysWrite>,
     ApiPath(id): ApiPath<String>,
@@ -127,9 +127,9 @@ pub async fn roll_key(
 #[utoipa::path(
     post, path = "/v1/keys/verify", tag = "keys", security(("api_key" = [])),
     request_body = VerifyIn,
-    responses((status = 200, description = "The verdict", body = VerifyOut), (status = 400, body = super::dto::ErrorOut))
+    responses((status = 200, description = "The verdict", body = VerifyOut), (status = 400, body = crate::error::ErrorOut))
 )]
-pub async fn verify_key(
+pub(crate) async fn verify_key(
     AxState(state): AxState<State>,
     caller: Caller<KeysRead>,
     ApiJson(body): ApiJson<VerifyIn>,

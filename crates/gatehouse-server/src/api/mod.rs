@@ -2,11 +2,11 @@
 //! rate-limit headers, final key masking), extractors that answer in the §5 error format, and
 //! API-key authentication with per-route scopes.
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod dto;
-pub mod keys;
+pub(crate) mod keys;
 pub mod oauth_clients;
-pub mod ops;
+pub(crate) mod ops;
 pub mod webhooks;
 
 use std::cell::Cell;
@@ -29,11 +29,12 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::credentials::{self, RateSubject, TokenTarget};
 use crate::error::{in_request_scope, set_rate_headers, set_request_id, ApiError};
-use crate::metrics::HttpLabels;
-use crate::verifier::CachedKey;
-use crate::AppState;
+use crate::extract::ApiPath;
+use crate::state::AppState;
+use gatehouse_services::metrics::HttpLabels;
+use gatehouse_services::verifier::CachedKey;
 
-pub type State = Arc<AppState>;
+pub(crate) type State = Arc<AppState>;
 
 tokio::task_local! {
     /// The rate-limit decision of this request's credential, for the `RateLimit-*` headers on success.
@@ -48,7 +49,7 @@ tokio::task_local! {
     tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "webhooks", description = "Webhook endpoints and events"), (name = "ops", description = "Health and metrics"))
 )]
 #[derive(Debug)]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct SecurityAddon;
 
@@ -66,7 +67,7 @@ impl utoipa::Modify for SecurityAddon {
 }
 
 /// The routes and their OpenAPI description, built together so they cannot disagree.
-pub fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
+pub(crate) fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(utoipa_axum::routes!(keys::create_key, keys::list_keys))
         .routes(utoipa_axum::routes!(keys::get_key))
@@ -93,7 +94,7 @@ pub fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
 }
 
 /// The control plane's router.
-pub fn router(state: State) -> Router {
+pub(crate) fn router(state: State) -> Router {
     let (routes, openapi) = api_routes();
     let openapi = Arc::new(openapi);
     let body_limit = state.config.body_limit;
@@ -133,7 +134,7 @@ pub fn router(state: State) -> Router {
 }
 
 /// Request id, metrics, rate-limit headers, and a last masking pass over error bodies' namespace.
-pub async fn request_context(
+pub(crate) async fn request_context(
     axum::extract::State(state): axum::extract::State<State>,
     mut req: Request,
     next: Next,
@@ -174,7 +175,7 @@ pub async fn request_context(
 
 /// A JSON body that answers 400/413 in the §5 format; unknown fields are refused by the DTOs.
 #[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -204,10 +205,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// The configured body limit, for the 413 message.
 #[derive(Clone, Copy, Debug)]
-pub struct BodyLimit(pub usize);
+pub(crate) struct BodyLimit(pub usize);
 
 /// Parses JSON, naming the field that is wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::InvalidRequest("The request body is empty; send a JSON object.".into()));
     }
@@ -226,7 +227,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// A JSON body that may also be absent (e.g. revoke with no reason).
 #[derive(Debug)]
-pub struct OptionalJson<T>(pub T);
+pub(crate) struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
@@ -243,33 +244,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     }
 }
 
-/// Path parameters that answer 400 in the §5 format (axum's own `Path` answers `text/plain`, e.g. for
-/// `/v1/keys/%FF`, whose id is not UTF-8 once decoded). The message never echoes the raw segment.
-#[derive(Debug)]
-pub struct ApiPath<T>(pub T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        use axum::extract::path::ErrorKind;
-        use axum::extract::rejection::PathRejection;
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::InvalidRequest(match e.kind() {
-                ErrorKind::InvalidUtf8InPathParam { key } => {
-                    format!("The path parameter `{key}` is not valid UTF-8 once percent-decoded.")
-                }
-                _ => "A path parameter is malformed.".to_owned(),
-            })),
-            Err(_) => Err(ApiError::InvalidRequest("A path parameter is malformed.".into())),
-        }
-    }
-}
-
 /// Query parameters that answer 400 in the §5 format.
 #[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -287,7 +264,7 @@ fn serde_urlencoded_from<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
 }
 
 /// The scope a management route needs, as a type so each handler states it in its signature.
-pub trait RequiredScope {
+pub(crate) trait RequiredScope {
     fn scope() -> &'static Scope;
 }
 
@@ -295,7 +272,7 @@ macro_rules! scopes {
     ($($ty:ident => $s:literal),* $(,)?) => {$(
         #[doc = concat!("Requires `", $s, "`.")]
         #[derive(Debug)]
-        pub struct $ty;
+        pub(crate) struct $ty;
         impl RequiredScope for $ty {
             fn scope() -> &'static Scope {
                 static S: OnceLock<Scope> = OnceLock::new();
@@ -317,19 +294,19 @@ scopes! {
 
 /// An authenticated management caller holding the scope `S`.
 #[derive(Debug)]
-pub struct Caller<S> {
+pub(crate) struct Caller<S> {
     pub key: Arc<CachedKey>,
     pub ip: Option<IpAddr>,
     _scope: std::marker::PhantomData<S>,
 }
 
 impl<S> Caller<S> {
-    pub fn actor(&self) -> crate::service::Actor {
-        crate::service::Actor::Key(Arc::new(self.key.record.clone()))
+    pub(crate) fn actor(&self) -> gatehouse_services::audit::Actor {
+        gatehouse_services::audit::Actor::Key(Arc::new(self.key.record.clone()))
     }
 
-    pub fn meta(&self) -> crate::service::RequestMeta {
-        crate::service::RequestMeta {
+    pub(crate) fn meta(&self) -> gatehouse_services::audit::RequestMeta {
+        gatehouse_services::audit::RequestMeta {
             request_id: Some(crate::error::current_request_id()),
             ip: self.ip.map(|i| i.to_string()),
         }
@@ -337,7 +314,7 @@ impl<S> Caller<S> {
 }
 
 /// The client address, honouring `X-Forwarded-For` only from trusted proxies.
-pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
     Some(crate::netaddr::client_ip(peer, &parts.headers, &state.config.trusted_proxies))
 }

@@ -6,10 +6,11 @@ use gatehouse_store::oauth::ClientRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::dto::{ErrorOut, ListOut, ListQuery};
+use super::dto::{ListOut, ListQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Caller, OAuthClientsRead, OAuthClientsWrite, OptionalJson, State};
 use crate::error::ApiError;
-use crate::oauth::NewClient;
+use crate::error::ErrorOut;
+use gatehouse_services::oauth::NewClient;
 
 /// `confidential` clients keep a secret (server-side apps); `public` ones cannot (SPAs, mobile, CLIs).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub enum ClientType {
 /// Body of `POST /v1/oauth/clients`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateClientIn {
+pub(crate) struct CreateClientIn {
     /// Shown to users on the consent screen (1 … 100 characters).
     pub name: String,
     #[serde(default)]
@@ -101,7 +102,7 @@ pub struct ClientWithSecret {
 /// Body of `POST /v1/oauth/clients/{id}/rotate_secret`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateSecretIn {
+pub(crate) struct RotateSecretIn {
     /// How long the old secret keeps working, 0 … 604800 seconds (7 days). Default 0.
     #[serde(default)]
     pub grace_period_secs: i64,
@@ -113,7 +114,7 @@ pub struct RotateSecretIn {
     request_body = CreateClientIn,
     responses((status = 200, body = ClientWithSecret), (status = 400, body = ErrorOut), (status = 401, body = ErrorOut), (status = 403, body = ErrorOut))
 )]
-pub async fn create_client(
+pub(crate) async fn create_client(
     AxState(state): AxState<State>,
     caller: Caller<OAuthClientsWrite>,
     ApiJson(body): ApiJson<CreateClientIn>,
@@ -140,7 +141,7 @@ pub async fn create_client(
     params(ListQuery),
     responses((status = 200, body = ListOut<ClientOut>), (status = 400, body = ErrorOut))
 )]
-pub async fn list_clients(
+pub(crate) async fn list_clients(
     AxState(state): AxState<State>,
     caller: Caller<OAuthClientsRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -155,7 +156,7 @@ pub async fn list_clients(
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn get_client(
+pub(crate) async fn get_client(
     AxState(state): AxState<State>,
     caller: Caller<OAuthClientsRead>,
     ApiPath(id): ApiPath<String>,
@@ -170,7 +171,7 @@ pub async fn get_client(
     request_body(content = Option<RotateSecretIn>, description = "Grace period for the old secret"),
     responses((status = 200, body = ClientWithSecret), (status = 400, body = ErrorOut), (status = 404, body = ErrorOut))
 )]
-pub async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     AxState(state): AxState<State>,
     caller: Caller<OAuthClientsWrite>,
     ApiPath(id): ApiPath<String>,
@@ -190,7 +191,7 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "A client id, `client_…`")),
     responses((status = 200, body = ClientOut), (status = 404, body = ErrorOut))
 )]
-pub async fn disable_client(
+pub(crate) async fn disable_client(
     AxState(state): AxState<State>,
     caller: Caller<OAuthClientsWrite>,
     ApiPath(id): ApiPath<String>,

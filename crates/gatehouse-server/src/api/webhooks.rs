@@ -7,15 +7,16 @@ use gatehouse_store::webhooks::{AttemptRecord, DeliveryRecord, EndpointRecord, E
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::dto::{ErrorOut, ListOut, ListQuery};
+use super::dto::{ListOut, ListQuery};
 use super::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson, State, WebhooksRead, WebhooksWrite};
 use crate::error::ApiError;
-use crate::webhooks::NewEndpoint;
+use crate::error::ErrorOut;
+use gatehouse_services::webhooks::NewEndpoint;
 
 /// Body of `POST /v1/webhook_endpoints`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateEndpointIn {
+pub(crate) struct CreateEndpointIn {
     /// Where events are POSTed (https; http only with the development switch).
     pub url: String,
     /// Event types to receive, or `["*"]`.
@@ -76,14 +77,14 @@ pub struct EndpointWithSecret {
 /// Body of `POST /v1/webhook_endpoints/{id}/roll_secret`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RollSecretIn {
+pub(crate) struct RollSecretIn {
     /// How long the old secret keeps signing, 0 … 604800 s. Default 86400 (24 h).
     pub overlap_secs: Option<i64>,
 }
 
 /// An event, with where it went.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventOut {
+pub(crate) struct EventOut {
     /// Always `event`.
     pub object: &'static str,
     pub id: String,
@@ -109,7 +110,7 @@ impl EventOut {
 
 /// One endpoint's delivery of an event.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryOut {
+pub(crate) struct DeliveryOut {
     pub endpoint_id: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
@@ -120,7 +121,7 @@ pub struct DeliveryOut {
 
 /// One attempt.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptOut {
+pub(crate) struct AttemptOut {
     pub endpoint_id: String,
     pub at: i64,
     pub status_code: Option<i64>,
@@ -132,7 +133,7 @@ pub struct AttemptOut {
 
 /// An event with its deliveries and attempts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventDetailOut {
+pub(crate) struct EventDetailOut {
     #[serde(flatten)]
     pub event: EventOut,
     pub deliveries: Vec<DeliveryOut>,
@@ -163,7 +164,7 @@ fn attempt_out(a: AttemptRecord) -> AttemptOut {
 /// Register an endpoint in the caller's environment. The signing secret is in this response only.
 #[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", security(("api_key" = [])), request_body = CreateEndpointIn,
     responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorOut), (status = 403, body = ErrorOut)))]
-pub async fn create_endpoint(
+pub(crate) async fn create_endpoint(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksWrite>,
     ApiJson(body): ApiJson<CreateEndpointIn>,
@@ -182,7 +183,7 @@ pub async fn create_endpoint(
 /// List the endpoints of the caller's environment, newest first.
 #[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks", security(("api_key" = [])), params(ListQuery),
     responses((status = 200, body = ListOut<EndpointOut>)))]
-pub async fn list_endpoints(
+pub(crate) async fn list_endpoints(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -194,7 +195,7 @@ pub async fn list_endpoints(
 /// Get one endpoint.
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn get_endpoint(
+pub(crate) async fn get_endpoint(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksRead>,
     ApiPath(id): ApiPath<String>,
@@ -206,7 +207,7 @@ pub async fn get_endpoint(
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/roll_secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), request_body(content = Option<RollSecretIn>),
     responses((status = 200, body = EndpointWithSecret), (status = 404, body = ErrorOut)))]
-pub async fn roll_secret(
+pub(crate) async fn roll_secret(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksWrite>,
     ApiPath(id): ApiPath<String>,
@@ -222,7 +223,7 @@ pub async fn roll_secret(
 /// Disable an endpoint: nothing is delivered to it until it is enabled again.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/disable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn disable_endpoint(
+pub(crate) async fn disable_endpoint(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksWrite>,
     ApiPath(id): ApiPath<String>,
@@ -238,7 +239,7 @@ pub async fn disable_endpoint(
 /// Enable an endpoint again; pending deliveries resume.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/enable", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), responses((status = 200, body = EndpointOut), (status = 404, body = ErrorOut)))]
-pub async fn enable_endpoint(
+pub(crate) async fn enable_endpoint(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksWrite>,
     ApiPath(id): ApiPath<String>,
@@ -253,7 +254,7 @@ pub async fn enable_endpoint(
 
 /// List the events of the caller's environment, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "webhooks", security(("api_key" = [])), params(ListQuery), responses((status = 200, body = ListOut<EventOut>)))]
-pub async fn list_events(
+pub(crate) async fn list_events(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -265,7 +266,7 @@ pub async fn list_events(
 /// Get one event with its deliveries and every attempt.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = EventDetailOut), (status = 404, body = ErrorOut)))]
-pub async fn get_event(
+pub(crate) async fn get_event(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksRead>,
     ApiPath(id): ApiPath<String>,
@@ -278,7 +279,7 @@ pub async fn get_event(
 
 /// Answer of a resend.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ResendOut {
+pub(crate) struct ResendOut {
     /// How many endpoints the event was queued for.
     pub queued: u64,
 }
@@ -286,7 +287,7 @@ pub struct ResendOut {
 /// Send an event again, now, to every enabled endpoint that wants its type (same event id).
 #[utoipa::path(post, path = "/v1/events/{id}/resend", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An event id, `evt_…`")), responses((status = 200, body = ResendOut), (status = 404, body = ErrorOut)))]
-pub async fn resend_event(
+pub(crate) async fn resend_event(
     AxState(state): AxState<State>,
     caller: Caller<WebhooksWrite>,
     ApiPath(id): ApiPath<String>,

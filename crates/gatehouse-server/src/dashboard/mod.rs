@@ -19,8 +19,8 @@ use gatehouse_core::Scope;
 use gatehouse_store::UserRecord;
 use serde::de::DeserializeOwned;
 
+use crate::state::AppState;
 use crate::web::{self, set_cookie, CSRF_COOKIE};
-use crate::AppState;
 
 /// The dashboard's routes, merged into the control plane's router.
 pub fn router() -> Router<Arc<AppState>> {

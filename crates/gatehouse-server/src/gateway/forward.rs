@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The pooled HTTP client to upstreams.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
 
 pub fn client() -> UpstreamClient {
     let mut connector = HttpConnector::new();
@@ -122,7 +122,7 @@ fn folds_to_ours(name: &[u8]) -> bool {
 
 /// Whether a client-sent header must not reach the upstream. `trusted_peer`: the connection came
 /// from a configured trusted proxy, whose addressing headers are passed on.
-pub fn is_stripped(name: &HeaderName, trusted_peer: bool) -> bool {
+pub(crate) fn is_stripped(name: &HeaderName, trusted_peer: bool) -> bool {
     let n = name.as_str().as_bytes();
     folds_to_ours(n)
         || STRIPPED.iter().any(|s| folded_eq(n, s))
@@ -131,7 +131,7 @@ pub fn is_stripped(name: &HeaderName, trusted_peer: bool) -> bool {
 
 /// Removes hop-by-hop headers, including those named by `Connection`. Called on a request before
 /// Gatehouse sets its own headers, so `Connection: X-Forwarded-For, Host` cannot remove them.
-pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -155,7 +155,7 @@ fn tokens<'a>(h: &'a HeaderMap, name: header::HeaderName) -> impl Iterator<Item 
 /// and `Upgrade: websocket`. This is the only protocol switch the gateway forwards (SPEC §11); any
 /// other `Upgrade` (`h2c` above all, which would let one public request carry private HTTP/2 streams
 /// past the decision) is removed with the other hop-by-hop headers.
-pub fn is_websocket_upgrade(method: &http::Method, h: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_upgrade(method: &http::Method, h: &HeaderMap) -> bool {
     method == http::Method::GET
         && tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
         && tokens(h, header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket"))
@@ -163,7 +163,7 @@ pub fn is_websocket_upgrade(method: &http::Method, h: &HeaderMap) -> bool {
 
 /// Removes every `Set-Cookie` of the upstream's response that names one of Gatehouse's cookies
 /// (compared case-insensitively), so an app cannot plant or clear a session or CSRF cookie.
-pub fn drop_our_set_cookies(h: &mut HeaderMap, ours: &[&str]) {
+pub(crate) fn drop_our_set_cookies(h: &mut HeaderMap, ours: &[&str]) {
     let is_ours = |v: &HeaderValue| {
         let name = v.as_bytes().split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
         ours.iter().any(|o| name.eq_ignore_ascii_case(o.as_bytes()))
@@ -320,7 +320,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 
 /// Serves a file of a static micro. `path` is normalized (no `..`), and the resolved file must stay
 /// inside `root` even through symlinks.
-pub async fn serve_static(root: &Path, path: &str) -> Response<Body> {
+pub(crate) async fn serve_static(root: &Path, path: &str) -> Response<Body> {
     let not_found = || {
         let mut r = Response::new(Body::from("Not found"));
         *r.status_mut() = StatusCode::NOT_FOUND;

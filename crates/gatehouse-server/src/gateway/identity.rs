@@ -10,15 +10,15 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
 
-use super::assertion::{AssertionSigner, Claims, LIFETIME};
 use super::GatewayApp;
-use crate::oauth::ActiveToken;
-use crate::sessions::ActiveSession;
-use crate::verifier::CachedKey;
+use gatehouse_services::assertion::{AssertionSigner, Claims, LIFETIME};
+use gatehouse_services::oauth::ActiveToken;
+use gatehouse_services::sessions::ActiveSession;
+use gatehouse_services::verifier::CachedKey;
 
 /// Who the request was authenticated as.
 #[derive(Clone)]
-pub enum Identity {
+pub(crate) enum Identity {
     Public,
     Key(Arc<CachedKey>),
     Session(Arc<ActiveSession>),
@@ -38,7 +38,7 @@ impl Identity {
 }
 
 /// Ready header lists.
-pub type Headers = Arc<[(HeaderName, HeaderValue)]>;
+pub(crate) type Headers = Arc<[(HeaderName, HeaderValue)]>;
 
 struct Entry {
     /// Holds the credential, so its address cannot be reused by another one while the entry lives.
@@ -54,7 +54,7 @@ struct Entry {
 const MAX_ENTRIES: usize = 10_000;
 
 /// Identity headers by (credential, app).
-pub struct IdentityHeaders {
+pub(crate) struct IdentityHeaders {
     entries: Mutex<HashMap<(usize, usize), Entry>>,
     /// What every public request carries (the same for all, built once).
     public: Headers,
@@ -81,7 +81,7 @@ fn name(n: &'static str) -> HeaderName {
 
 impl IdentityHeaders {
     /// The headers for `identity` at `app` at unix time `now`.
-    pub fn get(&self, identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i64) -> Headers {
+    pub(crate) fn get(&self, identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i64) -> Headers {
         let Some((addr, _)) = identity.address() else {
             return self.public.clone();
         };

@@ -2,7 +2,6 @@
 //! `/__gatehouse/…`, path → micro, decide, authenticate, authorize, rate limit, upstream request,
 //! forward), each able to answer early; the decision itself is the pure `gatehouse_core::gateway::decide`.
 
-pub mod assertion;
 pub mod forward;
 mod identity;
 mod phases;
@@ -27,8 +26,8 @@ use self::identity::IdentityHeaders;
 use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
 use crate::pages;
+use crate::state::AppState;
 use crate::web::{self, cookies, csrf_token, message, page, redirect, set_cookie, CSRF_COOKIE};
-use crate::AppState;
 
 /// Where a micro's requests go.
 #[derive(Clone, Debug)]
@@ -75,11 +74,6 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(state: Arc<AppState>, config: GatewayConfig) -> Arc<Self> {
         Arc::new(Self { state, config, client: forward::client(), identity_headers: IdentityHeaders::default() })
-    }
-
-    /// Every host the gateway serves (for `return_to` checks).
-    pub fn hosts(&self) -> Vec<String> {
-        self.config.apps.iter().flat_map(|a| a.hosts.iter().cloned()).collect()
     }
 
     /// The gateway's router: one handler for every path. It sets the request context itself (request
@@ -199,7 +193,7 @@ impl<'a> Ctx<'a> {
             url.push('?');
             url.push_str(q);
         }
-        let (nonce, hash) = crate::sessions::new_token();
+        let (nonce, hash) = gatehouse_services::sessions::new_token();
         let mut resp = redirect(
             StatusCode::FOUND,
             &format!("{}/login?return_to={}&state={}", self.state().web.cp_origin, url_encode(&url), hash.to_hex()),
@@ -218,8 +212,11 @@ async fn handle(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<S
     if let Some(class) = usage_outcome(outcome.allowed, resp.status()).filter(|_| !outcome.app.is_empty()) {
         gw.state.usage.record(&outcome.app, outcome.credential.as_ref().map(Credential::usage), class);
     }
-    let labels =
-        crate::metrics::GatewayLabels { app: outcome.app, decision: outcome.decision, status: resp.status().as_u16() };
+    let labels = gatehouse_services::metrics::GatewayLabels {
+        app: outcome.app,
+        decision: outcome.decision,
+        status: resp.status().as_u16(),
+    };
     gw.state.metrics.gateway_requests.get_or_create(&labels).inc();
     resp
 }
@@ -235,15 +232,15 @@ struct Outcome {
 }
 
 pub(super) enum Credential {
-    Key(Arc<crate::verifier::CachedKey>),
-    OAuth(Arc<crate::oauth::ActiveToken>),
+    Key(Arc<gatehouse_services::verifier::CachedKey>),
+    OAuth(Arc<gatehouse_services::oauth::ActiveToken>),
 }
 
 impl Credential {
-    fn usage(&self) -> crate::usage::CredentialRef<'_> {
+    fn usage(&self) -> gatehouse_services::usage::CredentialRef<'_> {
         match self {
-            Credential::Key(k) => crate::usage::CredentialRef::ApiKey(&k.record.id),
-            Credential::OAuth(t) => crate::usage::CredentialRef::OAuthClient(&t.record.client_id),
+            Credential::Key(k) => gatehouse_services::usage::CredentialRef::ApiKey(&k.record.id),
+            Credential::OAuth(t) => gatehouse_services::usage::CredentialRef::OAuthClient(&t.record.client_id),
         }
     }
 }
@@ -328,7 +325,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             let back = if web::safe_local_path(&q.return_to) { q.return_to.clone() } else { "/".into() };
             let states: Vec<&str> = cookies(req.headers(), web::STATE_COOKIE).collect();
             match state.sessions.redeem_ticket(&q.ticket, &ctx.host, &states).await {
-                Ok(crate::sessions::Redeemed::Session(cookie)) => {
+                Ok(gatehouse_services::sessions::Redeemed::Session(cookie)) => {
                     let mut resp = redirect(StatusCode::FOUND, &back);
                     let max_age = state.sessions.cfg.absolute.as_secs() as i64;
                     resp.headers_mut().append(
@@ -339,10 +336,10 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                     resp.headers_mut().append(header::SET_COOKIE, web::state_cookie("", 0, secure));
                     resp
                 }
-                Ok(crate::sessions::Redeemed::OtherBrowser) => {
+                Ok(gatehouse_services::sessions::Redeemed::OtherBrowser) => {
                     page(StatusCode::BAD_REQUEST, &pages::OtherBrowser { title: "Sign in", back: &back })
                 }
-                Ok(crate::sessions::Redeemed::Invalid) => message(
+                Ok(gatehouse_services::sessions::Redeemed::Invalid) => message(
                     StatusCode::BAD_REQUEST,
                     "Sign in",
                     "This sign-in link has expired or was already used. Open the app again to sign in.",
@@ -368,7 +365,7 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             let existing = cookies(req.headers(), CSRF_COOKIE).find(|c| c.len() == 43).map(str::to_owned);
             let (cookie, fresh) = match existing {
                 Some(c) => (c, false),
-                None => (crate::sessions::new_token().0, true),
+                None => (gatehouse_services::sessions::new_token().0, true),
             };
             // Bound to this browser's app session when it has one, so the form only ends that session.
             let live =

@@ -18,10 +18,10 @@ use super::identity::Identity;
 use super::{is_own_origin, request_authority, Ctx, GatewayApp, GatewayConfig, Upstream};
 use crate::credentials::{self, check_rate, RateSubject, TokenTarget};
 use crate::error::ApiError;
-use crate::oauth::ActiveToken;
-use crate::sessions::ActiveSession;
-use crate::verifier::CachedKey;
 use crate::web::{self, cookies, CSRF_COOKIE};
+use gatehouse_services::oauth::ActiveToken;
+use gatehouse_services::sessions::ActiveSession;
+use gatehouse_services::verifier::CachedKey;
 
 /// Host → app. One authority only (SPEC §11): two `Host`s, or an absolute-form target or h2
 /// `:authority` naming another host than `Host`, would let the upstream see a host we did not choose.
@@ -596,7 +596,7 @@ micros:
             ("GET", "/", vec![], false, "refused", false),
             ("GET", "/api/x", vec![("x-space-app-key", key)], false, "refused", false),
         ];
-        let cookie = crate::sessions::SessionConfig::default().cookie_name;
+        let cookie = gatehouse_services::sessions::SessionConfig::default().cookie_name;
         for (i, (method, path, headers, browser, label, ours)) in rows.into_iter().enumerate() {
             let req = request(method, path, &headers.iter().map(|(n, v)| (*n, *v)).collect::<Vec<_>>());
             let path = NormalizedPath::parse(path).unwrap();

@@ -20,19 +20,19 @@ use gatehouse_store::oauth::{
 use gatehouse_store::UserRecord;
 
 use super::error::{no_store, OAuthError};
-use super::{new_code, requested_scopes};
-use crate::api::ApiPath;
 use crate::error::masked;
+use crate::extract::ApiPath;
 use crate::login::{csrf_cookie, current_login, is_https, unavailable, url_encode};
 use crate::pages;
-use crate::service::RequestMeta;
+use crate::state::AppState;
 use crate::web::{cookies, csrf_ok_for, csrf_token_for, message, page, redirect, set_cookie, CSRF_COOKIE};
-use crate::AppState;
+use gatehouse_services::audit::RequestMeta;
+use gatehouse_services::oauth::{new_code, requested_scopes};
 
 type St = State<Arc<AppState>>;
 
 /// Parameters of a form or query string. A parameter given twice is refused (RFC 6749 §3.1, §3.2).
-pub fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
+pub(crate) fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(raw).map_err(|_| "the parameters are not valid form encoding".to_owned())?;
     let mut out = HashMap::with_capacity(pairs.len());
@@ -132,7 +132,7 @@ fn check_authz(p: &HashMap<String, String>, client: Option<ClientRecord>) -> Res
 /// Keeps the scopes the signed-in user's role lets them delegate (SPEC §12): an app gets no more of
 /// the management API than the person using it has. Nothing left is `invalid_scope`.
 fn narrow_to_role(a: &mut Authz, user: &UserRecord) -> Result<(), AuthzFail> {
-    a.scopes = super::delegable(user, &a.scopes);
+    a.scopes = gatehouse_services::oauth::delegable(user, &a.scopes);
     if a.scopes.is_empty() {
         let description = format!("your account's role ({}) cannot authorize any of the requested scopes", user.role);
         return Err(AuthzFail::Redirect {
@@ -180,9 +180,9 @@ async fn load_client(state: &AppState, p: &HashMap<String, String>) -> Result<Op
     let Some(id) = p.get("client_id") else { return Ok(None) };
     match state.oauth.get_client(id).await {
         Ok(c) if c.disabled_at.is_none() => Ok(Some(c)),
-        Ok(_) | Err(crate::service::ServiceError::NotFound(_)) | Err(crate::service::ServiceError::Invalid(_)) => {
-            Ok(None)
-        }
+        Ok(_)
+        | Err(gatehouse_services::ServiceError::NotFound(_))
+        | Err(gatehouse_services::ServiceError::Invalid(_)) => Ok(None),
         Err(e) => Err(unavailable(e)),
     }
 }
@@ -259,7 +259,7 @@ fn consent_page(
 }
 
 /// `GET /oauth/authorize`.
-pub async fn authorize_get(
+pub(crate) async fn authorize_get(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -326,7 +326,7 @@ pub async fn authorize_get(
 }
 
 /// `POST /oauth/authorize`: the consent form's answer.
-pub async fn authorize_post(
+pub(crate) async fn authorize_post(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -407,7 +407,7 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// The authenticated client of a token/revoke/introspect request.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     p: &HashMap<String, String>,
@@ -470,7 +470,7 @@ fn json_no_store(status: StatusCode, value: impl serde::Serialize) -> Response {
 // ---- /oauth/token --------------------------------------------------------------------------------
 
 /// `POST /oauth/token`.
-pub async fn token(
+pub(crate) async fn token(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -511,7 +511,7 @@ async fn code_grant(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     let code = required(p, "code")?;
     let verifier =
         required(p, "code_verifier").map_err(|_| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
@@ -549,7 +549,7 @@ async fn code_grant(
         _ => return Err(bad()),
     };
     // What the user and client may still grant now, not only when the code was issued.
-    let scopes = super::still_allowed(&rec.scopes, client, Some(&user));
+    let scopes = gatehouse_services::oauth::still_allowed(&rec.scopes, client, Some(&user));
     if scopes.is_empty() {
         return Err(bad());
     }
@@ -594,7 +594,7 @@ async fn refresh_grant(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     let presented = required(p, "refresh_token")?;
     let hash = KeyHash::of(presented);
     let bad = || {
@@ -613,7 +613,7 @@ async fn refresh_grant(
     };
     // A scope removed from the client, or no longer delegable by the user's role, is gone from the
     // grant from this refresh on (the new refresh token carries the narrowed set).
-    let current = super::still_allowed(&rec.scopes, client, user.as_ref());
+    let current = gatehouse_services::oauth::still_allowed(&rec.scopes, client, user.as_ref());
     if current.is_empty() {
         return Err(OAuthError::invalid_grant(
             "None of this authorization's scopes is still allowed for this client; the user must authorize again.",
@@ -676,7 +676,7 @@ async fn client_credentials(
     peer: SocketAddr,
     client: &ClientRecord,
     p: &HashMap<String, String>,
-) -> Result<super::TokenResponse, OAuthError> {
+) -> Result<gatehouse_services::oauth::TokenResponse, OAuthError> {
     if !client.confidential {
         return Err(OAuthError::new("unauthorized_client", "a public client cannot use client_credentials"));
     }
@@ -700,7 +700,7 @@ async fn client_credentials(
 // ---- /oauth/revoke -------------------------------------------------------------------------------
 
 /// `POST /oauth/revoke` (RFC 7009). Unknown tokens and other clients' tokens answer 200 and change nothing.
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -759,7 +759,7 @@ pub async fn revoke(
 
 /// `POST /oauth/introspect` (RFC 7662). A client sees its own tokens; a management key with
 /// `oauth_clients:read` sees every token of the workspace. Anything else about a token is `{"active": false}`.
-pub async fn introspect(
+pub(crate) async fn introspect(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -793,7 +793,7 @@ async fn introspect_inner(
             let ctx = VerifyContext { environment: parsed.environment, ip: Some(ip), app: None, scope: Some(&scope) };
             match state.verifier.verify(key, &ctx).await {
                 Ok(_) => (None, Some(parsed.environment)),
-                Err(crate::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
+                Err(gatehouse_services::verifier::VerifyError::Unavailable) => return Err(OAuthError::unavailable()),
                 Err(_) => return Err(OAuthError::invalid_client()),
             }
         }
@@ -832,7 +832,7 @@ async fn introspect_inner(
     if let Some(env) = key_env {
         match state.oauth.get_client(&r.client_id).await {
             Ok(c) if c.environment == env => {}
-            Err(crate::service::ServiceError::Store(e)) => return Err(e.into()),
+            Err(gatehouse_services::ServiceError::Store(e)) => return Err(e.into()),
             _ => return Ok(inactive),
         }
     }
@@ -846,7 +846,7 @@ async fn introspect_inner(
 // ---- metadata ------------------------------------------------------------------------------------
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
-pub async fn metadata(State(state): St) -> Response {
+pub(crate) async fn metadata(State(state): St) -> Response {
     let o = &state.web.cp_origin;
     let doc = serde_json::json!({
         "issuer": o,
@@ -876,7 +876,7 @@ pub async fn metadata(State(state): St) -> Response {
 /// whose consent is remembered is listed, with or without live tokens, since a remembered consent is
 /// what skips the consent screen: what is listed is exactly what is skipped, and withdrawing it here
 /// forgets the consent and revokes the tokens.
-pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
+pub(crate) async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response {
     let user = match current_login(&state, &headers).await {
         Ok(Some(login)) => login.user.clone(),
         Ok(None) => {
@@ -921,7 +921,7 @@ pub async fn my_authorizations(State(state): St, headers: HeaderMap) -> Response
 
 /// `DELETE /v1/me/authorizations/{client_id}`: withdraws consent and revokes every token of that app
 /// for the signed-in user. DELETE is never sent cross-site with a SameSite=Lax cookie, so no CSRF token is needed.
-pub async fn withdraw_authorization(
+pub(crate) async fn withdraw_authorization(
     State(state): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -936,7 +936,7 @@ pub async fn withdraw_authorization(
     };
     let client = match state.oauth.get_client(&client_id).await {
         Ok(c) => c,
-        Err(crate::service::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
+        Err(gatehouse_services::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
         Err(_) => {
             return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
         }

@@ -9,32 +9,32 @@ use gatehouse_store::StoreError;
 
 /// One OAuth error.
 #[derive(Debug)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     pub code: &'static str,
     pub description: String,
 }
 
 impl OAuthError {
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, description: impl Into<String>) -> Self {
         Self { code, description: description.into() }
     }
-    pub fn invalid_request(d: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(d: impl Into<String>) -> Self {
         Self::new("invalid_request", d)
     }
-    pub fn invalid_client() -> Self {
+    pub(crate) fn invalid_client() -> Self {
         Self::new(
             "invalid_client",
             "Client authentication failed: unknown client, wrong secret, or a method this client may not use.",
         )
     }
-    pub fn invalid_grant(d: impl Into<String>) -> Self {
+    pub(crate) fn invalid_grant(d: impl Into<String>) -> Self {
         Self::new("invalid_grant", d)
     }
-    pub fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self::new("temporarily_unavailable", "Storage is temporarily unavailable; nothing was issued. Retry shortly.")
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self.code {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +79,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
-pub fn no_store(h: &mut http::HeaderMap) {
+pub(crate) fn no_store(h: &mut http::HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }

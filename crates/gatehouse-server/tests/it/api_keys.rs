@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_core::Environment;
-use gatehouse_server::service::{Actor, RequestMeta};
+use gatehouse_services::audit::{Actor, RequestMeta};
 use gatehouse_store::testing::Backend;
 use serde_json::json;
 
@@ -65,12 +65,12 @@ async fn verify_reports_every_code_in_order(b: Backend) {
     let (_, test_key) = app.cli_key(sk(Environment::Test)).await;
     let (_, orders) = app.cli_key(rk(Environment::Live, &["orders:write"])).await;
     let (_, ipkey) = app
-        .cli_key(gatehouse_server::service::NewKey { ip_allowlist: vec!["10.0.0.0/8".into()], ..sk(Environment::Live) })
+        .cli_key(gatehouse_services::keys::NewKey { ip_allowlist: vec!["10.0.0.0/8".into()], ..sk(Environment::Live) })
         .await;
     let (_, appkey) =
-        app.cli_key(gatehouse_server::service::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
+        app.cli_key(gatehouse_services::keys::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
     let (_, limited) = app
-        .cli_key(gatehouse_server::service::NewKey {
+        .cli_key(gatehouse_services::keys::NewKey {
             rate_limit: Some(gatehouse_core::RateLimitOverride { limit: 1, window_secs: 60 }),
             ..sk(Environment::Live)
         })
@@ -79,7 +79,7 @@ async fn verify_reports_every_code_in_order(b: Backend) {
     let last = bad_checksum.pop().unwrap();
     bad_checksum.push(if last == 'a' { 'b' } else { 'a' });
     let unknown =
-        gatehouse_core::apikey::generate(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
+        gatehouse_services::ids::new_key(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
 
     let rows = [
         (json!({"key": plain}), (true, "valid")),
@@ -135,7 +135,7 @@ async fn roll_keeps_the_old_key_for_the_grace_period(b: Backend) {
 story!(rate_limit_answers_429_with_headers_after_auth);
 async fn rate_limit_answers_429_with_headers_after_auth(b: Backend) {
     let app = TestApp::new(b).await;
-    let limited = gatehouse_server::service::NewKey {
+    let limited = gatehouse_services::keys::NewKey {
         rate_limit: Some(gatehouse_core::RateLimitOverride { limit: 2, window_secs: 60 }),
         ..rk(Environment::Live, &["keys:read"])
     };

@@ -2,7 +2,7 @@
 //! never stronger than itself, and a credential of one environment cannot reach the other.
 
 use gatehouse_core::{Environment, RateLimitOverride, Timestamp};
-use gatehouse_server::service::NewKey;
+use gatehouse_services::keys::NewKey;
 use gatehouse_store::testing::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -329,7 +329,7 @@ async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let unknown =
-        gatehouse_core::apikey::generate(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
+        gatehouse_services::ids::new_key(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);
     for (what, key) in [
         ("revoked", revoked_secret.as_str()),
         ("expired", expiring.as_str()),
@@ -468,7 +468,7 @@ async fn people_env(b: Backend) -> crate::oauth::Env {
     let mut body = crate::oauth::client_body("confidential");
     body["scopes"] = json!(["orders:read", "keys:read", "keys:write"]);
     let e = crate::oauth::env_with(b, crate::oauth::oauth_config(std::time::Duration::from_millis(300)), body).await;
-    let users = gatehouse_server::users::Users::new(
+    let users = gatehouse_services::users::Users::new(
         std::sync::Arc::new(e.gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
         "default".into(),
     );
@@ -550,7 +550,7 @@ async fn owner_token_mints_keys_that_end_with_the_token(b: Backend) {
 // A scope removed from a client is gone from its existing grants at the next refresh.
 story!(removed_client_scope_is_not_refreshed_forever);
 async fn removed_client_scope_is_not_refreshed_forever(b: Backend) {
-    use gatehouse_server::oauth::{ConfiguredClient, NewClient};
+    use gatehouse_services::oauth::{ConfiguredClient, NewClient};
     let e = crate::oauth::env(b).await; // client scopes: orders:read orders:write keys:read
     let br = Browser::new();
     let p = pkce();
@@ -703,7 +703,7 @@ story!(key_reads_only_its_environments_audit_entries);
 async fn key_reads_only_its_environments_audit_entries(b: Backend) {
     let app = TestApp::new(b).await;
     let (_, test_sk) = app.cli_key(crate::sk(Environment::Test)).await;
-    let users = gatehouse_server::users::Users::new(
+    let users = gatehouse_services::users::Users::new(
         std::sync::Arc::new(app.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
         "default".into(),
     );

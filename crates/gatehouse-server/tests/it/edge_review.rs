@@ -483,7 +483,7 @@ async fn edge_h2_slowloris_header_blocks_do_not_hold_a_connection() {
 async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused() {
     let (up, heads) = websocket_upstream().await;
     let gw = Gw::start_full(Backend::Sqlite, Some(up), None, Duration::from_secs(5), test_config()).await;
-    let users = gatehouse_server::users::Users::new(
+    let users = gatehouse_services::users::Users::new(
         std::sync::Arc::new(gw.cp.store.clone()) as std::sync::Arc<dyn gatehouse_store::Store>,
         "default".into(),
     );

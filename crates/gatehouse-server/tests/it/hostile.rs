@@ -57,13 +57,13 @@ async fn hostile_requests_get_clear_errors_and_write_nothing(b: Backend) {
     let (_, test_admin) = app.cli_key(sk(Environment::Test)).await;
     let (_, reader) = app.cli_key(rk(Environment::Live, &["keys:read"])).await;
     let (_, ip_key) = app
-        .cli_key(gatehouse_server::service::NewKey {
+        .cli_key(gatehouse_services::keys::NewKey {
             ip_allowlist: vec!["192.0.2.0/24".into()],
             ..sk(Environment::Live)
         })
         .await;
     let (_, app_key) =
-        app.cli_key(gatehouse_server::service::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
+        app.cli_key(gatehouse_services::keys::NewKey { app: Some("shop".into()), ..sk(Environment::Live) }).await;
     let mut bad_checksum = app.admin.clone();
     let last = bad_checksum.pop().unwrap();
     bad_checksum.push(if last == 'z' { 'y' } else { 'z' });

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use gatehouse_core::ratelimit::Quota;
 use gatehouse_core::{Environment, RateLimitOverride, SecretString};
-use gatehouse_server::limiter::{RateLimiter, SharedHealth};
 use gatehouse_server::App;
+use gatehouse_services::limiter::{RateLimiter, SharedHealth};
 use gatehouse_store::testing::Backend;
 use gatehouse_store::Store;
 use reqwest::StatusCode;
@@ -26,7 +26,7 @@ struct Prefix(String);
 
 impl Prefix {
     fn new() -> Self {
-        Self(format!("gatehouse-test:{}:", gatehouse_core::id::new_id("rl", gatehouse_core::Timestamp::now().0)))
+        Self(format!("gatehouse-test:{}:", gatehouse_services::ids::new_id_now("rl")))
     }
 }
 
@@ -170,7 +170,7 @@ async fn two_control_planes_share_a_key_rate_limit_through_redis(backend: Backen
         let _ = stopped.await;
     }));
     let (rec, key) = a
-        .cli_key(gatehouse_server::service::NewKey {
+        .cli_key(gatehouse_services::keys::NewKey {
             rate_limit: Some(RateLimitOverride { limit: 4, window_secs: 60 }),
             ..sk(Environment::Live)
         })

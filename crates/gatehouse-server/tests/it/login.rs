@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_server::users::Users;
+use gatehouse_services::users::Users;
 use gatehouse_store::testing::Backend;
 use gatehouse_store::Store;
 use reqwest::StatusCode;
@@ -220,7 +220,7 @@ async fn setup_link_creates_the_owner_once() {
     let br = Browser::new();
     let (s, _, _) = br.get(&gw.cp.url("/setup?token=guess")).await;
     assert_eq!(s, 404, "no setup without the printed token");
-    let token = gatehouse_server::sessions::new_token().0;
+    let token = gatehouse_services::sessions::new_token().0;
     *gw.cp.state.web.setup_token.lock() = Some(token.clone());
     let (s, _, form) = br.get(&gw.cp.url(&format!("/setup?token={token}"))).await;
     assert_eq!(s, 200);
@@ -245,7 +245,7 @@ async fn setup_link_creates_the_owner_once() {
 /// A browser holding a valid setup link and its form's CSRF token, on `app`.
 async fn setup_form(app: &crate::TestApp) -> (Browser, String, String) {
     let br = Browser::new();
-    let token = gatehouse_server::sessions::new_token().0;
+    let token = gatehouse_services::sessions::new_token().0;
     *app.state.web.setup_token.lock() = Some(token.clone());
     let (s, _, form) = br.get(&app.url(&format!("/setup?token={token}"))).await;
     assert_eq!(s, 200);
@@ -438,12 +438,12 @@ async fn throttle_race_a_concurrent_burst_of_wrong_passwords_spends_only_the_all
     // A different account from another address is untouched by this account's lock.
     let cfg_check =
         gw.cp.state.users.sign_in("nobody@example.com", "x", Some("203.0.113.9".parse().unwrap())).await.unwrap();
-    assert!(matches!(cfg_check, gatehouse_server::users::SignIn::Wrong), "{cfg_check:?}");
+    assert!(matches!(cfg_check, gatehouse_services::users::SignIn::Wrong), "{cfg_check:?}");
 }
 
 story!(throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_database);
 async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_database(b: Backend) {
-    use gatehouse_server::users::SignIn;
+    use gatehouse_services::users::SignIn;
     let gw = with_owner(b).await;
     let ip = Some("198.51.100.7".parse().unwrap());
     // Node A takes three failures, node B (its own state, same database) two more.
@@ -1003,7 +1003,7 @@ async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
     let gw = with_owner(Backend::Sqlite).await;
     let users = &gw.cp.state.users;
     assert_eq!(users.hash_buffers_held(), 0);
-    assert!(matches!(users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), gatehouse_server::users::SignIn::Ok(_)));
+    assert!(matches!(users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), gatehouse_services::users::SignIn::Ok(_)));
     assert_eq!(users.hash_buffers_held(), 1, "kept for the next attempt");
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     assert_eq!(users.hash_buffers_held(), 0, "an idle server keeps no Argon2 memory");
@@ -1011,7 +1011,7 @@ async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
 
 story!(throttle_a_success_costs_the_address_nothing_and_resets_the_account);
 async fn throttle_a_success_costs_the_address_nothing_and_resets_the_account(b: Backend) {
-    use gatehouse_server::users::SignIn;
+    use gatehouse_services::users::SignIn;
     let gw = with_owner(b).await;
     let users = &gw.cp.state.users;
     let ip = Some("198.51.100.20".parse().unwrap());

@@ -11,6 +11,7 @@ mod input_rejection;
 mod limits_redis;
 mod login;
 mod logs;
+mod module_graph;
 mod no_html_in_rs;
 mod oauth;
 mod openapi;
@@ -26,8 +27,9 @@ use std::time::Duration;
 
 use gatehouse_core::{Environment, KeyKind, KeyRecord, Timestamp};
 use gatehouse_server::config::ServerConfig;
-use gatehouse_server::service::{Actor, KeyService, NewKey, RequestMeta};
 use gatehouse_server::App;
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::keys::{KeyService, NewKey};
 use gatehouse_store::testing::{Backend, TestDb};
 use gatehouse_store::{KeyFilter, KeyStore, PageRequest, SqlStore, Store};
 use reqwest::header::HeaderMap;
@@ -60,7 +62,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin: String,
     pub config: ServerConfig,
-    pub state: Arc<gatehouse_server::AppState>,
+    pub state: Arc<gatehouse_server::state::AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 

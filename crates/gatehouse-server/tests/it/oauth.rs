@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_server::users::Users;
 use gatehouse_server::ServerConfig;
+use gatehouse_services::users::Users;
 use gatehouse_store::testing::Backend;
 use gatehouse_store::{AuditStore, PageRequest, Store};
 use reqwest::StatusCode;
@@ -173,8 +173,8 @@ pub struct Pkce {
 }
 
 pub fn pkce() -> Pkce {
-    let verifier = format!("{}{}", gatehouse_server::sessions::new_token().0, "-verifier.~");
-    let challenge = gatehouse_server::oauth::s256(&verifier);
+    let verifier = format!("{}{}", gatehouse_services::sessions::new_token().0, "-verifier.~");
+    let challenge = gatehouse_services::oauth::s256(&verifier);
     Pkce { verifier, challenge }
 }
 

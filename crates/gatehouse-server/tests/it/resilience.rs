@@ -20,7 +20,7 @@ async fn storage_down_is_503_never_valid(b: Backend) {
     // Past the staleness bound the cache is not trusted, so the answer must come from (dead) storage.
     tokio::time::sleep(app.config.cache.max_staleness + Duration::from_millis(300)).await;
     let unknown =
-        gatehouse_core::apikey::generate(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
+        gatehouse_services::ids::new_key(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
     for k in [key.as_str(), unknown.expose()] {
         let (s, _, body) = app.call("GET", "/v1/keys", Some(k), None).await;
         assert_eq!((s.as_u16(), code(&body)), (503, "service_unavailable"), "{body}");

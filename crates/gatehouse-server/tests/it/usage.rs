@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::{Environment, RateLimitOverride, Timestamp};
-use gatehouse_server::service::NewKey;
-use gatehouse_server::usage::{Clock, CredentialRef, UsageCollector, UsageConfig};
+use gatehouse_services::keys::NewKey;
+use gatehouse_services::usage::{Clock, CredentialRef, UsageCollector, UsageConfig};
 use gatehouse_store::testing::{Backend, TestDb};
 use gatehouse_store::usage::{
     CredentialKind, Resolution, UsageCounts, UsageCredential, UsageOutcome, UsageStore, UsageSubject,

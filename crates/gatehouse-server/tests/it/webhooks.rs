@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use gatehouse_core::Timestamp;
-use gatehouse_server::webhooks::worker::{Clock, Worker};
+use gatehouse_server::delivery::http_worker;
+use gatehouse_services::webhooks::worker::{Clock, Worker};
 use gatehouse_store::testing::Backend;
 use gatehouse_store::{Store, WebhookStore};
 use serde_json::{json, Value};
@@ -132,7 +133,7 @@ async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
     assert_eq!(before, 2, "the admin key's and this key's key.created");
     // The same hash again: the insert fails, and with it the audit entry and the event.
     let audit = gatehouse_store::AuditEntry {
-        id: gatehouse_core::id::new_id("aud", 1),
+        id: gatehouse_services::ids::new_id("aud", gatehouse_core::Timestamp(1)),
         workspace: "default".into(),
         environment: Some(gatehouse_core::Environment::Live),
         at: Timestamp::now(),
@@ -145,7 +146,7 @@ async fn a_change_that_rolls_back_emits_no_event(b: Backend) {
         details: json!({}),
     };
     let mut dup = rec.clone();
-    dup.id = gatehouse_core::id::new_id("key", 2);
+    dup.id = gatehouse_services::ids::new_id("key", gatehouse_core::Timestamp(2));
     assert!(gatehouse_store::KeyStore::insert_key(&app.store, &dup, &audit).await.is_err());
     let after = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap().items.len();
     assert_eq!(before, after, "no event for a change that rolled back");
@@ -169,7 +170,7 @@ async fn retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attemp
     let (_, secret) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
     app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "retry"}))).await;
     let (clock, now) = manual_clock(Timestamp::now().0);
-    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
+    let worker = http_worker(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
     assert_eq!(worker.run_once().await.unwrap(), 1, "the first attempt is immediate");
     assert_eq!(worker.run_once().await.unwrap(), 0, "nothing due until the first retry delay (5 s ± 20 %)");
     now.fetch_add(3_900, Ordering::SeqCst);
@@ -347,7 +348,7 @@ async fn the_ssrf_guard_still_refuses_at_delivery(b: Backend) {
     let app = TestApp::with_config(b, cfg.clone()).await;
     let (addr, seen) = receiver(vec![]).await;
     let port = addr.port();
-    let lax = gatehouse_server::webhooks::WebhookService::new(
+    let lax = gatehouse_services::webhooks::WebhookService::new(
         Arc::new(app.store.clone()),
         "default".into(),
         dev_config(false).webhooks,
@@ -357,20 +358,20 @@ async fn the_ssrf_guard_still_refuses_at_delivery(b: Backend) {
         format!("https://[::ffff:127.0.0.1]:{port}/"),
         format!("https://localhost:{port}/"),
     ] {
-        let new = gatehouse_server::webhooks::NewEndpoint {
+        let new = gatehouse_services::webhooks::NewEndpoint {
             url,
             event_types: vec!["key.created".into()],
             ..Default::default()
         };
-        lax.create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
+        lax.create(&gatehouse_services::audit::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
             .await
             .unwrap();
     }
     let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
-    let worker = Worker::new(
+    let worker = http_worker(
         Arc::new(app.store.clone()) as Arc<dyn Store>,
         cfg.webhooks.clone(),
-        gatehouse_server::webhooks::worker::system_clock(),
+        gatehouse_services::webhooks::worker::system_clock(),
     );
     assert_eq!(worker.run_once().await.unwrap(), 3);
     let events = app
@@ -459,15 +460,15 @@ async fn two_workers_never_deliver_the_same_attempt_twice(b: Backend) {
     let mut cfg = dev_config(false).webhooks;
     cfg.concurrency = 7;
     // Two nodes: separate connections to the same database.
-    let w1 = Arc::new(Worker::new(
+    let w1 = Arc::new(http_worker(
         Arc::new(app.store.clone()) as Arc<dyn Store>,
         cfg.clone(),
-        gatehouse_server::webhooks::worker::system_clock(),
+        gatehouse_services::webhooks::worker::system_clock(),
     ));
-    let w2 = Arc::new(Worker::new(
+    let w2 = Arc::new(http_worker(
         Arc::new(app.db.store().await) as Arc<dyn Store>,
         cfg,
-        gatehouse_server::webhooks::worker::system_clock(),
+        gatehouse_services::webhooks::worker::system_clock(),
     ));
     let run = |w: Arc<Worker>| tokio::spawn(async move { while w.run_once().await.unwrap() > 0 {} });
     let (a, b2) = (run(w1), run(w2));
@@ -492,7 +493,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_says_so(b: Backend) {
     let (watch_id, _) = endpoint(&app, &format!("http://{watcher}/watch"), &["webhook_endpoint.disabled"]).await;
     app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "x"}))).await;
     let (clock, now) = manual_clock(Timestamp::now().0);
-    let worker = Worker::new(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
+    let worker = http_worker(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
     worker.run_once().await.unwrap();
     for _ in 0..6 {
         now.fetch_add(24 * 3_600_000, Ordering::SeqCst);
@@ -543,18 +544,18 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
     let (addr, seen) = receiver(vec![]).await;
     let (proxy, through_proxy) = recording_proxy().await;
     endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
-    let lax = gatehouse_server::webhooks::WebhookService::new(
+    let lax = gatehouse_services::webhooks::WebhookService::new(
         Arc::new(app.store.clone()),
         "default".into(),
         dev_config(false).webhooks,
     );
-    let new = gatehouse_server::webhooks::NewEndpoint {
+    let new = gatehouse_services::webhooks::NewEndpoint {
         url: "https://8.8.8.8/hook".into(),
         event_types: vec!["key.created".into()],
         ..Default::default()
     };
     let (public, _) = lax
-        .create(&gatehouse_server::service::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
+        .create(&gatehouse_services::audit::Actor::Cli, &Default::default(), gatehouse_core::Environment::Live, new)
         .await
         .unwrap();
     let store = || Arc::new(app.store.clone()) as Arc<dyn Store>;
@@ -562,7 +563,7 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
     let mut cfg = dev_config(false).webhooks;
     cfg.proxy = Some(format!("http://{proxy}"));
     app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "via proxy"}))).await;
-    let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
+    let worker = http_worker(store(), cfg, gatehouse_services::webhooks::worker::system_clock());
     assert_eq!(worker.run_once().await.unwrap(), 2);
     let lines = through_proxy.lock().unwrap().clone();
     assert!(
@@ -581,7 +582,7 @@ async fn a_configured_proxy_carries_deliveries_and_the_ssrf_guard_judges_its_add
         let mut cfg = crate::test_config().webhooks;
         cfg.proxy = Some(proxy_url.clone());
         let (_, _, key) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "guarded"}))).await;
-        let worker = Worker::new(store(), cfg, gatehouse_server::webhooks::worker::system_clock());
+        let worker = http_worker(store(), cfg, gatehouse_services::webhooks::worker::system_clock());
         assert_eq!(worker.run_once().await.unwrap(), 2, "{proxy_url}");
         assert!(through_proxy.lock().unwrap().is_empty(), "{proxy_url}: {:?}", through_proxy.lock().unwrap());
         let events = app

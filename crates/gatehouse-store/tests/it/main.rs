@@ -36,10 +36,10 @@ pub async fn fresh(backend: Backend) -> (TestDb, gatehouse_store::SqlStore) {
 
 pub fn new_key(env: Environment, kind: KeyKind, at: i64) -> KeyRecord {
     let ns = Namespace::default();
-    let secret = generate(&ns, kind, env);
+    let secret = generate(&ns, kind, env, &mut rand::rngs::OsRng);
     let parsed = ApiKey::parse(&ns, secret.expose()).unwrap();
     KeyRecord {
-        id: new_id("key", at),
+        id: new_id("key", Timestamp(at), &mut rand::thread_rng()),
         hash: parsed.hash(),
         name: "test key".into(),
         workspace: "default".into(),
@@ -67,7 +67,7 @@ pub fn new_key(env: Environment, kind: KeyKind, at: i64) -> KeyRecord {
 
 pub fn audit(action: &str, target: &str, at: i64) -> AuditEntry {
     AuditEntry {
-        id: new_id("aud", at),
+        id: new_id("aud", Timestamp(at), &mut rand::thread_rng()),
         workspace: "default".into(),
         environment: Some(Environment::Live),
         at: Timestamp(at),

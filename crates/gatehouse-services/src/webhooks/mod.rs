@@ -1,19 +1,22 @@
 //! Webhooks (SPEC §6), sending side: endpoint lifecycle (`WebhookService`) and the delivery worker
-//! (`worker`). Events themselves are written by the storage layer in the same transaction as the
-//! change they announce (the transactional outbox), so nothing here can lose or invent one.
+//! (`worker`; the HTTP sending itself is the server's `delivery`). Events themselves are written by the
+//! storage layer in the same transaction as the change they announce (the transactional outbox), so
+//! nothing here can lose or invent one.
 
 pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::new_id;
 use base64::Engine;
-use gatehouse_core::id::{looks_like, new_id};
+use gatehouse_core::id::looks_like;
 use gatehouse_core::{Environment, SecretString, Timestamp};
 use gatehouse_store::webhooks::{EndpointRecord, EventRecord, EVENT_TYPES};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store};
 
-use crate::service::{Actor, RequestMeta, ServiceError};
+use crate::audit::{Actor, RequestMeta};
+use crate::ServiceError;
 
 /// Delivery settings.
 #[derive(Clone, Debug)]
@@ -75,7 +78,7 @@ pub fn new_secret() -> SecretString {
 /// Checks an endpoint URL: absolute http(s), no userinfo or fragment, at most 2000 characters.
 /// `http` is accepted only when private destinations are allowed (local development).
 pub fn validate_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
     if url.len() > 2000 {
         return Err("url: at most 2000 characters".into());
     }
@@ -110,7 +113,7 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<(), Str
     if allow_private {
         return Ok(());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("url: not an absolute URL ({e})"))?;
     let refuse = |name: Option<&str>, ip: std::net::IpAddr, why: &str| {
         let named = name.map(|n| format!("{n} resolves to {ip}, and ")).unwrap_or_default();
         Err(format!(
@@ -175,7 +178,7 @@ pub fn validate_description(d: &str) -> Result<(), String> {
 /// Unless private destinations are allowed, an IP literal the SSRF guard refuses is refused here;
 /// a name is judged by the guarded resolver each time the proxy is connected to.
 pub fn validate_proxy(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("scheme `{}` is not http or https", parsed.scheme()));
     }
@@ -193,7 +196,7 @@ pub fn validate_proxy(url: &str, allow_private: bool) -> Result<(), String> {
 }
 
 /// The host of `url` when it is an IP literal (such hosts never go through a resolver).
-pub(crate) fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+pub fn literal_ip(url: &url::Url) -> Option<std::net::IpAddr> {
     match url.host() {
         Some(url::Host::Ipv4(v4)) => Some(v4.into()),
         Some(url::Host::Ipv6(v6)) => Some(v6.into()),
@@ -223,8 +226,8 @@ impl WebhookService {
         details: serde_json::Value,
     ) -> AuditEntry {
         let target =
-            crate::service::AuditTarget { kind: "webhook_endpoint", id: &e.id, environment: Some(e.environment) };
-        crate::service::audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
+            crate::audit::AuditTarget { kind: "webhook_endpoint", id: &e.id, environment: Some(e.environment) };
+        crate::audit::audit_entry(&self.workspace, &actor.id(), meta, action, target, details)
     }
 
     pub async fn create(
@@ -263,7 +266,7 @@ impl WebhookService {
         types.sort();
         types.dedup();
         let e = EndpointRecord {
-            id: new_id("we", now.0),
+            id: new_id("we", now),
             workspace: self.workspace.clone(),
             environment: env,
             url: req.url,

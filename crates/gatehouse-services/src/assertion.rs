@@ -178,9 +178,9 @@ pub async fn rotate_keys(
         let info = next.info();
         let details =
             serde_json::json!({"kid": info[0].kid, "previous_kid": info[1].kid, "overlap_secs": overlap.as_secs()});
-        let target = crate::service::AuditTarget { kind: "signing_key", id: &info[0].kid, environment: None };
+        let target = crate::audit::AuditTarget { kind: "signing_key", id: &info[0].kid, environment: None };
         let audit: AuditEntry =
-            crate::service::audit_entry(workspace, actor, &Default::default(), "signing_key.rotated", target, details);
+            crate::audit::audit_entry(workspace, actor, &Default::default(), "signing_key.rotated", target, details);
         // Compare-and-swap: two rotations at once cannot both drop the other's key.
         if store.swap_secret(KEYS_SECRET, stored.as_deref(), &next.to_bytes(), &audit).await? {
             return Ok(next);

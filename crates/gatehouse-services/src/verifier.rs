@@ -10,16 +10,45 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_core::{ApiKey, DenyReason, KeyHash, KeyRecord, Namespace, Timestamp, VerifyContext};
 use gatehouse_store::Store;
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::CacheConfig;
 use crate::metrics::{CodeLabel, Metrics};
 
 const SHARDS: usize = 32;
+
+/// Key-cache tuning.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// How often the change feed is polled for revocations and other key writes.
+    pub poll_interval: Duration,
+    /// If the feed could not be read for this long, the cache is bypassed (and a dead store then answers 503).
+    pub max_staleness: Duration,
+    /// How long a found key is trusted before it is re-read, even without a change.
+    pub positive_ttl: Duration,
+    /// How long an unknown hash is remembered as unknown.
+    pub negative_ttl: Duration,
+    /// Upper bound on cached entries (found and unknown together).
+    pub max_entries: usize,
+    /// How often `last_used_at` is written back, in one batch.
+    pub last_used_flush: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            max_staleness: Duration::from_secs(2),
+            positive_ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_entries: 1_000_000,
+            last_used_flush: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Why a verification did not produce a key.
 #[derive(Clone, Debug, PartialEq, Eq)]

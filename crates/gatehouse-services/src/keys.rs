@@ -3,16 +3,20 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::apikey::{generate, ApiKey};
-use gatehouse_core::authority::{bound_key, Authority, KeyRequest};
-use gatehouse_core::id::{looks_like, new_id};
+use crate::ids::new_id;
+use crate::ids::new_key;
+use gatehouse_core::apikey::ApiKey;
+use gatehouse_core::authority::{bound_key, KeyRequest};
+use gatehouse_core::id::looks_like;
 use gatehouse_core::{
     DenyReason, Environment, IpAllowlist, KeyKind, KeyRecord, Namespace, RateLimitOverride, ScopeSet, SecretString,
     Timestamp,
 };
 use gatehouse_store::{AuditEntry, KeyFilter, Page, PageRequest, Rolled, Store, StoreError};
 
+use crate::audit::{audit_entry, Actor, AuditTarget, RequestMeta};
 use crate::verifier::Verifier;
+use crate::ServiceError;
 
 /// Longest grace period a roll may give the old key.
 pub const MAX_GRACE_SECS: i64 = 7 * 86_400;
@@ -20,91 +24,10 @@ const MAX_NAME_LEN: usize = 100;
 const MAX_METADATA_KEYS: usize = 50;
 const MAX_METADATA_BYTES: usize = 4096;
 
-/// What a lifecycle operation can fail with, in domain words.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Denied(DenyReason),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Who asks: the shell (full authority over the data dir) or a verified key.
-#[derive(Clone, Debug)]
-pub enum Actor {
-    Cli,
-    Key(Arc<KeyRecord>),
-}
-
-impl Actor {
-    pub fn id(&self) -> String {
-        match self {
-            Actor::Cli => "cli".into(),
-            Actor::Key(k) => k.id.clone(),
-        }
-    }
-
-    /// The ceiling for what this actor creates (SPEC §11); `None` for the shell, which has full
-    /// authority over its data dir.
-    pub fn authority(&self, default_rate_limit: Option<RateLimitOverride>) -> Option<Authority<'_>> {
-        match self {
-            Actor::Cli => None,
-            Actor::Key(k) => Some(Authority::of_key(k, default_rate_limit)),
-        }
-    }
-}
-
 /// A deployment's default per-credential quota as a key override, rounded so it is never read as
 /// more generous than it is (a sub-second window counts as a whole second).
 pub fn default_as_override(q: gatehouse_core::ratelimit::Quota) -> RateLimitOverride {
     RateLimitOverride { limit: q.limit, window_secs: u32::try_from((q.window_ms / 1000).max(1)).unwrap_or(u32::MAX) }
-}
-
-/// Where a request came from, for the audit log.
-#[derive(Clone, Debug, Default)]
-pub struct RequestMeta {
-    pub request_id: Option<String>,
-    pub ip: Option<String>,
-}
-
-/// What an audit entry is about.
-#[derive(Clone, Copy, Debug)]
-pub struct AuditTarget<'a> {
-    /// `api_key`, `oauth_client`, `oauth_grant`, `webhook_endpoint`, …
-    pub kind: &'a str,
-    pub id: &'a str,
-    pub environment: Option<Environment>,
-}
-
-/// An audit entry stamped now with a fresh id: the one way every service builds them.
-pub fn audit_entry(
-    workspace: &str,
-    actor: &str,
-    meta: &RequestMeta,
-    action: &str,
-    target: AuditTarget<'_>,
-    details: serde_json::Value,
-) -> AuditEntry {
-    let now = Timestamp::now();
-    AuditEntry {
-        id: new_id("aud", now.0),
-        workspace: workspace.to_owned(),
-        environment: target.environment,
-        at: now,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target_type: target.kind.to_owned(),
-        target_id: target.id.to_owned(),
-        request_id: meta.request_id.clone(),
-        ip: meta.ip.clone(),
-        details,
-    }
 }
 
 /// The fields of a new key, as given by a caller; validated by `KeyService::create`.
@@ -237,10 +160,10 @@ impl KeyService {
         now: Timestamp,
         actor: &Actor,
     ) -> (SecretString, KeyRecord) {
-        let secret = generate(&self.namespace, kind, environment);
+        let secret = new_key(&self.namespace, kind, environment);
         let parsed = ApiKey::parse(&self.namespace, secret.expose()).expect("a generated key parses");
         let record = KeyRecord {
-            id: new_id("key", now.0),
+            id: new_id("key", now),
             hash: parsed.hash(),
             name: String::new(),
             workspace: self.workspace.clone(),

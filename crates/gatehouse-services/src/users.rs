@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::new_id;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use gatehouse_core::id::new_id;
 use gatehouse_core::Timestamp;
 use gatehouse_store::{AuditEntry, Reservation, Store, StoreError, ThrottlePolicy, UserChange, UserRecord};
 use sha2::{Digest, Sha256};
@@ -348,7 +348,7 @@ impl Users {
         check_password(password)?;
         let now = Timestamp::now();
         let user = UserRecord {
-            id: new_id("usr", now.0),
+            id: new_id("usr", now),
             workspace: self.workspace.clone(),
             email: email.clone(),
             password_hash: self.hash_new(password).await?,
@@ -367,7 +367,7 @@ impl Users {
     fn audit(&self, actor: &str, action: &str, user_id: &str, details: serde_json::Value) -> AuditEntry {
         let now = Timestamp::now();
         AuditEntry {
-            id: new_id("aud", now.0),
+            id: new_id("aud", now),
             workspace: self.workspace.clone(),
             environment: None,
             at: now,

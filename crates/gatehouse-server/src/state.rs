@@ -1,0 +1,50 @@
+//! The state every handler shares: the configuration, storage, the services and what the pages need.
+
+use std::sync::Arc;
+
+use gatehouse_store::Store;
+
+use crate::config::ServerConfig;
+
+/// Everything a request handler may use, shared behind one `Arc`.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub verifier: gatehouse_services::verifier::Verifier,
+    pub limiter: gatehouse_services::limiter::RateLimiter,
+    pub metrics: gatehouse_services::metrics::Metrics,
+    pub keys: gatehouse_services::keys::KeyService,
+    pub sessions: Arc<gatehouse_services::sessions::Sessions>,
+    pub users: gatehouse_services::users::Users,
+    pub oauth: Arc<gatehouse_services::oauth::OAuthService>,
+    pub webhooks: gatehouse_services::webhooks::WebhookService,
+    pub usage: gatehouse_services::usage::UsageCollector,
+    pub web: WebState,
+}
+
+/// What the browser-facing pages need: origins, keys, and the one-time setup token.
+#[derive(Debug)]
+pub struct WebState {
+    /// The control plane's public origin, e.g. `http://127.0.0.1:4455`.
+    pub cp_origin: String,
+    /// Its `host[:port]`, lower case.
+    pub cp_host: String,
+    /// Every app host the gateway serves (sign-ins may return there).
+    pub app_hosts: Vec<String>,
+    /// HMAC key of CSRF tokens, shared by every node through storage.
+    pub csrf_key: Vec<u8>,
+    /// Reloaded from storage in the background, so a key rotation reaches every process.
+    pub signer: Arc<gatehouse_services::assertion::AssertionSigner>,
+    /// While no owner exists and no owner was configured: the token of the printed setup link.
+    pub setup_token: parking_lot::Mutex<Option<String>>,
+}
+
+impl WebState {
+    /// Hosts a sign-in may return to.
+    pub(crate) fn known_hosts(&self) -> Vec<String> {
+        let mut v = self.app_hosts.clone();
+        v.push(self.cp_host.clone());
+        v
+    }
+}
