@@ -11,6 +11,8 @@ use crate::gateway::MicroPolicy;
 use crate::route::RoutePattern;
 use crate::scope::Scope;
 
+mod input;
+
 /// One problem in a Spacefile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpacefileError {
@@ -32,7 +34,7 @@ impl fmt::Display for SpacefileError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpacefile {
-    v: Option<serde_yaml::Value>,
+    v: Option<yaml_serde::Value>,
     app_name: Option<String>,
     icon: Option<String>,
     auto_pwa: Option<bool>,
@@ -55,11 +57,11 @@ struct RawMicro {
     presets: Option<RawPresets>,
     public: Option<bool>,
     public_routes: Option<Vec<String>>,
-    actions: Option<Vec<serde_yaml::Value>>,
+    actions: Option<Vec<yaml_serde::Value>>,
     /// Extension: an already-running app instead of `run`.
     upstream: Option<String>,
     /// Extension: route pattern → scope required of restricted keys and OAuth tokens.
-    route_scopes: Option<serde_yaml::Mapping>,
+    route_scopes: Option<yaml_serde::Mapping>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +76,7 @@ struct RawPresets {
 struct RawEnv {
     name: Option<String>,
     description: Option<String>,
-    default: Option<serde_yaml::Value>,
+    default: Option<yaml_serde::Value>,
 }
 
 /// An environment variable a micro declares, with its default.
@@ -141,7 +143,7 @@ impl Spacefile {
     }
 }
 
-/// Line lookup for semantic errors: serde_yaml reports positions only for what it rejects itself.
+/// Line lookup for semantic errors: the YAML library reports positions only for what it rejects itself.
 struct Lines<'a> {
     lines: Vec<&'a str>,
     /// Start line (0-based) of each micro's list item.
@@ -189,6 +191,23 @@ impl<'a> Lines<'a> {
             .map(|i| i + 1)
             .or(Some(start + 1))
     }
+
+    /// The line of a field path such as `micros[1].presets.env[0]` (the micro's key) or `app_name`.
+    fn path(&self, path: &str) -> Option<usize> {
+        if let Some(rest) = path.strip_prefix("micros[") {
+            let (idx, rest) = rest.split_once(']')?;
+            let idx: usize = idx.parse().ok()?;
+            // The innermost key names the line best (`default` of `presets.env[0].default`).
+            let keys: Vec<&str> =
+                rest.split(['.', '[', ']']).filter(|k| !k.is_empty() && k.parse::<usize>().is_err()).collect();
+            return match keys.last() {
+                Some(key) => self.micro(idx, Some(key)),
+                None => self.micro(idx, None),
+            };
+        }
+        let top = path.split(['.', '[']).next().unwrap_or("");
+        self.top(top).or(Some(1))
+    }
 }
 
 fn name_ok(n: &str) -> bool {
@@ -205,12 +224,47 @@ fn env_name_ok(n: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+fn yaml_scalar(v: &yaml_serde::Value) -> Option<String> {
     match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        yaml_serde::Value::String(s) => Some(s.clone()),
+        yaml_serde::Value::Number(n) => Some(n.to_string()),
+        yaml_serde::Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// A parser or type error from the YAML library, as file:line:field.
+fn yaml_error(
+    text: &str,
+    e: &yaml_serde::Error,
+    err: impl Fn(Option<usize>, &str, String) -> SpacefileError,
+) -> SpacefileError {
+    let msg = e.to_string();
+    // The library prefixes the field path (`micros[0]: unknown field …`); keep it as the field.
+    let (field, message) = match msg.split_once(": ") {
+        Some((f, m)) if !f.contains(' ') => (f.to_owned(), m.to_owned()),
+        _ => ("(document)".to_owned(), msg.clone()),
+    };
+    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    match e.location().map(|l| l.line()) {
+        Some(line) => err(Some(line), &field, message),
+        // Alias expansion past the library's limit has no position: point at the first alias.
+        None if message.contains("repetition limit") => err(
+            input::first_alias_line(text),
+            &field,
+            "anchors and aliases expand to too much data (repetition limit exceeded)".into(),
+        ),
+        None => err(None, &field, message),
+    }
+}
+
+/// Reads a Spacefile from bytes: like [`parse`], and a file that is not UTF-8 is an error with its line.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Spacefile, Vec<SpacefileError>> {
+    match input::decode(bytes) {
+        Ok(text) => parse(file, text),
+        Err((line, field, message)) => {
+            Err(vec![SpacefileError { file: file.to_owned(), line: Some(line), field: field.to_owned(), message }])
+        }
     }
 }
 
@@ -222,42 +276,42 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
         field: field.to_owned(),
         message,
     };
-    // YAML forbids tabs in indentation; say so plainly instead of a scanner error.
-    for (i, l) in text.lines().enumerate() {
-        let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
-        if indent.contains('\t') {
-            return Err(vec![err(
-                Some(i + 1),
-                "indentation",
-                "a tab is used for indentation; YAML needs spaces".into(),
-            )]);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Err((line, field, message)) = input::check_text(text) {
+        return Err(vec![err(Some(line), field, message)]);
+    }
+    let raw: RawSpacefile = match yaml_serde::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return Err(vec![yaml_error(text, &e, err)]),
+    };
+    let lines = Lines::new(text);
+    if let Ok(doc) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+        let tagged = input::tagged_paths(&doc);
+        if !tagged.is_empty() {
+            return Err(tagged
+                .into_iter()
+                .map(|(path, tag)| {
+                    let message = format!("has the tag `{}`; Spacefiles do not use YAML tags", input::shown(&tag));
+                    err(lines.path(&path), &path, message)
+                })
+                .collect());
         }
     }
-    let raw: RawSpacefile = match serde_yaml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.location().map(|l| l.line());
-            let msg = e.to_string();
-            // serde_yaml prefixes the field path (`micros[0]: unknown field …`); keep it as the field.
-            let (field, message) = match msg.split_once(": ") {
-                Some((f, m)) if !f.contains(' ') => (f.to_owned(), m.to_owned()),
-                _ => ("(document)".to_owned(), msg.clone()),
-            };
-            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-            return Err(vec![err(line, &field, message)]);
-        }
-    };
     let lines = Lines::new(text);
     let mut errors = vec![];
     let mut warnings = vec![];
     match &raw.v {
-        Some(serde_yaml::Value::Number(n)) if n.as_u64() == Some(0) => {}
+        Some(yaml_serde::Value::Number(n)) if n.as_u64() == Some(0) => {}
         Some(_) => errors.push(err(lines.top("v"), "v", "must be 0 (the only Spacefile version)".into())),
         None => errors.push(err(None, "v", "is required; add `v: 0` at the top".into())),
     }
     if let Some(name) = &raw.app_name {
         if name.chars().count() > 12 || name.trim().is_empty() {
-            errors.push(err(lines.top("app_name"), "app_name", format!("`{name}` must be 1 to 12 characters")));
+            errors.push(err(
+                lines.top("app_name"),
+                "app_name",
+                format!("`{}` must be 1 to 12 characters", input::shown(name)),
+            ));
         }
     }
     let _ = (&raw.icon, raw.auto_pwa);
@@ -368,7 +422,7 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                     errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is declared twice")));
                 }
                 let default = match &e.default {
-                    None | Some(serde_yaml::Value::Null) => None,
+                    None | Some(yaml_serde::Value::Null) => None,
                     Some(v) => match yaml_scalar(v) {
                         Some(s) => Some(s),
                         None => {
@@ -549,6 +603,142 @@ micros:
             let errs = errors(text);
             assert!(errs.iter().any(|e| e.contains(want)), "{text:?}\n wanted {want:?}\n got {errs:#?}");
         }
+    }
+
+    const MICRO: &str = "v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n";
+
+    /// Nine levels of nine aliases each: 9^9 nodes if expanded.
+    fn billion_laughs() -> String {
+        let mut t = format!("{MICRO}    actions:\n      - &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = format!("*a{}", i - 1);
+            t.push_str(&format!("      - &a{i} [{}]\n", [p.as_str(); 9].join(", ")));
+        }
+        t
+    }
+
+    #[test]
+    fn hostile_yaml_is_refused_with_a_line_quickly() {
+        let deep_flow = format!("v: 0\nmicros: {}{}\n", "[".repeat(400_000), "]".repeat(400_000));
+        let deep_map = format!("{MICRO}    actions:\n      - {}x{}\n", "{a: ".repeat(100), "}".repeat(100));
+        let deep_dashes = format!("{MICRO}    actions:\n      {}x\n", "- ".repeat(100));
+        let deep_indent: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let huge_name =
+            format!("v: 0\napp_name: {}\nmicros:\n  - name: a\n    src: .\n    run: x\n", "x".repeat(500_000));
+        let huge_file = format!("{MICRO}    run: {}\n", "y".repeat(2 << 20));
+        let rows: Vec<(&str, String, &str)> = vec![
+            (
+                "billion laughs",
+                billion_laughs(),
+                "Spacefile:8: (document): anchors and aliases expand to too much data",
+            ),
+            ("undefined alias", format!("{MICRO}    engine: *nope\n"), "Spacefile:6: (document): unknown anchor"),
+            ("flow nesting", deep_flow, "Spacefile:2: (document): nests more than 64 levels deep"),
+            ("mapping nesting", deep_map, "Spacefile:7: (document): nests more than 64 levels deep"),
+            ("sequence nesting", deep_dashes, "Spacefile:7: (document): nests sequences more than 64 levels deep"),
+            ("indentation", deep_indent, "indentation: is deeper than 256 columns"),
+            ("duplicate field", format!("{MICRO}    run: y\n"), "Spacefile:3: micros[0]: duplicate field `run`"),
+            ("duplicate top key", format!("v: 0\n{MICRO}"), "Spacefile:1: (document): duplicate field `v`"),
+            (
+                "duplicate map key",
+                format!("{MICRO}    route_scopes:\n      \"GET /a\": a:read\n      \"GET /a\": b:read\n"),
+                "Spacefile:7: micros[0].route_scopes: duplicate entry with key \"GET /a\"",
+            ),
+            (
+                "local tag",
+                format!("{MICRO}    engine: !custom x\n"),
+                "Spacefile:6: micros[0].engine: has the tag `!custom`",
+            ),
+            (
+                "tag on v",
+                "v: !x 0\nmicros:\n  - name: a\n    src: .\n    run: x\n".into(),
+                "Spacefile:1: v: has the tag `!x`; Spacefiles do not use YAML tags",
+            ),
+            (
+                "binary tag",
+                format!("{MICRO}    engine: !!binary aGVsbG8=\n"),
+                "Spacefile:6: (document): has the tag `!!binary`",
+            ),
+            (
+                "foreign tag",
+                format!("{MICRO}    commands: [!!python/object/apply:os.system [ls]]\n"),
+                "Spacefile:6: (document): has the tag `!!python/object/apply:os.system`",
+            ),
+            (
+                "tag in env default",
+                format!("{MICRO}    presets:\n      env:\n        - name: A\n          default: !x 5\n"),
+                "Spacefile:9: micros[0].presets.env[0].default: has the tag `!x`",
+            ),
+            ("huge scalar", huge_name, "Spacefile:2: app_name: `xxxxxxxxxx"),
+            (
+                "huge file",
+                huge_file,
+                "Spacefile:6: (document): the file is 2097209 bytes; a Spacefile may be at most 1 MiB",
+            ),
+            (
+                "control character",
+                format!("{MICRO}    engine: a\u{1}b\n"),
+                "Spacefile:6: (document): contains the control character U+0001",
+            ),
+            (
+                "NUL",
+                format!("{MICRO}    engine: \"a\u{0}b\"\n"),
+                "Spacefile:6: (document): contains the control character U+0000",
+            ),
+            (
+                "tab indentation",
+                "v: 0\nmicros:\n\t- name: a\n".into(),
+                "Spacefile:3: indentation: a tab is used for indentation",
+            ),
+            (
+                "tab after dash",
+                "v: 0\nmicros:\n  -\tname: a\n".into(),
+                "Spacefile:3: indentation: a tab is used for indentation",
+            ),
+            (
+                "two documents",
+                format!("{MICRO}---\n{MICRO}"),
+                "Spacefile: (document): deserializing from YAML containing more than one document",
+            ),
+            ("not a mapping", "hello".into(), "Spacefile:1: (document): invalid type: string \"hello\""),
+            (
+                "merge key",
+                "v: 0\nmicros:\n  - &m\n    name: a\n    run: x\n  - <<: *m\n".into(),
+                "Spacefile:6: micros[1]: unknown field `<<`",
+            ),
+        ];
+        let mut failed = 0;
+        for (name, text, want) in &rows {
+            let started = std::time::Instant::now();
+            let errs = errors(text);
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_secs(5), "{name}: took {took:?}");
+            if !errs.iter().any(|e| e.contains(want)) {
+                eprintln!("{name}: wanted {want:?}\n got {errs:#?}");
+                failed += 1;
+            }
+            assert!(errs.iter().all(|e| e.len() < 400), "{name}: an overlong message {errs:#?}");
+        }
+        assert_eq!(failed, 0, "rows above did not give the expected error");
+    }
+
+    #[test]
+    fn bytes_must_be_utf8_and_may_start_with_a_bom() {
+        let mut bad = MICRO.as_bytes().to_vec();
+        bad.extend_from_slice(b"    engine: caf\xe9\n");
+        let errs: Vec<String> = parse_bytes("Spacefile", &bad).unwrap_err().iter().map(ToString::to_string).collect();
+        assert_eq!(errs, ["Spacefile:6: (document): is not UTF-8 text; save the Spacefile as UTF-8"]);
+        let bom = [b"\xEF\xBB\xBF".as_slice(), DETA_GUIDE.as_bytes()].concat();
+        assert_eq!(parse_bytes("Spacefile", &bom).unwrap().app_name.as_deref(), Some("SpaceAuth"));
+        assert!(parse("Spacefile", &format!("\u{feff}{DETA_GUIDE}")).is_ok());
+    }
+
+    #[test]
+    fn aliases_within_limits_and_core_tags_still_work() {
+        let text = format!("{MICRO}    commands: &c [a, b]\n  - name: b\n    src: .\n    run: y\n    commands: *c\n    primary: !!bool true\n");
+        let s = parse("Spacefile", &text).unwrap();
+        assert_eq!(s.micros[1].commands, ["a", "b"]);
+        assert!(s.micros[1].primary);
     }
 
     #[test]
