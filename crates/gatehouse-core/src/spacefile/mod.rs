@@ -594,7 +594,7 @@ micros:
             ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    primary: true\n  - name: b\n    src: .\n    run: y\n    path: __gatehouse\n", "is reserved"),
             ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    presets:\n      env:\n        - description: no name\n", "every entry needs a `name`"),
             ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    presets:\n      env:\n        - name: 1BAD\n", "not a valid environment variable name"),
-            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    route_scopes:\n      \"POST /o/*\": \"Orders\"\n", "micros[0].route_scopes"),
+            ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: x\n    route_scopes:\n      \"POST /o/*\": \"orders write\"\n", "micros[0].route_scopes"),
             ("v: 0\nmicros:\n\t- name: a\n", "Spacefile:3: indentation: a tab is used for indentation"),
             ("v: 0\nmicros: {name: [}\n", "Spacefile:2:"),
             ("v: 0\nmicros:\n  - name: a\n    src: .\n    run: [1, 2]\n", "micros[0].run: invalid type"),
