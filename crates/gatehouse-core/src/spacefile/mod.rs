@@ -297,245 +297,277 @@ pub fn parse(file: &str, text: &str) -> Result<Spacefile, Vec<SpacefileError>> {
                 .collect());
         }
     }
-    let lines = Lines::new(text);
-    let mut errors = vec![];
-    let mut warnings = vec![];
-    match &raw.v {
-        Some(yaml_serde::Value::Number(n)) if n.as_u64() == Some(0) => {}
-        Some(_) => errors.push(err(lines.top("v"), "v", "must be 0 (the only Spacefile version)".into())),
-        None => errors.push(err(None, "v", "is required; add `v: 0` at the top".into())),
+    let mut check = Check { file, lines, errors: vec![], warnings: vec![] };
+    let spacefile = Spacefile::from_raw(raw, &mut check);
+    if check.errors.is_empty() {
+        Ok(spacefile)
+    } else {
+        Err(check.errors)
     }
-    if let Some(name) = &raw.app_name {
-        if name.chars().count() > 12 || name.trim().is_empty() {
-            errors.push(err(
-                lines.top("app_name"),
-                "app_name",
-                format!("`{}` must be 1 to 12 characters", input::shown(name)),
-            ));
+}
+
+/// What validation collects: every error (all of them, not the first) and the startup warnings.
+struct Check<'a> {
+    file: &'a str,
+    lines: Lines<'a>,
+    errors: Vec<SpacefileError>,
+    warnings: Vec<String>,
+}
+
+impl Check<'_> {
+    fn error(&mut self, line: Option<usize>, field: &str, message: String) {
+        self.errors.push(SpacefileError { file: self.file.to_owned(), line, field: field.to_owned(), message });
+    }
+
+    /// An error on key `key` of micro `i`, with the field `micros[i].{field}`.
+    fn micro_error(&mut self, i: usize, key: &str, field: &str, message: String) {
+        let line = self.lines.micro(i, Some(key));
+        self.error(line, &format!("micros[{i}].{field}"), message);
+    }
+}
+
+impl Spacefile {
+    fn from_raw(raw: RawSpacefile, check: &mut Check<'_>) -> Self {
+        match &raw.v {
+            Some(yaml_serde::Value::Number(n)) if n.as_u64() == Some(0) => {}
+            Some(_) => check.error(check.lines.top("v"), "v", "must be 0 (the only Spacefile version)".into()),
+            None => check.error(None, "v", "is required; add `v: 0` at the top".into()),
         }
+        if let Some(name) = &raw.app_name {
+            if name.chars().count() > 12 || name.trim().is_empty() {
+                let message = format!("`{}` must be 1 to 12 characters", input::shown(name));
+                check.error(check.lines.top("app_name"), "app_name", message);
+            }
+        }
+        let _ = (&raw.icon, raw.auto_pwa);
+        let raw_micros = raw.micros.unwrap_or_default();
+        check_micro_count(&raw_micros, check);
+        let several = raw_micros.len() > 1;
+        let mut seen_names = HashSet::new();
+        let mut seen_mounts: BTreeMap<String, String> = BTreeMap::new();
+        let mut micros = vec![];
+        for (i, m) in raw_micros.into_iter().enumerate() {
+            let primary = if several { m.primary == Some(true) } else { true };
+            if let Some(micro) = Micro::from_raw(i, m, primary, (&mut seen_names, &mut seen_mounts), check) {
+                micros.push(micro);
+            }
+        }
+        Spacefile { app_name: raw.app_name, micros, warnings: std::mem::take(&mut check.warnings) }
     }
-    let _ = (&raw.icon, raw.auto_pwa);
-    let raw_micros = raw.micros.unwrap_or_default();
+}
+
+fn check_micro_count(raw_micros: &[RawMicro], check: &mut Check<'_>) {
     if raw_micros.is_empty() || raw_micros.len() > 5 {
-        errors.push(err(lines.top("micros"), "micros", format!("must list 1 to 5 micros, found {}", raw_micros.len())));
+        let message = format!("must list 1 to 5 micros, found {}", raw_micros.len());
+        check.error(check.lines.top("micros"), "micros", message);
     }
-    let several = raw_micros.len() > 1;
     let primaries = raw_micros.iter().filter(|m| m.primary == Some(true)).count();
-    if several && primaries != 1 {
-        errors.push(err(
-            lines.top("micros"),
-            "micros",
-            format!("with several micros exactly one needs `primary: true`; found {primaries}"),
-        ));
+    if raw_micros.len() > 1 && primaries != 1 {
+        let message = format!("with several micros exactly one needs `primary: true`; found {primaries}");
+        check.error(check.lines.top("micros"), "micros", message);
     }
-    let mut seen_names = HashSet::new();
-    let mut seen_mounts: BTreeMap<String, String> = BTreeMap::new();
-    let mut micros = vec![];
-    for (i, m) in raw_micros.into_iter().enumerate() {
-        let field = |f: &str| format!("micros[{i}].{f}");
-        let at = |k: &str| lines.micro(i, Some(k));
-        let name = match &m.name {
-            Some(n) if name_ok(n) => n.clone(),
-            Some(n) => {
-                errors.push(err(at("name"), &field("name"), format!("`{n}` must match ^[A-Za-z0-9][A-Za-z0-9_-]*$")));
-                n.clone()
-            }
-            None => {
-                errors.push(err(lines.micro(i, None), &field("name"), "is required".into()));
-                format!("micro{i}")
-            }
-        };
-        if !seen_names.insert(name.clone()) {
-            errors.push(err(
-                at("name"),
-                &field("name"),
-                format!("`{name}` is used by another micro; names must be unique"),
-            ));
-        }
-        let primary = if several { m.primary == Some(true) } else { true };
+}
+
+/// Names and mounts already taken by earlier micros.
+type Seen<'s> = (&'s mut HashSet<String>, &'s mut BTreeMap<String, String>);
+
+impl Micro {
+    fn from_raw(i: usize, m: RawMicro, primary: bool, seen: Seen<'_>, check: &mut Check<'_>) -> Option<Micro> {
+        let (seen_names, seen_mounts) = seen;
+        let name = micro_name(i, &m, seen_names, check);
         if m.public == Some(true) && m.public_routes.is_some() {
-            errors.push(err(
-                at("public_routes"),
-                &field("public_routes"),
-                "cannot be used together with `public`".into(),
-            ));
+            let message = "cannot be used together with `public`".into();
+            check.micro_error(i, "public_routes", "public_routes", message);
         }
-        let mut public_routes = vec![];
-        if let Some(routes) = &m.public_routes {
-            if routes.is_empty() {
-                errors.push(err(
-                    at("public_routes"),
-                    &field("public_routes"),
-                    "must not be empty; remove it or list routes".into(),
-                ));
-            }
-            let mut seen = HashSet::new();
-            for r in routes {
-                if r.is_empty() {
-                    errors.push(err(at("public_routes"), &field("public_routes"), "contains an empty route".into()));
-                    continue;
-                }
-                if !seen.insert(r) {
-                    errors.push(err(at("public_routes"), &field("public_routes"), format!("`{r}` is listed twice")));
-                }
-                match RoutePattern::parse(r) {
-                    Ok(p) => public_routes.push(p),
-                    Err(e) => errors.push(err(at("public_routes"), &field("public_routes"), e)),
-                }
-            }
+        let public_routes = m.public_routes.as_deref().map(|r| public_routes(i, r, check)).unwrap_or_default();
+        let route_scopes = m.route_scopes.as_ref().map(|r| route_scopes(i, r, check)).unwrap_or_default();
+        let (env, api_keys) = match &m.presets {
+            Some(p) => (EnvVar::from_presets(i, p, check), p.api_keys.unwrap_or(false)),
+            None => (vec![], false),
+        };
+        let backend = Backend::from_raw(i, &m, check);
+        if m.actions.as_ref().is_some_and(|a| !a.is_empty()) {
+            check.warnings.push(format!("micro `{name}`: scheduled `actions` are accepted but not run by Gatehouse"));
         }
-        let mut route_scopes = vec![];
-        if let Some(map) = &m.route_scopes {
-            for (k, v) in map {
-                let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
-                    errors.push(err(
-                        at("route_scopes"),
-                        &field("route_scopes"),
-                        "maps route patterns to scope strings".into(),
-                    ));
-                    continue;
-                };
-                match (RoutePattern::parse(k), Scope::parse(v)) {
-                    (Ok(p), Ok(s)) => route_scopes.push((p, s)),
-                    (Err(e), _) | (_, Err(e)) => errors.push(err(at("route_scopes"), &field("route_scopes"), e)),
-                }
-            }
+        let _ = (&m.dev, &m.include);
+        let mount = micro_mount(i, &m, &name, primary, seen_mounts, check);
+        Some(Micro {
+            name,
+            engine: m.engine.clone(),
+            primary,
+            mount,
+            backend: backend?,
+            commands: m.commands.clone().unwrap_or_default(),
+            env,
+            policy: MicroPolicy { public: m.public == Some(true), public_routes, api_keys, route_scopes },
+            line: check.lines.micro(i, None),
+        })
+    }
+}
+
+fn micro_name(i: usize, m: &RawMicro, seen_names: &mut HashSet<String>, check: &mut Check<'_>) -> String {
+    let name = match &m.name {
+        Some(n) if name_ok(n) => n.clone(),
+        Some(n) => {
+            check.micro_error(i, "name", "name", format!("`{n}` must match ^[A-Za-z0-9][A-Za-z0-9_-]*$"));
+            n.clone()
         }
+        None => {
+            check.error(check.lines.micro(i, None), &format!("micros[{i}].name"), "is required".into());
+            format!("micro{i}")
+        }
+    };
+    if !seen_names.insert(name.clone()) {
+        check.micro_error(i, "name", "name", format!("`{name}` is used by another micro; names must be unique"));
+    }
+    name
+}
+
+/// `public_routes`: a non-empty list of distinct route patterns.
+fn public_routes(i: usize, routes: &[String], check: &mut Check<'_>) -> Vec<RoutePattern> {
+    let error =
+        |check: &mut Check<'_>, message: String| check.micro_error(i, "public_routes", "public_routes", message);
+    if routes.is_empty() {
+        error(check, "must not be empty; remove it or list routes".into());
+    }
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for r in routes {
+        if r.is_empty() {
+            error(check, "contains an empty route".into());
+            continue;
+        }
+        if !seen.insert(r) {
+            error(check, format!("`{r}` is listed twice"));
+        }
+        match RoutePattern::parse(r) {
+            Ok(p) => out.push(p),
+            Err(e) => error(check, e),
+        }
+    }
+    out
+}
+
+/// `route_scopes` (extension): route pattern → scope string.
+fn route_scopes(i: usize, map: &yaml_serde::Mapping, check: &mut Check<'_>) -> Vec<(RoutePattern, Scope)> {
+    let mut out = vec![];
+    for (k, v) in map {
+        let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+            check.micro_error(i, "route_scopes", "route_scopes", "maps route patterns to scope strings".into());
+            continue;
+        };
+        match (RoutePattern::parse(k), Scope::parse(v)) {
+            (Ok(p), Ok(s)) => out.push((p, s)),
+            (Err(e), _) | (_, Err(e)) => check.micro_error(i, "route_scopes", "route_scopes", e),
+        }
+    }
+    out
+}
+
+impl EnvVar {
+    /// `presets.env`: named, valid, distinct variables with scalar defaults.
+    fn from_presets(i: usize, p: &RawPresets, check: &mut Check<'_>) -> Vec<EnvVar> {
+        let error = |check: &mut Check<'_>, message: String| check.micro_error(i, "env", "presets.env", message);
+        let mut seen = HashSet::new();
         let mut env = vec![];
-        let mut api_keys = false;
-        if let Some(p) = &m.presets {
-            api_keys = p.api_keys.unwrap_or(false);
-            let mut seen = HashSet::new();
-            for e in p.env.iter().flatten() {
-                let Some(n) = &e.name else {
-                    errors.push(err(at("env"), &field("presets.env"), "every entry needs a `name`".into()));
-                    continue;
-                };
-                if !env_name_ok(n) {
-                    errors.push(err(
-                        at("env"),
-                        &field("presets.env"),
-                        format!("`{n}` is not a valid environment variable name"),
-                    ));
-                }
-                if !seen.insert(n.clone()) {
-                    errors.push(err(at("env"), &field("presets.env"), format!("`{n}` is declared twice")));
-                }
-                let default = match &e.default {
-                    None | Some(yaml_serde::Value::Null) => None,
-                    Some(v) => match yaml_scalar(v) {
-                        Some(s) => Some(s),
-                        None => {
-                            errors.push(err(
-                                at("env"),
-                                &field("presets.env"),
-                                format!("the default of `{n}` must be a string, number or boolean"),
-                            ));
-                            None
-                        }
-                    },
-                };
-                env.push(EnvVar { name: n.clone(), description: e.description.clone(), default });
+        for e in p.env.iter().flatten() {
+            let Some(n) = &e.name else {
+                error(check, "every entry needs a `name`".into());
+                continue;
+            };
+            if !env_name_ok(n) {
+                error(check, format!("`{n}` is not a valid environment variable name"));
             }
+            if !seen.insert(n.clone()) {
+                error(check, format!("`{n}` is declared twice"));
+            }
+            let default = match &e.default {
+                None | Some(yaml_serde::Value::Null) => None,
+                Some(v) => yaml_scalar(v).or_else(|| {
+                    error(check, format!("the default of `{n}` must be a string, number or boolean"));
+                    None
+                }),
+            };
+            env.push(EnvVar { name: n.clone(), description: e.description.clone(), default });
         }
-        let backend = match (&m.run, &m.upstream) {
+        env
+    }
+}
+
+impl Backend {
+    /// `run`, `upstream` (extension) or a static engine's directory; `None` after an error.
+    fn from_raw(i: usize, m: &RawMicro, check: &mut Check<'_>) -> Option<Backend> {
+        match (&m.run, &m.upstream) {
             (Some(_), Some(_)) => {
-                errors.push(err(
-                    at("upstream"),
-                    &field("upstream"),
-                    "use either `run` or `upstream` (extension), not both".into(),
-                ));
+                let message = "use either `run` or `upstream` (extension), not both".into();
+                check.micro_error(i, "upstream", "upstream", message);
                 None
             }
             (None, Some(u)) => {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    errors.push(err(
-                        at("upstream"),
-                        &field("upstream"),
-                        format!("`{u}` must be an http:// or https:// URL"),
-                    ));
+                    check.micro_error(i, "upstream", "upstream", format!("`{u}` must be an http:// or https:// URL"));
                 }
                 Some(Backend::Upstream(u.trim_end_matches('/').to_owned()))
             }
             (Some(run), None) => {
                 if m.src.is_none() {
-                    errors.push(err(at("run"), &field("src"), "is required with `run`".into()));
+                    check.micro_error(i, "run", "src", "is required with `run`".into());
                 }
                 Some(Backend::Run { command: run.clone(), src: m.src.clone().unwrap_or_else(|| ".".into()) })
             }
-            (None, None) => match m.serve.clone().or_else(|| m.src.clone()) {
-                Some(dir)
-                    if m.engine
-                        .as_deref()
-                        .is_some_and(|e| !e.starts_with("nodejs") && !e.starts_with("python") && e != "custom") =>
-                {
-                    let base = m.src.clone().unwrap_or_else(|| ".".into());
-                    let dir = match &m.serve {
-                        Some(s) => format!("{}/{}", base.trim_end_matches('/'), s.trim_start_matches("./")),
-                        None => dir,
-                    };
-                    Some(Backend::Static { dir })
-                }
-                _ => {
-                    errors.push(err(
-                        lines.micro(i, None),
-                        &field("run"),
-                        "is required for this engine (or `upstream`, an extension)".into(),
-                    ));
-                    None
-                }
-            },
-        };
-        if m.actions.as_ref().is_some_and(|a| !a.is_empty()) {
-            warnings.push(format!("micro `{name}`: scheduled `actions` are accepted but not run by Gatehouse"));
-        }
-        let _ = (&m.dev, &m.include);
-        let mount = if primary {
-            if m.path.is_some() {
-                warnings.push(format!("micro `{name}`: `path` is ignored on the primary micro, which serves `/`"));
-            }
-            "/".to_owned()
-        } else {
-            let p = m.path.clone().unwrap_or_else(|| name.clone());
-            let p = format!("/{}", p.trim_matches('/'));
-            if p == "/" || p.contains("//") || !p[1..].split('/').all(name_ok) {
-                errors.push(err(
-                    at("path"),
-                    &field("path"),
-                    format!("`{p}` must be one or more segments of letters, digits, `_` or `-`"),
-                ));
-            }
-            if p == "/__gatehouse" || p.starts_with("/__gatehouse/") {
-                errors.push(err(
-                    at("path"),
-                    &field("path"),
-                    "`/__gatehouse` is reserved for Gatehouse's own pages".into(),
-                ));
-            }
-            if let Some(other) = seen_mounts.insert(p.clone(), name.clone()) {
-                errors.push(err(at("path"), &field("path"), format!("`{p}` is already the path of micro `{other}`")));
-            }
-            p
-        };
-        if let Some(backend) = backend {
-            micros.push(Micro {
-                name,
-                engine: m.engine.clone(),
-                primary,
-                mount,
-                backend,
-                commands: m.commands.clone().unwrap_or_default(),
-                env,
-                policy: MicroPolicy { public: m.public == Some(true), public_routes, api_keys, route_scopes },
-                line: lines.micro(i, None),
-            });
+            (None, None) => Backend::static_dir(m).or_else(|| {
+                let message = "is required for this engine (or `upstream`, an extension)".into();
+                check.error(check.lines.micro(i, None), &format!("micros[{i}].run"), message);
+                None
+            }),
         }
     }
-    if errors.is_empty() {
-        Ok(Spacefile { app_name: raw.app_name, micros, warnings })
-    } else {
-        Err(errors)
+
+    /// A static engine (not Node, Python or custom) with `serve` (under `src`) or `src` as its directory.
+    fn static_dir(m: &RawMicro) -> Option<Backend> {
+        let dir = m.serve.clone().or_else(|| m.src.clone())?;
+        let is_static =
+            m.engine.as_deref().is_some_and(|e| !e.starts_with("nodejs") && !e.starts_with("python") && e != "custom");
+        if !is_static {
+            return None;
+        }
+        let base = m.src.clone().unwrap_or_else(|| ".".into());
+        let dir = match &m.serve {
+            Some(s) => format!("{}/{}", base.trim_end_matches('/'), s.trim_start_matches("./")),
+            None => dir,
+        };
+        Some(Backend::Static { dir })
     }
+}
+
+/// The mount: `/` for the primary micro, else `/<path>` (default `/<name>`), valid, unreserved and unique.
+fn micro_mount(
+    i: usize,
+    m: &RawMicro,
+    name: &str,
+    primary: bool,
+    seen_mounts: &mut BTreeMap<String, String>,
+    check: &mut Check<'_>,
+) -> String {
+    if primary {
+        if m.path.is_some() {
+            check.warnings.push(format!("micro `{name}`: `path` is ignored on the primary micro, which serves `/`"));
+        }
+        return "/".to_owned();
+    }
+    let p = m.path.clone().unwrap_or_else(|| name.to_owned());
+    let p = format!("/{}", p.trim_matches('/'));
+    if p == "/" || p.contains("//") || !p[1..].split('/').all(name_ok) {
+        let message = format!("`{p}` must be one or more segments of letters, digits, `_` or `-`");
+        check.micro_error(i, "path", "path", message);
+    }
+    if p == "/__gatehouse" || p.starts_with("/__gatehouse/") {
+        check.micro_error(i, "path", "path", "`/__gatehouse` is reserved for Gatehouse's own pages".into());
+    }
+    if let Some(other) = seen_mounts.insert(p.clone(), name.to_owned()) {
+        check.micro_error(i, "path", "path", format!("`{p}` is already the path of micro `{other}`"));
+    }
+    p
 }
 
 #[cfg(test)]
