@@ -220,7 +220,11 @@ pub const MANAGEMENT_RESOURCES: [&str; 5] = ["keys", "oauth_clients", "webhooks"
 /// no more of the management API than their role lets them use themselves. App scopes are the user's
 /// own access to apps, which every role has. Unknown roles delegate no management scope (fail closed).
 pub fn role_may_delegate(role: &str, scope: &Scope) -> bool {
-    let Some(resource) = scope.resource() else { return matches!(role, "owner" | "admin") };
+    if scope.is_wildcard() {
+        return matches!(role, "owner" | "admin");
+    }
+    // A plain scope token (`read_customers`) is an app scope: it names no management resource.
+    let Some(resource) = scope.resource() else { return true };
     if !MANAGEMENT_RESOURCES.contains(&resource) {
         return true;
     }
@@ -610,7 +614,7 @@ mod tests {
     /// One row per role and kind of scope (SPEC §12).
     #[test]
     fn roles_delegate_what_they_may_use_table() {
-        let rows: [(&str, &str, bool); 26] = [
+        let rows: [(&str, &str, bool); 29] = [
             ("owner", "keys:write", true),
             ("owner", "users:write", true),
             ("owner", "*", true),
@@ -635,6 +639,9 @@ mod tests {
             ("member", "audit:read", false),
             ("member", "orders:write", true),
             ("member", "*", false),
+            ("member", "read_customers", true),
+            ("viewer", "write_orders", true),
+            ("developer", "keys", true),
             ("", "keys:read", false),
             ("superuser", "keys:read", false),
         ];

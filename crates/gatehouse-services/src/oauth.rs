@@ -279,7 +279,7 @@ impl OAuthService {
         if req.scopes.len() > 100 {
             return Err(invalid("scopes: at most 100".into()));
         }
-        if req.scopes.iter().any(|s| s.contains(' ')) {
+        if req.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
             return Err(invalid("scopes: give one scope per list item".into()));
         }
         let parsed = parse_scope_param(&req.scopes.join(" ")).map_err(|e| invalid(format!("scopes: {e}")))?;

@@ -59,11 +59,53 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
 }
 
+impl RawLimits {
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<gatehouse_server::listener::ListenerLimits> {
+        let l = self;
+        let ld = gatehouse_server::listener::ListenerLimits::default();
+        let listener = gatehouse_server::listener::ListenerLimits {
+            header_read_timeout: l.header_read_timeout_secs.map_or(ld.header_read_timeout, Duration::from_secs),
+            idle_timeout: l.idle_timeout_secs.map_or(ld.idle_timeout, Duration::from_secs),
+            max_connections: l.max_connections.unwrap_or(ld.max_connections),
+            max_header_bytes: l.max_header_bytes.unwrap_or(ld.max_header_bytes),
+        };
+        if !(1..=300).contains(&listener.header_read_timeout.as_secs()) {
+            bail!("{}: between 1 and 300 seconds", at("limits.header_read_timeout_secs"));
+        }
+        if !(1..=3600).contains(&listener.idle_timeout.as_secs()) {
+            bail!("{}: between 1 and 3600 seconds", at("limits.idle_timeout_secs"));
+        }
+        if !(1..=1_000_000).contains(&listener.max_connections) {
+            bail!("{}: between 1 and 1000000", at("limits.max_connections"));
+        }
+        if !(8192..=1024 * 1024).contains(&listener.max_header_bytes) {
+            bail!("{}: between 8192 and 1048576 bytes", at("limits.max_header_bytes"));
+        }
+        Ok(listener)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub absolute_secs: Option<u64>,
     pub idle_secs: Option<u64>,
+}
+
+impl RawSession {
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<gatehouse_services::sessions::SessionConfig> {
+        let s = self;
+        let sd = gatehouse_services::sessions::SessionConfig::default();
+        let sessions = gatehouse_services::sessions::SessionConfig {
+            absolute: s.absolute_secs.map_or(sd.absolute, Duration::from_secs),
+            idle: s.idle_secs.map_or(sd.idle, Duration::from_secs),
+            ..sd
+        };
+        if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
+            bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
+        }
+        Ok(sessions)
+    }
 }
 
 /// `[sign_in]`: failed sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
@@ -82,6 +124,42 @@ pub struct RawSignIn {
     pub hash_wait_ms: Option<u64>,
 }
 
+impl RawSignIn {
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<gatehouse_services::users::SignInConfig> {
+        let si = self;
+        let sid = gatehouse_services::users::SignInConfig::default();
+        let sign_in = gatehouse_services::users::SignInConfig {
+            free_attempts: si.free_attempts.unwrap_or(sid.free_attempts),
+            max_wait: si.max_wait_secs.map_or(sid.max_wait, Duration::from_secs),
+            forget_after: si.forget_after_secs.map_or(sid.forget_after, Duration::from_secs),
+            max_concurrent_hashes: si.max_concurrent_hashes.unwrap_or(sid.max_concurrent_hashes),
+            hash_wait: si.hash_wait_ms.map_or(sid.hash_wait, Duration::from_millis),
+        };
+        if !(1..=100).contains(&sign_in.free_attempts) {
+            bail!("{}: between 1 and 100", at("sign_in.free_attempts"));
+        }
+        if !(1..=86_400).contains(&sign_in.max_wait.as_secs()) {
+            bail!("{}: between 1 and 86400", at("sign_in.max_wait_secs"));
+        }
+        if !(60..=7 * 86_400).contains(&sign_in.forget_after.as_secs()) {
+            bail!("{}: between 60 and 604800", at("sign_in.forget_after_secs"));
+        }
+        if sign_in.max_wait > sign_in.forget_after {
+            bail!(
+                "{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)",
+                at("sign_in.max_wait_secs")
+            );
+        }
+        if !(1..=256).contains(&sign_in.max_concurrent_hashes) {
+            bail!("{}: between 1 and 256 (each takes 19 MiB while it runs)", at("sign_in.max_concurrent_hashes"));
+        }
+        if sign_in.hash_wait.as_millis() > 60_000 {
+            bail!("{}: at most 60000", at("sign_in.hash_wait_ms"));
+        }
+        Ok(sign_in)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhooks {
@@ -93,6 +171,37 @@ pub struct RawWebhooks {
     pub proxy: Option<String>,
 }
 
+impl RawWebhooks {
+    /// Whether this node delivers webhooks, and the delivery settings.
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<(bool, gatehouse_services::webhooks::WebhookConfig)> {
+        let w = self;
+        let webhook_worker = w.deliver.unwrap_or(true);
+        let wd = gatehouse_services::webhooks::WebhookConfig::default();
+        let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
+        if header_prefix.is_empty()
+            || header_prefix.len() > 40
+            || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            bail!(
+                "{}: 1 to 40 letters, digits or `-` (the header is `<prefix>-Signature`)",
+                at("webhooks.header_prefix")
+            );
+        }
+        let webhooks = gatehouse_services::webhooks::WebhookConfig {
+            header_prefix,
+            timeout: w.timeout_secs.map_or(wd.timeout, |s| Duration::from_secs(s.clamp(1, 60))),
+            allow_private_destinations: w.allow_private_destinations.unwrap_or(false),
+            proxy: w.proxy.filter(|p| !p.is_empty()),
+            ..wd
+        };
+        if let Some(p) = &webhooks.proxy {
+            gatehouse_services::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
+                .map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
+        }
+        Ok((webhook_worker, webhooks))
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth {
@@ -101,6 +210,73 @@ pub struct RawOAuth {
     pub code_ttl_secs: Option<u64>,
     pub refresh_race_window_ms: Option<u64>,
     pub clients: Option<Vec<RawOAuthClient>>,
+}
+
+impl RawOAuth {
+    /// The OAuth lifetimes, and the clients declared in configuration (secrets read from their files).
+    fn check(
+        self,
+        at: &dyn Fn(&str) -> String,
+        file: Option<&Path>,
+    ) -> Result<(Vec<gatehouse_services::oauth::ConfiguredClient>, gatehouse_services::oauth::OAuthConfig)> {
+        let mut o = self;
+        let config_dir = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let mut oauth_clients = vec![];
+        for (i, c) in o.clients.take().unwrap_or_default().into_iter().enumerate() {
+            let secret = match &c.client_secret_file {
+                Some(f) => {
+                    let path = if f.is_relative() { config_dir.join(f) } else { f.clone() };
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        anyhow!(
+                            "{}: cannot read {} ({e})",
+                            at(&format!("oauth.clients[{i}].client_secret_file")),
+                            path.display()
+                        )
+                    })?;
+                    Some(SecretString::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+                }
+                None => None,
+            };
+            let environment =
+                match c.environment.as_deref() {
+                    None => None,
+                    Some(e) => Some(gatehouse_core::Environment::parse(e).ok_or_else(|| {
+                        anyhow!("{}: `live` or `test`", at(&format!("oauth.clients[{i}].environment")))
+                    })?),
+                };
+            let client = gatehouse_services::oauth::NewClient {
+                name: c.name,
+                confidential: !c.public,
+                redirect_uris: c.redirect_uris,
+                scopes: c.scopes,
+                token_format: c.token_format,
+                environment,
+                app: c.app,
+            };
+            oauth_clients.push(gatehouse_services::oauth::ConfiguredClient { id: c.id, client, secret });
+        }
+        let od = gatehouse_services::oauth::OAuthConfig::default();
+        let oauth = gatehouse_services::oauth::OAuthConfig {
+            access_token_ttl: o.access_token_ttl_secs.map_or(od.access_token_ttl, Duration::from_secs),
+            refresh_token_ttl: o.refresh_token_ttl_secs.map_or(od.refresh_token_ttl, Duration::from_secs),
+            code_ttl: o.code_ttl_secs.map_or(od.code_ttl, Duration::from_secs),
+            refresh_race_window: o.refresh_race_window_ms.map_or(od.refresh_race_window, Duration::from_millis),
+            ..od
+        };
+        if !(60..=86_400).contains(&oauth.access_token_ttl.as_secs()) {
+            bail!("{}: between 60 and 86400 seconds", at("oauth.access_token_ttl_secs"));
+        }
+        if oauth.refresh_token_ttl < oauth.access_token_ttl || oauth.refresh_token_ttl.as_secs() > 365 * 86_400 {
+            bail!("{}: at least the access token lifetime and at most 365 days", at("oauth.refresh_token_ttl_secs"));
+        }
+        if !(10..=600).contains(&oauth.code_ttl.as_secs()) {
+            bail!("{}: between 10 and 600 seconds", at("oauth.code_ttl_secs"));
+        }
+        if oauth.refresh_race_window.as_millis() > 10_000 {
+            bail!("{}: at most 10000", at("oauth.refresh_race_window_ms"));
+        }
+        Ok((oauth_clients, oauth))
+    }
 }
 
 /// `[[oauth.clients]]`: a client that exists exactly as declared (created or updated at start).
@@ -135,6 +311,27 @@ pub struct RawGateway {
     pub public_window_secs: Option<u32>,
 }
 
+impl RawGateway {
+    /// The upstream timeout, the number of gateway threads and the per-IP limit on public routes.
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<(Duration, usize, Option<Quota>)> {
+        let g = self;
+        let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
+        let gateway_threads = match g.threads {
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+            Some(n @ 1..=256) => n as usize,
+            Some(_) => bail!("{}: between 1 and 256", at("gateway.threads")),
+        };
+        let public_rate_limit = match (g.public_limit, g.public_window_secs) {
+            (None, None) => None,
+            (Some(limit), window) if limit > 0 => {
+                Some(Quota { limit, window_ms: u64::from(window.unwrap_or(1).clamp(1, 86_400)) * 1000 })
+            }
+            _ => bail!("{}: set gateway.public_limit (≥ 1) to limit public routes per IP", at("gateway.public_limit")),
+        };
+        Ok((upstream_timeout, gateway_threads, public_rate_limit))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
@@ -155,6 +352,19 @@ pub struct RawRateLimit {
     pub window_secs: Option<u32>,
 }
 
+impl RawRateLimit {
+    /// The default per-key limit.
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<Quota> {
+        let rl = self;
+        let limit = rl.limit.unwrap_or(100);
+        let window_secs = rl.window_secs.unwrap_or(1);
+        if limit == 0 || window_secs == 0 || window_secs > 86_400 {
+            bail!("{}: limit must be ≥ 1 and window_secs between 1 and 86400", at("rate_limit"));
+        }
+        Ok(Quota { limit, window_ms: u64::from(window_secs) * 1000 })
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
@@ -164,6 +374,34 @@ pub struct RawCache {
     pub negative_ttl_secs: Option<u64>,
     pub max_entries: Option<usize>,
     pub last_used_flush_secs: Option<u64>,
+}
+
+impl RawCache {
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<CacheConfig> {
+        let c = self;
+        let d = CacheConfig::default();
+        let cache = CacheConfig {
+            poll_interval: c.poll_interval_ms.map_or(d.poll_interval, Duration::from_millis),
+            max_staleness: c.max_staleness_ms.map_or(d.max_staleness, Duration::from_millis),
+            positive_ttl: c.positive_ttl_secs.map_or(d.positive_ttl, Duration::from_secs),
+            negative_ttl: c.negative_ttl_secs.map_or(d.negative_ttl, Duration::from_secs),
+            max_entries: c.max_entries.unwrap_or(d.max_entries),
+            last_used_flush: c.last_used_flush_secs.map_or(d.last_used_flush, Duration::from_secs),
+        };
+        if cache.poll_interval.is_zero() || cache.poll_interval > Duration::from_secs(1) {
+            bail!(
+                "{}: must be between 1 and 1000 ms so revocations reach this node within 1 s",
+                at("cache.poll_interval_ms")
+            );
+        }
+        if cache.max_staleness < cache.poll_interval * 2 {
+            bail!("{}: must be at least twice cache.poll_interval_ms", at("cache.max_staleness_ms"));
+        }
+        if cache.last_used_flush.is_zero() {
+            bail!("{}: must be at least 1", at("cache.last_used_flush_secs"));
+        }
+        Ok(cache)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -505,13 +743,13 @@ fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
 }
 
 /// Turns the merged raw values into a checked config, naming the field of every problem.
-fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
-    let at = |field: &str| match file {
-        Some(f) => format!("{} (or its GATEHOUSE_ variable): {field}", f.display()),
-        None => field.to_owned(),
-    };
-    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(".gatehouse"));
-    let database_url = match raw.database_url {
+/// `database_url` (PostgreSQL; unset for SQLite) and `redis_url` (shared rate limits), as secrets.
+fn storage_urls(
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(Option<SecretString>, Option<SecretString>)> {
+    let database_url = match database_url {
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(SecretString::new(u)),
         Some(u) if u.is_empty() => None,
         Some(_) => {
@@ -519,72 +757,109 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         }
         None => None,
     };
-    let redis_url = match raw.redis_url {
+    let redis_url = match redis_url {
         Some(u) if u.is_empty() => None,
         Some(u) if (u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) && gatehouse_services::limiter::check_redis_url(&u).is_ok() => Some(SecretString::new(u)),
         Some(_) => bail!("{}: must be a redis:// URL (redis://[user:password@]host[:port][/db]); TLS (rediss://) is not supported yet", at("redis_url")),
         None => None,
     };
-    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:4455".into());
-    let listen: SocketAddr = listen_text
-        .parse()
-        .map_err(|_| anyhow!("{}: `{listen_text}` is not an address like 127.0.0.1:4455", at("listen")))?;
-    let namespace = Namespace::parse(raw.key_namespace.as_deref().unwrap_or("gth"))
-        .map_err(|e| anyhow!("{}: {e}", at("key_namespace")))?;
-    let workspace = raw.workspace.unwrap_or_else(|| "default".into());
+    Ok((database_url, redis_url))
+}
+
+/// `[[apps]]`: Spacefile paths relative to the config file; every app needs a host.
+fn check_apps(mut apps: Vec<RawApp>, file: Option<&Path>, at: &dyn Fn(&str) -> String) -> Result<Vec<RawApp>> {
+    let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    for a in &mut apps {
+        if a.spacefile.is_relative() {
+            a.spacefile = base.join(&a.spacefile);
+        }
+        if a.hosts.is_empty() {
+            bail!("{}: app `{}` needs at least one host", at("apps"), a.name);
+        }
+    }
+    Ok(apps)
+}
+
+/// `workspace`: 1-64 letters, digits, `_` or `-`.
+fn check_workspace(workspace: Option<String>, at: &dyn Fn(&str) -> String) -> Result<String> {
+    let workspace = workspace.unwrap_or_else(|| "default".into());
     if workspace.is_empty()
         || workspace.len() > 64
         || !workspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         bail!("{}: use 1-64 letters, digits, `_` or `-`", at("workspace"));
     }
+    Ok(workspace)
+}
+
+/// `trusted_proxies`: CIDRs or single addresses.
+fn check_trusted_proxies(proxies: Vec<String>, at: &dyn Fn(&str) -> String) -> Result<Vec<IpNet>> {
     let mut trusted_proxies = vec![];
-    for p in raw.trusted_proxies.unwrap_or_default() {
+    for p in proxies {
         let net: IpNet = p
             .parse()
             .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
             .map_err(|_| anyhow!("{}: `{p}` is not a CIDR or address", at("trusted_proxies")))?;
         trusted_proxies.push(net);
     }
-    let log_format = match raw.log_format.as_deref().unwrap_or("text") {
+    Ok(trusted_proxies)
+}
+
+/// `log_format` (`text` or `json`) and `log_level` (an env-filter directive).
+fn check_logging(
+    format: Option<String>,
+    level: Option<String>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(LogFormat, String)> {
+    let log_format = match format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => bail!("{}: `{other}` is not `text` or `json`", at("log_format")),
     };
-    let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+    let log_level = level.unwrap_or_else(|| "info".into());
     tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| anyhow!("{}: {e}", at("log_level")))?;
+    Ok((log_format, log_level))
+}
+
+/// `owner_email` and `owner_password`: both or neither.
+fn check_owner(
+    email: Option<String>,
+    password: Option<String>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<(String, SecretString)>> {
+    let owner = match (email, password) {
+        (Some(e), Some(p)) => Some((e, SecretString::new(p))),
+        (None, None) => None,
+        _ => bail!(
+            "{}: set both owner_email and owner_password (GATEHOUSE_OWNER_EMAIL, GATEHOUSE_OWNER_PASSWORD), or neither",
+            at("owner_email")
+        ),
+    };
+    Ok(owner)
+}
+
+fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
+    let at = |field: &str| match file {
+        Some(f) => format!("{} (or its GATEHOUSE_ variable): {field}", f.display()),
+        None => field.to_owned(),
+    };
+    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from(".gatehouse"));
+    let (database_url, redis_url) = storage_urls(raw.database_url, raw.redis_url, &at)?;
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:4455".into());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| anyhow!("{}: `{listen_text}` is not an address like 127.0.0.1:4455", at("listen")))?;
+    let namespace = Namespace::parse(raw.key_namespace.as_deref().unwrap_or("gth"))
+        .map_err(|e| anyhow!("{}: {e}", at("key_namespace")))?;
+    let workspace = check_workspace(raw.workspace, &at)?;
+    let trusted_proxies = check_trusted_proxies(raw.trusted_proxies.unwrap_or_default(), &at)?;
+    let (log_format, log_level) = check_logging(raw.log_format, raw.log_level, &at)?;
     let body_limit = raw.body_limit_bytes.unwrap_or(gatehouse_server::config::DEFAULT_BODY_LIMIT);
     if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
         bail!("{}: must be between 1024 and 16777216", at("body_limit_bytes"));
     }
-    let rl = raw.rate_limit.unwrap_or_default();
-    let limit = rl.limit.unwrap_or(100);
-    let window_secs = rl.window_secs.unwrap_or(1);
-    if limit == 0 || window_secs == 0 || window_secs > 86_400 {
-        bail!("{}: limit must be ≥ 1 and window_secs between 1 and 86400", at("rate_limit"));
-    }
-    let c = raw.cache.unwrap_or_default();
-    let d = CacheConfig::default();
-    let cache = CacheConfig {
-        poll_interval: c.poll_interval_ms.map_or(d.poll_interval, Duration::from_millis),
-        max_staleness: c.max_staleness_ms.map_or(d.max_staleness, Duration::from_millis),
-        positive_ttl: c.positive_ttl_secs.map_or(d.positive_ttl, Duration::from_secs),
-        negative_ttl: c.negative_ttl_secs.map_or(d.negative_ttl, Duration::from_secs),
-        max_entries: c.max_entries.unwrap_or(d.max_entries),
-        last_used_flush: c.last_used_flush_secs.map_or(d.last_used_flush, Duration::from_secs),
-    };
-    if cache.poll_interval.is_zero() || cache.poll_interval > Duration::from_secs(1) {
-        bail!(
-            "{}: must be between 1 and 1000 ms so revocations reach this node within 1 s",
-            at("cache.poll_interval_ms")
-        );
-    }
-    if cache.max_staleness < cache.poll_interval * 2 {
-        bail!("{}: must be at least twice cache.poll_interval_ms", at("cache.max_staleness_ms"));
-    }
-    if cache.last_used_flush.is_zero() {
-        bail!("{}: must be at least 1", at("cache.last_used_flush_secs"));
-    }
+    let default_rate_limit = raw.rate_limit.unwrap_or_default().check(&at)?;
+    let cache = raw.cache.unwrap_or_default().check(&at)?;
     let gateway_text = raw.gateway_listen.unwrap_or_else(|| "127.0.0.1:4480".into());
     let gateway_listen: SocketAddr = gateway_text
         .parse()
@@ -594,179 +869,18 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         Some(u) => bail!("{}: `{u}` must start with http:// or https://", at("public_url")),
         None => format!("http://{listen}"),
     };
-    let owner = match (raw.owner_email, raw.owner_password) {
-        (Some(e), Some(p)) => Some((e, SecretString::new(p))),
-        (None, None) => None,
-        _ => bail!(
-            "{}: set both owner_email and owner_password (GATEHOUSE_OWNER_EMAIL, GATEHOUSE_OWNER_PASSWORD), or neither",
-            at("owner_email")
-        ),
-    };
-    let s = raw.session.unwrap_or_default();
-    let sd = gatehouse_services::sessions::SessionConfig::default();
-    let sessions = gatehouse_services::sessions::SessionConfig {
-        absolute: s.absolute_secs.map_or(sd.absolute, Duration::from_secs),
-        idle: s.idle_secs.map_or(sd.idle, Duration::from_secs),
-        ..sd
-    };
-    if sessions.absolute.as_secs() < 60 || sessions.idle.as_secs() < 60 {
-        bail!("{}: session lifetimes must be at least 60 seconds", at("session"));
-    }
-    let si = raw.sign_in.unwrap_or_default();
-    let sid = gatehouse_services::users::SignInConfig::default();
-    let sign_in = gatehouse_services::users::SignInConfig {
-        free_attempts: si.free_attempts.unwrap_or(sid.free_attempts),
-        max_wait: si.max_wait_secs.map_or(sid.max_wait, Duration::from_secs),
-        forget_after: si.forget_after_secs.map_or(sid.forget_after, Duration::from_secs),
-        max_concurrent_hashes: si.max_concurrent_hashes.unwrap_or(sid.max_concurrent_hashes),
-        hash_wait: si.hash_wait_ms.map_or(sid.hash_wait, Duration::from_millis),
-    };
-    if !(1..=100).contains(&sign_in.free_attempts) {
-        bail!("{}: between 1 and 100", at("sign_in.free_attempts"));
-    }
-    if !(1..=86_400).contains(&sign_in.max_wait.as_secs()) {
-        bail!("{}: between 1 and 86400", at("sign_in.max_wait_secs"));
-    }
-    if !(60..=7 * 86_400).contains(&sign_in.forget_after.as_secs()) {
-        bail!("{}: between 60 and 604800", at("sign_in.forget_after_secs"));
-    }
-    if sign_in.max_wait > sign_in.forget_after {
-        bail!(
-            "{}: at most sign_in.forget_after_secs (failures are forgotten then, and the wait with them)",
-            at("sign_in.max_wait_secs")
-        );
-    }
-    if !(1..=256).contains(&sign_in.max_concurrent_hashes) {
-        bail!("{}: between 1 and 256 (each takes 19 MiB while it runs)", at("sign_in.max_concurrent_hashes"));
-    }
-    if sign_in.hash_wait.as_millis() > 60_000 {
-        bail!("{}: at most 60000", at("sign_in.hash_wait_ms"));
-    }
-    let mut o = raw.oauth.unwrap_or_default();
-    let config_dir = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    let mut oauth_clients = vec![];
-    for (i, c) in o.clients.take().unwrap_or_default().into_iter().enumerate() {
-        let secret = match &c.client_secret_file {
-            Some(f) => {
-                let path = if f.is_relative() { config_dir.join(f) } else { f.clone() };
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    anyhow!(
-                        "{}: cannot read {} ({e})",
-                        at(&format!("oauth.clients[{i}].client_secret_file")),
-                        path.display()
-                    )
-                })?;
-                Some(SecretString::new(text.trim_end_matches(['\n', '\r']).to_owned()))
-            }
-            None => None,
-        };
-        let environment = match c.environment.as_deref() {
-            None => None,
-            Some(e) => Some(
-                gatehouse_core::Environment::parse(e)
-                    .ok_or_else(|| anyhow!("{}: `live` or `test`", at(&format!("oauth.clients[{i}].environment"))))?,
-            ),
-        };
-        let client = gatehouse_services::oauth::NewClient {
-            name: c.name,
-            confidential: !c.public,
-            redirect_uris: c.redirect_uris,
-            scopes: c.scopes,
-            token_format: c.token_format,
-            environment,
-            app: c.app,
-        };
-        oauth_clients.push(gatehouse_services::oauth::ConfiguredClient { id: c.id, client, secret });
-    }
-    let od = gatehouse_services::oauth::OAuthConfig::default();
-    let oauth = gatehouse_services::oauth::OAuthConfig {
-        access_token_ttl: o.access_token_ttl_secs.map_or(od.access_token_ttl, Duration::from_secs),
-        refresh_token_ttl: o.refresh_token_ttl_secs.map_or(od.refresh_token_ttl, Duration::from_secs),
-        code_ttl: o.code_ttl_secs.map_or(od.code_ttl, Duration::from_secs),
-        refresh_race_window: o.refresh_race_window_ms.map_or(od.refresh_race_window, Duration::from_millis),
-        ..od
-    };
-    if !(60..=86_400).contains(&oauth.access_token_ttl.as_secs()) {
-        bail!("{}: between 60 and 86400 seconds", at("oauth.access_token_ttl_secs"));
-    }
-    if oauth.refresh_token_ttl < oauth.access_token_ttl || oauth.refresh_token_ttl.as_secs() > 365 * 86_400 {
-        bail!("{}: at least the access token lifetime and at most 365 days", at("oauth.refresh_token_ttl_secs"));
-    }
-    if !(10..=600).contains(&oauth.code_ttl.as_secs()) {
-        bail!("{}: between 10 and 600 seconds", at("oauth.code_ttl_secs"));
-    }
-    if oauth.refresh_race_window.as_millis() > 10_000 {
-        bail!("{}: at most 10000", at("oauth.refresh_race_window_ms"));
-    }
-    let w = raw.webhooks.unwrap_or_default();
-    let webhook_worker = w.deliver.unwrap_or(true);
-    let wd = gatehouse_services::webhooks::WebhookConfig::default();
-    let header_prefix = w.header_prefix.unwrap_or(wd.header_prefix.clone());
-    if header_prefix.is_empty()
-        || header_prefix.len() > 40
-        || !header_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        bail!("{}: 1 to 40 letters, digits or `-` (the header is `<prefix>-Signature`)", at("webhooks.header_prefix"));
-    }
-    let webhooks = gatehouse_services::webhooks::WebhookConfig {
-        header_prefix,
-        timeout: w.timeout_secs.map_or(wd.timeout, |s| Duration::from_secs(s.clamp(1, 60))),
-        allow_private_destinations: w.allow_private_destinations.unwrap_or(false),
-        proxy: w.proxy.filter(|p| !p.is_empty()),
-        ..wd
-    };
-    if let Some(p) = &webhooks.proxy {
-        gatehouse_services::webhooks::validate_proxy(p, webhooks.allow_private_destinations)
-            .map_err(|e| anyhow!("{}: {e}", at("webhooks.proxy")))?;
-    }
+    let owner = check_owner(raw.owner_email, raw.owner_password, &at)?;
+    let sessions = raw.session.unwrap_or_default().check(&at)?;
+    let sign_in = raw.sign_in.unwrap_or_default().check(&at)?;
+    let (oauth_clients, oauth) = raw.oauth.unwrap_or_default().check(&at, file)?;
+    let (webhook_worker, webhooks) = raw.webhooks.unwrap_or_default().check(&at)?;
     let mut warnings = vec![];
     if webhooks.allow_private_destinations {
         warnings.push(ConfigWarning::AllowPrivateDestinations);
     }
-    let g = raw.gateway.unwrap_or_default();
-    let upstream_timeout = Duration::from_secs(g.upstream_timeout_secs.unwrap_or(30).clamp(1, 3600));
-    let gateway_threads = match g.threads {
-        None => std::thread::available_parallelism().map_or(1, usize::from),
-        Some(n @ 1..=256) => n as usize,
-        Some(_) => bail!("{}: between 1 and 256", at("gateway.threads")),
-    };
-    let public_rate_limit = match (g.public_limit, g.public_window_secs) {
-        (None, None) => None,
-        (Some(limit), window) if limit > 0 => {
-            Some(Quota { limit, window_ms: u64::from(window.unwrap_or(1).clamp(1, 86_400)) * 1000 })
-        }
-        _ => bail!("{}: set gateway.public_limit (≥ 1) to limit public routes per IP", at("gateway.public_limit")),
-    };
-    let l = raw.limits.unwrap_or_default();
-    let ld = gatehouse_server::listener::ListenerLimits::default();
-    let listener = gatehouse_server::listener::ListenerLimits {
-        header_read_timeout: l.header_read_timeout_secs.map_or(ld.header_read_timeout, Duration::from_secs),
-        idle_timeout: l.idle_timeout_secs.map_or(ld.idle_timeout, Duration::from_secs),
-        max_connections: l.max_connections.unwrap_or(ld.max_connections),
-        max_header_bytes: l.max_header_bytes.unwrap_or(ld.max_header_bytes),
-    };
-    if !(1..=300).contains(&listener.header_read_timeout.as_secs()) {
-        bail!("{}: between 1 and 300 seconds", at("limits.header_read_timeout_secs"));
-    }
-    if !(1..=3600).contains(&listener.idle_timeout.as_secs()) {
-        bail!("{}: between 1 and 3600 seconds", at("limits.idle_timeout_secs"));
-    }
-    if !(1..=1_000_000).contains(&listener.max_connections) {
-        bail!("{}: between 1 and 1000000", at("limits.max_connections"));
-    }
-    if !(8192..=1024 * 1024).contains(&listener.max_header_bytes) {
-        bail!("{}: between 8192 and 1048576 bytes", at("limits.max_header_bytes"));
-    }
-    let base = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    let mut apps = raw.apps.unwrap_or_default();
-    for a in &mut apps {
-        if a.spacefile.is_relative() {
-            a.spacefile = base.join(&a.spacefile);
-        }
-        if a.hosts.is_empty() {
-            bail!("{}: app `{}` needs at least one host", at("apps"), a.name);
-        }
-    }
+    let (upstream_timeout, gateway_threads, public_rate_limit) = raw.gateway.unwrap_or_default().check(&at)?;
+    let listener = raw.limits.unwrap_or_default().check(&at)?;
+    let apps = check_apps(raw.apps.unwrap_or_default(), file, &at)?;
     Ok(Config {
         warnings,
         oauth_clients,
@@ -785,7 +899,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             namespace,
             workspace,
             trusted_proxies,
-            default_rate_limit: Quota { limit, window_ms: u64::from(window_secs) * 1000 },
+            default_rate_limit,
             body_limit,
             cache,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10).min(300)),

@@ -20,8 +20,8 @@ use crate::supervisor::{self, MicroProcess};
 
 /// Reads and validates a Spacefile, printing every problem with file and line.
 pub fn load_spacefile(path: &Path) -> Result<Spacefile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    spacefile::parse(&path.display().to_string(), &text).map_err(|errors| {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    spacefile::parse_bytes(&path.display().to_string(), &bytes).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!("the Spacefile has {} problem(s):\n{}", errors.len(), list.join("\n"))
     })

@@ -83,7 +83,7 @@ pub(crate) struct CreateKeyIn {
     pub kind: Option<Kind>,
     /// Default: the calling key's environment (a key can only create keys in its own environment).
     pub environment: Option<Env>,
-    /// Required (non-empty) for `rk` keys, refused for `sk` keys. `resource:action` or `*`.
+    /// Required (non-empty) for `rk` keys, refused for `sk` keys. `resource:action`, `*`, or any RFC 6749 scope token.
     #[serde(default)]
     pub scopes: Vec<String>,
     /// CIDRs or addresses (IPv4 and IPv6); empty allows every address.

@@ -32,7 +32,8 @@ pub(crate) struct CreateClientIn {
     /// Exact redirect URIs; `http://127.0.0.1/…`, `http://[::1]/…` and `http://localhost/…` match any port.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
-    /// Scopes the client may request (`resource:action`; `*` is not allowed).
+    /// Scopes the client may request: `resource:action` or any RFC 6749 scope token (`read_customers`);
+    /// `*` is not allowed.
     #[serde(default)]
     pub scopes: Vec<String>,
     /// `opaque` (default) or `jwt` (RFC 9068) access tokens.

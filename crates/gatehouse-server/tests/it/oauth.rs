@@ -980,3 +980,57 @@ async fn basic_credentials_are_not_truncated_at_a_raw_ampersand(b: Backend) {
         assert_eq!(s, 200, "{u}:{p} {v}");
     }
 }
+
+// ---- scopes as the API guide writes them (SPEC §4.4) ------------------------------------------------
+
+story!(the_guides_plain_scope_tokens_register_and_complete_the_code_flow);
+async fn the_guides_plain_scope_tokens_register_and_complete_the_code_flow(b: Backend) {
+    let body = json!({"name": "Order Tracker", "client_type": "confidential", "redirect_uris": [CB],
+        "scopes": ["read_customers", "write_orders"]});
+    let e = env_with(b, oauth_config(Duration::from_millis(300)), body).await;
+    let p = pkce();
+    // The guide's authorization URL as written: `+` between the scopes.
+    let url = e.gw.cp.url(&format!(
+        "/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=read_customers+write_orders\
+         &state=random_csrf_token&code_challenge={}&code_challenge_method=S256",
+        e.client_id,
+        percent_encoding::utf8_percent_encode(CB, percent_encoding::NON_ALPHANUMERIC),
+        p.challenge
+    ));
+    let br = Browser::new();
+    let (to, consent) = authorize_as(&e, &br, &url, true, EMAIL, PASSWORD).await;
+    assert!(consent.contains("read_customers") && consent.contains("write_orders"), "{consent}");
+    let q = query_of(&to);
+    assert_eq!(q["state"], "random_csrf_token", "{to}");
+    let (s, tokens) = exchange(&e, &q["code"], &p.verifier).await;
+    assert_eq!(s, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "read_customers write_orders");
+    let info = introspect(&e, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!((info["active"].as_bool(), info["scope"].as_str()), (Some(true), Some("read_customers write_orders")));
+
+    // A plain token grants only itself: `write_orders` is not `read_orders`, and a scope the client was
+    // not registered with is invalid_scope.
+    for scope in ["read_orders", "write_customers", "customers:read"] {
+        let to = authorize(&e, &br, &authorize_url(&e, CB, scope, &p.challenge), true).await;
+        assert_eq!(query_of(&to)["error"], "invalid_scope", "{scope}: {to}");
+    }
+    // Restricted keys may carry them too; hostile tokens are refused.
+    let (s, _, key) =
+        e.gw.cp
+            .call("POST", "/v1/keys", Some(&e.gw.cp.admin), Some(json!({"kind": "rk", "scopes": ["read_customers"]})))
+            .await;
+    assert_eq!(s, 200, "{key}");
+    assert_eq!(key["scopes"], json!(["read_customers"]));
+    for bad in ["read customers", "say\"hi\"", "back\\slash", "caf\u{e9}", ""] {
+        let (s, _, err) =
+            e.gw.cp
+                .call(
+                    "POST",
+                    "/v1/oauth/clients",
+                    Some(&e.gw.cp.admin),
+                    Some(json!({"name": "x", "client_type": "confidential", "redirect_uris": [CB], "scopes": [bad]})),
+                )
+                .await;
+        assert_eq!(s, 400, "{bad:?}: {err}");
+    }
+}
