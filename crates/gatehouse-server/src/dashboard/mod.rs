@@ -97,6 +97,7 @@ impl Viewer {
 
     /// `Ok` when the role allows `scope`, else the 403 page. Every state-changing handler calls this
     /// before acting: what the page hides, the server also refuses.
+    #[allow(clippy::result_large_err)] // the early answer is the page itself, returned at once by `?`
     pub fn require(&self, scope: &str) -> Result<(), Response> {
         if self.may(scope) {
             Ok(())
