@@ -7,11 +7,16 @@ use gatehouse_core::authority::Authority;
 use gatehouse_core::{Environment, KeyRecord, RateLimitOverride, Timestamp};
 use gatehouse_store::AuditEntry;
 
-/// Who asks: the shell (full authority over the data dir) or a verified key.
+/// Who asks: the shell (full authority over the data dir), a verified key, or a signed-in person in the
+/// dashboard.
 #[derive(Clone, Debug)]
 pub enum Actor {
     Cli,
     Key(Arc<KeyRecord>),
+    /// A signed-in user. Their role decides what they may do at all (the dashboard checks it with
+    /// `authority::role_may_delegate` before calling a service, and bounds each scope they hand out by
+    /// it); within that, a person acts over the whole workspace like the shell.
+    User(Arc<gatehouse_store::UserRecord>),
 }
 
 impl Actor {
@@ -19,6 +24,7 @@ impl Actor {
         match self {
             Actor::Cli => "cli".into(),
             Actor::Key(k) => k.id.clone(),
+            Actor::User(u) => u.id.clone(),
         }
     }
 
@@ -26,7 +32,7 @@ impl Actor {
     /// authority over its data dir.
     pub fn authority(&self, default_rate_limit: Option<RateLimitOverride>) -> Option<Authority<'_>> {
         match self {
-            Actor::Cli => None,
+            Actor::Cli | Actor::User(_) => None,
             Actor::Key(k) => Some(Authority::of_key(k, default_rate_limit)),
         }
     }

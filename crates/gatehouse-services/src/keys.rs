@@ -227,7 +227,7 @@ impl KeyService {
     ) -> Result<Page<KeyRecord>, ServiceError> {
         let environment = match actor {
             Actor::Key(k) => Some(k.environment),
-            Actor::Cli => environment,
+            Actor::Cli | Actor::User(_) => environment,
         };
         if let Some(after) = &page.starting_after {
             if !looks_like("key", after) {

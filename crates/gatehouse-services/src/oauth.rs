@@ -457,7 +457,7 @@ impl OAuthService {
         }
         let environment = match actor {
             Actor::Key(k) => Some(k.environment),
-            Actor::Cli => environment,
+            Actor::Cli | Actor::User(_) => environment,
         };
         Ok(self.store.list_clients(&self.workspace, environment, page).await?)
     }
