@@ -778,10 +778,13 @@ async fn introspect_inner(
     body: &[u8],
 ) -> Result<serde_json::Value, OAuthError> {
     let p = form_body(headers, body)?;
-    // A management key is looked for in the first `Authorization` value only, so a repeated header
-    // whose first value is a bearer is judged by that value; otherwise `authenticate` reads them all.
-    let bearer = match headers.get(header::AUTHORIZATION).map(|v| Credential::parse(v.as_bytes())) {
-        Some(Credential::Bearer(key)) => Some(key),
+    // One `Authorization` header or none (SPEC §11): a repeated header is never a credential, so a
+    // management key cannot ride in front of a second value that a proxy or the client meant instead.
+    let bearer = match crate::credentials::authorization(headers) {
+        AuthorizationHeader::Repeated => {
+            return Err(OAuthError::invalid_request("Send one Authorization header, once."))
+        }
+        AuthorizationHeader::One(Credential::Bearer(key)) => Some(key),
         _ => None,
     };
     // Who asks: a client (its own tokens) or a management key (every token of its environment).

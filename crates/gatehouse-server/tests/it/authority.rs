@@ -314,6 +314,21 @@ async fn test_key_cannot_introspect_live_tokens(b: Backend) {
         "a test key learns nothing about a live token"
     );
     assert_eq!(introspect(app.admin.clone()).await["active"], true, "a live key does");
+    // Attack: a live management key in a first `Authorization` header with a second one behind it.
+    // A repeated header is never a credential (SPEC §11), here as at every other door.
+    let r = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .header("authorization", format!("Bearer {}", app.admin))
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a repeated Authorization header is refused");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body.get("active").is_none(), "nothing about the token: {body}");
 }
 
 // `/v1/keys/verify` answers environment_mismatch for a key of the other environment whatever its state.
