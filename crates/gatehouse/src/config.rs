@@ -40,6 +40,7 @@ pub struct RawConfig {
     pub sign_in: Option<RawSignIn>,
     pub oauth: Option<RawOAuth>,
     pub webhooks: Option<RawWebhooks>,
+    pub usage: Option<RawUsage>,
     pub gateway: Option<RawGateway>,
     /// Apps served by `serve` (one table per app).
     pub apps: Option<Vec<RawApp>>,
@@ -157,6 +158,44 @@ impl RawSignIn {
             bail!("{}: at most 60000", at("sign_in.hash_wait_ms"));
         }
         Ok(sign_in)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// Count gateway requests per credential and app for the dashboard's charts (default true).
+    pub enabled: Option<bool>,
+    pub flush_interval_secs: Option<u64>,
+    /// Per-minute counts are kept this long (default 24 h).
+    pub minute_retention_hours: Option<u64>,
+    /// Per-hour counts are kept this long (default 30 days).
+    pub hour_retention_days: Option<u64>,
+}
+
+impl RawUsage {
+    /// The usage counters' settings (SPEC §12 "Usage"), each bounded.
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<gatehouse_services::usage::UsageConfig> {
+        let d = gatehouse_services::usage::UsageConfig::default();
+        let flush = self.flush_interval_secs.unwrap_or(d.flush_interval.as_secs());
+        if !(1..=300).contains(&flush) {
+            bail!("{}: between 1 and 300", at("usage.flush_interval_secs"));
+        }
+        let minutes = self.minute_retention_hours.unwrap_or(d.minute_retention.as_secs() / 3600);
+        if !(1..=24 * 7).contains(&minutes) {
+            bail!("{}: between 1 and 168 (per-minute rows are many)", at("usage.minute_retention_hours"));
+        }
+        let hours = self.hour_retention_days.unwrap_or(d.hour_retention.as_secs() / 86_400);
+        if !(1..=3660).contains(&hours) {
+            bail!("{}: between 1 and 3660", at("usage.hour_retention_days"));
+        }
+        Ok(gatehouse_services::usage::UsageConfig {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            flush_interval: Duration::from_secs(flush),
+            minute_retention: Duration::from_secs(minutes * 3600),
+            hour_retention: Duration::from_secs(hours * 86_400),
+            ..d
+        })
     }
 }
 
@@ -442,6 +481,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("webhooks.allow_private_destinations", Kind::Bool),
     ("webhooks.deliver", Kind::Bool),
     ("webhooks.proxy", Kind::Str),
+    ("usage.enabled", Kind::Bool),
+    ("usage.flush_interval_secs", Kind::Int),
+    ("usage.minute_retention_hours", Kind::Int),
+    ("usage.hour_retention_days", Kind::Int),
     ("oauth.access_token_ttl_secs", Kind::Int),
     ("oauth.refresh_token_ttl_secs", Kind::Int),
     ("oauth.code_ttl_secs", Kind::Int),
@@ -874,6 +917,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let sign_in = raw.sign_in.unwrap_or_default().check(&at)?;
     let (oauth_clients, oauth) = raw.oauth.unwrap_or_default().check(&at, file)?;
     let (webhook_worker, webhooks) = raw.webhooks.unwrap_or_default().check(&at)?;
+    let usage = raw.usage.unwrap_or_default().check(&at)?;
     let mut warnings = vec![];
     if webhooks.allow_private_destinations {
         warnings.push(ConfigWarning::AllowPrivateDestinations);
@@ -911,7 +955,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             redis_url,
             listener,
             sign_in,
-            usage: Default::default(),
+            usage,
         },
     })
 }
@@ -1013,6 +1057,9 @@ mod tests {
             (vec![("GATEHOUSE_SIGN_IN__FORGET_AFTER_SECS", "5")], "sign_in.forget_after_secs"),
             (vec![("GATEHOUSE_SIGN_IN__HASH_WAIT_MS", "600000")], "sign_in.hash_wait_ms"),
             (vec![("GATEHOUSE_SIGN_IN__MAX_WAIT_SECS", "3600")], "sign_in.max_wait_secs"),
+            (vec![("GATEHOUSE_USAGE__FLUSH_INTERVAL_SECS", "0")], "usage.flush_interval_secs"),
+            (vec![("GATEHOUSE_USAGE__MINUTE_RETENTION_HOURS", "1000")], "usage.minute_retention_hours"),
+            (vec![("GATEHOUSE_USAGE__HOUR_RETENTION_DAYS", "0")], "usage.hour_retention_days"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();
@@ -1052,5 +1099,19 @@ mod tests {
         assert_eq!(c.server.redis_url.as_ref().unwrap().expose(), "redis://:swordfish@cache:6379/2");
         assert_eq!(c.limits_display(), "shared through redis://…@cache:6379/2");
         assert!(!format!("{c:?}").contains("swordfish"));
+    }
+
+    #[test]
+    fn usage_retention_is_configurable() {
+        let d = load_from(&Flags::default(), &env(&[])).unwrap().server.usage;
+        assert!(d.enabled);
+        assert_eq!((d.minute_retention.as_secs(), d.hour_retention.as_secs()), (24 * 3600, 30 * 86_400));
+        let (_f, flags) = file(
+            "[usage]\nenabled = false\nflush_interval_secs = 2\nminute_retention_hours = 6\nhour_retention_days = 90\n",
+        );
+        let u = load_from(&flags, &env(&[])).unwrap().server.usage;
+        assert!(!u.enabled);
+        assert_eq!(u.flush_interval.as_secs(), 2);
+        assert_eq!((u.minute_retention.as_secs(), u.hour_retention.as_secs()), (6 * 3600, 90 * 86_400));
     }
 }
