@@ -675,3 +675,6 @@ async fn bulk_revoke(State(state): St, form: Form<Fields>) -> Response {
     }
     crate::web::redirect(StatusCode::SEE_OTHER, "/dashboard/keys?status=revoked")
 }
+
+#[cfg(test)]
+mod tests;
