@@ -195,6 +195,7 @@ async fn configuration_page(
     render(viewer, StatusCode::OK, &page)
 }
 
+#[allow(clippy::result_large_err)] // the early answer is the page itself, returned at once by `?`
 fn find_app<'a>(state: &'a AppState, viewer: &Viewer, name: &str) -> Result<&'a AppInfo, Response> {
     state.web.app(name).ok_or_else(|| {
         let m = viewer.message("Not found", "The gateway serves no app by that name.");

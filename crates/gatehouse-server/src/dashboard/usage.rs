@@ -33,7 +33,10 @@ pub(super) struct Chart {
 }
 
 /// The four outcomes of SPEC §12 "Usage", in the order the legend lists them.
-const OUTCOMES: [(&str, &str, fn(&UsageCounts) -> u64); 4] = [
+/// An outcome's legend label, CSS class, and how to read its count.
+type Outcome = (&'static str, &'static str, fn(&UsageCounts) -> u64);
+
+const OUTCOMES: [Outcome; 4] = [
     ("Allowed", "allowed", |c| c.allowed),
     ("401", "unauthorized", |c| c.unauthorized),
     ("403", "forbidden", |c| c.forbidden),
@@ -52,7 +55,7 @@ pub(super) fn chart(title: &str, points: &[UsagePoint]) -> Chart {
                 .map(|(i, p)| {
                     let x = i as u64 * u64::from(WIDTH) / n as u64;
                     let v = f(&p.counts);
-                    let y = if max == 0 { u64::from(HEIGHT) } else { u64::from(HEIGHT) - v * u64::from(HEIGHT) / max };
+                    let y = u64::from(HEIGHT) - (v * u64::from(HEIGHT)).checked_div(max).unwrap_or(0);
                     format!("{x},{y}")
                 })
                 .collect();
