@@ -2,7 +2,7 @@
 //! gateway, webhook sending, and the error model of SPEC §5 in one place (`error`). The services they
 //! call (keys, users, sessions, OAuth, webhooks, verifier, limiter, metrics) are `gatehouse_services`.
 //!
-//! The app is constructible in a test: `App::build(config, store, app_hosts)` then `router()` /
+//! The app is constructible in a test: `App::build(config, store, app_hosts)` (or `build_with_apps`) then `router()` /
 //! `serve(listener, shutdown)`; the gateway is `gateway::Gateway::new(state, config).router()`.
 
 pub mod api;
@@ -44,6 +44,26 @@ impl App {
         config: ServerConfig,
         store: Arc<dyn Store>,
         app_hosts: Vec<String>,
+    ) -> Result<Self, gatehouse_store::StoreError> {
+        Self::build_inner(config, store, app_hosts, vec![]).await
+    }
+
+    /// As [`App::build`], for a control plane that knows the apps the gateway serves (their hosts
+    /// and, for the dashboard, their micros and policies).
+    pub async fn build_with_apps(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        apps: Vec<state::AppInfo>,
+    ) -> Result<Self, gatehouse_store::StoreError> {
+        let hosts = apps.iter().flat_map(|a| a.hosts.clone()).collect();
+        Self::build_inner(config, store, hosts, apps).await
+    }
+
+    async fn build_inner(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        app_hosts: Vec<String>,
+        apps: Vec<state::AppInfo>,
     ) -> Result<Self, gatehouse_store::StoreError> {
         let metrics = gatehouse_services::metrics::Metrics::new(store.backend());
         let verifier = gatehouse_services::verifier::Verifier::new(
@@ -120,6 +140,7 @@ impl App {
             cp_origin: config.public_url.trim_end_matches('/').to_owned(),
             cp_host,
             app_hosts,
+            apps,
             csrf_key,
             signer,
             setup_token: parking_lot::Mutex::new(None),

@@ -32,6 +32,9 @@ pub struct WebState {
     pub cp_host: String,
     /// Every app host the gateway serves (sign-ins may return there).
     pub app_hosts: Vec<String>,
+    /// The apps the gateway serves, as the dashboard shows them (empty for a control plane alone, or
+    /// when the caller only gave hosts).
+    pub apps: Vec<AppInfo>,
     /// HMAC key of CSRF tokens, shared by every node through storage.
     pub csrf_key: Vec<u8>,
     /// Reloaded from storage in the background, so a key rotation reaches every process.
@@ -40,7 +43,24 @@ pub struct WebState {
     pub setup_token: parking_lot::Mutex<Option<String>>,
 }
 
+/// An app the gateway serves, as the control plane knows it: its name, hosts, environment and the
+/// Spacefile its micros, public routes, presets and route scopes come from.
+#[derive(Clone, Debug)]
+pub struct AppInfo {
+    pub name: String,
+    /// `host[:port]` values, lower case.
+    pub hosts: Vec<String>,
+    /// Keys of this environment are accepted.
+    pub environment: gatehouse_core::Environment,
+    pub spacefile: gatehouse_core::spacefile::Spacefile,
+}
+
 impl WebState {
+    /// The app named `name`, if the gateway serves it.
+    pub(crate) fn app(&self, name: &str) -> Option<&AppInfo> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
     /// Hosts a sign-in may return to.
     pub(crate) fn known_hosts(&self) -> Vec<String> {
         let mut v = self.app_hosts.clone();

@@ -76,9 +76,10 @@ pub async fn run_platform(
                 .with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?,
         )
     };
-    let app_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
-    let app =
-        App::build(cfg.server.clone(), store, app_hosts).await.context("cannot initialise (storage, redis_url)")?;
+    let infos = apps.iter().map(GatewayApp::info).collect();
+    let app = App::build_with_apps(cfg.server.clone(), store, infos)
+        .await
+        .context("cannot initialise (storage, redis_url)")?;
     let setup_link = bootstrap_owner(&app, cfg).await?;
     for c in &cfg.oauth_clients {
         match app.state.oauth.sync_configured(c).await {

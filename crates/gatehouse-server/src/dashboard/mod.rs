@@ -22,12 +22,18 @@ use serde::de::DeserializeOwned;
 use crate::state::AppState;
 use crate::web::{self, set_cookie, CSRF_COOKIE};
 
+mod apps;
+mod keys;
+mod usage;
+
 /// The dashboard's routes, merged into the control plane's router.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/dashboard", get(landing))
         .route("/dashboard/", get(landing))
         .route("/dashboard/static/{file}", get(asset))
+        .merge(apps::routes())
+        .merge(keys::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

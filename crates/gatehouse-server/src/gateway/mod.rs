@@ -52,6 +52,18 @@ pub struct GatewayApp {
     pub upstreams: HashMap<String, Upstream>,
 }
 
+impl GatewayApp {
+    /// What the control plane (the dashboard) knows of this app.
+    pub fn info(&self) -> crate::state::AppInfo {
+        crate::state::AppInfo {
+            name: self.name.clone(),
+            hosts: self.hosts.clone(),
+            environment: self.environment,
+            spacefile: self.spacefile.clone(),
+        }
+    }
+}
+
 /// The gateway's settings.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {

@@ -125,7 +125,6 @@ impl Gw {
         let host = format!("127.0.0.1:{}", addr.port());
         let limits = config.listener.clone();
         // One process serves both, as `gatehouse up` does: the gateway shares the control plane's state.
-        let cp = TestApp::with_app_hosts(b, config, vec![host.clone()]).await;
         let (recording, seen) = recording_upstream(upstream_delay).await;
         let up = upstream.unwrap_or(recording);
         let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
@@ -138,6 +137,7 @@ impl Gw {
             spacefile: sf,
             upstreams,
         };
+        let cp = TestApp::with_apps(b, config, vec![app.info()]).await;
         let gw = Gateway::new(
             cp.state.clone(),
             GatewayConfig { apps: vec![app], upstream_timeout: timeout, public_rate_limit: None },

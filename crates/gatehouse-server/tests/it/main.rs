@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod authority;
+mod dashboard_keys;
 mod edge;
 mod edge_review;
 mod gateway;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use gatehouse_core::{Environment, KeyKind, KeyRecord, Timestamp};
 use gatehouse_server::config::ServerConfig;
+use gatehouse_server::state::AppInfo;
 use gatehouse_server::App;
 use gatehouse_services::audit::{Actor, RequestMeta};
 use gatehouse_services::keys::{KeyService, NewKey};
@@ -86,13 +88,28 @@ impl TestApp {
     }
 
     /// A control plane that knows the given app hosts (sign-ins may return there), at its real address.
-    pub async fn with_app_hosts(backend: Backend, mut config: ServerConfig, app_hosts: Vec<String>) -> Self {
+    pub async fn with_app_hosts(backend: Backend, config: ServerConfig, app_hosts: Vec<String>) -> Self {
+        Self::start(backend, config, app_hosts, vec![]).await
+    }
+
+    /// A control plane that knows the gateway's apps (hosts, micros, policies), as `gatehouse up` builds it.
+    pub async fn with_apps(backend: Backend, config: ServerConfig, apps: Vec<AppInfo>) -> Self {
+        let hosts = apps.iter().flat_map(|a| a.hosts.clone()).collect();
+        Self::start(backend, config, hosts, apps).await
+    }
+
+    async fn start(backend: Backend, mut config: ServerConfig, app_hosts: Vec<String>, apps: Vec<AppInfo>) -> Self {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         config.public_url = format!("http://{addr}");
-        let app = App::build(config.clone(), Arc::new(store.clone()) as Arc<dyn Store>, app_hosts).await.unwrap();
+        let store_dyn = Arc::new(store.clone()) as Arc<dyn Store>;
+        let app = if apps.is_empty() {
+            App::build(config.clone(), store_dyn, app_hosts).await.unwrap()
+        } else {
+            App::build_with_apps(config.clone(), store_dyn, apps).await.unwrap()
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = app.state.clone();
         tokio::spawn(app.serve(listener, async {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_apps;
+mod dashboard_keys;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
