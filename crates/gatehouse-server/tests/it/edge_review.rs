@@ -282,7 +282,7 @@ async fn edge_websocket_tunnels_count_against_the_connection_cap() {
         assert_eq!(status, Some(101), "{head}");
         tunnels.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::edge::all_accepted(gw.addr).await;
     // Two open tunnels hold two client sockets (and two upstream ones): a third connection waits.
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
     third
@@ -313,6 +313,7 @@ async fn edge_idle_websocket_tunnels_are_closed() {
     let (mut busy, status, head) = open_tunnel(&gw, "/ws", &extra).await;
     assert_eq!(status, Some(101), "{head}");
     for _ in 0..8 {
+        // A sleep on purpose: traffic spaced over more than the idle timeout is what is tested.
         tokio::time::sleep(Duration::from_millis(500)).await;
         busy.write_all(b"ping").await.unwrap();
         let mut echo = [0u8; 4];

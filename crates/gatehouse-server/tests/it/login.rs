@@ -483,6 +483,7 @@ async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_databas
     let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "one second after the fifth failure: {wait}");
     // Once the wait is over, the right password works and the account starts over.
+    // A sleep on purpose: the lock is a span of time.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), SignIn::Ok(_)));
     assert!(
@@ -1005,6 +1006,7 @@ async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
     assert_eq!(users.hash_buffers_held(), 0);
     assert!(matches!(users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), gatehouse_services::users::SignIn::Ok(_)));
     assert_eq!(users.hash_buffers_held(), 1, "kept for the next attempt");
+    // A sleep on purpose: the buffer is released after an idle span (users::IDLE_RELEASE), which is what is tested.
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     assert_eq!(users.hash_buffers_held(), 0, "an idle server keeps no Argon2 memory");
 }

@@ -49,6 +49,7 @@ async fn no_secret_in_any_log_line() {
     app.call("POST", &format!("/v1/keys/{}/revoke", rec.id), Some(&app.admin), None).await;
     app.call("GET", "/v1/keys", Some(&key), None).await;
     app.store.close().await;
+    // A sleep on purpose: only the staleness bound passing sends the next request to (dead) storage.
     tokio::time::sleep(app.config.cache.max_staleness + std::time::Duration::from_millis(300)).await;
     app.call("GET", "/v1/keys", Some(&app.admin), None).await;
 
