@@ -131,6 +131,10 @@ struct Inner {
     feed_seq: AtomicI64,
     pending_used: Mutex<Vec<Arc<CachedKey>>>,
     sinks: RwLock<Vec<Arc<dyn ChangeSink>>>,
+    /// Change-feed reads begun so far; each read takes the next number as its ticket.
+    polls_started: AtomicU64,
+    /// The highest ticket of a read that completed (and was applied), for `wait_for_poll_after`.
+    polls_done: tokio::sync::watch::Sender<u64>,
 }
 
 /// Verifies keys against storage through the cache. Cheap to clone.
@@ -160,6 +164,8 @@ impl Verifier {
                 feed_seq: AtomicI64::new(0),
                 pending_used: Mutex::new(Vec::new()),
                 sinks: RwLock::new(Vec::new()),
+                polls_started: AtomicU64::new(0),
+                polls_done: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -364,6 +370,7 @@ impl Verifier {
 
     /// Reads the change feed once and drops what changed. Marks the cache trusted on success.
     pub async fn poll_changes(&self) -> Result<usize, gatehouse_store::StoreError> {
+        let ticket = self.inner.polls_started.fetch_add(1, Ordering::AcqRel) + 1;
         let seq = self.inner.feed_seq.load(Ordering::Acquire);
         let retain_before = Timestamp::now().plus_millis(-3_600_000);
         let started_ms = self.now_ms();
@@ -381,7 +388,24 @@ impl Verifier {
         self.inner.feed_seq.store(changes.next_seq, Ordering::Release);
         // Trust extends from when the read started: anything committed before then has been seen.
         self.inner.synced_at_ms.store(started_ms, Ordering::Release);
+        self.inner.polls_done.send_if_modified(|done| {
+            let newer = ticket > *done;
+            if newer {
+                *done = ticket;
+            }
+            newer
+        });
         Ok(changes.hashes.len())
+    }
+
+    /// Waits until a change-feed read that began after this call has completed and been applied, so
+    /// every key write committed before the call is reflected in this cache. `false` if none completed
+    /// within `within` (the feed cannot be read, or no poller runs). For tests, instead of sleeping a
+    /// poll interval.
+    pub async fn wait_for_poll_after(&self, within: Duration) -> bool {
+        let mut done = self.inner.polls_done.subscribe();
+        let after = self.inner.polls_started.load(Ordering::Acquire);
+        tokio::time::timeout(within, done.wait_for(|&d| d > after)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Starts the feed poller and the last-used flusher.

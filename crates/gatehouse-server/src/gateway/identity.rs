@@ -179,8 +179,7 @@ fn build(identity: &Identity, app: &GatewayApp, signer: &AssertionSigner, now: i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::apikey::KeyHash;
-    use gatehouse_core::{Environment, KeyKind, KeyRecord, ScopeSet, Timestamp};
+    use gatehouse_core::{Environment, KeyKind, ScopeSet};
 
     fn app(name: &str) -> GatewayApp {
         let sf = gatehouse_core::spacefile::parse(
@@ -198,28 +197,7 @@ mod tests {
     }
 
     fn key(id: &str) -> Identity {
-        let record = KeyRecord {
-            id: id.into(),
-            hash: KeyHash::of(id),
-            name: String::new(),
-            workspace: "default".into(),
-            environment: Environment::Live,
-            kind: KeyKind::Secret,
-            scopes: ScopeSet::default(),
-            ip_allowlist: Default::default(),
-            expires_at: None,
-            app: None,
-            rate_limit: None,
-            metadata: Default::default(),
-            display_prefix: String::new(),
-            last4: String::new(),
-            created_at: Timestamp(0),
-            created_by: "test".into(),
-            last_used_at: None,
-            revoked_at: None,
-            rolled_to: None,
-        };
-        Identity::Key(Arc::new(CachedKey::synthetic(record)))
+        Identity::Key(crate::gateway::test_key(id, KeyKind::Secret, ScopeSet::default()))
     }
 
     fn get<'a>(h: &'a Headers, name: &str) -> &'a str {

@@ -413,3 +413,33 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
     crate::login::add_hsts(&mut resp, secure);
     resp
 }
+
+/// A key of `kind` with `scopes` for the gateway's unit tests (no storage behind it).
+#[cfg(test)]
+fn test_key(
+    id: &str,
+    kind: gatehouse_core::KeyKind,
+    scopes: gatehouse_core::ScopeSet,
+) -> std::sync::Arc<gatehouse_services::verifier::CachedKey> {
+    std::sync::Arc::new(gatehouse_services::verifier::CachedKey::synthetic(gatehouse_core::KeyRecord {
+        id: id.into(),
+        hash: gatehouse_core::KeyHash::of(id),
+        name: "k".into(),
+        workspace: "default".into(),
+        environment: gatehouse_core::Environment::Live,
+        kind,
+        scopes,
+        ip_allowlist: Default::default(),
+        expires_at: None,
+        app: None,
+        rate_limit: None,
+        metadata: Default::default(),
+        display_prefix: String::new(),
+        last4: String::new(),
+        created_at: gatehouse_core::Timestamp::now(),
+        created_by: "cli".into(),
+        last_used_at: None,
+        revoked_at: None,
+        rolled_to: None,
+    }))
+}

@@ -388,7 +388,7 @@ mod tests {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     use gatehouse_core::ratelimit::Quota;
-    use gatehouse_core::{Environment, KeyRecord, ScopeSet, Timestamp};
+    use gatehouse_core::{Environment, ScopeSet, Timestamp};
     use gatehouse_store::oauth::{TokenKind, TokenRecord};
     use gatehouse_store::testing::{Backend, TestDb};
     use gatehouse_store::Store;
@@ -466,27 +466,7 @@ micros:
     }
 
     fn key(kind: KeyKind) -> Arc<CachedKey> {
-        Arc::new(CachedKey::synthetic(KeyRecord {
-            id: "key_1".into(),
-            hash: gatehouse_core::KeyHash::of("k"),
-            name: "k".into(),
-            workspace: "default".into(),
-            environment: Environment::Live,
-            kind,
-            scopes: ScopeSet::parse(["orders:write"]).unwrap(),
-            ip_allowlist: Default::default(),
-            expires_at: None,
-            app: None,
-            rate_limit: None,
-            metadata: Default::default(),
-            display_prefix: String::new(),
-            last4: String::new(),
-            created_at: Timestamp::now(),
-            created_by: "cli".into(),
-            last_used_at: None,
-            revoked_at: None,
-            rolled_to: None,
-        }))
+        crate::gateway::test_key("key_1", kind, ScopeSet::parse(["orders:write"]).unwrap())
     }
 
     fn token(environment: Environment, app: Option<&str>) -> Arc<ActiveToken> {

@@ -157,7 +157,7 @@ async fn rate_limit_answers_429_with_headers_after_auth(b: Backend) {
     assert_eq!((s.as_u16(), code(&body)), (403, "insufficient_scope"));
     // Revocation beats the limit too.
     app.other_process().await.revoke(&Actor::Cli, &RequestMeta::default(), &rec.id, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.feed_polled().await;
     let (s, _, body) = app.call("GET", "/v1/keys", Some(&key), None).await;
     assert_eq!((s.as_u16(), code(&body)), (401, "api_key_revoked"));
 }

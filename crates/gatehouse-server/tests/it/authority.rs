@@ -342,6 +342,7 @@ async fn verify_decides_environment_before_revoked_or_expired(b: Backend) {
     let (_, expiring) = app
         .cli_key(NewKey { expires_at: Some(Timestamp::now().plus_millis(300)), ..crate::sk(Environment::Live) })
         .await;
+    // A sleep on purpose: the key's expiry is a point in time; nothing but the clock makes it expired.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let unknown =
         gatehouse_services::ids::new_key(&app.config.namespace, gatehouse_core::KeyKind::Secret, Environment::Live);

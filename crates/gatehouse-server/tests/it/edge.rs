@@ -388,6 +388,33 @@ pub(crate) async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
+/// Connections waiting in `addr`'s accept queue (Linux: the receive-queue column of the listening
+/// socket in /proc/net/tcp), i.e. connected but not yet taken by the server's `accept`.
+pub(crate) fn accept_queue(addr: SocketAddr) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (the edge tests run on Linux)");
+    let local = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1].ends_with(&local) && f[3] == "0A")
+        .map(|f| usize::from_str_radix(f[4].split(':').nth(1).unwrap_or("0"), 16).unwrap())
+        .unwrap_or_else(|| panic!("no listening socket on {addr} in /proc/net/tcp"))
+}
+
+/// Waits (bounded) until the server listening on `addr` has accepted every connection made to it so far.
+pub(crate) async fn all_accepted(addr: SocketAddr) {
+    let start = std::time::Instant::now();
+    loop {
+        let waiting = accept_queue(addr);
+        if waiting == 0 {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{waiting} connections still not accepted by {addr}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_idle_connections_are_closed() {
     let gw = Gw::start_full(
@@ -411,6 +438,7 @@ async fn slow_heads_and_idle_connections_are_closed() {
             closed = true;
             break;
         }
+        // A sleep on purpose: a slow sender is the attack under test.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(closed || closed_within(&mut s, Duration::from_secs(1)).await, "a slowloris head was read to the end");
@@ -441,8 +469,8 @@ async fn connections_beyond_the_cap_wait_and_are_served_when_one_closes() {
         let s = TcpStream::connect(gw.addr).await.unwrap();
         idle.push(s);
     }
-    // Give the gateway time to accept the four.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gateway has taken the four (each holds a permit), so the fifth meets a full cap.
+    all_accepted(gw.addr).await;
     let mut fifth = TcpStream::connect(gw.addr).await.unwrap();
     fifth
         .write_all(format!("GET /ping HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.host).as_bytes())

@@ -282,7 +282,7 @@ async fn edge_websocket_tunnels_count_against_the_connection_cap() {
         assert_eq!(status, Some(101), "{head}");
         tunnels.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::edge::all_accepted(gw.addr).await;
     // Two open tunnels hold two client sockets (and two upstream ones): a third connection waits.
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
     third
@@ -313,6 +313,7 @@ async fn edge_idle_websocket_tunnels_are_closed() {
     let (mut busy, status, head) = open_tunnel(&gw, "/ws", &extra).await;
     assert_eq!(status, Some(101), "{head}");
     for _ in 0..8 {
+        // A sleep on purpose: traffic spaced over more than the idle timeout is what is tested.
         tokio::time::sleep(Duration::from_millis(500)).await;
         busy.write_all(b"ping").await.unwrap();
         let mut echo = [0u8; 4];
@@ -328,7 +329,15 @@ async fn edge_idle_websocket_tunnels_are_closed() {
 }
 
 /// An upstream that answers every request after `delay` on its own connection (`Connection: close`),
-/// and remembers the most connections it ever had open at once.
+/// and remembers the most requests it ever held at once.
+///
+/// A request counts from its connection's accept until just before its answer is written, not until
+/// the socket is dropped: once the answer is on its way the gateway may finish that request, release its
+/// slot and open the next connection, and counting the old socket until this task got round to dropping
+/// it (late, on a loaded machine) saw five where the gateway held four. Both ends of the interval are
+/// ordered after, and before, the gateway's own slot (accept follows its connect; its response follows
+/// the decrement), so the count never exceeds what the gateway has in flight, and forty streams let
+/// through at once would still be seen, each held here for `delay`.
 async fn counting_upstream(delay: Duration) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -345,9 +354,8 @@ async fn counting_upstream(delay: Duration) -> (SocketAddr, std::sync::Arc<std::
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
                 tokio::time::sleep(delay).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow").await;
-                drop(s);
                 open.fetch_sub(1, Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow").await;
             });
         }
     });

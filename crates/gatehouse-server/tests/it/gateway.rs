@@ -127,16 +127,7 @@ impl Gw {
         // One process serves both, as `gatehouse up` does: the gateway shares the control plane's state.
         let (recording, seen) = recording_upstream(upstream_delay).await;
         let up = upstream.unwrap_or(recording);
-        let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-        let upstreams: HashMap<String, Upstream> =
-            ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
-        let app = GatewayApp {
-            name: "shop".into(),
-            hosts: vec![host.clone()],
-            environment: Environment::Live,
-            spacefile: sf,
-            upstreams,
-        };
+        let app = shop_app(&host, up);
         let cp = TestApp::with_apps(b, config, vec![app.info()]).await;
         let gw = Gateway::new(
             cp.state.clone(),
@@ -407,23 +398,36 @@ async fn unknown_host_is_404_and_large_bodies_stream() {
     assert_eq!(r.text().await.unwrap(), "upstream saw /upload (8388608 bytes)");
 }
 
+/// The `shop` app of [`SPACEFILE`] on `host`, every micro served by `upstream`.
+fn shop_app(host: &str, upstream: SocketAddr) -> GatewayApp {
+    let upstreams: HashMap<String, Upstream> =
+        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
+    GatewayApp {
+        name: "shop".into(),
+        hosts: vec![host.to_owned()],
+        environment: Environment::Live,
+        spacefile: spacefile::parse("Spacefile", SPACEFILE).unwrap(),
+        upstreams,
+    }
+}
+
 /// A gateway whose every micro is the given upstream address.
 async fn gateway_to(cp: &TestApp, upstream: SocketAddr) -> SocketAddr {
+    gateway_limited_to(cp, upstream, None).await
+}
+
+/// As [`gateway_to`], with a rate limit per client address on public routes.
+async fn gateway_limited_to(
+    cp: &TestApp,
+    upstream: SocketAddr,
+    public_rate_limit: Option<gatehouse_core::ratelimit::Quota>,
+) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-    let upstreams =
-        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(upstream.to_string()))).collect();
-    let app = GatewayApp {
-        name: "shop".into(),
-        hosts: vec![format!("127.0.0.1:{}", addr.port())],
-        environment: Environment::Live,
-        spacefile: sf,
-        upstreams,
-    };
+    let app = shop_app(&format!("127.0.0.1:{}", addr.port()), upstream);
     let gw = Gateway::new(
         cp.state.clone(),
-        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: None },
+        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit },
     );
     tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
     addr
@@ -508,24 +512,8 @@ async fn h2c_clients_are_served() {
 async fn public_routes_can_be_limited_per_ip() {
     let cp = TestApp::new(Backend::Sqlite).await;
     let (up, _) = recording_upstream(None).await;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let sf = spacefile::parse("Spacefile", SPACEFILE).unwrap();
-    let upstreams =
-        ["web", "api", "nokeys"].into_iter().map(|m| (m.to_owned(), Upstream::Http(up.to_string()))).collect();
-    let app = GatewayApp {
-        name: "shop".into(),
-        hosts: vec![format!("127.0.0.1:{}", addr.port())],
-        environment: Environment::Live,
-        spacefile: sf,
-        upstreams,
-    };
     let quota = gatehouse_core::ratelimit::Quota { limit: 2, window_ms: 60_000 };
-    let gw = Gateway::new(
-        cp.state.clone(),
-        GatewayConfig { apps: vec![app], upstream_timeout: Duration::from_secs(5), public_rate_limit: Some(quota) },
-    );
-    tokio::spawn(gatehouse_server::serve_router(gw.router(), l, Duration::from_secs(1), std::future::pending()));
+    let addr = gateway_limited_to(&cp, up, Some(quota)).await;
     let get = || cp.client.get(format!("http://{addr}/ping")).send();
     assert_eq!(get().await.unwrap().status(), 200);
     assert_eq!(get().await.unwrap().status(), 200);

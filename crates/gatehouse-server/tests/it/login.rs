@@ -483,6 +483,7 @@ async fn throttle_state_survives_a_restart_and_is_shared_by_nodes_on_one_databas
     let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "one second after the fifth failure: {wait}");
     // Once the wait is over, the right password works and the account starts over.
+    // A sleep on purpose: the lock is a span of time.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(restarted.state.users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), SignIn::Ok(_)));
     assert!(
@@ -581,25 +582,7 @@ async fn failed_sign_ins_are_audited_in_summary_and_a_lock_is_audited_once(b: Ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_are_logged_without_what_was_typed() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let installed = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .is_ok();
+    let (capture, installed) = crate::logs::Capture::install();
     let gw = with_owner(Backend::Sqlite).await;
     let br = Browser::new();
     let (_, _, form) = br.get(&gw.cp.url("/login")).await;
@@ -609,7 +592,7 @@ async fn failed_sign_ins_are_logged_without_what_was_typed() {
     br.post(&gw.cp.url("/login"), &[("email", EMAIL), ("password", typed_password), ("csrf", &csrf)]).await;
     br.post(&gw.cp.url("/login"), &[("email", typed_email), ("password", typed_password), ("csrf", &csrf)]).await;
     let owner = gw.cp.state.users.find(EMAIL).await.unwrap().unwrap();
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     if installed {
         assert!(
             text.contains("sign-in failed") && text.contains(&owner.id),
@@ -974,27 +957,17 @@ async fn csrf_pair_from_another_browser_cannot_sign_out_an_app_session(b: Backen
     let r = gw.cp.client.get(gw.url("/__gatehouse/logout")).send().await.unwrap();
     let attacker_cookie = cookie_set(r.headers(), "gatehouse_csrf").unwrap();
     let attacker_token = csrf_of(&r.text().await.unwrap());
-    let r = gw
-        .cp
-        .client
-        .post(gw.url("/__gatehouse/logout"))
-        .header("cookie", format!("gatehouse_csrf={attacker_cookie}; gatehouse_session={app_session}"))
-        .form(&[("csrf", attacker_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    // A sign-out with the attacker's token and these cookies.
+    let (token, gw) = (attacker_token.as_str(), &gw);
+    let sign_out = |cookie: String| async move {
+        let form = [("csrf", token)];
+        gw.cp.client.post(gw.url("/__gatehouse/logout")).header("cookie", cookie).form(&form).send().await.unwrap()
+    };
+    let r = sign_out(format!("gatehouse_csrf={attacker_cookie}; gatehouse_session={app_session}")).await;
     assert_eq!(r.status(), 403);
     assert_eq!(victim.get(&gw.url("/private")).await.0, 200, "the victim's app session survives");
     // Without a session the sign-out page's pre-login pair still clears the cookie.
-    let r = gw
-        .cp
-        .client
-        .post(gw.url("/__gatehouse/logout"))
-        .header("cookie", format!("gatehouse_csrf={attacker_cookie}"))
-        .form(&[("csrf", attacker_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = sign_out(format!("gatehouse_csrf={attacker_cookie}")).await;
     assert_eq!(r.status(), 303);
 }
 
@@ -1005,6 +978,7 @@ async fn argon2_memory_is_reused_while_busy_and_given_back_when_idle() {
     assert_eq!(users.hash_buffers_held(), 0);
     assert!(matches!(users.sign_in(EMAIL, PASSWORD, None).await.unwrap(), gatehouse_services::users::SignIn::Ok(_)));
     assert_eq!(users.hash_buffers_held(), 1, "kept for the next attempt");
+    // A sleep on purpose: the buffer is released after an idle span (users::IDLE_RELEASE), which is what is tested.
     tokio::time::sleep(Duration::from_millis(10_500)).await;
     assert_eq!(users.hash_buffers_held(), 0, "an idle server keeps no Argon2 memory");
 }
@@ -1057,6 +1031,11 @@ async fn signed_in_on_the_app(gw: &Gw, br: &Browser) {
 story!(a_sign_out_form_body_is_read_as_a_form_not_as_a_made_up_uri);
 async fn a_sign_out_form_body_is_read_as_a_form_not_as_a_made_up_uri(b: Backend) {
     let gw = with_owner(b).await;
+    // A sign-out form posted as these raw bytes.
+    let sign_out = |br: &Browser, body: String| {
+        let r = br.client.post(gw.url("/__gatehouse/logout"));
+        r.header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
     // The old parser put the body behind `/?`: a raw `#` ended it and a raw space made it unparsable,
     // so the CSRF field that followed was lost and the sign-out refused.
     for before in ["note=%23", "note=#", "note=a b", "note=a+b&note=%26"] {
@@ -1064,14 +1043,7 @@ async fn a_sign_out_form_body_is_read_as_a_form_not_as_a_made_up_uri(b: Backend)
         signed_in_on_the_app(&gw, &br).await;
         let (_, _, page) = br.get(&gw.url("/__gatehouse/logout")).await;
         let body = format!("{before}&csrf={}", csrf_of(&page));
-        let r = br
-            .client
-            .post(gw.url("/__gatehouse/logout"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = sign_out(&br, body.clone()).await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{body}");
         let (s, _, _) = br.get(&gw.url("/account")).await;
         assert_eq!(s, 302, "signed out: {body}");
@@ -1080,14 +1052,7 @@ async fn a_sign_out_form_body_is_read_as_a_form_not_as_a_made_up_uri(b: Backend)
     let br = Browser::new();
     signed_in_on_the_app(&gw, &br).await;
     for body in ["csrf=", "note=#&csrf=0000", "csrf=%zz"] {
-        let r = br
-            .client
-            .post(gw.url("/__gatehouse/logout"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = sign_out(&br, body.to_owned()).await.unwrap();
         assert_ne!(r.status(), StatusCode::SEE_OTHER, "{body}");
     }
     let (s, _, _) = br.get(&gw.url("/account")).await;

@@ -10,8 +10,29 @@ use serde_json::json;
 
 use crate::{sk, TestApp};
 
+/// Every log line, captured in memory.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Installs a global TRACE-level subscriber writing here. The flag is false when another subscriber
+    /// was already installed (each nextest test is its own process, so normally this one sees only its test).
+    pub(crate) fn install() -> (Capture, bool) {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let installed = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .is_ok();
+        (capture, installed)
+    }
+
+    /// What was logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -25,14 +46,7 @@ impl Write for Capture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    // Each nextest test is its own process, so this global subscriber sees only this test.
-    let installed = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .is_ok();
+    let (capture, installed) = Capture::install();
     let app = TestApp::new(Backend::Sqlite).await;
     let (rec, key) = app.cli_key(sk(Environment::Live)).await;
     let mut secrets = vec![app.admin.clone(), key.clone()];
@@ -49,10 +63,11 @@ async fn no_secret_in_any_log_line() {
     app.call("POST", &format!("/v1/keys/{}/revoke", rec.id), Some(&app.admin), None).await;
     app.call("GET", "/v1/keys", Some(&key), None).await;
     app.store.close().await;
+    // A sleep on purpose: only the staleness bound passing sends the next request to (dead) storage.
     tokio::time::sleep(app.config.cache.max_staleness + std::time::Duration::from_millis(300)).await;
     app.call("GET", "/v1/keys", Some(&app.admin), None).await;
 
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     if installed {
         assert!(text.contains("request"), "the capture saw the request logs");
     }

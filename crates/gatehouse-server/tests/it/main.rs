@@ -118,9 +118,20 @@ impl TestApp {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let mut t = TestApp { db, store, addr, client, admin: String::new(), config, state, shutdown: Some(tx) };
         t.admin = t.cli_key(sk(Environment::Live)).await.1;
-        // Wait for the first change-feed poll so the cache is in its normal state.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Wait for a change-feed poll so the cache is in its normal state (trusted, the admin key's write seen).
+        t.feed_polled().await;
         t
+    }
+
+    /// Waits until this node's verifier has read the change feed after now: every key write committed
+    /// before the call (by this process or another) is then reflected in its caches.
+    pub async fn feed_polled(&self) {
+        let within = Duration::from_secs(10);
+        assert!(
+            self.state.verifier.wait_for_poll_after(within).await,
+            "no change-feed poll completed within {within:?} (poll interval {:?})",
+            self.config.cache.poll_interval
+        );
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -430,8 +430,10 @@ async fn refresh_reuse_revokes_the_whole_grant(b: Backend) {
     assert_eq!(s, 200);
     let (s, t3) = refresh(&e, t2["refresh_token"].as_str().unwrap()).await;
     assert_eq!(s, 200, "{t3}");
-    tokio::time::sleep(Duration::from_millis(400)).await; // past the race window
-                                                          // The first token again: its successor was used, so this is theft, not a lost response.
+    // A sleep on purpose (here and in the retry test below): the race window is a span of time after a
+    // refresh; only the clock moves a replay out of it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The first token again: its successor was used, so this is theft, not a lost response.
     let (s, v) = refresh(&e, t1["refresh_token"].as_str().unwrap()).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     for t in [&t1, &t2, &t3] {
@@ -573,6 +575,7 @@ async fn an_expired_code_is_refused(b: Backend) {
     let br = Browser::new();
     let p = pkce();
     let code = get_code(&e, &br, &p).await;
+    // A sleep on purpose: the code's lifetime is what is tested.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (s, v) = exchange(&e, &code, &p.verifier).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));

@@ -18,6 +18,7 @@ async fn storage_down_is_503_never_valid(b: Backend) {
     assert_eq!(app.call("GET", "/readyz", None, None).await.0, 200);
     app.store.close().await;
     // Past the staleness bound the cache is not trusted, so the answer must come from (dead) storage.
+    // A sleep on purpose: what is tested is that time (the bound) passing withdraws trust; no event says so.
     tokio::time::sleep(app.config.cache.max_staleness + Duration::from_millis(300)).await;
     let unknown =
         gatehouse_services::ids::new_key(&Default::default(), gatehouse_core::KeyKind::Secret, Environment::Live);
