@@ -15,8 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore, SessionRecord,
-    SessionStore, Store, StoreError, UserChange, UserRecord, UserStore,
+    AuditEntry, AuditFilter, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore,
+    SessionRecord, SessionStore, Store, StoreError, UserChange, UserRecord, UserStore,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -580,6 +580,36 @@ impl AuditStore for SqlStore {
                 .bind(page.starting_after.as_deref())
                 .bind(limit)
                 .bind(environment.map(Environment::as_str))
+                .fetch_all(p)
+                .await?
+        });
+        page_of(rows, limit)
+    }
+
+    async fn search_audit(
+        &self,
+        workspace: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let limit = i64::from(page.limit.clamp(1, 100)) + 1;
+        let sql =
+            "SELECT id, workspace, environment, at, actor, action, target_type, target_id, request_id, ip, details \
+                   FROM audit_log WHERE workspace = $1 AND ($2 IS NULL OR id < $2) \
+                   AND ($4 IS NULL OR environment = $4) AND ($5 IS NULL OR actor = $5) \
+                   AND ($6 IS NULL OR action = $6) AND ($7 IS NULL OR target_id = $7) \
+                   AND ($8 IS NULL OR at >= $8) AND ($9 IS NULL OR at < $9) ORDER BY id DESC LIMIT $3";
+        let rows: Vec<AuditRow> = on_db!(self, read, p => {
+            sqlx::query_as(sql)
+                .bind(workspace)
+                .bind(page.starting_after.as_deref())
+                .bind(limit)
+                .bind(filter.environment.map(Environment::as_str))
+                .bind(filter.actor.as_deref())
+                .bind(filter.action.as_deref())
+                .bind(filter.target.as_deref())
+                .bind(filter.since.map(|t| t.0))
+                .bind(filter.until.map(|t| t.0))
                 .fetch_all(p)
                 .await?
         });
