@@ -7,6 +7,8 @@
 //! token), [`Form`] (a CSRF-checked form post), [`Layout`] (navigation for the role) and [`render`]
 //! (the page headers, with a CSP that allows only our own script and style).
 
+mod audit;
+
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -28,6 +30,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/dashboard", get(landing))
         .route("/dashboard/", get(landing))
         .route("/dashboard/static/{file}", get(asset))
+        .merge(audit::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod authority;
+mod dashboard_audit;
 mod edge;
 mod edge_review;
 mod gateway;
