@@ -237,7 +237,7 @@ mod tests {
             title: title.to_owned(),
             email: HOSTILE.to_owned(),
             csrf: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
-            nav: vec![super::super::NavLink { label: "Audit log", href: "/dashboard/audit", current: true }],
+            nav: vec![crate::dashboard::NavLink { label: "Audit log", href: "/dashboard/audit", current: true }],
         }
     }
 
