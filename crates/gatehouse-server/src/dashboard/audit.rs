@@ -232,7 +232,7 @@ mod tests {
     /// What an attacker would like to see in a page unescaped.
     const HOSTILE: &str = r#"<script>"'&"#;
 
-    pub(in crate::dashboard) fn layout(title: &str) -> Layout {
+    fn layout(title: &str) -> Layout {
         Layout {
             title: title.to_owned(),
             email: HOSTILE.to_owned(),

@@ -8,6 +8,7 @@
 //! (the page headers, with a CSP that allows only our own script and style).
 
 mod audit;
+mod oauth_apps;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/dashboard/", get(landing))
         .route("/dashboard/static/{file}", get(asset))
         .merge(audit::routes())
+        .merge(oauth_apps::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

@@ -33,7 +33,8 @@ impl Signed {
 
     /// The form token of a dashboard page.
     pub(crate) async fn csrf(&self) -> String {
-        let (_, html) = self.get("/dashboard/account").await;
+        // Any dashboard page carries it (a 403 page too: its layout has the sign-out form).
+        let (_, html) = self.get("/dashboard/oauth-apps").await;
         csrf_of(&html)
     }
 }
@@ -100,6 +101,8 @@ async fn audit_log_roles_filters_and_pages(b: Backend) {
     let (hostile_key, hostile_secret) = app.cli_key(hostile).await;
     let mut ids = vec![];
     for _ in 0..55 {
+        // Ids sort by time to the millisecond; a tick apart, their order is the order of creation.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         ids.push(app.cli_key(sk(Environment::Test)).await.0.id);
     }
 

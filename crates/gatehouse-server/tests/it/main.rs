@@ -4,6 +4,7 @@
 mod api_keys;
 mod authority;
 mod dashboard_audit;
+mod dashboard_oauth;
 mod edge;
 mod edge_review;
 mod gateway;
