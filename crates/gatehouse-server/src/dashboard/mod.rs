@@ -9,6 +9,7 @@
 
 mod audit;
 mod oauth_apps;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/dashboard/static/{file}", get(asset))
         .merge(audit::routes())
         .merge(oauth_apps::routes())
+        .merge(webhooks::routes())
 }
 
 /// `/dashboard`: the first page the role may see.
