@@ -45,7 +45,7 @@ async fn search_filters_by_actor_action_target_and_time(b: Backend) {
     let by_actor = AuditFilter { actor: Some("usr_a".into()), ..Default::default() };
     assert_eq!(targets(by_actor).await, [created(5), created(3), created(1)]);
     let by_action = AuditFilter { action: Some("key.revoked".into()), ..Default::default() };
-    assert_eq!(targets(by_action).await, [revoked.clone()]);
+    assert_eq!(targets(by_action).await, std::slice::from_ref(&revoked));
     let by_target = AuditFilter { target: Some(ids[0].clone()), ..Default::default() };
     assert_eq!(targets(by_target).await, [revoked.clone(), created(0)]);
     let by_time = AuditFilter { since: Some(Timestamp(2_000)), until: Some(Timestamp(4_000)), ..Default::default() };
