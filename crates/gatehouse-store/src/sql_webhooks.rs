@@ -5,8 +5,8 @@ use gatehouse_core::{Environment, Timestamp};
 
 use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
 use crate::webhooks::{
-    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointRecord, EventRecord, FinishedAttempt,
-    WebhookStore,
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointDelivery, EndpointRecord, EventRecord,
+    FinishedAttempt, WebhookStore,
 };
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -237,6 +237,52 @@ impl WebhookStore for SqlStore {
                 response_excerpt,
             })
             .collect())
+    }
+
+    async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError> {
+        let limit = i64::from(limit.clamp(1, 100));
+        let sql = "SELECT d.event_id, d.status, d.attempts, d.next_attempt_at, d.delivered_at, ev.type, ev.created_at \
+                   FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+                   WHERE d.endpoint_id = $1 ORDER BY d.event_id DESC LIMIT $2";
+        type Row = (String, String, i64, i64, Option<i64>, String, i64);
+        let rows: Vec<Row> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(limit).fetch_all(p).await?);
+        let Some(oldest) = rows.last().map(|r| r.0.clone()) else { return Ok(vec![]) };
+        let sql = "SELECT id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt \
+                   FROM webhook_attempts WHERE endpoint_id = $1 AND event_id >= $2 ORDER BY at, id";
+        let attempts: Vec<(String, String, String, i64, Option<i64>, i64, Option<String>, Option<String>)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(&oldest).fetch_all(p).await?);
+        let mut out: Vec<EndpointDelivery> = rows
+            .into_iter()
+            .map(|(event_id, status, n, next, delivered, event_type, created)| EndpointDelivery {
+                delivery: DeliveryRecord {
+                    event_id,
+                    endpoint_id: endpoint_id.to_owned(),
+                    status,
+                    attempts: n,
+                    next_attempt_at: Timestamp(next),
+                    delivered_at: delivered.map(Timestamp),
+                },
+                event_type,
+                event_created_at: Timestamp(created),
+                attempts: vec![],
+            })
+            .collect();
+        for (id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt) in attempts {
+            if let Some(d) = out.iter_mut().find(|d| d.delivery.event_id == event_id) {
+                d.attempts.push(AttemptRecord {
+                    id,
+                    event_id,
+                    endpoint_id,
+                    at: Timestamp(at),
+                    status_code,
+                    latency_ms,
+                    error,
+                    response_excerpt,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError> {

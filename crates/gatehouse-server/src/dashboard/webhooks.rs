@@ -14,7 +14,7 @@ use gatehouse_core::{Environment, Timestamp};
 use gatehouse_services::audit::RequestMeta;
 use gatehouse_services::error::ServiceError;
 use gatehouse_services::webhooks::NewEndpoint;
-use gatehouse_store::webhooks::{EndpointRecord, EVENT_TYPES};
+use gatehouse_store::webhooks::{EndpointDelivery, EndpointRecord, EVENT_TYPES};
 use gatehouse_store::PageRequest;
 
 use super::oauth_apps::{actor_of, failed, Empty};
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/webhooks/{id}/roll", post(roll))
         .route("/dashboard/webhooks/{id}/disable", post(disable))
         .route("/dashboard/webhooks/{id}/enable", post(enable))
+        .route("/dashboard/webhooks/{id}/resend", post(resend))
 }
 
 /// One endpoint as the pages show it (never its secret).
@@ -134,7 +135,51 @@ pub(super) struct ShowPage {
     /// The signing secret, on the one answer that reveals it.
     pub secret: Option<String>,
     pub notice: Option<String>,
+    pub deliveries: Vec<DeliveryView>,
 }
+
+/// One delivery to the endpoint, with every attempt.
+#[derive(Debug)]
+pub(super) struct DeliveryView {
+    pub event_id: String,
+    pub event_type: String,
+    pub created_at: String,
+    pub status: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug)]
+pub(super) struct AttemptView {
+    pub at: String,
+    pub status: String,
+    pub latency_ms: i64,
+    /// The receiver's answer (an excerpt) or why no answer came; escaped like every value.
+    pub response: String,
+}
+
+impl From<&EndpointDelivery> for DeliveryView {
+    fn from(d: &EndpointDelivery) -> Self {
+        DeliveryView {
+            event_id: d.delivery.event_id.clone(),
+            event_type: d.event_type.clone(),
+            created_at: d.event_created_at.to_rfc3339(),
+            status: d.delivery.status.clone(),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    at: a.at.to_rfc3339(),
+                    status: a.status_code.map_or_else(|| "no answer".to_owned(), |c| c.to_string()),
+                    latency_ms: a.latency_ms,
+                    response: a.response_excerpt.clone().or_else(|| a.error.clone()).unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Deliveries shown on an endpoint's page.
+const DELIVERIES_SHOWN: u32 = 25;
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
@@ -219,7 +264,7 @@ async fn create(State(state): State<Arc<AppState>>, Form { viewer, fields }: For
     match state.webhooks.create(&actor_of(&viewer), &RequestMeta::default(), env, new).await {
         Ok((endpoint, secret)) => {
             let notice = "Endpoint added. Copy its signing secret now: it is shown only once.".to_owned();
-            show_page(&viewer, &endpoint, Some(secret.expose().to_owned()), Some(notice))
+            show_page(&state, &viewer, &endpoint, Some(secret.expose().to_owned()), Some(notice)).await
         }
         Err(ServiceError::Invalid(e)) => {
             list_page(&state, &viewer, StatusCode::BAD_REQUEST, env, form, Some(e), None).await
@@ -228,8 +273,19 @@ async fn create(State(state): State<Arc<AppState>>, Form { viewer, fields }: For
     }
 }
 
-fn show_page(viewer: &Viewer, e: &EndpointRecord, secret: Option<String>, notice: Option<String>) -> Response {
+async fn show_page(
+    state: &AppState,
+    viewer: &Viewer,
+    e: &EndpointRecord,
+    secret: Option<String>,
+    notice: Option<String>,
+) -> Response {
+    let deliveries = match state.store.deliveries_to(&e.id, DELIVERIES_SHOWN).await {
+        Ok(d) => d.iter().map(DeliveryView::from).collect(),
+        Err(err) => return super::audit::store_failed(viewer, &err),
+    };
     let page = ShowPage {
+        deliveries,
         layout: viewer.layout("Webhook endpoint"),
         endpoint: EndpointView::of(e, Timestamp::now()),
         can_write: viewer.may("webhooks:write"),
@@ -244,7 +300,7 @@ async fn show(State(state): State<Arc<AppState>>, viewer: Viewer, Path(id): Path
         return viewer.forbidden();
     }
     match state.webhooks.get(None, &id).await {
-        Ok(e) => show_page(&viewer, &e, None, None),
+        Ok(e) => show_page(&state, &viewer, &e, None, None).await,
         Err(e) => failed(&viewer, e),
     }
 }
@@ -278,7 +334,7 @@ async fn roll(
                     view.previous_until
                 )
             };
-            show_page(&viewer, &e, Some(secret.expose().to_owned()), Some(notice))
+            show_page(&state, &viewer, &e, Some(secret.expose().to_owned()), Some(notice)).await
         }
         Err(e) => failed(&viewer, e),
     }
@@ -302,6 +358,35 @@ async fn disable(
     Form { viewer, .. }: Form<Empty>,
 ) -> Response {
     set_enabled(&state, &viewer, &id, false).await
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ResendForm {
+    event_id: String,
+}
+
+/// Queues an event again (for every enabled endpoint of its environment that wants it, as the API's
+/// resend does) and goes back to the endpoint's page, where the new attempt will appear.
+async fn resend(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Form { viewer, fields }: Form<ResendForm>,
+) -> Response {
+    if let Err(denied) = viewer.require("webhooks:write") {
+        return denied;
+    }
+    let endpoint = match state.webhooks.get(None, &id).await {
+        Ok(e) => e,
+        Err(e) => return failed(&viewer, e),
+    };
+    match state.webhooks.resend(endpoint.environment, fields.event_id.trim()).await {
+        Ok(_) => web::redirect(
+            StatusCode::SEE_OTHER,
+            &format!("/dashboard/webhooks/{}", crate::login::url_encode(&endpoint.id)),
+        ),
+        Err(e) => failed(&viewer, e),
+    }
 }
 
 async fn enable(
@@ -387,6 +472,26 @@ mod tests {
             can_write: true,
             secret: Some(format!("whsec_{HOSTILE}")),
             notice: Some(HOSTILE.into()),
+            deliveries: vec![DeliveryView {
+                event_id: "evt_01".into(),
+                event_type: "key.created".into(),
+                created_at: "2025-12-01T21:00:00Z".into(),
+                status: "pending".into(),
+                attempts: vec![
+                    AttemptView {
+                        at: "2025-12-01T21:00:01Z".into(),
+                        status: "500".into(),
+                        latency_ms: 42,
+                        response: HOSTILE.into(),
+                    },
+                    AttemptView {
+                        at: "2025-12-01T21:00:31Z".into(),
+                        status: "no answer".into(),
+                        latency_ms: 10_000,
+                        response: "timed out".into(),
+                    },
+                ],
+            }],
         };
         expect_test::expect_file!["snapshots/webhooks_show.html"].assert_eq(&checked(page.render().unwrap()));
     }

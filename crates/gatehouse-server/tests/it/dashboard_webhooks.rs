@@ -136,3 +136,70 @@ async fn webhooks_add_roll_disable_enable_and_roles(b: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(endpoints(&app).await[0].disabled_at.is_none());
 }
+
+story!(webhook_deliveries_show_every_attempt_and_resend);
+async fn webhook_deliveries_show_every_attempt_and_resend(b: Backend) {
+    // A local receiver that refuses every delivery with a hostile body.
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "<script>nope</script>") }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, receiver).await });
+    let mut config = crate::test_config();
+    config.webhooks.allow_private_destinations = true;
+    config.webhooks.poll_interval = std::time::Duration::from_millis(20);
+    config.webhook_worker = true;
+    let app = TestApp::with_config(b, config).await;
+    let owner = sign_in_as(&app, "owner").await;
+    let token = owner.csrf().await;
+    let url = format!("http://{addr}/hook");
+    let form = [("csrf", token.as_str()), ("environment", "live"), ("url", &url), ("event_types", "key.created")];
+    let (status, _, html) = owner.post("/dashboard/webhooks", &form).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let id = endpoints(&app).await.remove(0).id;
+    let page_path = format!("/dashboard/webhooks/{id}");
+    assert!(owner.get(&page_path).await.1.contains("No deliveries yet."));
+
+    // A key is created: its event is delivered, refused, and the attempt shows (reload until it does).
+    app.cli_key(crate::sk(Environment::Live)).await;
+    let attempts = |html: &str| html.matches("<td>500</td>").count();
+    let mut html = String::new();
+    for _ in 0..100 {
+        html = owner.get(&page_path).await.1;
+        if attempts(&html) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(attempts(&html) >= 1, "an attempt appears: {html}");
+    assert!(html.contains("key.created"));
+    assert!(html.contains("&#60;script&#62;nope&#60;/script&#62;") && !html.contains("<script>nope"), "escaped");
+    assert!(html.contains(" ms</td>"), "with its latency");
+
+    // Resend: 303 back to the page, and another attempt follows.
+    let event_at = html.find("name=\"event_id\" value=\"").unwrap() + 23;
+    let event_id = html[event_at..].split('"').next().unwrap().to_owned();
+    let before = attempts(&html);
+    let (status, loc, _) =
+        owner.post(&format!("{page_path}/resend"), &[("csrf", &token), ("event_id", &event_id)]).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, page_path.as_str()));
+    let mut more = false;
+    for _ in 0..100 {
+        if attempts(&owner.get(&page_path).await.1) > before {
+            more = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(more, "the resent delivery is attempted again");
+    let (status, _, _) =
+        owner.post(&format!("{page_path}/resend"), &[("csrf", &token), ("event_id", "evt_nonsense")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let member = sign_in_as(&app, "member").await;
+    let m_token = member.csrf().await;
+    let (status, _, _) =
+        member.post(&format!("{page_path}/resend"), &[("csrf", &m_token), ("event_id", &event_id)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
