@@ -369,6 +369,12 @@ const FAN_OUT: &str = "INSERT INTO webhook_deliveries (event_id, endpoint_id, st
 fn event_of(a: &AuditEntry) -> (String, String, String) {
     let id = gatehouse_core::id::new_id("evt", a.at, &mut rand::thread_rng());
     let env = a.environment.map_or("live", |e| e.as_str()).to_owned();
+    let body = event_body(a, &id, &env);
+    (id, env, body)
+}
+
+/// The JSON body of SPEC §6 for the event `id` that `a` announces.
+fn event_body(a: &AuditEntry, id: &str, env: &str) -> String {
     let mut object = serde_json::Map::new();
     object.insert("id".into(), a.target_id.clone().into());
     object.insert("object".into(), a.target_type.clone().into());
@@ -381,7 +387,7 @@ fn event_of(a: &AuditEntry) -> (String, String, String) {
         "id": id, "type": a.action, "created": a.at.unix_seconds(), "workspace": a.workspace,
         "environment": env, "data": {"object": object},
     });
-    (id, env, body.to_string())
+    body.to_string()
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use gatehouse_core::{Environment, Timestamp};
 
-use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
+use super::{event_body, event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
 use crate::webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointDelivery, EndpointRecord, EventRecord,
     FinishedAttempt, WebhookStore,
@@ -237,6 +237,43 @@ impl WebhookStore for SqlStore {
                 response_excerpt,
             })
             .collect())
+    }
+
+    async fn insert_test_event(
+        &self,
+        workspace: &str,
+        endpoint_id: &str,
+        test_type: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<String>, StoreError> {
+        let (event_id, env, _) = event_of(audit);
+        let mut event = audit.clone();
+        event.action = test_type.to_owned();
+        let body = event_body(&event, &event_id, &env);
+        let found = "SELECT id FROM webhook_endpoints WHERE workspace = $1 AND id = $2 AND disabled_at IS NULL";
+        let deliver = "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at) \
+                       VALUES ($1, $2, 'pending', 0, $3)";
+        let written: Option<String> = in_tx!(self, tx => {
+            let row: Option<(String,)> =
+                sqlx::query_as(found).bind(workspace).bind(endpoint_id).fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                record!(tx, audit);
+                sqlx::query(INSERT_EVENT)
+                    .bind(&event_id)
+                    .bind(workspace)
+                    .bind(&env)
+                    .bind(test_type)
+                    .bind(audit.at.0)
+                    .bind(&body)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(deliver).bind(&event_id).bind(endpoint_id).bind(audit.at.0).execute(&mut *tx).await?;
+                Some(event_id.clone())
+            } else {
+                None
+            }
+        });
+        Ok(written)
     }
 
     async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError> {

@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/webhooks/{id}/disable", post(disable))
         .route("/dashboard/webhooks/{id}/enable", post(enable))
         .route("/dashboard/webhooks/{id}/resend", post(resend))
+        .route("/dashboard/webhooks/{id}/test", post(send_test))
 }
 
 /// One endpoint as the pages show it (never its secret).
@@ -385,6 +386,23 @@ async fn resend(
             StatusCode::SEE_OTHER,
             &format!("/dashboard/webhooks/{}", crate::login::url_encode(&endpoint.id)),
         ),
+        Err(e) => failed(&viewer, e),
+    }
+}
+
+/// Sends a test event to this endpoint alone; its delivery appears on the page like any other.
+async fn send_test(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Form { viewer, .. }: Form<Empty>,
+) -> Response {
+    if let Err(denied) = viewer.require("webhooks:write") {
+        return denied;
+    }
+    match state.webhooks.send_test(&actor_of(&viewer), &RequestMeta::default(), None, &id).await {
+        Ok(_) => {
+            web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/webhooks/{}", crate::login::url_encode(&id)))
+        }
         Err(e) => failed(&viewer, e),
     }
 }

@@ -194,11 +194,34 @@ async fn webhook_deliveries_show_every_attempt_and_resend(b: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(more, "the resent delivery is attempted again");
+    let member = sign_in_as(&app, "member").await;
+    let m_token = member.csrf().await;
+    // Send test event: a real event of the test type, to this endpoint alone, audited; its attempt shows.
+    let other_url = format!("http://{addr}/other");
+    let other = [("csrf", token.as_str()), ("environment", "live"), ("url", &other_url), ("event_types", "*")];
+    assert_eq!(owner.post("/dashboard/webhooks", &other).await.0, StatusCode::OK);
+    let other_id = endpoints(&app).await.into_iter().find(|e| e.url == other_url).unwrap().id;
+    let (status, loc, _) = owner.post(&format!("{page_path}/test"), &[("csrf", &token)]).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, page_path.as_str()));
+    let mut html = String::new();
+    for _ in 0..100 {
+        html = owner.get(&page_path).await.1;
+        if html.contains("webhook_endpoint.test <code>") && html.matches("<td>500</td>").count() > 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(html.contains("webhook_endpoint.test <code>"), "the test event's delivery is listed: {html}");
+    let other_page = owner.get(&format!("/dashboard/webhooks/{other_id}")).await.1;
+    assert!(!other_page.contains("webhook_endpoint.test"), "no other endpoint gets the test event");
+    let audited = owner.get(&format!("/dashboard/audit?action=webhook_endpoint.test_sent&target={id}")).await.1;
+    assert!(audited.contains(owner.user.id.as_str()), "sending a test event is audited with its actor");
+    let (status, _, _) = member.post(&format!("{page_path}/test"), &[("csrf", &m_token)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     let (status, _, _) =
         owner.post(&format!("{page_path}/resend"), &[("csrf", &token), ("event_id", "evt_nonsense")]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let member = sign_in_as(&app, "member").await;
-    let m_token = member.csrf().await;
     let (status, _, _) =
         member.post(&format!("{page_path}/resend"), &[("csrf", &m_token), ("event_id", &event_id)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
