@@ -123,6 +123,27 @@ pub trait AuditStore: Send + Sync {
         environment: Option<Environment>,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Newest first, narrowed by `filter` (every field that is set must match), paginated like
+    /// [`AuditStore::list_audit`].
+    async fn search_audit(
+        &self,
+        workspace: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+/// What an audit search narrows to. Text fields match exactly; the time range is `since <= at < until`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditFilter {
+    pub environment: Option<Environment>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// The target's id (`key_…`, `usr_…`, …).
+    pub target: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
 }
 
 /// A person who signs in at the gateway.

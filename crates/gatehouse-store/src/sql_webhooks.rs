@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use gatehouse_core::{Environment, Timestamp};
 
-use super::{event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
+use super::{event_body, event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
 use crate::webhooks::{
-    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointRecord, EventRecord, FinishedAttempt,
-    WebhookStore,
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointDelivery, EndpointRecord, EventRecord,
+    FinishedAttempt, WebhookStore,
 };
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -237,6 +237,89 @@ impl WebhookStore for SqlStore {
                 response_excerpt,
             })
             .collect())
+    }
+
+    async fn insert_test_event(
+        &self,
+        workspace: &str,
+        endpoint_id: &str,
+        test_type: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<String>, StoreError> {
+        let (event_id, env, _) = event_of(audit);
+        let mut event = audit.clone();
+        event.action = test_type.to_owned();
+        let body = event_body(&event, &event_id, &env);
+        let found = "SELECT id FROM webhook_endpoints WHERE workspace = $1 AND id = $2 AND disabled_at IS NULL";
+        let deliver = "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at) \
+                       VALUES ($1, $2, 'pending', 0, $3)";
+        let written: Option<String> = in_tx!(self, tx => {
+            let row: Option<(String,)> =
+                sqlx::query_as(found).bind(workspace).bind(endpoint_id).fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                record!(tx, audit);
+                sqlx::query(INSERT_EVENT)
+                    .bind(&event_id)
+                    .bind(workspace)
+                    .bind(&env)
+                    .bind(test_type)
+                    .bind(audit.at.0)
+                    .bind(&body)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(deliver).bind(&event_id).bind(endpoint_id).bind(audit.at.0).execute(&mut *tx).await?;
+                Some(event_id.clone())
+            } else {
+                None
+            }
+        });
+        Ok(written)
+    }
+
+    async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError> {
+        let limit = i64::from(limit.clamp(1, 100));
+        let sql = "SELECT d.event_id, d.status, d.attempts, d.next_attempt_at, d.delivered_at, ev.type, ev.created_at \
+                   FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+                   WHERE d.endpoint_id = $1 ORDER BY d.event_id DESC LIMIT $2";
+        type Row = (String, String, i64, i64, Option<i64>, String, i64);
+        let rows: Vec<Row> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(limit).fetch_all(p).await?);
+        let Some(oldest) = rows.last().map(|r| r.0.clone()) else { return Ok(vec![]) };
+        let sql = "SELECT id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt \
+                   FROM webhook_attempts WHERE endpoint_id = $1 AND event_id >= $2 ORDER BY at, id";
+        let attempts: Vec<(String, String, String, i64, Option<i64>, i64, Option<String>, Option<String>)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(&oldest).fetch_all(p).await?);
+        let mut out: Vec<EndpointDelivery> = rows
+            .into_iter()
+            .map(|(event_id, status, n, next, delivered, event_type, created)| EndpointDelivery {
+                delivery: DeliveryRecord {
+                    event_id,
+                    endpoint_id: endpoint_id.to_owned(),
+                    status,
+                    attempts: n,
+                    next_attempt_at: Timestamp(next),
+                    delivered_at: delivered.map(Timestamp),
+                },
+                event_type,
+                event_created_at: Timestamp(created),
+                attempts: vec![],
+            })
+            .collect();
+        for (id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt) in attempts {
+            if let Some(d) = out.iter_mut().find(|d| d.delivery.event_id == event_id) {
+                d.attempts.push(AttemptRecord {
+                    id,
+                    event_id,
+                    endpoint_id,
+                    at: Timestamp(at),
+                    status_code,
+                    latency_ms,
+                    error,
+                    response_excerpt,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError> {

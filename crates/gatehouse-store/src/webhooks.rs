@@ -114,6 +114,15 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<Timestamp>,
 }
 
+/// One delivery to an endpoint as its page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointDelivery {
+    pub delivery: DeliveryRecord,
+    pub event_type: String,
+    pub event_created_at: Timestamp,
+    pub attempts: Vec<AttemptRecord>,
+}
+
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     async fn insert_endpoint(&self, e: &EndpointRecord, audit: &AuditEntry) -> Result<(), StoreError>;
@@ -152,6 +161,19 @@ pub trait WebhookStore: Send + Sync {
     async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
     async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// The newest `limit` deliveries to one endpoint (newest event first), each with its event's type
+    /// and every attempt at it, oldest attempt first.
+    async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError>;
+    /// Writes a test event (`test_type`, built from `audit` like every event) and one pending delivery of
+    /// it to the enabled endpoint `endpoint_id` alone, with the audit entry, in one transaction. `None`
+    /// (and nothing written) when that endpoint does not exist or is disabled.
+    async fn insert_test_event(
+        &self,
+        workspace: &str,
+        endpoint_id: &str,
+        test_type: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<String>, StoreError>;
     /// Queues the event again, now, for every enabled endpoint of its environment that wants it.
     /// Returns how many deliveries were queued.
     async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError>;

@@ -7,6 +7,13 @@
 //! token), [`Form`] (a CSRF-checked form post), [`Layout`] (navigation for the role) and [`render`]
 //! (the page headers, with a CSP that allows only our own script and style).
 
+mod apps;
+mod audit;
+mod keys;
+mod oauth_apps;
+mod usage;
+mod webhooks;
+
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -22,10 +29,6 @@ use serde::de::DeserializeOwned;
 use crate::state::AppState;
 use crate::web::{self, set_cookie, CSRF_COOKIE};
 
-mod apps;
-mod keys;
-mod usage;
-
 /// The dashboard's routes, merged into the control plane's router.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -34,6 +37,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/dashboard/static/{file}", get(asset))
         .merge(apps::routes())
         .merge(keys::routes())
+        .merge(audit::routes())
+        .merge(oauth_apps::routes())
+        .merge(webhooks::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

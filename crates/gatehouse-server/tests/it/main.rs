@@ -3,7 +3,10 @@
 
 mod api_keys;
 mod authority;
+mod dashboard_audit;
 mod dashboard_keys;
+mod dashboard_oauth;
+mod dashboard_webhooks;
 mod edge;
 mod edge_review;
 mod gateway;

@@ -59,6 +59,9 @@ impl Default for WebhookConfig {
     }
 }
 
+/// The type of the events `WebhookService::send_test` sends (never sent to any other endpoint).
+pub const TEST_EVENT_TYPE: &str = "webhook_endpoint.test";
+
 /// A new endpoint as asked for by a caller.
 #[derive(Clone, Debug, Default)]
 pub struct NewEndpoint {
@@ -371,6 +374,33 @@ impl WebhookService {
             Some(e) if e.environment == env.as_str() => Ok(e),
             _ => Err(nf()),
         }
+    }
+
+    /// Sends a test event (type [`TEST_EVENT_TYPE`]) to this endpoint alone, whatever types it
+    /// subscribes to: a real event, signed and delivered like any other, audited as
+    /// `webhook_endpoint.test_sent`. Returns the event's id.
+    pub async fn send_test(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        env: Option<Environment>,
+        id: &str,
+    ) -> Result<String, ServiceError> {
+        let e = self.get(env, id).await?;
+        if e.disabled_at.is_some() {
+            return Err(ServiceError::Conflict("the endpoint is disabled; enable it to send a test event".into()));
+        }
+        let audit = self.audit(
+            actor,
+            meta,
+            "webhook_endpoint.test_sent",
+            &e,
+            serde_json::json!({"event_type": TEST_EVENT_TYPE}),
+        );
+        self.store
+            .insert_test_event(&self.workspace, id, TEST_EVENT_TYPE, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("the endpoint changed; try again".into()))
     }
 
     /// Queues an event again for every enabled endpoint that wants it; returns how many.

@@ -1,5 +1,6 @@
 //! Storage stories: each runs on SQLite and on PostgreSQL, each time in a fresh database.
 
+mod audit;
 mod keys;
 mod oauth;
 mod secrets;
