@@ -485,7 +485,9 @@ fn setup_failed(state: &AppState, headers: &HeaderMap, token: &str, e: UserError
         | UserError::Password(_)
         | UserError::EmailTaken(_)
         | UserError::NoSuchUser(_)
-        | UserError::LastOwner(_) => setup_page(state, headers, token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
+        | UserError::LastOwner(_)
+        | UserError::NotAllowed(_)
+        | UserError::InvalidLink => setup_page(state, headers, token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
         UserError::Busy => {
             let mut resp = setup_page(
                 state,

@@ -176,6 +176,28 @@ pub trait UserStore: Send + Sync {
         change: &UserChange,
         audit: &AuditEntry,
     ) -> Result<Option<UserRecord>, StoreError>;
+    /// Stores a one-time set-password link for `user_id` (only the token's hash) with its audit entry.
+    async fn insert_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The user a link is for, if it is unused and unexpired at `now` (nothing is spent).
+    async fn password_link_user(&self, token: &KeyHash, now: Timestamp) -> Result<Option<String>, StoreError>;
+    /// Spends the link and sets the user's password in one transaction, like
+    /// `update_user(UserChange::Password)` (every session of the user ends). `None`: the link is unknown,
+    /// used, expired, or not for `user_id`; nothing changed. Two presentations never both succeed.
+    async fn redeem_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        hash: &str,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<UserRecord>, StoreError>;
 }
 
 /// A change to a user (`UserStore::update_user`).
@@ -188,6 +210,12 @@ pub enum UserChange {
     /// A new Argon2id PHC string.
     Password {
         hash: String,
+        at: Timestamp,
+    },
+    /// A new role. Sessions stay, but their cached copies (and of the user's live OAuth access tokens)
+    /// are dropped through the change feed, so the new role applies to the next request.
+    Role {
+        role: String,
         at: Timestamp,
     },
 }

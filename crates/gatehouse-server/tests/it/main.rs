@@ -18,6 +18,7 @@ mod openapi;
 mod path_corpus;
 mod resilience;
 mod usage;
+mod users;
 mod webhooks;
 mod webhooks_sdk;
 
