@@ -2,6 +2,7 @@
 //! every story on SQLite and on PostgreSQL.
 
 mod api_keys;
+mod api_users;
 mod authority;
 mod edge;
 mod edge_review;
