@@ -108,6 +108,10 @@ pub(crate) fn router(state: State) -> Router {
         .route("/login", axum::routing::get(crate::login::get_login).post(crate::login::post_login))
         .route("/logout", axum::routing::post(crate::login::post_logout))
         .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
+        .route(
+            "/set-password",
+            axum::routing::get(crate::login::get_set_password).post(crate::login::post_set_password),
+        )
         .route("/.well-known/jwks.json", axum::routing::get(crate::login::jwks))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(crate::oauth::endpoints::metadata))
         .route(

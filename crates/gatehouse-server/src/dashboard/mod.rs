@@ -22,12 +22,17 @@ use serde::de::DeserializeOwned;
 use crate::state::AppState;
 use crate::web::{self, set_cookie, CSRF_COOKIE};
 
+mod account;
+mod users;
+
 /// The dashboard's routes, merged into the control plane's router.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/dashboard", get(landing))
         .route("/dashboard/", get(landing))
         .route("/dashboard/static/{file}", get(asset))
+        .merge(users::routes())
+        .merge(account::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

@@ -1,0 +1,100 @@
+//! `/dashboard/account` (SPEC §12 Account): every signed-in user, `member` included — who they are and
+//! changing their own password (the current one is checked like a sign-in, throttle included).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use gatehouse_services::users::{SignIn, UserError};
+use serde::Deserialize;
+
+use super::{render, Form, Layout, Viewer};
+use crate::state::AppState;
+use crate::web;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/dashboard/account", get(show)).route("/dashboard/account/password", post(change_password))
+}
+
+#[derive(Debug, askama::Template)]
+#[template(path = "dashboard/account.html")]
+pub struct Account {
+    pub layout: Layout,
+    pub role: String,
+    pub error: Option<String>,
+}
+
+fn page(viewer: &Viewer, status: StatusCode, error: Option<String>) -> Response {
+    render(viewer, status, &Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error })
+}
+
+async fn show(viewer: Viewer) -> Response {
+    page(&viewer, StatusCode::OK, None)
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Changes the viewer's own password; every session of theirs ends, this one too, so the browser signs
+/// in again with the new password.
+async fn change_password(State(state): State<Arc<AppState>>, form: Form<PasswordForm>) -> Response {
+    let Form { viewer, fields } = form;
+    if fields.new != fields.confirm {
+        return page(&viewer, StatusCode::BAD_REQUEST, Some("The two new passwords differ.".into()));
+    }
+    if let Err(rule) = gatehouse_services::users::check_password(&fields.new) {
+        return page(&viewer, StatusCode::BAD_REQUEST, Some(rule.to_string()));
+    }
+    match state.users.sign_in(&viewer.user.email, &fields.current, None).await {
+        Ok(SignIn::Ok(_)) => {}
+        Ok(SignIn::Wrong) => {
+            return page(&viewer, StatusCode::BAD_REQUEST, Some("The current password is not right.".into()))
+        }
+        Ok(SignIn::Throttled(_)) | Ok(SignIn::Busy) => {
+            let m = "Too many attempts or the server is busy; try again later.".to_owned();
+            return page(&viewer, StatusCode::TOO_MANY_REQUESTS, Some(m));
+        }
+        Err(e) => return crate::login::unavailable(e),
+    }
+    match state.users.set_password(&viewer.user.id, &fields.new, &viewer.user.id).await {
+        Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/login"),
+        Err(UserError::Store(e)) => crate::login::unavailable(e),
+        Err(e) => page(&viewer, StatusCode::BAD_REQUEST, Some(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::NavLink;
+    use askama::Template;
+    use expect_test::expect_file;
+
+    #[test]
+    fn account() {
+        let hostile = r#"<script>"'&"#;
+        let page = Account {
+            layout: Layout {
+                title: "Account".into(),
+                email: hostile.into(),
+                csrf: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+                nav: vec![NavLink { label: "Account", href: "/dashboard/account", current: true }],
+            },
+            role: hostile.into(),
+            error: Some(hostile.into()),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>"));
+        expect_file!["snapshots/account.html"].assert_eq(&html);
+    }
+}
