@@ -449,6 +449,10 @@ impl Users {
 
     /// A user of this workspace by id (`usr_…`) or email.
     pub async fn find(&self, id_or_email: &str) -> Result<Option<UserRecord>, StoreError> {
+        // No user has such an id or email; PostgreSQL would refuse a NUL byte as an error.
+        if id_or_email.len() > 320 || id_or_email.chars().any(char::is_control) {
+            return Ok(None);
+        }
         let found = if id_or_email.contains('@') {
             self.store.user_by_email(&self.workspace, &normalize_email(id_or_email)).await?
         } else {

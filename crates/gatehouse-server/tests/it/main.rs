@@ -4,6 +4,7 @@
 mod api_keys;
 mod api_users;
 mod authority;
+mod dashboard_users;
 mod edge;
 mod edge_review;
 mod gateway;
