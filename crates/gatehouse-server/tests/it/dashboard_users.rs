@@ -106,6 +106,9 @@ async fn who_sees_the_users_page(b: Backend) {
     assert!(!page.contains("<option value=\"owner\""), "an admin cannot make an owner");
 }
 
+/// (path, form fields, status when allowed)
+type Action<'a> = (String, Vec<(&'a str, &'a str)>, u16);
+
 story!(every_users_post_by_role);
 async fn every_users_post_by_role(b: Backend) {
     let app = TestApp::new(b).await;
@@ -117,7 +120,7 @@ async fn every_users_post_by_role(b: Backend) {
         let target = users.create(&format!("target-{role}@example.com"), PW, "member", "test").await.unwrap();
         let t = &target.id;
         let email = format!("made-by-{role}@example.com");
-        let actions: Vec<(String, Vec<(&str, &str)>, u16)> = vec![
+        let actions: Vec<Action> = vec![
             ("/dashboard/users".into(), vec![("email", &email), ("role", "viewer"), ("delivery", "password")], 200),
             (format!("/dashboard/users/{t}/role"), vec![("role", "viewer")], 303),
             (format!("/dashboard/users/{t}/reset"), vec![("delivery", "password")], 200),
