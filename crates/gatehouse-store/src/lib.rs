@@ -230,6 +230,16 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session together with its whole family (its login and every app session of that login),
     /// putting every hash on the change feed. Returns the hashes ended.
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
+    /// The user's live control-plane logins (no parent, not ended, not past their end) at `now`, newest first.
+    async fn user_logins(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends every session of the user except the login `keep` and its app sessions, putting every hash
+    /// ended on the change feed. Returns the hashes ended.
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &KeyHash,
+        at: Timestamp,
+    ) -> Result<Vec<KeyHash>, StoreError>;
     /// Stores a one-time ticket for `host`, bound to the browser whose state cookie hashes to `browser`.
     async fn insert_ticket(
         &self,

@@ -876,6 +876,36 @@ impl SessionStore for SqlStore {
         hashes.iter().map(|h| hash_of(h)).collect()
     }
 
+    async fn user_logins(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
+                   FROM sessions WHERE user_id = $1 AND parent_hash IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+                   ORDER BY created_at DESC";
+        let rows: Vec<SessionRow> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).bind(now.0).fetch_all(p).await?);
+        rows.into_iter().map(SessionRecord::try_from).collect()
+    }
+
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &KeyHash,
+        at: Timestamp,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        let others = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+                      AND id_hash <> $2 AND (parent_hash IS NULL OR parent_hash <> $2)";
+        let revoke = "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL \
+                      AND id_hash <> $2 AND (parent_hash IS NULL OR parent_hash <> $2)";
+        let hashes: Vec<Vec<u8>> = in_tx!(self, tx => {
+            let hashes: Vec<Vec<u8>> = sqlx::query_scalar(others).bind(user_id).bind(&keep.0[..]).fetch_all(&mut *tx).await?;
+            sqlx::query(revoke).bind(user_id).bind(&keep.0[..]).bind(at.0).execute(&mut *tx).await?;
+            for h in &hashes {
+                sqlx::query(INSERT_CHANGE).bind(h).bind(at.0).execute(&mut *tx).await?;
+            }
+            hashes
+        });
+        hashes.iter().map(|h| hash_of(h)).collect()
+    }
+
     async fn insert_ticket(
         &self,
         ticket: &KeyHash,

@@ -16,7 +16,10 @@ use crate::state::AppState;
 use crate::web;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/dashboard/account", get(show)).route("/dashboard/account/password", post(change_password))
+    Router::new()
+        .route("/dashboard/account", get(show))
+        .route("/dashboard/account/password", post(change_password))
+        .route("/dashboard/account/sessions", post(end_others))
 }
 
 #[derive(Debug, askama::Template)]
@@ -25,14 +28,49 @@ pub struct Account {
     pub layout: Layout,
     pub role: String,
     pub error: Option<String>,
+    pub sessions: Vec<SessionRow>,
 }
 
-fn page(viewer: &Viewer, status: StatusCode, error: Option<String>) -> Response {
-    render(viewer, status, &Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error })
+/// One live login of the viewer.
+#[derive(Debug)]
+pub struct SessionRow {
+    pub created: String,
+    pub last_seen: String,
+    /// The session this page was loaded with.
+    pub current: bool,
 }
 
-async fn show(viewer: Viewer) -> Response {
-    page(&viewer, StatusCode::OK, None)
+async fn page(state: &AppState, viewer: &Viewer, status: StatusCode, error: Option<String>) -> Response {
+    let logins = match state.sessions.logins_of(&viewer.user.id).await {
+        Ok(l) => l,
+        Err(e) => return crate::login::unavailable(e),
+    };
+    let sessions = logins
+        .iter()
+        .map(|s| SessionRow {
+            created: s.created_at.to_rfc3339(),
+            last_seen: s.last_seen_at.to_rfc3339(),
+            current: s.id_hash == viewer.session,
+        })
+        .collect();
+    let account = Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error, sessions };
+    render(viewer, status, &account)
+}
+
+async fn show(State(state): State<Arc<AppState>>, viewer: Viewer) -> Response {
+    page(&state, &viewer, StatusCode::OK, None).await
+}
+
+#[derive(Debug, Deserialize)]
+struct NoFields {}
+
+/// Ends every session of the viewer but this one.
+async fn end_others(State(state): State<Arc<AppState>>, form: Form<NoFields>) -> Response {
+    let viewer = form.viewer;
+    match state.sessions.end_others(&viewer.user.id, &viewer.session).await {
+        Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/account"),
+        Err(e) => crate::login::unavailable(e),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,26 +88,27 @@ struct PasswordForm {
 async fn change_password(State(state): State<Arc<AppState>>, form: Form<PasswordForm>) -> Response {
     let Form { viewer, fields } = form;
     if fields.new != fields.confirm {
-        return page(&viewer, StatusCode::BAD_REQUEST, Some("The two new passwords differ.".into()));
+        return page(&state, &viewer, StatusCode::BAD_REQUEST, Some("The two new passwords differ.".into())).await;
     }
     if let Err(rule) = gatehouse_services::users::check_password(&fields.new) {
-        return page(&viewer, StatusCode::BAD_REQUEST, Some(rule.to_string()));
+        return page(&state, &viewer, StatusCode::BAD_REQUEST, Some(rule.to_string())).await;
     }
     match state.users.sign_in(&viewer.user.email, &fields.current, None).await {
         Ok(SignIn::Ok(_)) => {}
         Ok(SignIn::Wrong) => {
-            return page(&viewer, StatusCode::BAD_REQUEST, Some("The current password is not right.".into()))
+            let m = "The current password is not right.".to_owned();
+            return page(&state, &viewer, StatusCode::BAD_REQUEST, Some(m)).await;
         }
         Ok(SignIn::Throttled(_)) | Ok(SignIn::Busy) => {
             let m = "Too many attempts or the server is busy; try again later.".to_owned();
-            return page(&viewer, StatusCode::TOO_MANY_REQUESTS, Some(m));
+            return page(&state, &viewer, StatusCode::TOO_MANY_REQUESTS, Some(m)).await;
         }
         Err(e) => return crate::login::unavailable(e),
     }
     match state.users.set_password(&viewer.user.id, &fields.new, &viewer.user.id).await {
         Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/login"),
         Err(UserError::Store(e)) => crate::login::unavailable(e),
-        Err(e) => page(&viewer, StatusCode::BAD_REQUEST, Some(e.to_string())),
+        Err(e) => page(&state, &viewer, StatusCode::BAD_REQUEST, Some(e.to_string())).await,
     }
 }
 
@@ -92,6 +131,18 @@ mod tests {
             },
             role: hostile.into(),
             error: Some(hostile.into()),
+            sessions: vec![
+                SessionRow {
+                    created: "2026-12-01T00:00:00Z".into(),
+                    last_seen: "2026-12-01T01:00:00Z".into(),
+                    current: true,
+                },
+                SessionRow {
+                    created: "2026-11-30T00:00:00Z".into(),
+                    last_seen: "2026-11-30T02:00:00Z".into(),
+                    current: false,
+                },
+            ],
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>"));

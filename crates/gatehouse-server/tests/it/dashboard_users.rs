@@ -273,3 +273,33 @@ async fn a_set_password_link_page_works_once(b: Backend) {
     ));
     let _ = all;
 }
+
+story!(sign_out_other_sessions_keeps_this_one);
+async fn sign_out_other_sessions_keeps_this_one(b: Backend) {
+    let app = TestApp::new(b).await;
+    people(&app).await;
+    let here = sign_in(&app, "viewer@example.com").await;
+    let there = sign_in(&app, "viewer@example.com").await;
+    let someone_else = sign_in(&app, "member@example.com").await;
+    let (_, page) = here.get(&app, "/dashboard/account").await;
+    assert_eq!((page.matches("This session").count(), page.matches("Another browser").count()), (1, 1), "{page}");
+    // A wrong token changes nothing.
+    let r = app
+        .client
+        .post(app.url("/dashboard/account/sessions"))
+        .header("cookie", &here.cookie)
+        .form(&[("csrf", there.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(there.get(&app, "/dashboard/account").await.0, 200);
+    let (s, _) = here.post(&app, "/dashboard/account/sessions", &[]).await;
+    assert_eq!(s, 303);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(there.get(&app, "/dashboard/account").await.0, 302, "the other browser is signed out");
+    let (s, page) = here.get(&app, "/dashboard/account").await;
+    assert_eq!(s, 200, "this one stays");
+    assert!(!page.contains("Another browser"));
+    assert_eq!(someone_else.get(&app, "/dashboard/account").await.0, 200, "another user's session stays");
+}
