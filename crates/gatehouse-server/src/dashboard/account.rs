@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/account", get(show))
         .route("/dashboard/account/password", post(change_password))
         .route("/dashboard/account/sessions", post(end_others))
+        .route("/dashboard/account/authorizations/{client_id}/withdraw", post(withdraw))
 }
 
 #[derive(Debug, askama::Template)]
@@ -29,6 +30,17 @@ pub struct Account {
     pub role: String,
     pub error: Option<String>,
     pub sessions: Vec<SessionRow>,
+    pub apps: Vec<AppRow>,
+}
+
+/// One OAuth app the viewer authorized.
+#[derive(Debug)]
+pub struct AppRow {
+    pub client_id: String,
+    pub name: String,
+    /// Space-separated.
+    pub scopes: String,
+    pub authorized_at: String,
 }
 
 /// One live login of the viewer.
@@ -53,7 +65,20 @@ async fn page(state: &AppState, viewer: &Viewer, status: StatusCode, error: Opti
             current: s.id_hash == viewer.session,
         })
         .collect();
-    let account = Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error, sessions };
+    let apps = match crate::oauth::endpoints::authorized_apps(state, &viewer.user.id).await {
+        Ok(a) => a,
+        Err(e) => return crate::login::unavailable(e),
+    };
+    let apps = apps
+        .into_iter()
+        .map(|a| AppRow {
+            client_id: a.client_id,
+            name: a.name,
+            scopes: a.scopes.join(" "),
+            authorized_at: a.authorized_at.to_rfc3339(),
+        })
+        .collect();
+    let account = Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error, sessions, apps };
     render(viewer, status, &account)
 }
 
@@ -69,6 +94,24 @@ async fn end_others(State(state): State<Arc<AppState>>, form: Form<NoFields>) ->
     let viewer = form.viewer;
     match state.sessions.end_others(&viewer.user.id, &viewer.session).await {
         Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/account"),
+        Err(e) => crate::login::unavailable(e),
+    }
+}
+
+/// Withdraws the viewer's consent to an OAuth app and revokes its tokens for them.
+async fn withdraw(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+    form: Form<NoFields>,
+) -> Response {
+    let viewer = form.viewer;
+    let meta = gatehouse_services::audit::RequestMeta::default();
+    match crate::oauth::endpoints::withdraw(&state, &viewer.user.id, &client_id, &meta).await {
+        Ok(true) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/account"),
+        Ok(false) => {
+            let m = viewer.message("Not found", "You have not authorized that app.");
+            render(&viewer, StatusCode::NOT_FOUND, &m)
+        }
         Err(e) => crate::login::unavailable(e),
     }
 }
@@ -143,6 +186,12 @@ mod tests {
                     current: false,
                 },
             ],
+            apps: vec![AppRow {
+                client_id: "client_1".into(),
+                name: hostile.into(),
+                scopes: "orders:read".into(),
+                authorized_at: "2026-12-01T00:00:00Z".into(),
+            }],
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>"));

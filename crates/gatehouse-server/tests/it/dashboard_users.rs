@@ -303,3 +303,16 @@ async fn sign_out_other_sessions_keeps_this_one(b: Backend) {
     assert!(!page.contains("Another browser"));
     assert_eq!(someone_else.get(&app, "/dashboard/account").await.0, 200, "another user's session stays");
 }
+
+story!(account_lists_no_apps_and_withdrawing_an_unknown_one_is_404);
+async fn account_lists_no_apps_and_withdrawing_an_unknown_one_is_404(b: Backend) {
+    let app = TestApp::new(b).await;
+    people(&app).await;
+    let s = sign_in(&app, "member@example.com").await;
+    let (_, page) = s.get(&app, "/dashboard/account").await;
+    assert!(page.contains("You have not authorized any OAuth app."), "{page}");
+    for id in ["client_nobody", "%00"] {
+        let (got, _) = s.post(&app, &format!("/dashboard/account/authorizations/{id}/withdraw"), &[]).await;
+        assert_eq!(got, 404, "{id}");
+    }
+}
