@@ -213,6 +213,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<gatehouse_services::users::UserError> for ApiError {
+    fn from(e: gatehouse_services::users::UserError) -> Self {
+        use gatehouse_services::users::UserError;
+        match e {
+            UserError::InvalidEmail(_)
+            | UserError::InvalidRole(_)
+            | UserError::Password(_)
+            | UserError::InvalidLink => ApiError::InvalidRequest(e.to_string()),
+            UserError::EmailTaken(_) | UserError::LastOwner(_) => ApiError::Conflict(e.to_string()),
+            UserError::NoSuchUser(_) => ApiError::NotFound(e.to_string()),
+            UserError::NotAllowed(message) => {
+                ApiError::denied(DenyReason::ExceedsAuthority(gatehouse_core::authority::Excess {
+                    dimension: gatehouse_core::authority::Dimension::Scopes,
+                    message,
+                }))
+            }
+            UserError::Busy => ApiError::Unavailable,
+            UserError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

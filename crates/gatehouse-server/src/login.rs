@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::pages;
 use crate::state::AppState;
 use crate::web::{
-    cookies, csrf_ok, csrf_ok_for, csrf_token, csrf_token_for, message, page, parse_return_to, redirect, set_cookie,
-    ReturnTo, CSRF_COOKIE,
+    cookies, csrf_ok, csrf_ok_for, csrf_token, message, page, parse_return_to, redirect, set_cookie, ReturnTo,
+    CSRF_COOKIE,
 };
 use gatehouse_services::users::{SignIn, UserError};
 
@@ -317,19 +317,10 @@ pub(crate) async fn post_login(
 }
 
 /// The control plane's landing page for a signed-in browser.
-pub(crate) async fn home(State(state): St, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+/// `/` on the control plane: the dashboard once signed in (SPEC §12), else the sign-in page.
+pub(crate) async fn home(State(state): St, headers: HeaderMap) -> Response {
     match current_login(&state, &headers).await {
-        Ok(Some(login)) => {
-            let (cookie, fresh) = csrf_cookie(&headers);
-            let token = csrf_token_for(&state.web.csrf_key, &cookie, Some(&login.session.id_hash));
-            let mut resp =
-                page(StatusCode::OK, &pages::Home { title: "Gatehouse", email: &login.user.email, csrf: &token });
-            if fresh {
-                let https = secure_context(&state, &headers, Some(peer));
-                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
-            }
-            resp
-        }
+        Ok(Some(_)) => redirect(StatusCode::FOUND, "/dashboard"),
         Ok(None) => redirect(StatusCode::FOUND, "/login"),
         Err(e) => unavailable(e),
     }
@@ -412,6 +403,86 @@ pub(crate) struct SetupQuery {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct SetPasswordForm {
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub confirm: String,
+}
+
+fn set_password_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let https = secure_context(state, headers, None);
+    let (cookie, fresh) = csrf_cookie(headers);
+    let csrf = csrf_token(&state.web.csrf_key, &cookie);
+    let mut resp = page(status, &pages::SetPassword { title: "Set your password", error, csrf: &csrf, token });
+    if fresh {
+        resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
+    }
+    resp
+}
+
+fn password_link_invalid() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Set your password",
+        "This link is not valid: it works once, for a limited time. Ask an owner or an admin for a new one.",
+    )
+}
+
+/// `GET /set-password?token=…`: the form of a one-time set-password link, if the link is usable.
+pub(crate) async fn get_set_password(State(state): St, headers: HeaderMap, Query(q): Query<SetupQuery>) -> Response {
+    let token = q.token.unwrap_or_default();
+    match state.users.password_link_valid(&token).await {
+        Ok(true) => set_password_page(&state, &headers, &token, None, StatusCode::OK),
+        Ok(false) => password_link_invalid(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /set-password`: spends the link and sets the password (every session of the user ends).
+pub(crate) async fn post_set_password(
+    State(state): St,
+    headers: HeaderMap,
+    Form(form): Form<SetPasswordForm>,
+) -> Response {
+    if !csrf_ok(&state.web.csrf_key, cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43), &form.csrf) {
+        return set_password_page(
+            &state,
+            &headers,
+            &form.token,
+            Some("The form expired; try again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    if form.password != form.confirm {
+        let e = Some("The two passwords differ.");
+        return set_password_page(&state, &headers, &form.token, e, StatusCode::BAD_REQUEST);
+    }
+    match state.users.redeem_password_link(&form.token, &form.password).await {
+        Ok(_) => redirect(StatusCode::SEE_OTHER, "/login"),
+        Err(UserError::InvalidLink) => password_link_invalid(),
+        Err(UserError::Password(rule)) => {
+            set_password_page(&state, &headers, &form.token, Some(&rule.to_string()), StatusCode::BAD_REQUEST)
+        }
+        Err(UserError::Busy) => {
+            message(StatusCode::SERVICE_UNAVAILABLE, "Set your password", "The server is busy; try again in a moment.")
+        }
+        Err(UserError::Store(e)) => unavailable(e),
+        Err(_) => password_link_invalid(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct SetupForm {
     #[serde(default)]
     pub token: String,
@@ -485,7 +556,9 @@ fn setup_failed(state: &AppState, headers: &HeaderMap, token: &str, e: UserError
         | UserError::Password(_)
         | UserError::EmailTaken(_)
         | UserError::NoSuchUser(_)
-        | UserError::LastOwner(_) => setup_page(state, headers, token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
+        | UserError::LastOwner(_)
+        | UserError::NotAllowed(_)
+        | UserError::InvalidLink => setup_page(state, headers, token, Some(&e.to_string()), StatusCode::BAD_REQUEST),
         UserError::Busy => {
             let mut resp = setup_page(
                 state,

@@ -35,13 +35,14 @@ pub struct Setup<'a> {
     pub token: &'a str,
 }
 
-/// `/` on the control plane for a signed-in browser.
+/// `/set-password?token=…`: a one-time link's form (SPEC §12 Users).
 #[derive(Debug, Template)]
-#[template(path = "home.html")]
-pub struct Home<'a> {
+#[template(path = "set_password.html")]
+pub struct SetPassword<'a> {
     pub title: &'a str,
-    pub email: &'a str,
+    pub error: Option<&'a str>,
     pub csrf: &'a str,
+    pub token: &'a str,
 }
 
 /// `GET /__gatehouse/logout` on an app host: the sign-out form.

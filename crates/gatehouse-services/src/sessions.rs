@@ -220,6 +220,21 @@ impl Sessions {
         Ok(())
     }
 
+    /// The user's live control-plane logins, newest first.
+    pub async fn logins_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.store.user_logins(user_id, Timestamp::now()).await
+    }
+
+    /// Ends every session of the user but the login `keep` (and its app sessions), on every node within a poll.
+    pub async fn end_others(&self, user_id: &str, keep: &KeyHash) -> Result<usize, StoreError> {
+        let ended = self.store.revoke_other_sessions(user_id, keep, Timestamp::now()).await?;
+        let mut cache = self.cache.write();
+        for h in &ended {
+            cache.remove(h);
+        }
+        Ok(ended.len())
+    }
+
     /// Writes pending activity in one batch.
     pub async fn flush_activity(&self) {
         let pending: Vec<(KeyHash, Arc<ActiveSession>)> = self.pending_seen.lock().drain().collect();

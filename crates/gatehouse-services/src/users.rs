@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::Actor;
 use crate::ids::new_id;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use gatehouse_core::Timestamp;
+use gatehouse_core::authority::{role_may_delegate, MANAGEMENT_RESOURCES};
+use gatehouse_core::{KeyHash, Scope, Timestamp};
 use gatehouse_store::{AuditEntry, Reservation, Store, StoreError, ThrottlePolicy, UserChange, UserRecord};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -164,9 +166,16 @@ pub enum UserError {
     /// The email is not an email address (quoted, at most 254 characters).
     #[error("`{0}` is not an email address")]
     InvalidEmail(String),
-    /// The role is neither `owner` nor `member`.
-    #[error("the role must be owner or member, not `{0}`")]
+    /// The role is not one of [`ROLES`].
+    #[error("the role must be owner, admin, developer, viewer or member, not `{0}`")]
     InvalidRole(String),
+    /// The actor's own authority does not reach this user or this role (an admin and an owner, a key
+    /// and a role with more than the key holds).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The set-password link is unknown, used or expired.
+    #[error("this link is not valid: it was used already, has expired, or was never issued")]
+    InvalidLink,
     /// The new password breaks the length rule.
     #[error(transparent)]
     Password(#[from] PasswordRule),
@@ -176,7 +185,7 @@ pub enum UserError {
     /// No user of this workspace has this id or email.
     #[error("no user `{0}`")]
     NoSuchUser(String),
-    /// Disabling this owner would leave nobody able to manage the deployment.
+    /// Disabling this owner or taking their role would leave nobody able to manage the deployment.
     #[error("{0} is the only enabled owner; create or enable another owner first")]
     LastOwner(String),
     /// Every password-hashing slot stayed busy; nothing was changed.
@@ -195,6 +204,48 @@ pub enum PasswordRule {
     #[error("the password must be at most 1024 characters")]
     TooLong,
 }
+
+/// The roles of SPEC §12, from the most to the least authority.
+pub const ROLES: [&str; 5] = ["owner", "admin", "developer", "viewer", "member"];
+
+/// Whether `actor` may act on a user of `role` — create one, change, disable, enable or reset them,
+/// or give someone that role. The shell may do anything; an owner too; an admin everything except
+/// owners; other roles manage no users. A key is bounded like everywhere else (SPEC §11): never an
+/// owner, and only a role whose management access the key holds itself, so a key cannot make a
+/// person with more authority than it has.
+pub fn actor_may_manage(actor: &Actor, role: &str) -> bool {
+    match actor {
+        Actor::Cli => true,
+        Actor::User(u) => {
+            u.disabled_at.is_none()
+                && match u.role.as_str() {
+                    "owner" => true,
+                    "admin" => role != "owner",
+                    _ => false,
+                }
+        }
+        Actor::Key(k) => {
+            role != "owner"
+                && (!role_may_delegate(role, &Scope::parse("*").expect("wildcard"))
+                    || k.holds(&Scope::parse("*").expect("wildcard")))
+                && MANAGEMENT_RESOURCES.iter().flat_map(|r| [format!("{r}:read"), format!("{r}:write")]).all(|s| {
+                    let scope = Scope::parse(&s).expect("management scope");
+                    !role_may_delegate(role, &scope) || k.holds(&scope)
+                })
+        }
+    }
+}
+
+fn refuse(actor: &Actor, role: &str) -> UserError {
+    let who = match actor {
+        Actor::Key(_) => "this key",
+        _ => "your role",
+    };
+    UserError::NotAllowed(format!("{who} cannot manage {role} users or give anyone that role"))
+}
+
+/// How long a set-password link is valid by default.
+pub const PASSWORD_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Users of one workspace.
 pub struct Users {
@@ -220,6 +271,15 @@ fn account_subject(email: &str) -> String {
 /// Normalizes an email for lookup: trimmed, lower case.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// A new random password to show once: 24 characters of a 54-letter alphabet without look-alikes
+/// (~138 bits).
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// Checks a new password: long enough to resist guessing, not absurdly long.
@@ -336,14 +396,15 @@ impl Users {
         self.create(email, password, "owner", actor).await
     }
 
-    /// Creates a user with `role` (`owner` or `member`). Fails if the email exists.
+    /// Creates a user with `role` (one of [`ROLES`]) as the shell does (no authority check; `actor`
+    /// is what the audit log names). Fails if the email exists.
     pub async fn create(&self, email: &str, password: &str, role: &str, actor: &str) -> Result<UserRecord, UserError> {
         let email = normalize_email(email);
         if !email.contains('@') || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(UserError::InvalidEmail(email.chars().take(254).collect()));
         }
-        if !matches!(role, "owner" | "member") {
-            return Err(UserError::InvalidRole(role.to_owned()));
+        if !ROLES.contains(&role) {
+            return Err(UserError::InvalidRole(role.chars().take(64).collect()));
         }
         check_password(password)?;
         let now = Timestamp::now();
@@ -388,6 +449,10 @@ impl Users {
 
     /// A user of this workspace by id (`usr_…`) or email.
     pub async fn find(&self, id_or_email: &str) -> Result<Option<UserRecord>, StoreError> {
+        // No user has such an id or email; PostgreSQL would refuse a NUL byte as an error.
+        if id_or_email.len() > 320 || id_or_email.chars().any(char::is_control) {
+            return Ok(None);
+        }
         let found = if id_or_email.contains('@') {
             self.store.user_by_email(&self.workspace, &normalize_email(id_or_email)).await?
         } else {
@@ -415,13 +480,157 @@ impl Users {
     /// poll). The last enabled owner cannot be disabled: nobody could sign in to manage the deployment.
     pub async fn disable(&self, id_or_email: &str, actor: &str) -> Result<UserRecord, UserError> {
         let user = self.find_or_fail(id_or_email).await?;
+        self.disable_user(user, actor).await
+    }
+
+    async fn disable_user(&self, user: UserRecord, actor: &str) -> Result<UserRecord, UserError> {
+        self.keep_an_owner(&user).await?;
+        self.change(&user, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
+    }
+
+    /// Refuses when `user` is the only enabled owner.
+    async fn keep_an_owner(&self, user: &UserRecord) -> Result<(), UserError> {
         if user.role == "owner" && user.disabled_at.is_none() {
             let owners = self.list().await?;
             if !owners.iter().any(|u| u.id != user.id && u.role == "owner" && u.disabled_at.is_none()) {
-                return Err(UserError::LastOwner(user.email));
+                return Err(UserError::LastOwner(user.email.clone()));
             }
         }
-        self.change(&user, UserChange::Disable { at: Timestamp::now() }, "user.disabled", actor).await
+        Ok(())
+    }
+
+    /// The user `id_or_email`, if `actor` may act on them.
+    async fn target(&self, actor: &Actor, id_or_email: &str) -> Result<UserRecord, UserError> {
+        let user = self.find_or_fail(id_or_email).await?;
+        if !actor_may_manage(actor, &user.role) {
+            return Err(refuse(actor, &user.role));
+        }
+        Ok(user)
+    }
+
+    /// [`Users::create`] on behalf of `actor`, within its authority.
+    pub async fn create_as(
+        &self,
+        actor: &Actor,
+        email: &str,
+        password: &str,
+        role: &str,
+    ) -> Result<UserRecord, UserError> {
+        if ROLES.contains(&role) && !actor_may_manage(actor, role) {
+            return Err(refuse(actor, role));
+        }
+        self.create(email, password, role, &actor.id()).await
+    }
+
+    /// [`Users::disable`] on behalf of `actor`, within its authority.
+    pub async fn disable_as(&self, actor: &Actor, id_or_email: &str) -> Result<UserRecord, UserError> {
+        let user = self.target(actor, id_or_email).await?;
+        self.disable_user(user, &actor.id()).await
+    }
+
+    /// [`Users::enable`] on behalf of `actor`, within its authority.
+    pub async fn enable_as(&self, actor: &Actor, id_or_email: &str) -> Result<UserRecord, UserError> {
+        let user = self.target(actor, id_or_email).await?;
+        self.change(&user, UserChange::Enable, "user.enabled", &actor.id()).await
+    }
+
+    /// [`Users::set_password`] on behalf of `actor`, within its authority (every session of the user ends).
+    pub async fn set_password_as(
+        &self,
+        actor: &Actor,
+        id_or_email: &str,
+        password: &str,
+    ) -> Result<UserRecord, UserError> {
+        check_password(password)?;
+        let user = self.target(actor, id_or_email).await?;
+        let hash = self.hash_new(password).await?;
+        let change = UserChange::Password { hash, at: Timestamp::now() };
+        self.change(&user, change, "user.password_changed", &actor.id()).await
+    }
+
+    /// Gives a user another role, audited in the same transaction. Both the user's current role and the
+    /// new one must be within `actor`'s authority; the last enabled owner keeps the role. The change
+    /// reaches the user's live sessions on every node within one poll of the change feed.
+    pub async fn set_role(&self, actor: &Actor, id_or_email: &str, role: &str) -> Result<UserRecord, UserError> {
+        if !ROLES.contains(&role) {
+            return Err(UserError::InvalidRole(role.chars().take(64).collect()));
+        }
+        let user = self.target(actor, id_or_email).await?;
+        if !actor_may_manage(actor, role) {
+            return Err(refuse(actor, role));
+        }
+        if user.role == role {
+            return Ok(user);
+        }
+        if role != "owner" {
+            self.keep_an_owner(&user).await?;
+        }
+        let audit = self.audit(
+            &actor.id(),
+            "user.role_changed",
+            &user.id,
+            serde_json::json!({"email": user.email, "from": user.role, "to": role}),
+        );
+        let change = UserChange::Role { role: role.to_owned(), at: Timestamp::now() };
+        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
+    }
+
+    /// Issues a one-time set-password link token for a user (shown once; only its SHA-256 is stored),
+    /// valid for `ttl`. Using it sets the password and ends every session of the user.
+    pub async fn create_password_link(
+        &self,
+        actor: &Actor,
+        id_or_email: &str,
+        ttl: Duration,
+    ) -> Result<String, UserError> {
+        let user = self.target(actor, id_or_email).await?;
+        let (token, hash) = crate::sessions::new_token();
+        let now = Timestamp::now();
+        let expires = Timestamp(now.0.saturating_add(ttl.as_millis() as i64));
+        let audit = self.audit(
+            &actor.id(),
+            "user.password_link_created",
+            &user.id,
+            serde_json::json!({"email": user.email, "expires_at": expires.0}),
+        );
+        self.store.insert_password_link(&hash, &user.id, now, expires, &audit).await?;
+        Ok(token)
+    }
+
+    /// Whether a set-password link token is usable now (the page shows its form only then).
+    pub async fn password_link_valid(&self, token: &str) -> Result<bool, StoreError> {
+        if token.len() != 43 {
+            return Ok(false);
+        }
+        Ok(self.store.password_link_user(&KeyHash::of(token), Timestamp::now()).await?.is_some())
+    }
+
+    /// Spends a set-password link: sets `password` for its user, once. A used, expired or unknown link,
+    /// or one of a disabled user, is [`UserError::InvalidLink`].
+    pub async fn redeem_password_link(&self, token: &str, password: &str) -> Result<UserRecord, UserError> {
+        check_password(password)?;
+        if token.len() != 43 {
+            return Err(UserError::InvalidLink);
+        }
+        let hash = KeyHash::of(token);
+        let Some(user_id) = self.store.password_link_user(&hash, Timestamp::now()).await? else {
+            return Err(UserError::InvalidLink);
+        };
+        let user = self.store.user_by_id(&user_id).await?.ok_or(UserError::InvalidLink)?;
+        if user.disabled_at.is_some() || user.workspace != self.workspace {
+            return Err(UserError::InvalidLink);
+        }
+        let phc = self.hash_new(password).await?;
+        let audit = self.audit(
+            &user.id,
+            "user.password_changed",
+            &user.id,
+            serde_json::json!({"email": user.email, "via": "link"}),
+        );
+        self.store
+            .redeem_password_link(&hash, &user.id, &phc, Timestamp::now(), &audit)
+            .await?
+            .ok_or(UserError::InvalidLink)
     }
 
     /// Lets a disabled user sign in again (their ended sessions stay ended).

@@ -197,6 +197,28 @@ pub trait UserStore: Send + Sync {
         change: &UserChange,
         audit: &AuditEntry,
     ) -> Result<Option<UserRecord>, StoreError>;
+    /// Stores a one-time set-password link for `user_id` (only the token's hash) with its audit entry.
+    async fn insert_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// The user a link is for, if it is unused and unexpired at `now` (nothing is spent).
+    async fn password_link_user(&self, token: &KeyHash, now: Timestamp) -> Result<Option<String>, StoreError>;
+    /// Spends the link and sets the user's password in one transaction, like
+    /// `update_user(UserChange::Password)` (every session of the user ends). `None`: the link is unknown,
+    /// used, expired, or not for `user_id`; nothing changed. Two presentations never both succeed.
+    async fn redeem_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        hash: &str,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<UserRecord>, StoreError>;
 }
 
 /// A change to a user (`UserStore::update_user`).
@@ -211,6 +233,12 @@ pub enum UserChange {
         hash: String,
         at: Timestamp,
     },
+    /// A new role. Sessions stay, but their cached copies (and of the user's live OAuth access tokens)
+    /// are dropped through the change feed, so the new role applies to the next request.
+    Role {
+        role: String,
+        at: Timestamp,
+    },
 }
 
 /// Sessions and the one-time tickets that carry a login to an app host.
@@ -223,6 +251,16 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session together with its whole family (its login and every app session of that login),
     /// putting every hash on the change feed. Returns the hashes ended.
     async fn revoke_session_family(&self, hash: &KeyHash, at: Timestamp) -> Result<Vec<KeyHash>, StoreError>;
+    /// The user's live control-plane logins (no parent, not ended, not past their end) at `now`, newest first.
+    async fn user_logins(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends every session of the user except the login `keep` and its app sessions, putting every hash
+    /// ended on the change feed. Returns the hashes ended.
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &KeyHash,
+        at: Timestamp,
+    ) -> Result<Vec<KeyHash>, StoreError>;
     /// Stores a one-time ticket for `host`, bound to the browser whose state cookie hashes to `browser`.
     async fn insert_ticket(
         &self,

@@ -711,10 +711,11 @@ impl UserStore for SqlStore {
         let row: Option<UserRow> = in_tx!(self, tx => {
             let exists: Option<UserRow> = sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
             if exists.is_some() {
-                let ends_access = match change {
+                // (when, whether sessions end): every change but enabling drops cached copies.
+                let feed = match change {
                     UserChange::Disable { at } => {
                         sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1").bind(id).bind(at.0).execute(&mut *tx).await?;
-                        Some(*at)
+                        Some((*at, true))
                     }
                     UserChange::Enable => {
                         sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -722,12 +723,18 @@ impl UserStore for SqlStore {
                     }
                     UserChange::Password { hash, at } => {
                         sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(&mut *tx).await?;
-                        Some(*at)
+                        Some((*at, true))
+                    }
+                    UserChange::Role { role, at } => {
+                        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(id).bind(role).execute(&mut *tx).await?;
+                        Some((*at, false))
                     }
                 };
-                if let Some(at) = ends_access {
+                if let Some((at, end)) = feed {
                     let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(id).fetch_all(&mut *tx).await?;
-                    sqlx::query(end_sessions).bind(id).bind(at.0).execute(&mut *tx).await?;
+                    if end {
+                        sqlx::query(end_sessions).bind(id).bind(at.0).execute(&mut *tx).await?;
+                    }
                     // Access tokens are not revoked (the user's grants stay), but cached copies must be
                     // reloaded: a disabled user's tokens stop working, and the refresh path reads the user.
                     let tokens: Vec<Vec<u8>> = sqlx::query_scalar(live_tokens).bind(id).bind(at.0).fetch_all(&mut *tx).await?;
@@ -741,6 +748,65 @@ impl UserStore for SqlStore {
             match exists {
                 Some(_) => sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?,
                 None => None,
+            }
+        });
+        Ok(row.map(Into::into))
+    }
+
+    async fn insert_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO password_links (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+        in_tx!(self, tx => {
+            sqlx::query(sql).bind(&token.0[..]).bind(user_id).bind(created_at.0).bind(expires_at.0).execute(&mut *tx).await?;
+            record!(tx, audit);
+        });
+        Ok(())
+    }
+
+    async fn password_link_user(&self, token: &KeyHash, now: Timestamp) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT user_id FROM password_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let user: Option<String> = on_db!(self, read, p => {
+            sqlx::query_scalar(sql).bind(&token.0[..]).bind(now.0).fetch_optional(p).await?
+        });
+        Ok(user)
+    }
+
+    async fn redeem_password_link(
+        &self,
+        token: &KeyHash,
+        user_id: &str,
+        hash: &str,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let spend = "UPDATE password_links SET used_at = $3 \
+                     WHERE token_hash = $1 AND user_id = $2 AND used_at IS NULL AND expires_at > $3";
+        let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let live_sessions = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL";
+        let end_sessions = "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+        let live_tokens =
+            "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
+        let row: Option<UserRow> = in_tx!(self, tx => {
+            let spent = sqlx::query(spend).bind(&token.0[..]).bind(user_id).bind(now.0).execute(&mut *tx).await?.rows_affected();
+            if spent == 1 {
+                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(hash).execute(&mut *tx).await?;
+                let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(user_id).fetch_all(&mut *tx).await?;
+                sqlx::query(end_sessions).bind(user_id).bind(now.0).execute(&mut *tx).await?;
+                let tokens: Vec<Vec<u8>> = sqlx::query_scalar(live_tokens).bind(user_id).bind(now.0).fetch_all(&mut *tx).await?;
+                hashes.extend(tokens);
+                for h in &hashes {
+                    sqlx::query(INSERT_CHANGE).bind(h).bind(now.0).execute(&mut *tx).await?;
+                }
+                record!(tx, audit);
+                sqlx::query_as(&select).bind(user_id).fetch_optional(&mut *tx).await?
+            } else {
+                None
             }
         });
         Ok(row.map(Into::into))
@@ -842,6 +908,36 @@ impl SessionStore for SqlStore {
                     family
                 }
             }
+        });
+        hashes.iter().map(|h| hash_of(h)).collect()
+    }
+
+    async fn user_logins(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
+                   FROM sessions WHERE user_id = $1 AND parent_hash IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+                   ORDER BY created_at DESC";
+        let rows: Vec<SessionRow> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(user_id).bind(now.0).fetch_all(p).await?);
+        rows.into_iter().map(SessionRecord::try_from).collect()
+    }
+
+    async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &KeyHash,
+        at: Timestamp,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        let others = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+                      AND id_hash <> $2 AND (parent_hash IS NULL OR parent_hash <> $2)";
+        let revoke = "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL \
+                      AND id_hash <> $2 AND (parent_hash IS NULL OR parent_hash <> $2)";
+        let hashes: Vec<Vec<u8>> = in_tx!(self, tx => {
+            let hashes: Vec<Vec<u8>> = sqlx::query_scalar(others).bind(user_id).bind(&keep.0[..]).fetch_all(&mut *tx).await?;
+            sqlx::query(revoke).bind(user_id).bind(&keep.0[..]).bind(at.0).execute(&mut *tx).await?;
+            for h in &hashes {
+                sqlx::query(INSERT_CHANGE).bind(h).bind(at.0).execute(&mut *tx).await?;
+            }
+            hashes
         });
         hashes.iter().map(|h| hash_of(h)).collect()
     }

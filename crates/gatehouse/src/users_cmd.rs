@@ -13,14 +13,28 @@ use gatehouse_core::Timestamp;
 use gatehouse_services::audit::Actor;
 use gatehouse_services::users::Users;
 use gatehouse_store::{Store, UserRecord};
-use rand::Rng;
 
 use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
     Owner,
+    Admin,
+    Developer,
+    Viewer,
     Member,
+}
+
+impl RoleArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleArg::Owner => "owner",
+            RoleArg::Admin => "admin",
+            RoleArg::Developer => "developer",
+            RoleArg::Viewer => "viewer",
+            RoleArg::Member => "member",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +56,12 @@ pub enum UsersCommand {
     Disable { user: String },
     /// Let a disabled user sign in again.
     Enable { user: String },
+    /// Give a user another role (the last enabled owner keeps theirs); applies to their live sessions at once.
+    SetRole {
+        user: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
     /// Set a new password (read with --password-stdin, or generated and shown once); ends every
     /// session of the user.
     SetPassword {
@@ -62,10 +82,7 @@ fn password(from_stdin: bool) -> Result<(String, bool)> {
         }
         return Ok((line, false));
     }
-    // 24 characters of a 54-letter alphabet without look-alikes: ~138 bits.
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rngs::OsRng;
-    Ok(((0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect(), true))
+    Ok((gatehouse_services::users::generate_password(), true))
 }
 
 fn user_json(u: &UserRecord) -> serde_json::Value {
@@ -120,11 +137,7 @@ pub async fn run(cmd: UsersCommand, cfg: &Config, store: Arc<dyn Store>, json: b
     match cmd {
         UsersCommand::Create { email, role, password_stdin } => {
             let (pw, generated) = password(password_stdin)?;
-            let role = match role {
-                RoleArg::Owner => "owner",
-                RoleArg::Member => "member",
-            };
-            let u = users.create(&email, &pw, role, actor).await.map_err(|e| anyhow!(e))?;
+            let u = users.create(&email, &pw, role.as_str(), actor).await.map_err(|e| anyhow!(e))?;
             print_with_password(&u, &pw, generated, json);
         }
         UsersCommand::List => {
@@ -147,6 +160,9 @@ pub async fn run(cmd: UsersCommand, cfg: &Config, store: Arc<dyn Store>, json: b
         }
         UsersCommand::Disable { user } => print_user(&users.disable(&user, actor).await.map_err(|e| anyhow!(e))?, json),
         UsersCommand::Enable { user } => print_user(&users.enable(&user, actor).await.map_err(|e| anyhow!(e))?, json),
+        UsersCommand::SetRole { user, role } => {
+            print_user(&users.set_role(&Actor::Cli, &user, role.as_str()).await.map_err(|e| anyhow!(e))?, json)
+        }
         UsersCommand::SetPassword { user, password_stdin } => {
             let (pw, generated) = password(password_stdin)?;
             let u = users.set_password(&user, &pw, actor).await.map_err(|e| anyhow!(e))?;

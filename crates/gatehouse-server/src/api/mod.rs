@@ -7,6 +7,7 @@ pub mod dto;
 pub(crate) mod keys;
 pub mod oauth_clients;
 pub(crate) mod ops;
+pub(crate) mod users;
 pub mod webhooks;
 
 use std::cell::Cell;
@@ -46,7 +47,7 @@ tokio::task_local! {
 #[openapi(
     info(title = "Gatehouse management API", description = "API keys, audit log and key verification. See SPEC §4.5."),
     modifiers(&SecurityAddon),
-    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "webhooks", description = "Webhook endpoints and events"), (name = "ops", description = "Health and metrics"))
+    tags((name = "keys", description = "API keys"), (name = "audit", description = "Audit log"), (name = "oauth", description = "OAuth clients"), (name = "webhooks", description = "Webhook endpoints and events"), (name = "users", description = "Users and their roles"), (name = "ops", description = "Health and metrics"))
 )]
 #[derive(Debug)]
 pub(crate) struct ApiDoc;
@@ -87,6 +88,10 @@ pub(crate) fn api_routes() -> (Router<State>, utoipa::openapi::OpenApi) {
         .routes(utoipa_axum::routes!(webhooks::get_event))
         .routes(utoipa_axum::routes!(webhooks::resend_event))
         .routes(utoipa_axum::routes!(audit::list_audit))
+        .routes(utoipa_axum::routes!(users::list_users, users::create_user))
+        .routes(utoipa_axum::routes!(users::disable_user))
+        .routes(utoipa_axum::routes!(users::enable_user))
+        .routes(utoipa_axum::routes!(users::set_user_role))
         .routes(utoipa_axum::routes!(ops::healthz))
         .routes(utoipa_axum::routes!(ops::readyz))
         .routes(utoipa_axum::routes!(ops::metrics))
@@ -103,6 +108,10 @@ pub(crate) fn router(state: State) -> Router {
         .route("/login", axum::routing::get(crate::login::get_login).post(crate::login::post_login))
         .route("/logout", axum::routing::post(crate::login::post_logout))
         .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
+        .route(
+            "/set-password",
+            axum::routing::get(crate::login::get_set_password).post(crate::login::post_set_password),
+        )
         .route("/.well-known/jwks.json", axum::routing::get(crate::login::jwks))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(crate::oauth::endpoints::metadata))
         .route(
@@ -290,6 +299,8 @@ scopes! {
     OAuthClientsWrite => "oauth_clients:write",
     WebhooksRead => "webhooks:read",
     WebhooksWrite => "webhooks:write",
+    UsersRead => "users:read",
+    UsersWrite => "users:write",
 }
 
 /// An authenticated management caller holding the scope `S`.

@@ -29,6 +29,9 @@ use serde::de::DeserializeOwned;
 use crate::state::AppState;
 use crate::web::{self, set_cookie, CSRF_COOKIE};
 
+mod account;
+mod users;
+
 /// The dashboard's routes, merged into the control plane's router.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -40,6 +43,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(audit::routes())
         .merge(oauth_apps::routes())
         .merge(webhooks::routes())
+        .merge(users::routes())
+        .merge(account::routes())
 }
 
 /// `/dashboard`: the first page the role may see.

@@ -17,7 +17,7 @@ use gatehouse_core::{ApiKey, KeyHash, Scope, Timestamp, VerifyContext};
 use gatehouse_store::oauth::{
     ClientRecord, CodeOutcome, CodeRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind,
 };
-use gatehouse_store::UserRecord;
+use gatehouse_store::{StoreError, UserRecord};
 
 use super::error::{no_store, OAuthError};
 use crate::error::masked;
@@ -875,6 +875,72 @@ pub(crate) async fn metadata(State(state): St) -> Response {
 
 // ---- the signed-in user's authorized apps --------------------------------------------------------
 
+/// An app a user authorized: what `/v1/me/authorizations` lists and the dashboard's Account page shows.
+#[derive(Debug)]
+pub(crate) struct AuthorizedApp {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub authorized_at: Timestamp,
+    pub active_grants: bool,
+}
+
+/// One entry per app: consents first (newest first), then any app with live grants but no consent.
+pub(crate) async fn authorized_apps(state: &AppState, user_id: &str) -> Result<Vec<AuthorizedApp>, StoreError> {
+    let (consents, grants) =
+        tokio::try_join!(state.store.consents_of_user(user_id), state.store.grants_of_user(user_id))?;
+    let mut apps: Vec<(String, Timestamp)> = consents.iter().map(|c| (c.client_id.clone(), c.granted_at)).collect();
+    for g in &grants {
+        if !apps.iter().any(|(id, _)| *id == g.client_id) {
+            apps.push((g.client_id.clone(), g.created_at));
+        }
+    }
+    let mut out = Vec::new();
+    for (client_id, at) in apps {
+        let Some(client) = state.store.client_by_id(&client_id).await? else { continue };
+        let mut scopes: Vec<String> = consents
+            .iter()
+            .filter(|c| c.client_id == client_id)
+            .flat_map(|c| c.scopes.iter().cloned())
+            .chain(grants.iter().filter(|g| g.client_id == client_id).flat_map(|g| g.scopes.iter().cloned()))
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        let active_grants = grants.iter().any(|g| g.client_id == client_id);
+        out.push(AuthorizedApp { client_id, name: client.name, scopes, authorized_at: at, active_grants });
+    }
+    Ok(out)
+}
+
+/// Withdraws `user`'s consent to `client_id` and revokes every token of that app for them. `Ok(false)`:
+/// they had not authorized it (or there is no such app).
+pub(crate) async fn withdraw(
+    state: &AppState,
+    user_id: &str,
+    client_id: &str,
+    meta: &RequestMeta,
+) -> Result<bool, StoreError> {
+    let client = match state.oauth.get_client(client_id).await {
+        Ok(c) => c,
+        Err(gatehouse_services::ServiceError::Store(e)) => return Err(e),
+        Err(_) => return Ok(false),
+    };
+    let audit = state.oauth.audit(
+        client.environment,
+        &format!("user:{user_id}"),
+        meta,
+        "oauth.grant.revoked",
+        "oauth_client",
+        client_id,
+        serde_json::json!({"reason": "consent_withdrawn", "user_id": user_id}),
+    );
+    let withdrawn = state.store.withdraw_consent(user_id, client_id, Timestamp::now(), &audit).await?;
+    if withdrawn {
+        state.oauth.invalidate_user_client(user_id, client_id);
+    }
+    Ok(withdrawn)
+}
+
 /// `GET /v1/me/authorizations`: the apps the signed-in user authorized (session cookie). Every app
 /// whose consent is remembered is listed, with or without live tokens, since a remembered consent is
 /// what skips the consent screen: what is listed is exactly what is skipped, and withdrawing it here
@@ -887,36 +953,14 @@ pub(crate) async fn my_authorizations(State(state): St, headers: HeaderMap) -> R
         }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let (consents, grants) =
-        match tokio::try_join!(state.store.consents_of_user(&user.id), state.store.grants_of_user(&user.id)) {
-            Ok(both) => both,
-            Err(e) => return crate::error::ApiError::from(e).into_response(),
-        };
-    // One entry per app: consents first (newest first), then any app with live grants but no consent.
-    let mut apps: Vec<(String, Timestamp)> = consents.iter().map(|c| (c.client_id.clone(), c.granted_at)).collect();
-    for g in &grants {
-        if !apps.iter().any(|(id, _)| *id == g.client_id) {
-            apps.push((g.client_id.clone(), g.created_at));
-        }
-    }
-    let mut by_client: Vec<serde_json::Value> = Vec::new();
-    for (client_id, at) in apps {
-        let name = match state.store.client_by_id(&client_id).await {
-            Ok(Some(c)) => c.name,
-            Ok(None) => continue,
-            Err(e) => return crate::error::ApiError::from(e).into_response(),
-        };
-        let mut scopes: Vec<&String> = consents
-            .iter()
-            .filter(|c| c.client_id == client_id)
-            .flat_map(|c| &c.scopes)
-            .chain(grants.iter().filter(|g| g.client_id == client_id).flat_map(|g| &g.scopes))
-            .collect();
-        scopes.sort();
-        scopes.dedup();
-        let active = grants.iter().any(|g| g.client_id == client_id);
-        by_client.push(serde_json::json!({"client_id": client_id, "name": name, "scopes": scopes, "authorized_at": at.to_rfc3339(), "active_grants": active}));
-    }
+    let apps = match authorized_apps(&state, &user.id).await {
+        Ok(apps) => apps,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    let by_client: Vec<serde_json::Value> = apps
+        .iter()
+        .map(|a| serde_json::json!({"client_id": a.client_id, "name": a.name, "scopes": a.scopes, "authorized_at": a.authorized_at.to_rfc3339(), "active_grants": a.active_grants}))
+        .collect();
     let mut resp = Json(serde_json::json!({"object": "list", "data": by_client})).into_response();
     no_store(resp.headers_mut());
     resp
@@ -937,27 +981,8 @@ pub(crate) async fn withdraw_authorization(
         }
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
-    let client = match state.oauth.get_client(&client_id).await {
-        Ok(c) => c,
-        Err(gatehouse_services::ServiceError::Store(e)) => return crate::error::ApiError::from(e).into_response(),
-        Err(_) => {
-            return crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
-        }
-    };
-    let audit = state.oauth.audit(
-        client.environment,
-        &format!("user:{}", user.id),
-        &meta(&state, &headers, peer),
-        "oauth.grant.revoked",
-        "oauth_client",
-        &client_id,
-        serde_json::json!({"reason": "consent_withdrawn", "user_id": user.id}),
-    );
-    match state.store.withdraw_consent(&user.id, &client_id, Timestamp::now(), &audit).await {
-        Ok(true) => {
-            state.oauth.invalidate_user_client(&user.id, &client_id);
-            StatusCode::NO_CONTENT.into_response()
-        }
+    match withdraw(&state, &user.id, &client_id, &meta(&state, &headers, peer)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => {
             crate::error::ApiError::NotFound("You have not authorized that application.".into()).into_response()
         }

@@ -47,8 +47,9 @@ fn setup_without_an_error() {
 }
 
 #[test]
-fn home() {
-    expect_file!["snapshots/home.html"].assert_eq(&render(&Home { title: "Gatehouse", email: HOSTILE, csrf: CSRF }));
+fn set_password() {
+    let page = SetPassword { title: "Set your password", error: Some(HOSTILE), csrf: CSRF, token: HOSTILE };
+    expect_file!["snapshots/set_password.html"].assert_eq(&render(&page));
 }
 
 #[test]

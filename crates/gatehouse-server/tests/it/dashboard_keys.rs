@@ -16,7 +16,7 @@ const PASSWORD: &str = "correct horse battery staple";
 /// The roles storage holds today. admin, developer and viewer need migration 0014 (the users work of
 /// issue 13); their rows join this table with it. Until then the handlers' decisions for every role are
 /// the unit tests in `src/dashboard/keys.rs`.
-const ROLES: [&str; 2] = ["owner", "member"];
+const ROLES: [&str; 5] = ["owner", "admin", "developer", "viewer", "member"];
 
 /// A browser with its own cookie jar, signed in to the control plane.
 struct Person {

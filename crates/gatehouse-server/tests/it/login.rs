@@ -878,7 +878,8 @@ fn cookie_set(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Signs in at the control plane with a cookie-less client: (CSRF cookie, login cookie, the home page's sign-out token).
+/// Signs in at the control plane with a cookie-less client: (CSRF cookie, login cookie, the sign-out token of
+/// the dashboard's Account page, where `/` leads once signed in).
 async fn cp_sign_in(gw: &Gw) -> (String, String, String) {
     let c = &gw.cp.client;
     let r = c.get(gw.cp.url("/login")).send().await.unwrap();
@@ -893,21 +894,27 @@ async fn cp_sign_in(gw: &Gw) -> (String, String, String) {
         .unwrap();
     assert_eq!(r.status(), 303);
     let login = cookie_set(r.headers(), "gatehouse_cp_session").unwrap();
-    let r = c
-        .get(gw.cp.url("/"))
-        .header("cookie", format!("gatehouse_csrf={csrf_cookie}; gatehouse_cp_session={login}"))
-        .send()
-        .await
-        .unwrap();
+    let both = format!("gatehouse_csrf={csrf_cookie}; gatehouse_cp_session={login}");
+    let r = c.get(gw.cp.url("/")).header("cookie", &both).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "/dashboard"));
+    let r = c.get(gw.cp.url("/dashboard/account")).header("cookie", &both).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let signout = csrf_of(&r.text().await.unwrap());
+    let page = r.text().await.unwrap();
+    assert!(page.contains(EMAIL), "the Account page names the signed-in user");
+    let signout = csrf_of(&page);
     assert_ne!(signout, token, "the signed-in token differs from the pre-login one");
     (csrf_cookie, login, signout)
 }
 
-async fn home_status(gw: &Gw, csrf: &str, login: &str) -> u16 {
+/// 200 when `/dashboard/account` shows this login's user (signed in), else its status (302 to the sign-in page).
+async fn account_status(gw: &Gw, csrf: &str, login: &str) -> u16 {
     let cookie = format!("gatehouse_csrf={csrf}; gatehouse_cp_session={login}");
-    gw.cp.client.get(gw.cp.url("/")).header("cookie", cookie).send().await.unwrap().status().as_u16()
+    let r = gw.cp.client.get(gw.cp.url("/dashboard/account")).header("cookie", cookie).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 200 {
+        assert!(r.text().await.unwrap().contains(EMAIL), "signed in as the owner");
+    }
+    status
 }
 
 story!(csrf_pair_planted_from_another_session_is_refused);
@@ -931,7 +938,7 @@ async fn csrf_pair_planted_from_another_session_is_refused(b: Backend) {
             .await
             .unwrap();
         assert_eq!(r.status(), 403);
-        assert_eq!(home_status(&gw, &victim_cookie, &victim_login).await, 200, "the victim is still signed in");
+        assert_eq!(account_status(&gw, &victim_cookie, &victim_login).await, 200, "the victim is still signed in");
     }
     // The victim's own pair works.
     let r = c
@@ -942,7 +949,7 @@ async fn csrf_pair_planted_from_another_session_is_refused(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(home_status(&gw, &victim_cookie, &victim_login).await, 302, "signed out");
+    assert_eq!(account_status(&gw, &victim_cookie, &victim_login).await, 302, "signed out");
 }
 
 story!(csrf_pair_from_another_browser_cannot_sign_out_an_app_session);

@@ -2,10 +2,12 @@
 //! every story on SQLite and on PostgreSQL.
 
 mod api_keys;
+mod api_users;
 mod authority;
 mod dashboard_audit;
 mod dashboard_keys;
 mod dashboard_oauth;
+mod dashboard_users;
 mod dashboard_webhooks;
 mod edge;
 mod edge_review;
@@ -22,6 +24,7 @@ mod openapi;
 mod path_corpus;
 mod resilience;
 mod usage;
+mod users;
 mod webhooks;
 mod webhooks_sdk;
 

@@ -44,6 +44,11 @@ async fn every_documented_operation_is_routed() {
         ("GET", "/v1/events"),
         ("GET", "/v1/events/key_00000000000000000000000000"),
         ("POST", "/v1/events/key_00000000000000000000000000/resend"),
+        ("GET", "/v1/users"),
+        ("POST", "/v1/users"),
+        ("POST", "/v1/users/key_00000000000000000000000000/disable"),
+        ("POST", "/v1/users/key_00000000000000000000000000/enable"),
+        ("POST", "/v1/users/key_00000000000000000000000000/role"),
     ];
     let got: Vec<(&str, &str)> = operations.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
     let mut want = expected.to_vec();
