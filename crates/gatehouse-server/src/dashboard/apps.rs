@@ -331,7 +331,7 @@ async fn run_explainer(
                     let d = gatehouse_core::DenyReason::RouteHasNoScope;
                     format!("403 {}: {d} (a restricted key may call only routes with a route scope)", d.code())
                 }
-                Ok(k) => format!("forwarded: the key `{}…{}` is valid here", k.record.display_prefix, k.record.last4),
+                Ok(k) => format!("forwarded: the key `{}{}` is valid here", k.record.display_prefix, k.record.last4),
                 Err(gatehouse_services::verifier::VerifyError::Denied(d)) => {
                     let status = match d.class() {
                         gatehouse_core::DenyClass::Authentication => 401,

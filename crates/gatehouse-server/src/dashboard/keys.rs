@@ -131,7 +131,7 @@ pub(super) fn row(k: &KeyRecord, now: Timestamp) -> KeyRow {
     KeyRow {
         id: k.id.clone(),
         name: k.name.clone(),
-        masked: format!("{}…{}", k.display_prefix, k.last4),
+        masked: format!("{}{}", k.display_prefix, k.last4),
         kind: k.kind.as_str(),
         environment: k.environment.as_str(),
         app: k.app.clone().unwrap_or_default(),
@@ -455,7 +455,7 @@ async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> R
         (needle.is_empty()
             || k.name.to_lowercase().contains(&needle)
             || k.id.to_lowercase().contains(&needle)
-            || format!("{}…{}", k.display_prefix, k.last4).to_lowercase().contains(&needle)
+            || format!("{}{}", k.display_prefix, k.last4).to_lowercase().contains(&needle)
             || k.last4.to_lowercase() == needle)
             && (q.kind.is_empty() || k.kind.as_str() == q.kind)
             && (q.status.is_empty() || status_of(k, now) == q.status)

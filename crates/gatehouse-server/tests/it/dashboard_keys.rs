@@ -251,6 +251,10 @@ async fn the_secret_is_shown_once_and_the_new_key_opens_the_app_until_revoked(b:
         assert_eq!(status, StatusCode::OK, "{page}");
         assert!(!html.contains(&secret), "{page} shows the secret again");
         assert!(html.contains(&stored.last4), "{page} lists the key");
+        // Shown masked exactly as everywhere else (`gth_sk_live_4eC3…ab12`), one ellipsis.
+        let masked = gatehouse_core::apikey::mask(&secret);
+        assert!(html.contains(&masked), "{page} shows {masked}");
+        assert!(!html.contains("……"), "{page} doubles the ellipsis");
     }
     let (status, _, _) = p.post(&format!("/dashboard/keys/{}/revoke", stored.id), &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
