@@ -85,6 +85,17 @@ async fn oauth_apps_register_rotate_disable_and_roles(b: Backend) {
         assert_eq!(status, StatusCode::FORBIDDEN, "member POST {path}");
     }
     assert_eq!(clients(&app).await, all, "a member's posts changed nothing");
+    // A viewer reads every page but each post, with the viewer's own valid form token, is refused.
+    let viewer = sign_in_as(&app, "viewer").await;
+    assert_eq!(viewer.get("/dashboard/oauth-apps").await.0, StatusCode::OK);
+    assert_eq!(viewer.get(&page_path).await.0, StatusCode::OK);
+    let v_token = viewer.csrf().await;
+    for (path, form) in &actions {
+        let form: Vec<(&str, &str)> =
+            form.iter().map(|(k, v)| (*k, if *k == "csrf" { v_token.as_str() } else { *v })).collect();
+        assert_eq!(viewer.post(path, &form).await.0, StatusCode::FORBIDDEN, "viewer POST {path}");
+    }
+    assert_eq!(clients(&app).await, all, "a viewer's posts changed nothing");
 
     // Forged tokens: another session's token, or none, is refused and changes nothing.
     for bad in [m_token.as_str(), "", "00"] {

@@ -83,6 +83,17 @@ async fn webhooks_add_roll_disable_enable_and_roles(b: Backend) {
         assert_eq!(member.post(path, form).await.0, StatusCode::FORBIDDEN, "member POST {path}");
     }
     assert_eq!(endpoints(&app).await, all, "a member's posts changed nothing");
+    // A viewer reads every page but each post, with the viewer's own valid form token, is refused.
+    let viewer = sign_in_as(&app, "viewer").await;
+    assert_eq!(viewer.get("/dashboard/webhooks").await.0, StatusCode::OK);
+    assert_eq!(viewer.get(&page_path).await.0, StatusCode::OK);
+    let v_token = viewer.csrf().await;
+    for (path, form) in &actions {
+        let form: Vec<(&str, &str)> =
+            form.iter().map(|(k, v)| (*k, if *k == "csrf" { v_token.as_str() } else { *v })).collect();
+        assert_eq!(viewer.post(path, &form).await.0, StatusCode::FORBIDDEN, "viewer POST {path}");
+    }
+    assert_eq!(endpoints(&app).await, all, "a viewer's posts changed nothing");
     let (status, _, _) = owner.post(&disable_path, &[("csrf", m_token.as_str())]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "another session's token");
     assert_eq!(endpoints(&app).await, all);
