@@ -123,7 +123,7 @@ async fn list(State(state): St, viewer: Viewer) -> Response {
     }
     let usage = match usage_24h(&state).await {
         Ok(u) => u,
-        Err(e) => return keys::store_error(&viewer, &e),
+        Err(e) => return super::store_failed(&viewer, &e),
     };
     let apps = state.web.apps.iter().map(|a| app_row(a, &usage)).collect();
     render(&viewer, StatusCode::OK, &AppsList { layout: viewer.layout("Apps"), apps })
@@ -168,7 +168,7 @@ async fn configuration_page(
 ) -> Response {
     let usage = match usage_24h(state).await {
         Ok(u) => u,
-        Err(e) => return keys::store_error(viewer, &e),
+        Err(e) => return super::store_failed(viewer, &e),
     };
     let name = app.name.clone();
     let found = keys::matching_keys(state, viewer, Some(app.environment), |k| k.app.as_deref() == Some(&name)).await;

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use gatehouse_core::id::looks_like;
 use gatehouse_core::{Environment, Timestamp};
-use gatehouse_store::{AuditEntry, AuditFilter, PageRequest, StoreError};
+use gatehouse_store::{AuditEntry, AuditFilter, PageRequest};
 
 use super::{render, Layout, Viewer};
 use crate::state::AppState;
@@ -176,24 +176,12 @@ async fn audit_page(State(state): State<Arc<AppState>>, viewer: Viewer, RawQuery
     let request = PageRequest { limit: PAGE_SIZE, starting_after: after.map(str::to_owned) };
     let found = match state.store.search_audit(state.keys.workspace(), &filter, &request).await {
         Ok(found) => found,
-        Err(e) => return store_failed(&viewer, &e),
+        Err(e) => return super::store_failed(&viewer, &e),
     };
     let older = found.has_more.then(|| found.items.last().map(|a| q.href(Some(&a.id)))).flatten();
     let newest = after.is_some().then(|| q.href(None));
     let entries = found.items.iter().map(AuditRow::from).collect();
     render(&viewer, StatusCode::OK, &AuditPage { layout, q, error: None, entries, older, newest })
-}
-
-/// A page for a storage failure: 503 when storage is unreachable, else a generic 500 (the cause is
-/// logged, never shown).
-pub(super) fn store_failed(viewer: &Viewer, e: &StoreError) -> Response {
-    let (status, text) = if matches!(e, StoreError::Unavailable(_)) {
-        (StatusCode::SERVICE_UNAVAILABLE, "Gatehouse cannot reach its storage right now. Nothing was changed.")
-    } else {
-        tracing::error!(error = %e, "dashboard storage failure");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Nothing was changed.")
-    };
-    render(viewer, status, &viewer.message("Try again shortly", text))
 }
 
 #[cfg(test)]

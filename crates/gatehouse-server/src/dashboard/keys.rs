@@ -75,22 +75,10 @@ pub(super) fn service_error(viewer: &Viewer, state: &AppState, e: ServiceError) 
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
         ServiceError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
         ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "Not allowed"),
-        ServiceError::Store(s) => return store_error(viewer, s),
+        ServiceError::Store(s) => return super::store_failed(viewer, s),
     };
     let text = gatehouse_core::apikey::mask_keys_in(&e.to_string(), &state.config.namespace);
     render(viewer, status, &viewer.message(title, &text))
-}
-
-/// Storage failed: 503 (or 500) with a plain sentence; the cause goes to the log only.
-pub(super) fn store_error(viewer: &Viewer, e: &StoreError) -> Response {
-    tracing::warn!(error = %e, "storage failed during a dashboard request");
-    let (status, text) = match e {
-        StoreError::Unavailable(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "Gatehouse cannot reach its storage right now. Nothing was changed.")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Nothing was changed."),
-    };
-    render(viewer, status, &viewer.message("Try again shortly", text))
 }
 
 fn actor(viewer: &Viewer) -> Actor {
@@ -557,7 +545,7 @@ async fn show(State(state): St, viewer: Viewer, Path(id): Path<String>) -> Respo
     };
     let audit = match key_audit(&state, &record.id).await {
         Ok(a) => a,
-        Err(e) => return store_error(&viewer, &e),
+        Err(e) => return super::store_failed(&viewer, &e),
     };
     let now = Timestamp::now();
     let credential = UsageCredential { kind: CredentialKind::ApiKey, id: record.id.clone() };
@@ -570,7 +558,7 @@ async fn show(State(state): St, viewer: Viewer, Path(id): Path<String>) -> Respo
         let from = to.plus_millis(-span);
         match state.store.usage_series(UsageSubject::Credential(&credential), res, from, to).await {
             Ok(points) => charts.push(chart(title, &points)),
-            Err(e) => return store_error(&viewer, &e),
+            Err(e) => return super::store_failed(&viewer, &e),
         }
     }
     let page = KeyPage {

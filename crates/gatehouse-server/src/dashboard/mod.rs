@@ -237,6 +237,19 @@ impl Viewer {
     }
 }
 
+/// Storage failed during a dashboard request: 503 when it is unreachable, else 500, with a plain
+/// sentence; the cause goes to the log only, never into the page.
+pub(crate) fn store_failed(viewer: &Viewer, e: &gatehouse_store::StoreError) -> Response {
+    tracing::warn!(error = %e, "storage failed during a dashboard request");
+    let (status, text) = match e {
+        gatehouse_store::StoreError::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Gatehouse cannot reach its storage right now. Nothing was changed.")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Nothing was changed."),
+    };
+    render(viewer, status, &viewer.message("Try again shortly", text))
+}
+
 /// One navigation link.
 #[derive(Clone, Debug)]
 pub struct NavLink {

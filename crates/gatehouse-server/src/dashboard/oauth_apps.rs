@@ -359,7 +359,7 @@ pub(super) fn failed(viewer: &Viewer, e: ServiceError) -> Response {
         ServiceError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
         ServiceError::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m.clone()),
         ServiceError::Denied(d) => (StatusCode::FORBIDDEN, "Not allowed", d.to_string()),
-        ServiceError::Store(s) => return super::audit::store_failed(viewer, s),
+        ServiceError::Store(s) => return super::store_failed(viewer, s),
     };
     render(viewer, status, &viewer.message(title, &text))
 }

@@ -283,7 +283,7 @@ async fn show_page(
 ) -> Response {
     let deliveries = match state.store.deliveries_to(&e.id, DELIVERIES_SHOWN).await {
         Ok(d) => d.iter().map(DeliveryView::from).collect(),
-        Err(err) => return super::audit::store_failed(viewer, &err),
+        Err(err) => return super::store_failed(viewer, &err),
     };
     let page = ShowPage {
         deliveries,

@@ -262,26 +262,32 @@ async fn a_crashed_micro_is_restarted_and_says_so() {
     assert!(err.contains("[crashy] exited") && err.contains("restarting"), "{err}");
 }
 
-#[tokio::test]
-async fn browser_login_in_chromium() {
-    let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
-    let script = repo_root().join("tests/browser/login.mjs");
+/// Runs `tests/browser/{script}` in node against `up` (APP_URL, CP_URL, the owner's EMAIL and PASSWORD,
+/// screenshots under `target/screenshots/{screenshots}`) and fails with its output if it fails.
+pub(crate) async fn run_browser_script(up: &Up, script: &str, screenshots: &str) {
     let out = tokio::process::Command::new("node")
-        .arg(&script)
+        .arg(repo_root().join("tests/browser").join(script))
         .current_dir(repo_root().join("tests/browser"))
         .env("APP_URL", &up.app)
         .env("CP_URL", &up.cp)
         .env("EMAIL", OWNER_EMAIL)
         .env("PASSWORD", OWNER_PASSWORD)
+        .env("SCREENSHOT_DIR", repo_root().join("target/screenshots").join(screenshots))
         .output()
         .await
         .expect("node runs (scripts/test.sh installs the browser test's packages and Chromium)");
     assert!(
         out.status.success(),
-        "the browser flow failed:\n{}\n{}",
+        "the browser flow {script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn browser_login_in_chromium() {
+    let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
+    run_browser_script(&up, "login.mjs", "").await;
 }
 
 #[tokio::test]
