@@ -431,10 +431,25 @@ async fn throttle_race_a_concurrent_burst_of_wrong_passwords_spends_only_the_all
         "as five sequential failures then waits: {statuses:?}"
     );
     assert_eq!(gw.cp.state.users.password_checks() - before, 5, "only the allowance was evaluated by Argon2");
+    // Two more failures, each once its wait is over, take the account's lock from 1 s to 4 s, so the next burst
+    // cannot outlast the lock on a loaded machine.
+    for _ in 0..2 {
+        loop {
+            match gw.cp.state.users.sign_in(EMAIL, "wrong password", None).await.unwrap() {
+                gatehouse_services::users::SignIn::Throttled(wait) => tokio::time::sleep(wait).await,
+                gatehouse_services::users::SignIn::Wrong => break,
+                other => panic!("a wrong password after the wait: {other:?}"),
+            }
+        }
+    }
     // Another burst right away, now with the right password: still nothing is evaluated.
     let statuses = burst(&gw, &br, &csrf, 10, |_| (EMAIL.into(), PASSWORD.into(), None)).await;
     assert_eq!(count(&statuses, 429), 10, "{statuses:?}");
-    assert_eq!(gw.cp.state.users.password_checks() - before, 5);
+    assert_eq!(
+        gw.cp.state.users.password_checks() - before,
+        7,
+        "the two waited-for failures, and nothing of the burst"
+    );
     // A different account from another address is untouched by this account's lock.
     let cfg_check =
         gw.cp.state.users.sign_in("nobody@example.com", "x", Some("203.0.113.9".parse().unwrap())).await.unwrap();
