@@ -221,7 +221,8 @@ fn whsec_at(hay: &[u8], at: usize) -> Option<Found> {
     let ok = body[..TOKEN_LEN].iter().all(|&b| is_base64(b))
         && body[TOKEN_LEN] == b'='
         && canonical_last(body[TOKEN_LEN - 1])
-        && standalone(hay, at, body_start + TOKEN_LEN + 1, |b| is_base64(b) || b == b'=');
+        && standalone(hay, at, body_start + TOKEN_LEN + 1, is_base64)
+        && hay.get(body_start + TOKEN_LEN + 1) != Some(&b'=');
     ok.then_some(Found { start: at, len: WHSEC.len() + TOKEN_LEN + 1, kind: CredentialKind::WebhookSecret })
 }
 
@@ -369,6 +370,8 @@ mod tests {
             (format!("{WH}="), vec![]),
             (format!("+{WH}"), vec![]),
             (format!("secret: {WH}\n"), vec![CredentialKind::WebhookSecret]),
+            (format!("WEBHOOK_SECRET={WH}\n"), vec![CredentialKind::WebhookSecret]),
+            (format!("TOKEN={at}&x=1"), vec![CredentialKind::OAuthAccessToken]),
         ];
         for (input, want) in rows {
             let got: Vec<CredentialKind> = kinds(&input).into_iter().map(|f| f.1).collect();

@@ -457,7 +457,12 @@ fn contrib(name: &str) -> String {
 
 /// Near-misses of each kind: a wrong prefix, a wrong length, a character outside the alphabet.
 fn near_misses(cred: &str) -> Vec<String> {
-    let (prefix, body) = cred.split_at(cred.rfind('_').unwrap() + 1);
+    let prefix_len = match &cred[..6] {
+        "whsec_" => 6,
+        "gth_sk" | "gth_rk" => 12,
+        _ => 7,
+    };
+    let (prefix, body) = cred.split_at(prefix_len);
     let mut out = vec![
         format!("x{}", cred.replacen("_", "X_", 1)),
         format!("{}{body}", prefix.to_uppercase()),
