@@ -32,6 +32,13 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 }
 
+# `gatehouse scan --git` tests build real repositories with git.
+ensure_git() {
+  if command -v git >/dev/null 2>&1; then return; fi
+  log "installing git (Debian package) for the scan tests"
+  apt-get update -qq && apt-get install -y -qq git
+}
+
 ensure_browser_test_packages() {
   # playwright-core drives Debian's Chromium; it never downloads a browser of its own.
   if [ -d tests/browser/node_modules/playwright-core ]; then return; fi
@@ -69,6 +76,7 @@ ensure_packages tests/webhook-receivers stripe "stripe, standardwebhooks" "the w
 # A real h2c-capable upstream (hypercorn) and HTTP/2 client (h2) for the gateway's edge tests.
 ensure_venv tests/h2c "h2, hypercorn" "the h2c edge tests"
 ensure_chromium
+ensure_git
 ensure_browser_test_packages
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"

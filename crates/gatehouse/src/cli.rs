@@ -77,6 +77,10 @@ pub enum Command {
     /// The key that signs identity assertions and JWT access tokens: rotate, list (works with no server running).
     #[command(subcommand)]
     SigningKey(crate::signing_key_cmd::SigningKeyCommand),
+    /// Find Gatehouse credentials in files, or with --git in a repository's whole history; with the
+    /// store, tell each one's status, and with --revoke revoke the active keys.
+    /// Exit code 0: nothing found; 1: something found; 2: error.
+    Scan(crate::scan::ScanArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +271,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Scan(args) => Ok(crate::scan::run(args, config::load(&cli.global.flags(None)), json).await),
         Command::Keys(cmd) => with_store!(cli.global, |cfg, store| crate::keys_cmd::run(cmd, &cfg, store, json)),
         Command::Oauth(cmd) => with_store!(cli.global, |cfg, store| crate::oauth_cmd::run(cmd, &cfg, store, json)),
         Command::Users(cmd) => with_store!(cli.global, |cfg, store| crate::users_cmd::run(cmd, &cfg, store, json)),

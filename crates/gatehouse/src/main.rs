@@ -6,6 +6,7 @@ mod keys_cmd;
 mod memory;
 mod oauth_cmd;
 mod output;
+mod scan;
 mod signing_key_cmd;
 mod supervisor;
 mod up;

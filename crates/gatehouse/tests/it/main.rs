@@ -8,6 +8,7 @@ mod dashboard_users;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
+mod scan;
 mod signing_key;
 mod up;
 mod users;
