@@ -6,13 +6,13 @@
 #   polling: the same, with that trigger dropped, so the nodes learn of revocations by polling alone
 #            (cache.poll_interval_ms, default 250).
 # Usage: bash bench/propagation.sh [N]   (N revocations per cluster, default 100; 2 samples each).
-# GATEHOUSE_BIN overrides the binary (default: a release build); PG_URL the server (a database is
+# BIN overrides the binary (default: a release build); PG_URL the server (a database is
 # created and dropped per cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
-if [ -z "${GATEHOUSE_BIN:-}" ]; then cargo build -q --release -p gatehouse; GATEHOUSE_BIN=$PWD/target/release/gatehouse; fi
+if [ -z "${BIN:-}" ]; then cargo build -q --release -p gatehouse; BIN=$PWD/target/release/gatehouse; fi
 WORK=$(mktemp -d)
 OUT=bench/results/propagation-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
@@ -23,7 +23,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-echo "# propagation n=$N per cluster, 3 nodes, $(nproc) cpus, binary $GATEHOUSE_BIN" | tee "$OUT"
+echo "# propagation n=$N per cluster, 3 nodes, $(nproc) cpus, binary $BIN" | tee "$OUT"
 cluster() { # name, then whether to drop the NOTIFY trigger (yes|no)
   local name=$1 drop=$2 db="gatehouse_bench_propagation_$1_$$"
   psql -q "$PG_URL/postgres" -c "CREATE DATABASE $db"; DBS+=("$db")
@@ -35,10 +35,10 @@ cluster() { # name, then whether to drop the NOTIFY trigger (yes|no)
     nodes+=("http://127.0.0.1:$port")
   done
   local admin
-  admin=$(cd "$WORK/${name}0" && "$GATEHOUSE_BIN" --config gatehouse.toml keys create --name bench --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  admin=$(cd "$WORK/${name}0" && "$BIN" --config gatehouse.toml keys create --name bench --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
   if [ "$drop" = yes ]; then psql -q "$url" -c "DROP TRIGGER key_changes_notify ON key_changes"; fi
   for i in 0 1 2; do
-    (cd "$WORK/$name$i" && exec "$GATEHOUSE_BIN" --config gatehouse.toml serve >> serve.log 2>&1) & PIDS+=($!)
+    (cd "$WORK/$name$i" && exec "$BIN" --config gatehouse.toml serve >> serve.log 2>&1) & PIDS+=($!)
   done
   for b in "${nodes[@]}"; do
     for _ in $(seq 1 200); do curl -sf "$b/readyz" >/dev/null && break; sleep 0.1; done

@@ -21,7 +21,7 @@ async function call(base, method, path, key, body) {
 const samples = [];
 for (let i = 0; i < n; i++) {
   const created = await call(a, "POST", "/v1/keys", admin, { name: `propagation ${i}` });
-  if (created.status !== 201) throw new Error(`create: ${created.status} ${JSON.stringify(created.body)}`);
+  if (created.status !== 200) throw new Error(`create: ${created.status} ${JSON.stringify(created.body)}`);
   const { id, secret } = created.body;
   for (const b of others) {
     const r = await call(b, "GET", "/v1/keys?limit=1", secret);

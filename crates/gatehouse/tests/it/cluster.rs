@@ -3,14 +3,13 @@
 //! refuse within the second the spec allows; a key's rate limit holds across all three; failed
 //! sign-ins are counted together wherever they were tried.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_store::testing::{Backend, TestDb};
 use serde_json::{json, Value};
 
-use crate::servers::{free_port, Node, NodeDir, OwnRedis};
+use crate::servers::{free_port, receiver, Node, NodeDir, OwnRedis};
 
 /// Everything the nodes share is in the database and Redis; the test reaches them over HTTP only.
 struct Cluster {
@@ -79,26 +78,6 @@ async fn account_page(base: &str, host: &str, cookie: &reqwest::header::HeaderVa
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = http.get(format!("{base}/dashboard/account")).header("host", host).header("cookie", cookie.clone());
     r.send().await.unwrap().status().as_u16()
-}
-
-/// A webhook receiver that records (path, `data.object.id`) of every event.
-async fn receiver() -> (std::net::SocketAddr, Arc<Mutex<HashSet<(String, String)>>>) {
-    let got: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
-    let g = got.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
-        let g = g.clone();
-        async move {
-            let v: Value = serde_json::from_str(&body).unwrap_or_default();
-            if let Some(id) = v["data"]["object"]["id"].as_str() {
-                g.lock().unwrap().insert((uri.path().to_owned(), id.to_owned()));
-            }
-            axum::http::StatusCode::OK
-        }
-    });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (addr, got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,8 +2,10 @@
 //! port, so the test may stop and start it), a `redis-server` (killed and restarted), and
 //! `gatehouse serve` nodes. Each is stopped when its guard drops, even on panic.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -237,4 +239,27 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Events a [`receiver`] accepted, as (request path, `data.object.id`).
+pub type Received = Arc<Mutex<HashSet<(String, String)>>>;
+
+/// A webhook receiver on a free port that answers 200 to everything and records what it got.
+pub async fn receiver() -> (std::net::SocketAddr, Received) {
+    let got: Received = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let g = g.clone();
+        async move {
+            let v: Value = serde_json::from_str(&body).unwrap_or_default();
+            if let Some(id) = v["data"]["object"]["id"].as_str() {
+                g.lock().unwrap().insert((uri.path().to_owned(), id.to_owned()));
+            }
+            axum::http::StatusCode::OK
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (addr, got)
 }
