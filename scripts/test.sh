@@ -25,6 +25,19 @@ ensure_redis() {
   echo "Redis did not come up on 127.0.0.1:6379" >&2; exit 1
 }
 
+# The fault and cluster tests (crates/gatehouse/tests/it/storage_outage.rs, redis_outage.rs) start
+# servers of their own: PostgreSQL's initdb/pg_ctl (run as `postgres` via runuser when root) and redis-server.
+ensure_fault_test_tools() {
+  if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    log "installing PostgreSQL's server binaries (Debian package) for the storage-outage test"
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
+  if ! command -v redis-server >/dev/null; then
+    log "installing redis-server (Debian package) for the Redis-outage test"
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+
 ensure_chromium() {
   if [ -x /usr/bin/chromium ]; then return; fi
   log "installing Chromium (Debian package) for the browser test"
@@ -69,6 +82,7 @@ ensure_venv() {
 
 ensure_postgres
 ensure_redis
+ensure_fault_test_tools
 # Third-party OAuth clients run against a real Gatehouse: openid-client (npm), Authlib (PyPI).
 ensure_packages tests/oauth-clients openid-client "authlib, requests" "the OAuth client test"
 # Receivers verifying deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.

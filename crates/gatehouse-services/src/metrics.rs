@@ -55,6 +55,8 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// 1 while the change feed is fresh enough to trust the key cache.
     pub cache_trusted: Gauge,
+    /// 1 while storage is known to be unreachable, so calls that need it fail at once (503).
+    pub storage_down: Gauge,
     /// Deliveries waiting (refreshed every few seconds).
     pub webhook_pending: Gauge,
     /// Webhook attempts by outcome (`delivered`, `retry`, `failed`).
@@ -108,6 +110,12 @@ impl Metrics {
         r.register("store_errors", "Storage failures seen while serving", store_errors.clone());
         let cache_trusted = Gauge::default();
         r.register("key_cache_trusted", "1 while the key change feed is fresh", cache_trusted.clone());
+        let storage_down = Gauge::default();
+        r.register(
+            "storage_down",
+            "1 while storage is known to be unreachable and calls fail at once until a probe succeeds",
+            storage_down.clone(),
+        );
         let webhook_pending = Gauge::default();
         r.register("webhook_pending_deliveries", "Webhook deliveries waiting to be sent", webhook_pending.clone());
         let webhook_attempts = Family::<CodeLabel, Counter>::default();
@@ -135,6 +143,7 @@ impl Metrics {
             rate_limit_fallbacks,
             store_errors,
             cache_trusted,
+            storage_down,
             webhook_pending,
             webhook_attempts,
             webhook_delivery_seconds,

@@ -422,30 +422,50 @@ impl Verifier {
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut flush = tokio::time::interval(this.inner.cfg.last_used_flush);
             flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // On PostgreSQL another node's commit is pushed (LISTEN/NOTIFY): read the feed at once.
+            // The interval stays as the backstop for lost notifications and for SQLite.
+            let mut notices = this.inner.store.key_change_notices();
             let mut failing = false;
             loop {
                 tokio::select! {
-                    _ = poll.tick() => {
-                        match this.poll_changes().await {
-                            Ok(_) => {
-                                if failing {
-                                    tracing::info!("key change feed readable again; cache back on");
-                                    failing = false;
-                                }
-                            }
-                            Err(e) => {
-                                if !failing {
-                                    tracing::warn!(error = %e, "cannot read the key change feed; the key cache is bypassed until it can");
-                                    failing = true;
-                                }
-                            }
-                        }
-                        let trusted = this.cache_trusted();
-                        this.inner.metrics.cache_trusted.set(i64::from(trusted));
-                    }
+                    _ = poll.tick() => this.poll_and_report(&mut failing).await,
+                    Some(()) = next_notice(&mut notices) => this.poll_and_report(&mut failing).await,
                     _ = flush.tick() => this.flush_last_used().await,
                 }
             }
         })
+    }
+
+    async fn poll_and_report(&self, failing: &mut bool) {
+        match self.poll_changes().await {
+            Ok(_) => {
+                if std::mem::take(failing) {
+                    tracing::info!("key change feed readable again; cache back on");
+                }
+            }
+            Err(e) => {
+                if !*failing {
+                    tracing::warn!(error = %e, "cannot read the key change feed; the key cache is bypassed until it can");
+                    *failing = true;
+                }
+            }
+        }
+        let m = &self.inner.metrics;
+        m.cache_trusted.set(i64::from(self.cache_trusted()));
+        m.storage_down.set(i64::from(self.inner.store.known_down()));
+    }
+}
+
+/// The next change-feed notice; never resolves where there are none (or their sender has gone).
+async fn next_notice(notices: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match notices {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *notices = None;
+                return std::future::pending().await;
+            }
+            Some(())
+        }
+        None => std::future::pending().await,
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Callers hold an `Arc<dyn Store>` and never ask which database is underneath.
 
+mod breaker;
 mod error;
+mod notify;
 pub mod oauth;
 mod sql;
 #[cfg(feature = "testing")]
@@ -14,6 +16,7 @@ pub mod webhooks;
 use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
+pub use breaker::ProbeConfig;
 pub use error::StoreError;
 pub use oauth::OAuthStore;
 pub use sql::client_feed_hash;
@@ -110,6 +113,12 @@ pub trait KeyStore: Send + Sync {
     async fn key_changes_head(&self) -> Result<i64, StoreError>;
     /// Changes after `seq`; prunes entries older than `retain_before` on the way.
     async fn key_changes_since(&self, seq: i64, retain_before: Timestamp) -> Result<KeyChanges, StoreError>;
+    /// Ticks soon after another writer commits to the change feed, where the database can push
+    /// (PostgreSQL's LISTEN/NOTIFY); `None` where readers must rely on polling alone. A hint to read the
+    /// feed now: ticks may be lost or spurious, so readers keep polling as well.
+    fn key_change_notices(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// The audit log, read side (entries are written by the mutations that cause them).
@@ -376,6 +385,11 @@ pub trait Store:
 {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether storage is known to be unreachable right now, so calls fail at once (see the store's
+    /// circuit breaker); for metrics and logs.
+    fn known_down(&self) -> bool {
+        false
+    }
     /// `sqlite` or `postgres`, for logs and metrics only.
     fn backend(&self) -> &'static str;
 }

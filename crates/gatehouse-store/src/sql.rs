@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,8 @@ use crate::{
     SessionRecord, SessionStore, Store, StoreError, UserChange, UserRecord, UserStore,
 };
 
+use crate::breaker::{Breaker, ProbeConfig, Transition};
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -29,11 +32,13 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// Upper bound on pooled connections (readers, for SQLite).
     pub max_connections: u32,
+    /// How the database is probed while it is known to be down (see `breaker`).
+    pub probe: ProbeConfig,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { acquire_timeout: Duration::from_secs(3), max_connections: 8 }
+        Self { acquire_timeout: Duration::from_secs(3), max_connections: 8, probe: ProbeConfig::default() }
     }
 }
 
@@ -52,44 +57,69 @@ enum Db {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     db: Db,
+    breaker: Arc<Breaker>,
+    probe: ProbeConfig,
+    /// The listening connection's pool and its ticks (PostgreSQL only; see `notify`).
+    feed_notices: Option<(PgPool, tokio::sync::watch::Receiver<u64>)>,
 }
 
-/// Runs `$body` with `$p` bound to the backend's pool (`read` or `write` side).
+/// Runs `$body` behind the breaker: at once `Unavailable` while storage is known to be down, and
+/// any `Unavailable` the body meets opens the breaker (see `breaker`). `$body` may use `?` and
+/// `return Err(…)` as in the method around it.
+macro_rules! guarded {
+    ($self:expr, $body:expr) => {{
+        let store: &SqlStore = &$self;
+        store.breaker.admit()?;
+        let out: Result<_, StoreError> = async { Ok($body) }.await;
+        store.observe(out)?
+    }};
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool (`read` or `write` side), behind the breaker.
 macro_rules! on_db {
     ($self:expr, read, $p:ident => $body:expr) => {
-        match &$self.db {
-            Db::Sqlite { read: $p, .. } => $body,
-            Db::Postgres($p) => $body,
-        }
+        guarded!(
+            $self,
+            match &$self.db {
+                Db::Sqlite { read: $p, .. } => $body,
+                Db::Postgres($p) => $body,
+            }
+        )
     };
     ($self:expr, write, $p:ident => $body:expr) => {
-        match &$self.db {
-            Db::Sqlite { write: $p, .. } => $body,
-            Db::Postgres($p) => $body,
-        }
+        guarded!(
+            $self,
+            match &$self.db {
+                Db::Sqlite { write: $p, .. } => $body,
+                Db::Postgres($p) => $body,
+            }
+        )
     };
 }
 
-/// Runs `$body` inside a write transaction `$tx` and commits it when the body returns `Ok`.
-/// SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a read-then-write never fails on upgrade.
-/// PostgreSQL takes the change-feed advisory lock when `feed` is given, so feed order is commit order.
+/// Runs `$body` inside a write transaction `$tx` and commits it when the body returns `Ok`, behind
+/// the breaker. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a read-then-write never
+/// fails on upgrade. PostgreSQL takes the change-feed advisory lock, so feed order is commit order.
 macro_rules! in_tx {
     ($self:expr, $tx:ident => $body:expr) => {
-        match &$self.db {
-            Db::Sqlite { write, .. } => {
-                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
+        guarded!(
+            $self,
+            match &$self.db {
+                Db::Sqlite { write, .. } => {
+                    let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                    let out = $body;
+                    $tx.commit().await?;
+                    out
+                }
+                Db::Postgres(pool) => {
+                    let mut $tx = pool.begin().await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(7243010)").execute(&mut *$tx).await?;
+                    let out = $body;
+                    $tx.commit().await?;
+                    out
+                }
             }
-            Db::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(7243010)").execute(&mut *$tx).await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-        }
+        )
     };
 }
 
@@ -117,7 +147,7 @@ impl SqlStore {
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Self { db: Db::Sqlite { read, write } })
+        Ok(Self::with_db(Db::Sqlite { read, write }, opts, None))
     }
 
     /// Connects to PostgreSQL and migrates it.
@@ -128,10 +158,16 @@ impl SqlStore {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
-            .connect_with(connect)
+            // No ping before handing out an idle connection: when the server goes down, the next query on
+            // a pooled connection fails at once and opens the breaker, where a ping that failed would make
+            // the pool reconnect (refused, retried) for the whole acquire timeout first. A connection that
+            // died quietly costs one failed call and one probe interval of 503s.
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_error)?;
-        Ok(Self { db: Db::Postgres(pool) })
+        let notices = crate::notify::listen(connect);
+        Ok(Self::with_db(Db::Postgres(pool), opts, Some(notices)))
     }
 
     /// Opens by URL: `postgres://…`/`postgresql://…`, or `sqlite://PATH`, or a plain file path.
@@ -144,8 +180,72 @@ impl SqlStore {
         }
     }
 
-    /// Closes every pooled connection.
+    fn with_db(db: Db, opts: &StoreOptions, feed_notices: Option<(PgPool, tokio::sync::watch::Receiver<u64>)>) -> Self {
+        Self { db, breaker: Arc::default(), probe: opts.probe, feed_notices }
+    }
+
+    /// Passes `out` through, opening the breaker (and starting the one probe of this outage) when it
+    /// shows that storage is unreachable.
+    fn observe<T>(&self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.breaker.observe(&out) == Transition::Opened {
+            if let Err(e) = &out {
+                tracing::warn!(error = %e, probe_ms = self.probe.interval.as_millis() as u64,
+                    "storage unreachable; failing storage calls at once until a probe succeeds");
+            }
+            self.spawn_probe();
+        }
+        out
+    }
+
+    fn spawn_probe(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime to probe from: close again, so the next call is the probe.
+            self.breaker.close();
+            return;
+        };
+        let (db, breaker, probe) = (self.db.clone(), self.breaker.clone(), self.probe);
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(probe.interval).await;
+                let closed = match &db {
+                    Db::Sqlite { read, write } => read.is_closed() || write.is_closed(),
+                    Db::Postgres(p) => p.is_closed(),
+                };
+                if closed {
+                    return; // the store was closed on purpose; it stays unavailable
+                }
+                let answered = match &db {
+                    Db::Sqlite { read, write } => {
+                        let ping = async {
+                            sqlx::query("SELECT 1").execute(read).await?;
+                            sqlx::query("SELECT 1").execute(write).await.map(|_| ())
+                        };
+                        tokio::time::timeout(probe.timeout, ping).await
+                    }
+                    Db::Postgres(p) => {
+                        let ping = async { sqlx::query("SELECT 1").execute(p).await.map(|_| ()) };
+                        tokio::time::timeout(probe.timeout, ping).await
+                    }
+                };
+                if matches!(answered, Ok(Ok(_))) {
+                    breaker.close();
+                    tracing::info!("storage answers again; storage calls resume");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// How many times storage was found down since the store was opened.
+    pub fn outages(&self) -> u64 {
+        self.breaker.trips()
+    }
+
+    /// Closes every pooled connection (the listening one too).
     pub async fn close(&self) {
+        if let Some((listener, _)) = &self.feed_notices {
+            listener.close().await;
+        }
         match &self.db {
             Db::Sqlite { read, write } => {
                 read.close().await;
@@ -551,6 +651,10 @@ impl KeyStore for SqlStore {
             });
         }
         Ok(out)
+    }
+
+    fn key_change_notices(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.feed_notices.as_ref().map(|(_, rx)| rx.clone())
     }
 }
 
@@ -1024,6 +1128,10 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         on_db!(self, read, p => { sqlx::query("SELECT 1").execute(p).await?; });
         Ok(())
+    }
+
+    fn known_down(&self) -> bool {
+        self.breaker.is_open()
     }
 
     fn backend(&self) -> &'static str {

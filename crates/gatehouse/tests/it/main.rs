@@ -2,14 +2,18 @@
 //! on SQLite and (by changing one setting) PostgreSQL.
 
 mod cli;
+mod cluster;
 mod config_apps;
 mod dashboard_keys;
 mod dashboard_users;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
+mod redis_outage;
 mod scan;
+mod servers;
 mod signing_key;
+mod storage_outage;
 mod up;
 mod users;
 mod webhooks_crash;
