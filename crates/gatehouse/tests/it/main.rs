@@ -5,6 +5,7 @@ mod cli;
 mod config_apps;
 mod dashboard_keys;
 mod dashboard_users;
+mod guides;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;
