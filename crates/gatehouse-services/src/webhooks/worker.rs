@@ -127,7 +127,9 @@ impl Worker {
                 m.webhook_attempts.get_or_create(&crate::metrics::CodeLabel { code: "reordered" }).inc();
             }
             d.endpoint.signature_last = d.endpoint.signature_last.other();
-            let (again_at, again, record) = self.attempt(&d).await;
+            let (again_at, again, mut record) = self.attempt(&d).await;
+            // Logged after the refused one even when the clock has not moved on (attempts sort by time).
+            record.at = Timestamp(record.at.0.max(attempt.at.0 + 1));
             refused_order = Some(std::mem::replace(&mut attempt, record));
             (now, observed) = (again_at, again);
         }
