@@ -6,7 +6,7 @@ use gatehouse_core::{Environment, Timestamp};
 use super::{event_body, event_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_EVENT};
 use crate::webhooks::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryRecord, EndpointDelivery, EndpointRecord, EventRecord,
-    FinishedAttempt, WebhookStore,
+    FinishedAttempt, SignatureLast, WebhookStore,
 };
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -27,10 +27,12 @@ struct EndpointRow {
     disabled_at: Option<i64>,
     disabled_reason: Option<String>,
     failing_since: Option<i64>,
+    signature_last: String,
 }
 
 const ENDPOINT_COLUMNS: &str = "id, workspace, environment, url, event_types, description, secret, previous_secret, \
-     previous_secret_expires_at, standard_headers, created_at, created_by, disabled_at, disabled_reason, failing_since";
+     previous_secret_expires_at, standard_headers, created_at, created_by, disabled_at, disabled_reason, failing_since, \
+     signature_last";
 
 impl TryFrom<EndpointRow> for EndpointRecord {
     type Error = StoreError;
@@ -44,6 +46,7 @@ impl TryFrom<EndpointRow> for EndpointRecord {
             created_at: Timestamp(r.created_at),
             disabled_at: r.disabled_at.map(Timestamp),
             failing_since: r.failing_since.map(Timestamp),
+            signature_last: SignatureLast::parse(&r.signature_last).ok_or_else(|| corrupt("signature_last"))?,
             id: r.id,
             workspace: r.workspace,
             url: r.url,
@@ -83,7 +86,7 @@ impl From<EventRow> for EventRecord {
 #[async_trait]
 impl WebhookStore for SqlStore {
     async fn insert_endpoint(&self, e: &EndpointRecord, audit: &AuditEntry) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+        let sql = format!("INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
         in_tx!(self, tx => {
             sqlx::query(&sql)
                 .bind(&e.id)
@@ -101,6 +104,7 @@ impl WebhookStore for SqlStore {
                 .bind(e.disabled_at.map(|t| t.0))
                 .bind(&e.disabled_reason)
                 .bind(e.failing_since.map(|t| t.0))
+                .bind(e.signature_last.as_str())
                 .execute(&mut *tx)
                 .await?;
             record!(tx, audit);
@@ -140,8 +144,8 @@ impl WebhookStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let sql = format!(
-            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3 \
-             WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $4, secret = $3, \
+             signature_last = 'previous' WHERE workspace = $1 AND id = $2 RETURNING {ENDPOINT_COLUMNS}"
         );
         let row: Option<EndpointRow> = in_tx!(self, tx => {
             let row: Option<EndpointRow> = sqlx::query_as(&sql).bind(workspace).bind(id).bind(secret).bind(previous_expires_at.0).fetch_optional(&mut *tx).await?;
@@ -395,18 +399,25 @@ impl WebhookStore for SqlStore {
         let log = "INSERT INTO webhook_attempts (id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         in_tx!(self, tx => {
-          for FinishedAttempt { attempt: a, outcome, disabled_audit } in items {
-            sqlx::query(log)
-                .bind(&a.id)
-                .bind(&a.event_id)
-                .bind(&a.endpoint_id)
-                .bind(a.at.0)
-                .bind(a.status_code)
-                .bind(a.latency_ms)
-                .bind(&a.error)
-                .bind(&a.response_excerpt)
-                .execute(&mut *tx)
-                .await?;
+          for FinishedAttempt { refused_order, attempt: a, outcome, accepted_order, disabled_audit } in items {
+            for a in refused_order.iter().chain(std::iter::once(a)) {
+                sqlx::query(log)
+                    .bind(&a.id)
+                    .bind(&a.event_id)
+                    .bind(&a.endpoint_id)
+                    .bind(a.at.0)
+                    .bind(a.status_code)
+                    .bind(a.latency_ms)
+                    .bind(&a.error)
+                    .bind(&a.response_excerpt)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let (AttemptOutcome::Delivered, Some((last, window_end))) = (outcome, accepted_order) {
+                // Only for the window it was learnt in: a roll since then opened another window.
+                sqlx::query("UPDATE webhook_endpoints SET signature_last = $2 WHERE id = $1 AND previous_secret_expires_at = $3 AND signature_last <> $2")
+                    .bind(&a.endpoint_id).bind(last.as_str()).bind(window_end.0).execute(&mut *tx).await?;
+            }
             match outcome {
                 AttemptOutcome::Delivered => {
                     sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = $3, claimed_until = NULL WHERE event_id = $1 AND endpoint_id = $2")

@@ -38,18 +38,71 @@ pub struct EndpointRecord {
     pub disabled_at: Option<Timestamp>,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<Timestamp>,
+    /// Inside a rotation window, whose signature goes last in the header: the secret the endpoint last
+    /// accepted a delivery with (receivers that keep only the last `v1` check only that one).
+    pub signature_last: SignatureLast,
+}
+
+/// One of the two live secrets of a rotation window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureLast {
+    /// The newest secret, issued by the roll.
+    Current,
+    /// The secret before the roll, signing until `previous_secret_expires_at`.
+    Previous,
+}
+
+impl SignatureLast {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureLast::Current => "current",
+            SignatureLast::Previous => "previous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "current" => Some(SignatureLast::Current),
+            "previous" => Some(SignatureLast::Previous),
+            _ => None,
+        }
+    }
+
+    /// The other secret of the window.
+    pub fn other(self) -> Self {
+        match self {
+            SignatureLast::Current => SignatureLast::Previous,
+            SignatureLast::Previous => SignatureLast::Current,
+        }
+    }
 }
 
 impl EndpointRecord {
-    /// The secrets to sign with at `now`: the current one and, inside the rotation window, the previous one.
+    /// The secrets to sign with at `now`, in header order: the current one alone, or inside the rotation
+    /// window both, the one the endpoint last accepted (`signature_last`) last.
     pub fn live_secrets(&self, now: Timestamp) -> Vec<&str> {
-        let mut v = vec![self.secret.as_str()];
-        if let (Some(p), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at) {
-            if until > now {
-                v.push(p);
-            }
+        self.secrets_in_order(now, self.signature_last)
+    }
+
+    /// As [`live_secrets`](Self::live_secrets), with `last`'s signature last inside the window.
+    pub fn secrets_in_order(&self, now: Timestamp, last: SignatureLast) -> Vec<&str> {
+        match self.previous_live(now) {
+            None => vec![self.secret.as_str()],
+            Some(p) if last == SignatureLast::Previous => vec![self.secret.as_str(), p],
+            Some(p) => vec![p, self.secret.as_str()],
         }
-        v
+    }
+
+    /// Whether a rotation window is open at `now` (two secrets sign).
+    pub fn in_rotation_window(&self, now: Timestamp) -> bool {
+        self.previous_live(now).is_some()
+    }
+
+    fn previous_live(&self, now: Timestamp) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_expires_at) {
+            (Some(p), Some(until)) if until > now => Some(p.as_str()),
+            _ => None,
+        }
     }
 }
 
@@ -98,8 +151,14 @@ pub enum AttemptOutcome {
 /// An attempt to record, what it leads to, and the audit entry to write if it disables the endpoint.
 #[derive(Clone, Debug)]
 pub struct FinishedAttempt {
+    /// Inside a rotation window, an attempt refused with one signature order and retried at once with
+    /// the other (`attempt`): logged before it, and not counted as a try of the retry schedule.
+    pub refused_order: Option<AttemptRecord>,
     pub attempt: AttemptRecord,
     pub outcome: AttemptOutcome,
+    /// On a delivery inside a rotation window: which signature was last, and the window's end (the roll
+    /// it belongs to). Remembered as the endpoint's `signature_last` unless the secret was rolled since.
+    pub accepted_order: Option<(SignatureLast, Timestamp)>,
     pub disabled_audit: AuditEntry,
 }
 

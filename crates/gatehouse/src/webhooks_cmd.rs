@@ -62,7 +62,11 @@ pub async fn endpoints(cmd: EndpointsCommand, cfg: &Config, store: Arc<dyn Store
         EndpointsCommand::Create { url, events, environment, description, standard_webhooks } => {
             let new = NewEndpoint { url, event_types: events, description, standard_headers: standard_webhooks };
             let (e, secret) = svc.create(&Actor::Cli, &meta, environment.into(), new).await.map_err(service_error)?;
-            let out = EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() };
+            let out = EndpointWithSecret {
+                endpoint: EndpointOut::from_record(&e),
+                secret: secret.expose().to_owned(),
+                receiver_instructions: None,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -88,15 +92,13 @@ pub async fn endpoints(cmd: EndpointsCommand, cfg: &Config, store: Arc<dyn Store
         EndpointsCommand::RollSecret { id, overlap } => {
             let secs = parse_duration_secs(&overlap).map_err(|e| anyhow!("--overlap: {e}"))?;
             let (e, secret) = svc.roll(&Actor::Cli, &meta, None, &id, Some(secs)).await.map_err(service_error)?;
-            let out = EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() };
+            let out = EndpointWithSecret::rolled(&e, secret.expose().to_owned());
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 show(&out.endpoint);
-                println!(
-                    "\n    {}\n\nThe previous secret keeps signing for {overlap}; update your receiver before then.",
-                    out.secret
-                );
+                let said = out.receiver_instructions.as_deref().unwrap_or_default();
+                println!("\n    {}\n\n{said}", out.secret);
             }
         }
         EndpointsCommand::Disable { id } => {

@@ -79,11 +79,12 @@ impl From<RateLimitDto> for RateLimitOverride {
 pub(crate) struct CreateKeyIn {
     /// A label for people (≤ 100 characters).
     pub name: Option<String>,
-    /// Default `sk`.
+    /// Default: `rk` (restricted) when `scopes` is given, else `sk`. `sk` with `scopes` is refused (400).
     pub kind: Option<Kind>,
     /// Default: the calling key's environment (a key can only create keys in its own environment).
     pub environment: Option<Env>,
-    /// Required (non-empty) for `rk` keys, refused for `sk` keys. `resource:action`, `*`, or any RFC 6749 scope token.
+    /// Exactly what a restricted key holds: required (non-empty) for `rk` keys, refused for `sk` keys; given
+    /// without `kind`, it makes the key `rk`. `resource:action`, `*`, or any RFC 6749 scope token.
     #[serde(default)]
     pub scopes: Vec<String>,
     /// CIDRs or addresses (IPv4 and IPv6); empty allows every address.

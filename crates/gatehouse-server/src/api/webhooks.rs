@@ -72,6 +72,18 @@ pub struct EndpointWithSecret {
     pub endpoint: EndpointOut,
     /// `whsec_…`. Shown only in this response.
     pub secret: String,
+    /// After a roll: what the receiver must do, and by when, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_instructions: Option<String>,
+}
+
+impl EndpointWithSecret {
+    /// The answer to a roll: the endpoint, its new secret, and what the receiver must do.
+    pub fn rolled(e: &EndpointRecord, secret: String) -> Self {
+        let receiver_instructions =
+            Some(gatehouse_services::webhooks::receiver_instructions(e, gatehouse_core::Timestamp::now()));
+        EndpointWithSecret { endpoint: EndpointOut::from_record(e), secret, receiver_instructions }
+    }
 }
 
 /// Body of `POST /v1/webhook_endpoints/{id}/roll_secret`.
@@ -177,7 +189,11 @@ pub(crate) async fn create_endpoint(
     };
     let (e, secret) =
         state.webhooks.create(&caller.actor(), &caller.meta(), caller.key.record.environment, new).await?;
-    Ok(Json(EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() }))
+    Ok(Json(EndpointWithSecret {
+        endpoint: EndpointOut::from_record(&e),
+        secret: secret.expose().to_owned(),
+        receiver_instructions: None,
+    }))
 }
 
 /// List the endpoints of the caller's environment, newest first.
@@ -203,7 +219,10 @@ pub(crate) async fn get_endpoint(
     Ok(Json(EndpointOut::from_record(&state.webhooks.get(Some(caller.key.record.environment), &id).await?)))
 }
 
-/// Roll the signing secret; during the overlap every delivery carries one `v1=` per live secret.
+/// Roll the signing secret; during the overlap every delivery carries one `v1=` per live secret, the
+/// signature of the secret the endpoint last accepted last (for receivers that read only the last `v1`),
+/// and a delivery refused inside the overlap is resent at once with the other order.
+/// `receiver_instructions` says in words what the receiver must do, and by when.
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/roll_secret", tag = "webhooks", security(("api_key" = [])),
     params(("id" = String, Path, description = "An endpoint id, `we_…`")), request_body(content = Option<RollSecretIn>),
     responses((status = 200, body = EndpointWithSecret), (status = 404, body = ErrorOut)))]
@@ -217,7 +236,7 @@ pub(crate) async fn roll_secret(
         .webhooks
         .roll(&caller.actor(), &caller.meta(), Some(caller.key.record.environment), &id, body.overlap_secs)
         .await?;
-    Ok(Json(EndpointWithSecret { endpoint: EndpointOut::from_record(&e), secret: secret.expose().to_owned() }))
+    Ok(Json(EndpointWithSecret::rolled(&e, secret.expose().to_owned())))
 }
 
 /// Disable an endpoint: nothing is delivered to it until it is enabled again.

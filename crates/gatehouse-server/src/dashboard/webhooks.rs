@@ -326,15 +326,10 @@ async fn roll(
     };
     match state.webhooks.roll(&actor_of(&viewer), &RequestMeta::default(), None, &id, Some(overlap)).await {
         Ok((e, secret)) => {
-            let view = EndpointView::of(&e, Timestamp::now());
-            let notice = if view.previous_until.is_empty() {
-                "Secret rolled; the old one no longer signs. Copy the new secret now: it is shown only once.".to_owned()
-            } else {
-                format!(
-                    "Secret rolled; both secrets sign until {}. Copy the new secret now: it is shown only once.",
-                    view.previous_until
-                )
-            };
+            let notice = format!(
+                "Secret rolled. Copy the new secret now: it is shown only once. {}",
+                gatehouse_services::webhooks::receiver_instructions(&e, Timestamp::now())
+            );
             show_page(&state, &viewer, &e, Some(secret.expose().to_owned()), Some(notice)).await
         }
         Err(e) => failed(&viewer, e),
@@ -450,6 +445,7 @@ mod tests {
             disabled_at: Some(Timestamp(1_764_623_000_000)),
             disabled_reason: Some(HOSTILE.into()),
             failing_since: None,
+            signature_last: gatehouse_store::webhooks::SignatureLast::Previous,
         }
     }
 

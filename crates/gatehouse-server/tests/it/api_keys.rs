@@ -12,15 +12,25 @@ use crate::{code, rk, sk, story, TestApp};
 story!(create_use_verify_revoke_then_401);
 async fn create_use_verify_revoke_then_401(b: Backend) {
     let app = TestApp::new(b).await;
-    // The payload shape of the API-platform guide, RFC 3339 expiry included, is accepted as is.
+    // The payload shape of the API-platform guide, RFC 3339 expiry included, is accepted as is: scopes
+    // without a kind make a restricted key. (The guide's own date is 2027; tests/it/guides.rs in the
+    // binary's tests sends it unchanged.)
     let guide = json!({
-        "name": "orders-service-prod", "kind": "rk",
+        "name": "orders-service-prod",
         "scopes": ["orders:read", "orders:write", "customers:read"],
         "ip_allowlist": ["203.0.113.0/24"], "expires_at": "2037-01-01T00:00:00Z"
     });
-    let (s, _, restricted) = app.call("POST", "/v1/keys", Some(&app.admin), Some(guide)).await;
+    let (s, _, restricted) = app.call("POST", "/v1/keys", Some(&app.admin), Some(guide.clone())).await;
     assert_eq!(s, 200, "{restricted}");
     assert_eq!(restricted["expires_at"], 2_114_380_800);
+    assert_eq!(restricted["kind"], "rk");
+    assert!(restricted["secret"].as_str().unwrap().starts_with("gth_rk_live_"));
+    let mut sk = guide;
+    sk["kind"] = json!("sk");
+    let (s, _, refused) = app.call("POST", "/v1/keys", Some(&app.admin), Some(sk)).await;
+    assert_eq!((s.as_u16(), code(&refused)), (400, "invalid_request"), "an explicit sk with scopes: {refused}");
+    let (s, _, plain) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "no scopes"}))).await;
+    assert_eq!((s.as_u16(), plain["kind"].as_str()), (200, Some("sk")), "no scopes and no kind: an sk key");
     let (s, _, created) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "ci"}))).await;
     assert_eq!(s, 200, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();

@@ -129,7 +129,10 @@ async fn webhooks_add_roll_disable_enable_and_roles(b: Backend) {
     assert_eq!(status, StatusCode::OK, "{html}");
     let rolled = secret_of(&html).expect("the new secret, once");
     assert_ne!(rolled, secret);
-    assert!(html.contains("both secrets sign until"), "{html}");
+    assert!(
+        html.contains("Both secrets sign until") && html.contains("Give your receiver the new secret before then"),
+        "{html}"
+    );
     let after = endpoints(&app).await.remove(0);
     assert_eq!(after.live_secrets(gatehouse_core::Timestamp::now()), [rolled.as_str(), secret.as_str()]);
     let (_, page) = owner.get(&page_path).await;

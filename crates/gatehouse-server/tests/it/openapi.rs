@@ -11,6 +11,11 @@ async fn every_documented_operation_is_routed() {
     let (s, _, doc) = app.call("GET", "/openapi.json", None, None).await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    // The document says what a body with scopes and no kind creates (the API guide's restricted key).
+    let create = doc["paths"]["/v1/keys"]["post"].to_string();
+    assert!(create.contains("a body with `scopes` creates a restricted (`rk`) key"), "{create}");
+    let kind = doc["components"]["schemas"]["CreateKeyIn"]["properties"]["kind"].to_string();
+    assert!(kind.contains("`rk` (restricted) when `scopes` is given"), "{kind}");
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = vec![];
     for (path, item) in paths {

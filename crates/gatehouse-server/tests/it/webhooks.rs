@@ -201,6 +201,128 @@ async fn retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attemp
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(503), Some(200)]);
 }
 
+/// The signature a receiver that keeps only the last `v1` (the API guide's snippet) checks.
+fn last_v1(h: &HeaderMap) -> String {
+    let sig = h["gatehouse-signature"].to_str().unwrap();
+    sig.split(',').filter_map(|p| p.strip_prefix("v1=")).last().unwrap().to_owned()
+}
+
+/// `v1` of `secret` over what `h` and `body` carry.
+fn v1_of(secret: &str, h: &HeaderMap, body: &str) -> String {
+    let t: i64 = h["gatehouse-signature"].to_str().unwrap()[2..].split(',').next().unwrap().parse().unwrap();
+    let header = gatehouse_webhook::sign_header(&[secret], t, body.as_bytes());
+    header.split_once(",v1=").unwrap().1.to_owned()
+}
+
+story!(inside_a_window_a_refusal_is_retried_at_once_with_the_other_order_and_the_order_remembered);
+async fn inside_a_window_a_refusal_is_retried_at_once_with_the_other_order_and_the_order_remembered(b: Backend) {
+    use gatehouse_store::webhooks::{AttemptOutcome, AttemptRecord, FinishedAttempt, SignatureLast};
+    let app = TestApp::with_config(b, dev_config(false)).await;
+    // A receiver that checks only the last v1 and has switched to the new secret: it refuses the first
+    // order; then it is down (500 to both orders).
+    let (addr, seen) = receiver(vec![400, 200, 200, 500, 500]).await;
+    let (id, old) = endpoint(&app, &format!("http://{addr}/hook"), &["key.created"]).await;
+    // An endpoint with nobody listening: an attempt without an answer is never reordered.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (silent, _) = endpoint(&app, &format!("http://{closed}/hook"), &["key.revoked"]).await;
+    let roll = |id: String| {
+        let app = &app;
+        async move {
+            let path = format!("/v1/webhook_endpoints/{id}/roll_secret");
+            let (s, _, r) = app.call("POST", &path, Some(&app.admin), Some(json!({"overlap_secs": 3600}))).await;
+            assert_eq!(s, 200, "{r}");
+            r
+        }
+    };
+    let rolled = roll(id.clone()).await;
+    let new = rolled["secret"].as_str().unwrap().to_owned();
+    roll(silent.clone()).await;
+    let stored = |id: String| {
+        let app = &app;
+        async move { app.store.endpoint_by_id("default", &id).await.unwrap().unwrap() }
+    };
+    assert_eq!(stored(id.clone()).await.signature_last, SignatureLast::Previous, "a roll puts the old secret last");
+
+    let (clock, now) = manual_clock(Timestamp::now().0);
+    let worker = http_worker(Arc::new(app.store.clone()) as Arc<dyn Store>, dev_config(false).webhooks, clock);
+    // The worker's clock is moved to the wall clock's reading after each event is written.
+    let caught_up = || now.store(Timestamp::now().0, Ordering::SeqCst);
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "first"}))).await;
+    caught_up();
+    assert_eq!(worker.run_once().await.unwrap(), 1, "one delivery, sent twice at once");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(last_v1(&got[0].0), v1_of(&old, &got[0].0, &got[0].1), "first the old secret's signature last");
+    assert_eq!(last_v1(&got[1].0), v1_of(&new, &got[1].0, &got[1].1), "then, at once, the new one's");
+    let event = serde_json::from_str::<Value>(&got[0].1).unwrap()["id"].as_str().unwrap().to_owned();
+    let attempts = app.store.attempts_of(&event).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), [Some(400), Some(200)], "both logged");
+    assert_eq!(app.store.deliveries_of(&event).await.unwrap()[0].status, "delivered");
+    assert_eq!(stored(id.clone()).await.signature_last, SignatureLast::Current, "the accepted order is remembered");
+
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "second"}))).await;
+    caught_up();
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "the remembered order is accepted at the first attempt");
+    assert_eq!(last_v1(&got[2].0), v1_of(&new, &got[2].0, &got[2].1));
+
+    // A receiver that refuses both orders: both attempts logged, one try of the schedule (the next in
+    // 5 s ± 20 %, not at once), and the remembered order left alone.
+    app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "third"}))).await;
+    caught_up();
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(seen.lock().unwrap().len(), 5);
+    let third = serde_json::from_str::<Value>(&seen.lock().unwrap()[3].1).unwrap()["id"].as_str().unwrap().to_owned();
+    let d = app.store.deliveries_of(&third).await.unwrap().remove(0);
+    assert_eq!((d.status.as_str(), d.attempts), ("pending", 1), "one try of the schedule");
+    assert!(d.next_attempt_at.0 >= now.load(Ordering::SeqCst) + 3_900, "{d:?}");
+    assert_eq!(worker.run_once().await.unwrap(), 0, "nothing due at once");
+    assert_eq!(stored(id.clone()).await.signature_last, SignatureLast::Current);
+
+    // No answer at all: one attempt, not reordered.
+    let (_, _, k) = app.call("POST", "/v1/keys", Some(&app.admin), Some(json!({"name": "gone"}))).await;
+    app.call("POST", &format!("/v1/keys/{}/revoke", k["id"].as_str().unwrap()), Some(&app.admin), None).await;
+    caught_up();
+    worker.run_once().await.unwrap();
+    let page = gatehouse_store::PageRequest { limit: 100, starting_after: None };
+    let events = app.store.list_events("default", gatehouse_core::Environment::Live, &page).await.unwrap();
+    let revoked = events.items.iter().find(|e| e.event_type == "key.revoked").unwrap();
+    let attempts = app.store.attempts_of(&revoked.id).await.unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(attempts[0].status_code.is_none() && attempts[0].error.is_some());
+
+    // An order learnt in one window never lands on the next: a result that arrives after another roll
+    // leaves the new window's order as the roll set it.
+    let first_window_end = stored(id.clone()).await.previous_secret_expires_at.unwrap();
+    roll(id.clone()).await;
+    let late = FinishedAttempt {
+        refused_order: None,
+        attempt: AttemptRecord {
+            id: "att_late".into(),
+            event_id: event.clone(),
+            endpoint_id: id.clone(),
+            at: Timestamp::now(),
+            status_code: Some(200),
+            latency_ms: 1,
+            error: None,
+            response_excerpt: None,
+        },
+        outcome: AttemptOutcome::Delivered,
+        accepted_order: Some((SignatureLast::Current, first_window_end)),
+        disabled_audit: gatehouse_services::audit::audit_entry(
+            "default",
+            "system",
+            &Default::default(),
+            "webhook_endpoint.disabled",
+            gatehouse_services::audit::AuditTarget { kind: "webhook_endpoint", id: &id, environment: None },
+            json!({}),
+        ),
+    };
+    app.store.finish_attempts(&[late], 86_400_000).await.unwrap();
+    assert_eq!(stored(id).await.signature_last, SignatureLast::Previous);
+}
+
 story!(a_rolled_secret_signs_alongside_the_old_one_during_the_overlap);
 async fn a_rolled_secret_signs_alongside_the_old_one_during_the_overlap(b: Backend) {
     let app = TestApp::with_config(b, dev_config(true)).await;

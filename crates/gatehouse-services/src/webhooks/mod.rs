@@ -12,7 +12,7 @@ use crate::ids::new_id;
 use base64::Engine;
 use gatehouse_core::id::looks_like;
 use gatehouse_core::{Environment, SecretString, Timestamp};
-use gatehouse_store::webhooks::{EndpointRecord, EventRecord, EVENT_TYPES};
+use gatehouse_store::webhooks::{EndpointRecord, EventRecord, SignatureLast, EVENT_TYPES};
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store};
 
 use crate::audit::{Actor, RequestMeta};
@@ -207,6 +207,25 @@ pub fn literal_ip(url: &url::Url) -> Option<std::net::IpAddr> {
     }
 }
 
+/// What the receiver of `e` must do after a roll, and by when, in words: the roll's answer says it on
+/// the API, the CLI and the dashboard.
+pub fn receiver_instructions(e: &EndpointRecord, now: Timestamp) -> String {
+    match e.previous_secret_expires_at.filter(|_| e.in_rotation_window(now)) {
+        Some(until) => format!(
+            "Both secrets sign until {until}: every delivery carries one v1 signature per secret. Give your receiver \
+             the new secret before then. A receiver that accepts a delivery when any v1 matches (Stripe's SDKs, \
+             gatehouse-webhook, Standard Webhooks) may switch at any moment. One that checks only the last v1 may \
+             switch too: the first delivery after its switch is refused once and resent at once with the new \
+             secret's signature last. From {until} only the new secret signs, and a receiver still on the old one \
+             refuses every delivery.",
+            until = until.to_rfc3339()
+        ),
+        None => "The old secret no longer signs. Give your receiver the new secret now: until it has it, it refuses \
+                 every delivery, and each is retried on the usual schedule."
+            .into(),
+    }
+}
+
 /// Endpoint lifecycle and the event log, on one workspace.
 #[derive(Clone, Debug)]
 pub struct WebhookService {
@@ -284,6 +303,7 @@ impl WebhookService {
             disabled_at: None,
             disabled_reason: None,
             failing_since: None,
+            signature_last: SignatureLast::Previous,
         };
         let audit = self.audit(
             actor,

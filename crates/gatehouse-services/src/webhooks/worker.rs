@@ -98,12 +98,46 @@ impl Worker {
         })
     }
 
-    async fn deliver(&self, d: ClaimedDelivery) {
+    /// One attempt at `d` now: when it was made, what it observed, its latency, and its log record.
+    async fn attempt(&self, d: &ClaimedDelivery) -> (Timestamp, Observed, AttemptRecord) {
         let now = (self.clock)();
         let started = Instant::now();
-        let observed = self.sender.attempt(&d, now).await;
-        let latency_ms = started.elapsed().as_millis() as i64;
+        let observed = self.sender.attempt(d, now).await;
+        let record = AttemptRecord {
+            id: new_id("att", now),
+            event_id: d.event.id.clone(),
+            endpoint_id: d.endpoint.id.clone(),
+            at: now,
+            status_code: observed.status.map(i64::from),
+            latency_ms: started.elapsed().as_millis() as i64,
+            error: observed.error.clone(),
+            response_excerpt: observed.excerpt.clone(),
+        };
+        (now, observed, record)
+    }
+
+    async fn deliver(&self, mut d: ClaimedDelivery) {
+        let (mut now, mut observed, mut attempt) = self.attempt(&d).await;
+        // Inside a rotation window a receiver that reads only the last `v1` checks one secret; when the
+        // receiver answers with a refusal, the other order is tried at once (ARCHITECTURE.md, "Webhook
+        // secret rotation"). A delivery that got no answer is not retried this way: nothing judged it.
+        let mut refused_order = None;
+        if observed.status.is_some_and(|s| s >= 400) && d.endpoint.in_rotation_window(now) {
+            if let Some(m) = &self.metrics {
+                m.webhook_attempts.get_or_create(&crate::metrics::CodeLabel { code: "reordered" }).inc();
+            }
+            d.endpoint.signature_last = d.endpoint.signature_last.other();
+            let (again_at, again, mut record) = self.attempt(&d).await;
+            // Logged after the refused one even when the clock has not moved on (attempts sort by time).
+            record.at = Timestamp(record.at.0.max(attempt.at.0 + 1));
+            refused_order = Some(std::mem::replace(&mut attempt, record));
+            (now, observed) = (again_at, again);
+        }
         let ok = observed.status.is_some_and(|s| (200..300).contains(&s));
+        let accepted_order = match d.endpoint.previous_secret_expires_at {
+            Some(end) if ok && d.endpoint.in_rotation_window(now) => Some((d.endpoint.signature_last, end)),
+            _ => None,
+        };
         let made = d.attempts + 1;
         let outcome = if ok {
             AttemptOutcome::Delivered
@@ -125,16 +159,6 @@ impl Worker {
                 m.webhook_delivery_seconds.observe(since.max(0) as f64 / 1000.0);
             }
         }
-        let attempt = AttemptRecord {
-            id: new_id("att", now),
-            event_id: d.event.id.clone(),
-            endpoint_id: d.endpoint.id.clone(),
-            at: now,
-            status_code: observed.status.map(i64::from),
-            latency_ms,
-            error: observed.error.clone(),
-            response_excerpt: observed.excerpt,
-        };
         let target = crate::audit::AuditTarget {
             kind: "webhook_endpoint",
             id: &d.endpoint.id,
@@ -150,8 +174,9 @@ impl Worker {
             details,
         );
         disabled.at = now; // the worker's clock, which tests move by hand
-        tracing::debug!(event = %d.event.id, endpoint = %d.endpoint.id, status = ?observed.status, error = ?observed.error, attempt = made, "webhook attempt");
-        if let Err(e) = self.finished.submit(FinishedAttempt { attempt, outcome, disabled_audit: disabled }).await {
+        tracing::debug!(event = %d.event.id, endpoint = %d.endpoint.id, status = ?observed.status, error = ?observed.error, attempt = made, reordered = refused_order.is_some(), "webhook attempt");
+        let finished = FinishedAttempt { refused_order, attempt, outcome, accepted_order, disabled_audit: disabled };
+        if let Err(e) = self.finished.submit(finished).await {
             // The lease runs out and the delivery is claimed again: at least once, never lost.
             tracing::warn!(error = %e, event = %d.event.id, "could not record a webhook attempt; it will be retried");
         }

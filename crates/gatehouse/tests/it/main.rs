@@ -6,6 +6,7 @@ mod cluster;
 mod config_apps;
 mod dashboard_keys;
 mod dashboard_users;
+mod guides;
 mod newcomer;
 mod oauth_clients;
 mod oauth_config;

@@ -35,7 +35,7 @@ impl Drop for Up {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -51,7 +51,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -67,6 +67,42 @@ impl Up {
 
     /// As `start`, with `gatehouse` run by `wrapper` (e.g. `prlimit --nofile=256:256 --`) when not empty.
     pub async fn start_under(example: &Path, ready_path: &str, wrapper: &[&str]) -> Up {
+        let up = Self::launch(example, wrapper);
+        let client = reqwest::Client::new();
+        let url = format!("{}{ready_path}", up.app);
+        up.wait_until(&format!("{ready_path} answering 200"), || async {
+            client.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        up
+    }
+
+    /// Runs `gatehouse up` on a copy of `example` whose routes are all private: waits for its banner,
+    /// which is printed once every micro accepts connections and the listeners are bound.
+    pub async fn start_private(example: &Path) -> Up {
+        let up = Self::launch(example, &[]);
+        up.wait_until("the banner", || async {
+            std::fs::read_to_string(&up.log).is_ok_and(|l| l.contains("Gatehouse is up"))
+        })
+        .await;
+        up
+    }
+
+    /// Waits (at most 180 s: the first `npm install` may be slow) until `ready` says so.
+    async fn wait_until<F: std::future::Future<Output = bool>>(&self, what: &str, ready: impl Fn() -> F) {
+        let start = Instant::now();
+        while !ready().await {
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "gatehouse up did not get to {what} in time:\n{}\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.path().join("up.err")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn launch(example: &Path, wrapper: &[&str]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(example, dir.path());
         let (app_port, cp_port) = (free_port(), free_port());
@@ -98,30 +134,7 @@ impl Up {
         }
         cmd.env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL).env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD);
         let child = cmd.spawn().unwrap();
-        let up = Up {
-            child,
-            dir,
-            app: format!("http://127.0.0.1:{app_port}"),
-            cp: format!("http://127.0.0.1:{cp_port}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = client.get(format!("{}{ready_path}", up.app)).send().await {
-                if r.status() == 200 {
-                    break;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(180),
-                "gatehouse up did not serve {ready_path} in time:\n{}\n{}",
-                std::fs::read_to_string(&up.log).unwrap_or_default(),
-                std::fs::read_to_string(up.dir.path().join("up.err")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        up
+        Up { child, dir, app: format!("http://127.0.0.1:{app_port}"), cp: format!("http://127.0.0.1:{cp_port}"), log }
     }
 
     pub fn data_dir(&self) -> String {
@@ -138,7 +151,7 @@ impl Up {
     }
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let mut rb = client.get(url);
     for (k, v) in headers {
@@ -228,20 +241,6 @@ async fn hello_example_private_by_default_with_keys_and_identity() {
         assert!(start.elapsed() < Duration::from_secs(1), "a CLI revocation reaches the running gateway within 1 s");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-#[tokio::test]
-async fn deta_express_example_behaves_as_the_guide_says() {
-    let up = Up::start(&repo_root().join("examples/deta-express"), "/ping").await;
-    let (s, _, body) = get(&format!("{}/", up.app), &[]).await;
-    assert_eq!(s, 401, "the root is private: {body}");
-    let (s, _, body) = get(&format!("{}/ping", up.app), &[]).await;
-    assert_eq!((s, body.as_str()), (200, "pong"), "the public route needs nothing");
-    let (_, key) = up.cli_key(&[]);
-    let (s, _, body) = get(&format!("{}/", up.app), &[("x-space-app-key", &key)]).await;
-    assert_eq!((s, body.as_str()), (200, "Hello world using Express."), "the key opens private routes");
-    let (s, _, body) = get(&format!("{}/ping", up.app), &[("x-space-app-key", "not-a-key")]).await;
-    assert_eq!((s, body.as_str()), (200, "pong"), "public routes take precedence over api_keys");
 }
 
 #[tokio::test]
