@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_apps;
+mod dashboard_flows;
 mod dashboard_keys;
 mod dashboard_users;
 mod newcomer;

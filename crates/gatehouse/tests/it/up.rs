@@ -67,6 +67,11 @@ impl Up {
 
     /// As `start`, with `gatehouse` run by `wrapper` (e.g. `prlimit --nofile=256:256 --`) when not empty.
     pub async fn start_under(example: &Path, ready_path: &str, wrapper: &[&str]) -> Up {
+        Self::start_with(example, ready_path, wrapper, &[]).await
+    }
+
+    /// As `start_under`, with these `GATEHOUSE_…` settings in the environment (every other one removed).
+    pub async fn start_with(example: &Path, ready_path: &str, wrapper: &[&str], env: &[(&str, &str)]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(example, dir.path());
         let (app_port, cp_port) = (free_port(), free_port());
@@ -97,6 +102,7 @@ impl Up {
             cmd.env_remove(k);
         }
         cmd.env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL).env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD);
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().unwrap();
         let up = Up {
             child,
