@@ -81,6 +81,12 @@ impl ApiError {
         }
     }
 
+    /// `"<status> <code>: <message>"`, the answer in one line (the dashboard's decision explainer).
+    pub(crate) fn summary(&self) -> String {
+        let (status, _, code, message) = self.parts();
+        format!("{} {code}: {message}", status.as_u16())
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         use ApiError::*;
         match self {

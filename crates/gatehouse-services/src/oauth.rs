@@ -16,7 +16,8 @@ use base64::Engine;
 use gatehouse_core::oauth::{parse_scope_param, validate_redirect_uri};
 use gatehouse_core::{DenyReason, Environment, KeyHash, Namespace, Scope, ScopeSet, SecretString, Timestamp};
 use gatehouse_store::oauth::{
-    ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord,
+    ClientEdit, ClientRecord, GrantRecord, NewGrant, RefreshOutcome, RefreshRequest, TokenKind, TokenRecord,
+    UserConsent,
 };
 use gatehouse_store::{AuditEntry, Page, PageRequest, Store, StoreError, UserRecord};
 use parking_lot::RwLock;
@@ -501,6 +502,91 @@ impl OAuthService {
             .ok_or_else(|| ServiceError::Conflict("the client changed while rotating; try again".into()))?;
         self.forget_client(id);
         Ok((updated, secret))
+    }
+
+    /// Changes a client's name, redirect URIs and scopes, checked as a registration is (the actor's
+    /// authority bounds the new scopes), audited as `oauth.client.updated` with what it was and what it
+    /// became. Tokens already issued keep the scopes they were issued with until they expire or are
+    /// revoked; new authorizations get only the new scopes.
+    pub async fn update_client(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        id: &str,
+        edit: ClientEdit,
+    ) -> Result<ClientRecord, ServiceError> {
+        let client = self.client_for(actor, id).await?;
+        if client.disabled_at.is_some() {
+            return Err(ServiceError::Conflict("the client is disabled".into()));
+        }
+        let asked = NewClient {
+            name: edit.name,
+            confidential: client.confidential,
+            redirect_uris: edit.redirect_uris,
+            scopes: edit.scopes,
+            token_format: Some(client.token_format.clone()),
+            environment: Some(client.environment),
+            app: client.app.clone(),
+        };
+        let ValidClient { scopes, .. } = self.validate_client(actor, &asked)?;
+        let edit = ClientEdit { name: asked.name.trim().to_owned(), redirect_uris: asked.redirect_uris, scopes };
+        let audit = self.audit(
+            client.environment,
+            &actor.id(),
+            meta,
+            "oauth.client.updated",
+            "oauth_client",
+            id,
+            serde_json::json!({
+                "before": {"name": client.name, "redirect_uris": client.redirect_uris, "scopes": client.scopes},
+                "after": {"name": edit.name, "redirect_uris": edit.redirect_uris, "scopes": edit.scopes},
+            }),
+        );
+        let updated = self
+            .store
+            .update_client(id, &edit, &audit)
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("the client changed while saving; try again".into()))?;
+        self.forget_client(id);
+        Ok(updated)
+    }
+
+    /// The users who authorized a client (their remembered consents), newest first.
+    pub async fn authorized_users(&self, actor: &Actor, id: &str) -> Result<Vec<UserConsent>, ServiceError> {
+        let client = self.client_for(actor, id).await?;
+        Ok(self.store.consents_of_client(&client.id).await?)
+    }
+
+    /// Revokes one user's authorization of a client: forgets the consent and revokes every token of
+    /// theirs descended from it, audited as `oauth.grant.revoked`. `false` when that user had not
+    /// authorized the client.
+    pub async fn revoke_authorization(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        client_id: &str,
+        user_id: &str,
+        reason: &str,
+    ) -> Result<bool, ServiceError> {
+        let client = self.client_for(actor, client_id).await?;
+        // A value that cannot be a user id names no one (and never reaches the database).
+        if !gatehouse_core::id::looks_like("usr", user_id) {
+            return Ok(false);
+        }
+        let audit = self.audit(
+            client.environment,
+            &actor.id(),
+            meta,
+            "oauth.grant.revoked",
+            "oauth_client",
+            &client.id,
+            serde_json::json!({"reason": reason, "user_id": user_id}),
+        );
+        let withdrawn = self.store.withdraw_consent(user_id, &client.id, Timestamp::now(), &audit).await?;
+        if withdrawn {
+            self.invalidate_user_client(user_id, &client.id);
+        }
+        Ok(withdrawn)
     }
 
     /// Disables a client and revokes everything it holds.

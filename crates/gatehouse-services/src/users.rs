@@ -473,7 +473,19 @@ impl Users {
         actor: &str,
     ) -> Result<UserRecord, UserError> {
         let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
-        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
+        self.write(user, &change, &audit).await
+    }
+
+    /// Writes a change; the store's own last-owner guard (atomic with the write) becomes `LastOwner`.
+    async fn write(&self, user: &UserRecord, change: &UserChange, audit: &AuditEntry) -> Result<UserRecord, UserError> {
+        match self.store.update_user(&user.id, change, audit).await {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => Err(UserError::NoSuchUser(user.id.clone())),
+            Err(StoreError::Conflict(m)) if m == gatehouse_store::LAST_OWNER => {
+                Err(UserError::LastOwner(user.email.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
@@ -572,7 +584,7 @@ impl Users {
             serde_json::json!({"email": user.email, "from": user.role, "to": role}),
         );
         let change = UserChange::Role { role: role.to_owned(), at: Timestamp::now() };
-        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
+        self.write(&user, &change, &audit).await
     }
 
     /// Issues a one-time set-password link token for a user (shown once; only its SHA-256 is stored),
@@ -645,6 +657,21 @@ impl Users {
         let user = self.find_or_fail(id_or_email).await?;
         let hash = self.hash_new(password).await?;
         self.change(&user, UserChange::Password { hash, at: Timestamp::now() }, "user.password_changed", actor).await
+    }
+
+    /// A signed-in user changes their own password: every other session of theirs ends, the one they
+    /// changed it from (`keep`, its id hash) stays signed in.
+    pub async fn change_own_password(
+        &self,
+        user_id: &str,
+        password: &str,
+        keep: &gatehouse_core::KeyHash,
+    ) -> Result<UserRecord, UserError> {
+        check_password(password)?;
+        let user = self.find_or_fail(user_id).await?;
+        let hash = self.hash_new(password).await?;
+        let change = UserChange::OwnPassword { hash, at: Timestamp::now(), keep: *keep };
+        self.change(&user, change, "user.password_changed", user_id).await
     }
 
     /// Deletes long-forgotten throttle counters, at most once a minute per node.

@@ -143,6 +143,9 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Page<AuditEntry>, StoreError>;
 }
 
+/// The conflict message of a change that would leave the workspace without an enabled owner.
+pub const LAST_OWNER: &str = "the last enabled owner must stay an enabled owner";
+
 /// What an audit search narrows to. Text fields match exactly; the time range is `since <= at < until`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditFilter {
@@ -232,6 +235,10 @@ pub trait UserStore: Send + Sync {
 
 /// A change to a user (`UserStore::update_user`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Disabling a user or giving them another role is refused with [`StoreError::Conflict`] carrying
+/// [`LAST_OWNER`] when they are the workspace's last enabled owner; the check and the write are one
+/// conditional statement inside the write transaction, so two admins acting at once cannot both pass it.
 pub enum UserChange {
     Disable {
         at: Timestamp,
@@ -241,6 +248,13 @@ pub enum UserChange {
     Password {
         hash: String,
         at: Timestamp,
+    },
+    /// A new Argon2id PHC string set by the user themselves: every session of theirs ends except
+    /// `keep` (the one they changed it from).
+    OwnPassword {
+        hash: String,
+        at: Timestamp,
+        keep: KeyHash,
     },
     /// A new role. Sessions stay, but their cached copies (and of the user's live OAuth access tokens)
     /// are dropped through the change feed, so the new role applies to the next request.

@@ -60,6 +60,22 @@ pub struct ConsentRecord {
     pub granted_at: Timestamp,
 }
 
+/// A user's consent to one client, as the client's page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserConsent {
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: Timestamp,
+}
+
+/// What an edit of a client changes (everything else stays as stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEdit {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
 /// One authorization: the tokens descended from one code exchange or one client_credentials request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantRecord {
@@ -178,6 +194,14 @@ pub trait OAuthStore: Send + Sync {
         previous_expires_at: Timestamp,
         audit: &AuditEntry,
     ) -> Result<Option<ClientRecord>, StoreError>;
+    /// Changes an enabled client's name, redirect URIs and scopes, audited, with a change-feed entry;
+    /// `None` (and nothing written) when it does not exist or is disabled.
+    async fn update_client(
+        &self,
+        id: &str,
+        edit: &ClientEdit,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError>;
     /// Disables a client and revokes every token it holds (their hashes go on the change feed).
     async fn disable_client(
         &self,
@@ -203,6 +227,8 @@ pub trait OAuthStore: Send + Sync {
         at: Timestamp,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError>;
+    /// Every user's consent to the client, newest first (at most 500).
+    async fn consents_of_client(&self, client_id: &str) -> Result<Vec<UserConsent>, StoreError>;
     /// Every consent the user has given, newest first.
     async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError>;
     /// The user's live grants, newest first.

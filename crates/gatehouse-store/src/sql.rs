@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::{
     AuditEntry, AuditFilter, AuditStore, KeyChanges, KeyFilter, KeyStore, Page, PageRequest, Rolled, SecretStore,
-    SessionRecord, SessionStore, Store, StoreError, UserChange, UserRecord, UserStore,
+    SessionRecord, SessionStore, Store, StoreError, UserChange, UserRecord, UserStore, LAST_OWNER,
 };
 
 use crate::breaker::{Breaker, ProbeConfig, Transition};
@@ -810,6 +810,12 @@ impl UserStore for SqlStore {
         let select = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let live_sessions = "SELECT id_hash FROM sessions WHERE user_id = $1 AND revoked_at IS NULL";
         let end_sessions = "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+        let end_other_sessions =
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND id_hash <> $3";
+        // The last enabled owner of a workspace keeps being one: the guard and the write are one statement.
+        let keeps_an_owner = "(role <> 'owner' OR disabled_at IS NOT NULL OR EXISTS (SELECT 1 FROM users o \
+                              WHERE o.workspace = users.workspace AND o.id <> users.id AND o.role = 'owner' \
+                              AND o.disabled_at IS NULL))";
         let live_tokens =
             "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
         let row: Option<UserRow> = in_tx!(self, tx => {
@@ -818,7 +824,10 @@ impl UserStore for SqlStore {
                 // (when, whether sessions end): every change but enabling drops cached copies.
                 let feed = match change {
                     UserChange::Disable { at } => {
-                        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1").bind(id).bind(at.0).execute(&mut *tx).await?;
+                        let sql = format!("UPDATE users SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1 AND {keeps_an_owner}");
+                        if sqlx::query(&sql).bind(id).bind(at.0).execute(&mut *tx).await?.rows_affected() == 0 {
+                            return Err(StoreError::Conflict(LAST_OWNER.into()));
+                        }
                         Some((*at, true))
                     }
                     UserChange::Enable => {
@@ -830,14 +839,30 @@ impl UserStore for SqlStore {
                         Some((*at, true))
                     }
                     UserChange::Role { role, at } => {
-                        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(id).bind(role).execute(&mut *tx).await?;
+                        let guard = if role == "owner" { "" } else { keeps_an_owner };
+                        let sql = format!("UPDATE users SET role = $2 WHERE id = $1{}{guard}", if guard.is_empty() { "" } else { " AND " });
+                        if sqlx::query(&sql).bind(id).bind(role).execute(&mut *tx).await?.rows_affected() == 0 {
+                            return Err(StoreError::Conflict(LAST_OWNER.into()));
+                        }
                         Some((*at, false))
+                    }
+                    UserChange::OwnPassword { hash, at, .. } => {
+                        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(&mut *tx).await?;
+                        Some((*at, true))
                     }
                 };
                 if let Some((at, end)) = feed {
                     let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(id).fetch_all(&mut *tx).await?;
-                    if end {
-                        sqlx::query(end_sessions).bind(id).bind(at.0).execute(&mut *tx).await?;
+                    match change {
+                        // The session the user changed it from stays, and so does its cached copy.
+                        UserChange::OwnPassword { keep, .. } => {
+                            hashes.retain(|h| h[..] != keep.0[..]);
+                            sqlx::query(end_other_sessions).bind(id).bind(at.0).bind(&keep.0[..]).execute(&mut *tx).await?;
+                        }
+                        _ if end => {
+                            sqlx::query(end_sessions).bind(id).bind(at.0).execute(&mut *tx).await?;
+                        }
+                        _ => {}
                     }
                     // Access tokens are not revoked (the user's grants stay), but cached copies must be
                     // reloaded: a disabled user's tokens stop working, and the refresh path reads the user.

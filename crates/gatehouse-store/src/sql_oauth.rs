@@ -5,8 +5,8 @@ use gatehouse_core::{Environment, KeyHash, Timestamp};
 
 use super::{event_of, hash_of, json_list, page_of, Db, SqlStore, FAN_OUT, INSERT_AUDIT, INSERT_CHANGE, INSERT_EVENT};
 use crate::oauth::{
-    ClientRecord, CodeOutcome, CodeRecord, ConsentRecord, GrantRecord, NewGrant, OAuthStore, RefreshOutcome,
-    RefreshRequest, TokenKind, TokenRecord,
+    ClientEdit, ClientRecord, CodeOutcome, CodeRecord, ConsentRecord, GrantRecord, NewGrant, OAuthStore,
+    RefreshOutcome, RefreshRequest, TokenKind, TokenRecord, UserConsent,
 };
 use crate::{AuditEntry, Page, PageRequest, StoreError};
 
@@ -355,6 +355,33 @@ impl OAuthStore for SqlStore {
         row.map(ClientRecord::try_from).transpose()
     }
 
+    async fn update_client(
+        &self,
+        id: &str,
+        edit: &ClientEdit,
+        audit: &AuditEntry,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE oauth_clients SET name = $2, redirect_uris = $3, scopes = $4 WHERE id = $1 AND disabled_at IS NULL \
+             RETURNING {CLIENT_COLUMNS}"
+        );
+        let row: Option<ClientRow> = in_tx!(self, tx => {
+            let row: Option<ClientRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(&edit.name)
+                .bind(json_list(edit.redirect_uris.clone()))
+                .bind(json_list(edit.scopes.clone()))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                record!(tx, audit);
+                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
+            }
+            row
+        });
+        row.map(ClientRecord::try_from).transpose()
+    }
+
     async fn disable_client(
         &self,
         id: &str,
@@ -430,6 +457,17 @@ impl OAuthStore for SqlStore {
             found
         });
         Ok(found)
+    }
+
+    async fn consents_of_client(&self, client_id: &str) -> Result<Vec<UserConsent>, StoreError> {
+        let sql = "SELECT user_id, scopes, granted_at FROM oauth_consents WHERE client_id = $1 ORDER BY granted_at DESC, user_id LIMIT 500";
+        let rows: Vec<(String, String, i64)> =
+            on_db!(self, read, p => sqlx::query_as(sql).bind(client_id).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(user_id, scopes, at)| {
+                Ok(UserConsent { user_id, scopes: strings(&scopes, "consent scopes")?, granted_at: Timestamp(at) })
+            })
+            .collect()
     }
 
     async fn consents_of_user(&self, user_id: &str) -> Result<Vec<ConsentRecord>, StoreError> {

@@ -280,19 +280,33 @@ impl WebhookStore for SqlStore {
         Ok(written)
     }
 
-    async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError> {
+    async fn deliveries_to(
+        &self,
+        endpoint_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EndpointDelivery>, StoreError> {
         let limit = i64::from(limit.clamp(1, 100));
-        let sql = "SELECT d.event_id, d.status, d.attempts, d.next_attempt_at, d.delivered_at, ev.type, ev.created_at \
-                   FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
-                   WHERE d.endpoint_id = $1 ORDER BY d.event_id DESC LIMIT $2";
+        let sql = format!(
+            "SELECT d.event_id, d.status, d.attempts, d.next_attempt_at, d.delivered_at, ev.type, ev.created_at \
+             FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+             WHERE d.endpoint_id = $1{} ORDER BY d.event_id DESC LIMIT $2",
+            if before.is_some() { " AND d.event_id < $3" } else { "" }
+        );
         type Row = (String, String, i64, i64, Option<i64>, String, i64);
-        let rows: Vec<Row> =
-            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(limit).fetch_all(p).await?);
-        let Some(oldest) = rows.last().map(|r| r.0.clone()) else { return Ok(vec![]) };
+        let rows: Vec<Row> = on_db!(self, read, p => {
+            let q = sqlx::query_as(&sql).bind(endpoint_id).bind(limit);
+            match before {
+                Some(b) => q.bind(b).fetch_all(p).await?,
+                None => q.fetch_all(p).await?,
+            }
+        });
+        let (Some(oldest), Some(newest)) = (rows.last().map(|r| r.0.clone()), rows.first().map(|r| r.0.clone())) else {
+            return Ok(vec![]);
+        };
         let sql = "SELECT id, event_id, endpoint_id, at, status_code, latency_ms, error, response_excerpt \
-                   FROM webhook_attempts WHERE endpoint_id = $1 AND event_id >= $2 ORDER BY at, id";
-        let attempts: Vec<(String, String, String, i64, Option<i64>, i64, Option<String>, Option<String>)> =
-            on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(&oldest).fetch_all(p).await?);
+                   FROM webhook_attempts WHERE endpoint_id = $1 AND event_id >= $2 AND event_id <= $3 ORDER BY at, id";
+        let attempts: Vec<(String, String, String, i64, Option<i64>, i64, Option<String>, Option<String>)> = on_db!(self, read, p => sqlx::query_as(sql).bind(endpoint_id).bind(&oldest).bind(&newest).fetch_all(p).await?);
         let mut out: Vec<EndpointDelivery> = rows
             .into_iter()
             .map(|(event_id, status, n, next, delivered, event_type, created)| EndpointDelivery {
@@ -336,6 +350,33 @@ impl WebhookStore for SqlStore {
                    next_attempt_at = excluded.next_attempt_at, claimed_until = NULL";
         let n = on_db!(self, write, p => sqlx::query(sql).bind(workspace).bind(id).bind(now.0).execute(p).await?.rows_affected());
         Ok(n)
+    }
+
+    async fn resend_delivery(
+        &self,
+        workspace: &str,
+        endpoint_id: &str,
+        event_id: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, claimed_until = NULL \
+                   WHERE event_id = $1 AND endpoint_id = $2 AND EXISTS (SELECT 1 FROM webhook_endpoints ep \
+                   WHERE ep.id = $2 AND ep.workspace = $4 AND ep.disabled_at IS NULL)";
+        let found = in_tx!(self, tx => {
+            let n = sqlx::query(sql)
+                .bind(event_id)
+                .bind(endpoint_id)
+                .bind(audit.at.0)
+                .bind(workspace)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                record!(tx, audit);
+            }
+            n > 0
+        });
+        Ok(found)
     }
 
     async fn claim_deliveries(

@@ -220,9 +220,15 @@ pub trait WebhookStore: Send + Sync {
     async fn event_by_id(&self, workspace: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
     async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
-    /// The newest `limit` deliveries to one endpoint (newest event first), each with its event's type
-    /// and every attempt at it, oldest attempt first.
-    async fn deliveries_to(&self, endpoint_id: &str, limit: u32) -> Result<Vec<EndpointDelivery>, StoreError>;
+    /// The newest `limit` deliveries to one endpoint (newest event first), of events older than
+    /// `before` when given (the next page), each with its event's type and every attempt at it, oldest
+    /// attempt first.
+    async fn deliveries_to(
+        &self,
+        endpoint_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EndpointDelivery>, StoreError>;
     /// Writes a test event (`test_type`, built from `audit` like every event) and one pending delivery of
     /// it to the enabled endpoint `endpoint_id` alone, with the audit entry, in one transaction. `None`
     /// (and nothing written) when that endpoint does not exist or is disabled.
@@ -236,6 +242,16 @@ pub trait WebhookStore: Send + Sync {
     /// Queues the event again, now, for every enabled endpoint of its environment that wants it.
     /// Returns how many deliveries were queued.
     async fn resend_event(&self, workspace: &str, id: &str, now: Timestamp) -> Result<u64, StoreError>;
+    /// Queues one existing delivery (the event `event_id` to the enabled endpoint `endpoint_id` of
+    /// `workspace`) again, now, with the audit entry; no other endpoint's delivery is touched. `false`
+    /// (and nothing written) when there is no such delivery or the endpoint is disabled.
+    async fn resend_delivery(
+        &self,
+        workspace: &str,
+        endpoint_id: &str,
+        event_id: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` due deliveries for `lease_ms` (rows claimed by another worker whose lease has
     /// not run out are skipped). Deliveries of disabled endpoints are not claimed.

@@ -29,6 +29,8 @@ pub struct Account {
     pub layout: Layout,
     pub role: String,
     pub error: Option<String>,
+    /// What the last action did, when it says so.
+    pub notice: Option<&'static str>,
     pub sessions: Vec<SessionRow>,
     pub apps: Vec<AppRow>,
 }
@@ -53,6 +55,16 @@ pub struct SessionRow {
 }
 
 async fn page(state: &AppState, viewer: &Viewer, status: StatusCode, error: Option<String>) -> Response {
+    page_with(state, viewer, status, error, None).await
+}
+
+async fn page_with(
+    state: &AppState,
+    viewer: &Viewer,
+    status: StatusCode,
+    error: Option<String>,
+    notice: Option<&'static str>,
+) -> Response {
     let logins = match state.sessions.logins_of(&viewer.user.id).await {
         Ok(l) => l,
         Err(e) => return crate::login::unavailable(e),
@@ -78,12 +90,19 @@ async fn page(state: &AppState, viewer: &Viewer, status: StatusCode, error: Opti
             authorized_at: a.authorized_at.to_rfc3339(),
         })
         .collect();
-    let account = Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error, sessions, apps };
+    let account =
+        Account { layout: viewer.layout("Account"), role: viewer.user.role.clone(), error, notice, sessions, apps };
     render(viewer, status, &account)
 }
 
-async fn show(State(state): State<Arc<AppState>>, viewer: Viewer) -> Response {
-    page(&state, &viewer, StatusCode::OK, None).await
+async fn show(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    let notice = (raw.as_deref() == Some("password=changed"))
+        .then_some("Password changed. Your other sessions have been signed out.");
+    page_with(&state, &viewer, StatusCode::OK, None, notice).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,8 +124,8 @@ async fn withdraw(
     form: Form<NoFields>,
 ) -> Response {
     let viewer = form.viewer;
-    let meta = gatehouse_services::audit::RequestMeta::default();
-    match crate::oauth::endpoints::withdraw(&state, &viewer.user.id, &client_id, &meta).await {
+    let meta = &viewer.meta;
+    match crate::oauth::endpoints::withdraw(&state, &viewer.user.id, &client_id, meta).await {
         Ok(true) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/account"),
         Ok(false) => {
             let m = viewer.message("Not found", "You have not authorized that app.");
@@ -126,8 +145,7 @@ struct PasswordForm {
     confirm: String,
 }
 
-/// Changes the viewer's own password; every session of theirs ends, this one too, so the browser signs
-/// in again with the new password.
+/// Changes the viewer's own password; every other session of theirs ends, this one stays signed in.
 async fn change_password(State(state): State<Arc<AppState>>, form: Form<PasswordForm>) -> Response {
     let Form { viewer, fields } = form;
     if fields.new != fields.confirm {
@@ -148,8 +166,8 @@ async fn change_password(State(state): State<Arc<AppState>>, form: Form<Password
         }
         Err(e) => return crate::login::unavailable(e),
     }
-    match state.users.set_password(&viewer.user.id, &fields.new, &viewer.user.id).await {
-        Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/login"),
+    match state.users.change_own_password(&viewer.user.id, &fields.new, &viewer.session).await {
+        Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/account?password=changed"),
         Err(UserError::Store(e)) => crate::login::unavailable(e),
         Err(e) => page(&state, &viewer, StatusCode::BAD_REQUEST, Some(e.to_string())).await,
     }
@@ -174,6 +192,7 @@ mod tests {
             },
             role: hostile.into(),
             error: Some(hostile.into()),
+            notice: Some("Password changed. Your other sessions have been signed out."),
             sessions: vec![
                 SessionRow {
                     created: "2026-12-01T00:00:00Z".into(),

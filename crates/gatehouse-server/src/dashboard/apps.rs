@@ -174,7 +174,7 @@ async fn configuration_page(
     let found = keys::matching_keys(state, viewer, Some(app.environment), |k| k.app.as_deref() == Some(&name)).await;
     let (found, truncated) = match found {
         Ok(r) => r,
-        Err(e) => return keys::service_error(viewer, state, e),
+        Err(e) => return super::service_failed(viewer, e),
     };
     let now = Timestamp::now();
     let current = explained.as_ref().map_or("GET", |e| e.method.as_str()).to_owned();
@@ -351,8 +351,22 @@ async fn run_explainer(
                 }
             }
         }
-        Decision::BearerToken { .. } => {
-            "the gateway verifies this bearer token as an OAuth access token (not checked by the explainer)".into()
+        // As the gateway does: a live OAuth access token, of this app's environment, allowed on this
+        // app, holding the route's scope (a token is restricted: a route with no scope refuses it).
+        Decision::BearerToken { token, scope } => {
+            let target = crate::credentials::TokenTarget::App { name: &app.name, environment: app.environment };
+            let checked = match crate::credentials::authenticate_token(state, token).await {
+                Ok(t) => crate::credentials::authorize_token(&t, target, scope.as_ref()).map(|()| t),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(t) => format!(
+                    "forwarded: an OAuth access token of the client `{}` with the scopes `{}` is valid here",
+                    t.record.client_id,
+                    t.record.scopes.join(" ")
+                ),
+                Err(e) => gatehouse_core::apikey::mask_keys_in(&e.summary(), ns),
+            }
         }
         Decision::Session { .. } => "the gateway checks the session cookie".into(),
         Decision::RedirectToLogin => "302 to the sign-in page".into(),

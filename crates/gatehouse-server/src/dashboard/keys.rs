@@ -11,14 +11,13 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_core::{Environment, KeyKind, KeyRecord, RateLimitOverride, Scope, Timestamp};
-use gatehouse_services::audit::{Actor, RequestMeta};
 use gatehouse_services::keys::NewKey;
 use gatehouse_services::ServiceError;
 use gatehouse_store::usage::{CredentialKind, Resolution, UsageCredential, UsageSubject};
 use gatehouse_store::{AuditEntry, PageRequest, StoreError};
 
 use super::usage::{chart, Chart};
-use super::{render, Form, Layout, Viewer};
+use super::{render, service_failed, Form, Layout, Viewer};
 use crate::state::AppState;
 
 type St = State<Arc<AppState>>;
@@ -66,24 +65,6 @@ pub(super) const EXPIRY_CHOICES: [(&str, &str, i64); 6] = [
     ("90d", "In 90 days", 7_776_000),
     ("365d", "In 1 year", 31_536_000),
 ];
-
-/// A service failure as a dashboard page: the service's own words for a refusal, 503 without the
-/// store's words when storage is unavailable.
-pub(super) fn service_error(viewer: &Viewer, state: &AppState, e: ServiceError) -> Response {
-    let (status, title) = match &e {
-        ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not accepted"),
-        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        ServiceError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
-        ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "Not allowed"),
-        ServiceError::Store(s) => return super::store_failed(viewer, s),
-    };
-    let text = gatehouse_core::apikey::mask_keys_in(&e.to_string(), &state.config.namespace);
-    render(viewer, status, &viewer.message(title, &text))
-}
-
-fn actor(viewer: &Viewer) -> Actor {
-    Actor::User(Arc::new(viewer.user.clone()))
-}
 
 /// One key as the list and the pages show it. Never the secret: its prefix and last four only.
 #[derive(Clone, Debug)]
@@ -306,7 +287,7 @@ pub(super) async fn create_and_reveal(
     if let Err(text) = role_may_hand_out(viewer, &new) {
         return render(viewer, StatusCode::FORBIDDEN, &viewer.message("Not allowed", &text));
     }
-    match state.keys.create(&actor(viewer), &RequestMeta::default(), new).await {
+    match state.keys.create(&viewer.actor(), &viewer.meta, new).await {
         Ok((record, secret)) => {
             let page = Revealed {
                 layout: viewer.layout("Your new API key"),
@@ -318,7 +299,7 @@ pub(super) async fn create_and_reveal(
             };
             render(viewer, StatusCode::OK, &page)
         }
-        Err(e) => service_error(viewer, state, e),
+        Err(e) => service_failed(viewer, e),
     }
 }
 
@@ -396,7 +377,7 @@ pub(super) async fn matching_keys(
     let mut page = PageRequest { limit: 100, starting_after: None };
     let mut scanned = 0;
     loop {
-        let p = state.keys.list(&actor(viewer), environment, &page).await?;
+        let p = state.keys.list(&viewer.actor(), environment, &page).await?;
         scanned += p.items.len();
         let last = p.items.last().map(|k| k.id.clone());
         for k in p.items {
@@ -451,7 +432,7 @@ async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> R
     };
     let (keys, truncated) = match matching_keys(&state, &viewer, environment, keep).await {
         Ok(r) => r,
-        Err(e) => return service_error(&viewer, &state, e),
+        Err(e) => return service_failed(&viewer, e),
     };
     let current = environment.map_or("", |e| e.as_str());
     let switch = [("All", ""), ("Live", "live"), ("Test", "test")]
@@ -539,9 +520,9 @@ async fn show(State(state): St, viewer: Viewer, Path(id): Path<String>) -> Respo
     if let Err(r) = viewer.require("keys:read") {
         return r;
     }
-    let record = match state.keys.get(&actor(&viewer), &id).await {
+    let record = match state.keys.get(&viewer.actor(), &id).await {
         Ok(r) => r,
-        Err(e) => return service_error(&viewer, &state, e),
+        Err(e) => return service_failed(&viewer, e),
     };
     let audit = match key_audit(&state, &record.id).await {
         Ok(a) => a,
@@ -588,11 +569,11 @@ async fn roll(State(state): St, Path(id): Path<String>, form: Form<Fields>) -> R
         let m = viewer.message("Not accepted", "Choose when the old key stops working from the list.");
         return render(&viewer, StatusCode::BAD_REQUEST, &m);
     };
-    let a = actor(&viewer);
+    let a = viewer.actor();
     // The successor has the old key's settings: the role must be able to hand them out.
     let old = match state.keys.get(&a, &id).await {
         Ok(k) => k,
-        Err(e) => return service_error(&viewer, &state, e),
+        Err(e) => return service_failed(&viewer, e),
     };
     let as_new = NewKey {
         name: None,
@@ -608,7 +589,7 @@ async fn roll(State(state): St, Path(id): Path<String>, form: Form<Fields>) -> R
     if let Err(text) = role_may_hand_out(&viewer, &as_new) {
         return render(&viewer, StatusCode::FORBIDDEN, &viewer.message("Not allowed", &text));
     }
-    match state.keys.roll(&a, &RequestMeta::default(), &id, *grace).await {
+    match state.keys.roll(&a, &viewer.meta, &id, *grace).await {
         Ok((rolled, secret)) => {
             let page = Revealed {
                 layout: viewer.layout("Your rolled API key"),
@@ -624,7 +605,7 @@ async fn roll(State(state): St, Path(id): Path<String>, form: Form<Fields>) -> R
             };
             render(&viewer, StatusCode::OK, &page)
         }
-        Err(e) => service_error(&viewer, &state, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -635,9 +616,9 @@ async fn revoke(State(state): St, Path(id): Path<String>, form: Form<Fields>) ->
     }
     let reason = field(&fields, "reason");
     let reason = (!reason.is_empty()).then(|| reason.to_owned());
-    match state.keys.revoke(&actor(&viewer), &RequestMeta::default(), &id, reason).await {
+    match state.keys.revoke(&viewer.actor(), &viewer.meta, &id, reason).await {
         Ok(k) => crate::web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/keys/{}", k.id)),
-        Err(e) => service_error(&viewer, &state, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -655,10 +636,10 @@ async fn bulk_revoke(State(state): St, form: Form<Fields>) -> Response {
         let text = format!("At most {BULK_LIMIT} keys can be revoked at once.");
         return render(&viewer, StatusCode::BAD_REQUEST, &viewer.message("Too many", &text));
     }
-    let a = actor(&viewer);
+    let a = viewer.actor();
     for id in ids {
-        if let Err(e) = state.keys.revoke(&a, &RequestMeta::default(), id, Some("bulk revoke".into())).await {
-            return service_error(&viewer, &state, e);
+        if let Err(e) = state.keys.revoke(&a, &viewer.meta, id, Some("bulk revoke".into())).await {
+            return service_failed(&viewer, e);
         }
     }
     crate::web::redirect(StatusCode::SEE_OTHER, "/dashboard/keys?status=revoked")

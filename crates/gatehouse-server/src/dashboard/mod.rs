@@ -23,6 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use gatehouse_core::Scope;
+use gatehouse_services::audit::{Actor, RequestMeta};
+use gatehouse_services::ServiceError;
 use gatehouse_store::UserRecord;
 use serde::de::DeserializeOwned;
 
@@ -104,6 +106,10 @@ pub struct Viewer {
     pub https: bool,
     /// The request's path, for the active navigation link.
     pub path: String,
+    /// The key namespace, to mask any credential that would otherwise reach a page.
+    pub namespace: gatehouse_core::Namespace,
+    /// The request id and client address every audit entry of this request carries (as the API's do).
+    pub meta: RequestMeta,
 }
 
 impl Viewer {
@@ -155,6 +161,16 @@ impl Viewer {
             .collect()
     }
 
+    /// The dashboard user as the services' actor.
+    pub fn actor(&self) -> Actor {
+        Actor::User(Arc::new(self.user.clone()))
+    }
+
+    /// Masks every credential of this namespace in `text` (form values typed back, error messages).
+    pub fn mask(&self, text: &str) -> String {
+        gatehouse_core::apikey::mask_keys_in(text, &self.namespace)
+    }
+
     /// The layout of a page titled `title`.
     pub fn layout(&self, title: &str) -> Layout {
         Layout { title: title.to_owned(), email: self.user.email.clone(), csrf: self.csrf.clone(), nav: self.nav() }
@@ -185,6 +201,11 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             fresh_csrf_cookie: fresh.then_some(cookie),
             https,
             path: parts.uri.path().to_owned(),
+            namespace: state.config.namespace.clone(),
+            meta: RequestMeta {
+                request_id: Some(crate::error::current_request_id()),
+                ip: crate::api::client_ip(parts, state).map(|ip| ip.to_string()),
+            },
         })
     }
 }
@@ -248,6 +269,21 @@ pub(crate) fn store_failed(viewer: &Viewer, e: &gatehouse_store::StoreError) -> 
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Nothing was changed."),
     };
     render(viewer, status, &viewer.message("Try again shortly", text))
+}
+
+/// A service error as a page, the one way every dashboard handler shows one: 400/403/404/409 with the
+/// service's own words (any credential in them masked), 503 when storage is unreachable, a generic 500
+/// otherwise (the cause is logged, never shown).
+pub(crate) fn service_failed(viewer: &Viewer, e: ServiceError) -> Response {
+    let (status, title) = match &e {
+        ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not accepted"),
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        ServiceError::Conflict(_) => (StatusCode::CONFLICT, "Not possible"),
+        ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "Not allowed"),
+        ServiceError::Store(s) => return store_failed(viewer, s),
+    };
+    let text = viewer.mask(&e.to_string());
+    render(viewer, status, &viewer.message(title, &text))
 }
 
 /// One navigation link.

@@ -11,13 +11,12 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_core::{Environment, Scope};
-use gatehouse_services::audit::{Actor, RequestMeta};
 use gatehouse_services::error::ServiceError;
 use gatehouse_services::oauth::NewClient;
-use gatehouse_store::oauth::ClientRecord;
+use gatehouse_store::oauth::{ClientEdit, ClientRecord};
 use gatehouse_store::PageRequest;
 
-use super::{render, Form, Layout, Viewer};
+use super::{render, service_failed, Form, Layout, Viewer};
 use crate::state::AppState;
 use crate::web;
 
@@ -32,6 +31,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/oauth-apps/{id}", get(show))
         .route("/dashboard/oauth-apps/{id}/rotate", post(rotate))
         .route("/dashboard/oauth-apps/{id}/disable", post(disable))
+        .route("/dashboard/oauth-apps/{id}/edit", post(edit))
+        .route("/dashboard/oauth-apps/{id}/authorizations/revoke", post(revoke_authorization))
 }
 
 /// One client as the pages show it (never its secret; its last four characters at most).
@@ -111,6 +112,39 @@ pub(super) struct ShowPage {
     /// The secret, on the one answer that reveals it.
     pub secret: Option<String>,
     pub notice: Option<String>,
+    /// The edit form's values: the client's own, or what was typed when it was refused.
+    pub edit: EditForm,
+    /// Why the edit was refused.
+    pub error: Option<String>,
+    /// The users who authorized the app.
+    pub authorized: Vec<AuthorizedUser>,
+}
+
+/// One user who authorized the app, as its page lists them.
+#[derive(Debug)]
+pub(super) struct AuthorizedUser {
+    pub user_id: String,
+    /// The user's email (their id when the account no longer exists).
+    pub email: String,
+    pub scopes: String,
+    pub granted_at: String,
+}
+
+/// The edit form as typed.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct EditForm {
+    pub name: String,
+    /// One per line.
+    pub redirect_uris: String,
+    /// Separated by spaces, commas or new lines.
+    pub scopes: String,
+}
+
+impl EditForm {
+    fn of(c: &ClientRecord) -> Self {
+        EditForm { name: c.name.clone(), redirect_uris: c.redirect_uris.join("\n"), scopes: c.scopes.join(" ") }
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -140,19 +174,18 @@ async fn list_page(
     error: Option<String>,
     after: Option<String>,
 ) -> Response {
-    let actor = actor_of(viewer);
+    let actor = viewer.actor();
     let page = PageRequest { limit: 50, starting_after: after };
     let found = match state.oauth.list_clients(&actor, None, &page).await {
         Ok(found) => found,
-        Err(e) => return failed(viewer, e),
+        Err(e) => return service_failed(viewer, e),
     };
     let older = found
         .has_more
         .then(|| found.items.last().map(|c| format!("/dashboard/oauth-apps?after={}", crate::login::url_encode(&c.id))))
         .flatten();
     // What was typed comes back into the form, with any credential pasted into it masked.
-    let ns = &state.config.namespace;
-    let mask = |v: &str| gatehouse_core::apikey::mask_keys_in(v, ns);
+    let mask = |v: &str| viewer.mask(v);
     let form = RegisterForm {
         name: mask(&form.name),
         client_type: form.client_type,
@@ -172,11 +205,6 @@ async fn list_page(
         older,
     };
     render(viewer, status, &page)
-}
-
-/// The dashboard user as the services' actor.
-pub(super) fn actor_of(viewer: &Viewer) -> Actor {
-    Actor::User(Arc::new(viewer.user.clone()))
 }
 
 /// Splits a textarea into its non-empty lines (or scope tokens), bounded.
@@ -245,34 +273,73 @@ async fn register(State(state): State<Arc<AppState>>, Form { viewer, fields }: F
         Ok(new) => new,
         Err(e) => return list_page(&state, &viewer, StatusCode::BAD_REQUEST, fields, Some(e), None).await,
     };
-    match state.oauth.create_client(&actor_of(&viewer), &RequestMeta::default(), new).await {
+    match state.oauth.create_client(&viewer.actor(), &viewer.meta, new).await {
         Ok((client, secret)) => {
             let notice = Some(match &secret {
                 Some(_) => "App registered. Copy its client secret now: it is shown only once.".to_owned(),
                 None => "App registered. A public client has no secret.".to_owned(),
             });
-            show_page(&viewer, StatusCode::OK, &client, secret.map(|s| s.expose().to_owned()), notice)
+            let shown = Shown { secret: secret.map(|s| s.expose().to_owned()), notice, ..Shown::default() };
+            show_page(&state, &viewer, StatusCode::OK, &client, shown).await
         }
         Err(ServiceError::Invalid(e)) => {
             list_page(&state, &viewer, StatusCode::BAD_REQUEST, fields, Some(e), None).await
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
-fn show_page(
+/// What a client's page shows besides the client: a secret once, a notice, or a refused edit.
+#[derive(Debug, Default)]
+struct Shown {
+    secret: Option<String>,
+    notice: Option<String>,
+    edit: Option<EditForm>,
+    error: Option<String>,
+}
+
+async fn show_page(
+    state: &AppState,
     viewer: &Viewer,
     status: StatusCode,
     client: &ClientRecord,
-    secret: Option<String>,
-    notice: Option<String>,
+    shown: Shown,
 ) -> Response {
+    let consents = match state.oauth.authorized_users(&viewer.actor(), &client.id).await {
+        Ok(c) => c,
+        Err(e) => return service_failed(viewer, e),
+    };
+    let users = match state.users.list().await {
+        Ok(u) => u,
+        Err(e) => return super::store_failed(viewer, &e),
+    };
+    let authorized = consents
+        .into_iter()
+        .map(|c| AuthorizedUser {
+            email: users.iter().find(|u| u.id == c.user_id).map_or_else(|| c.user_id.clone(), |u| u.email.clone()),
+            user_id: c.user_id,
+            scopes: c.scopes.join(" "),
+            granted_at: c.granted_at.to_rfc3339(),
+        })
+        .collect();
+    // What was typed comes back into the form, with any credential pasted into it masked.
+    let edit = match shown.edit {
+        Some(f) => EditForm {
+            name: viewer.mask(&f.name),
+            redirect_uris: viewer.mask(&f.redirect_uris),
+            scopes: viewer.mask(&f.scopes),
+        },
+        None => EditForm::of(client),
+    };
     let page = ShowPage {
         layout: viewer.layout(&format!("OAuth app {}", client.name)),
         client: ClientView::from(client),
         can_write: viewer.may("oauth_clients:write"),
-        secret,
-        notice,
+        secret: shown.secret,
+        notice: shown.notice,
+        edit,
+        error: shown.error.map(|e| viewer.mask(&e)),
+        authorized,
     };
     render(viewer, status, &page)
 }
@@ -281,9 +348,9 @@ async fn show(State(state): State<Arc<AppState>>, viewer: Viewer, Path(id): Path
     if !viewer.may("oauth_clients:read") {
         return viewer.forbidden();
     }
-    match state.oauth.client_for(&actor_of(&viewer), &id).await {
-        Ok(client) => show_page(&viewer, StatusCode::OK, &client, None, None),
-        Err(e) => failed(&viewer, e),
+    match state.oauth.client_for(&viewer.actor(), &id).await {
+        Ok(client) => show_page(&state, &viewer, StatusCode::OK, &client, Shown::default()).await,
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -303,9 +370,9 @@ async fn rotate(
         return denied;
     }
     let Ok(grace) = fields.grace_period_secs.trim().parse::<i64>() else {
-        return failed(&viewer, ServiceError::Invalid("Choose how long the old secret keeps working.".into()));
+        return service_failed(&viewer, ServiceError::Invalid("Choose how long the old secret keeps working.".into()));
     };
-    let actor = actor_of(&viewer);
+    let actor = viewer.actor();
     // The new secret is the client's whole authority: the role must be able to hand out each scope.
     match state.oauth.client_for(&actor, &id).await {
         Ok(c) => {
@@ -313,9 +380,9 @@ async fn rotate(
                 return render(&viewer, StatusCode::FORBIDDEN, &viewer.message("Not allowed", &e));
             }
         }
-        Err(e) => return failed(&viewer, e),
+        Err(e) => return service_failed(&viewer, e),
     }
-    match state.oauth.rotate_secret(&actor, &RequestMeta::default(), &id, grace).await {
+    match state.oauth.rotate_secret(&actor, &viewer.meta, &id, grace).await {
         Ok((client, secret)) => {
             let notice = Some(match grace {
                 0 => "Secret rotated; the old one no longer works. Copy the new secret now: it is shown only once."
@@ -325,9 +392,10 @@ async fn rotate(
                     ClientView::from(&client).previous_until
                 ),
             });
-            show_page(&viewer, StatusCode::OK, &client, Some(secret.expose().to_owned()), notice)
+            let shown = Shown { secret: Some(secret.expose().to_owned()), notice, ..Shown::default() };
+            show_page(&state, &viewer, StatusCode::OK, &client, shown).await
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -343,25 +411,72 @@ async fn disable(
     if let Err(denied) = viewer.require("oauth_clients:write") {
         return denied;
     }
-    match state.oauth.disable_client(&actor_of(&viewer), &RequestMeta::default(), &id).await {
+    match state.oauth.disable_client(&viewer.actor(), &viewer.meta, &id).await {
         Ok(c) => {
             web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/oauth-apps/{}", crate::login::url_encode(&c.id)))
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
-/// A service error as a page: 400/403/404/409 with its message, 503 when storage is unreachable, a
-/// generic 500 otherwise (the cause is logged, never shown).
-pub(super) fn failed(viewer: &Viewer, e: ServiceError) -> Response {
-    let (status, title, text) = match &e {
-        ServiceError::Invalid(m) => (StatusCode::BAD_REQUEST, "Not valid", m.clone()),
-        ServiceError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m.clone()),
-        ServiceError::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m.clone()),
-        ServiceError::Denied(d) => (StatusCode::FORBIDDEN, "Not allowed", d.to_string()),
-        ServiceError::Store(s) => return super::store_failed(viewer, s),
+/// Saves a new name, redirect URIs and scopes (each scope one the viewer's role may hand out).
+async fn edit(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Form { viewer, fields }: Form<EditForm>,
+) -> Response {
+    if let Err(denied) = viewer.require("oauth_clients:write") {
+        return denied;
+    }
+    let actor = viewer.actor();
+    let client = match state.oauth.client_for(&actor, &id).await {
+        Ok(c) => c,
+        Err(e) => return service_failed(&viewer, e),
     };
-    render(viewer, status, &viewer.message(title, &text))
+    let refused = |error: String| Shown { edit: Some(fields.clone()), error: Some(error), ..Shown::default() };
+    let parsed = lines(&fields.redirect_uris, "redirect URIs", false).and_then(|uris| {
+        let scopes = lines(&fields.scopes, "scopes", true)?;
+        check_delegable(&viewer, &scopes)?;
+        Ok((uris, scopes))
+    });
+    let (redirect_uris, scopes) = match parsed {
+        Ok(p) => p,
+        Err(e) => return show_page(&state, &viewer, StatusCode::BAD_REQUEST, &client, refused(e)).await,
+    };
+    let change = ClientEdit { name: fields.name.clone(), redirect_uris, scopes };
+    match state.oauth.update_client(&actor, &viewer.meta, &id, change).await {
+        Ok(updated) => {
+            let shown = Shown { notice: Some("Changes saved.".to_owned()), ..Shown::default() };
+            show_page(&state, &viewer, StatusCode::OK, &updated, shown).await
+        }
+        Err(ServiceError::Invalid(e)) => show_page(&state, &viewer, StatusCode::BAD_REQUEST, &client, refused(e)).await,
+        Err(e) => service_failed(&viewer, e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RevokeAuthorizationForm {
+    user_id: String,
+}
+
+/// Revokes one user's authorization of the app (their consent and every token descended from it).
+async fn revoke_authorization(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Form { viewer, fields }: Form<RevokeAuthorizationForm>,
+) -> Response {
+    if let Err(denied) = viewer.require("oauth_clients:write") {
+        return denied;
+    }
+    let user_id = fields.user_id.trim();
+    match state.oauth.revoke_authorization(&viewer.actor(), &viewer.meta, &id, user_id, "revoked_in_dashboard").await {
+        Ok(true) => {
+            web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/oauth-apps/{}", crate::login::url_encode(&id)))
+        }
+        Ok(false) => service_failed(&viewer, ServiceError::NotFound("That user has not authorized this app.".into())),
+        Err(e) => service_failed(&viewer, e),
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +555,14 @@ mod tests {
             can_write: true,
             secret: Some(format!("gth_cs_{HOSTILE}")),
             notice: Some(HOSTILE.into()),
+            edit: EditForm::of(&client()),
+            error: Some(HOSTILE.into()),
+            authorized: vec![AuthorizedUser {
+                user_id: "usr_01".into(),
+                email: HOSTILE.into(),
+                scopes: "read_customers write_orders".into(),
+                granted_at: "2025-12-01T21:00:00Z".into(),
+            }],
         };
         expect_test::expect_file!["snapshots/oauth_apps_show.html"].assert_eq(&checked(page.render().unwrap()));
     }

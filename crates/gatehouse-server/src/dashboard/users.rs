@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use gatehouse_services::audit::Actor;
 use gatehouse_services::users::{actor_may_manage, generate_password, UserError, PASSWORD_LINK_TTL, ROLES};
 use serde::Deserialize;
 
@@ -60,16 +59,12 @@ pub struct UserSecret {
     pub secret: String,
 }
 
-fn actor(viewer: &Viewer) -> Actor {
-    Actor::User(Arc::new(viewer.user.clone()))
-}
-
 async fn list_page(state: &AppState, viewer: &Viewer, status: StatusCode, error: Option<String>) -> Response {
     let users = match state.users.list().await {
         Ok(u) => u,
         Err(e) => return crate::login::unavailable(e),
     };
-    let me = actor(viewer);
+    let me = viewer.actor();
     let can_write = viewer.may("users:write");
     let rows = users
         .iter()
@@ -144,7 +139,7 @@ async fn create(State(state): State<Arc<AppState>>, form: Form<CreateForm>) -> R
     if let Err(page) = viewer.require("users:write") {
         return page;
     }
-    let me = actor(&viewer);
+    let me = viewer.actor();
     let password = generate_password();
     let user = match state.users.create_as(&me, &fields.email, &password, &fields.role).await {
         Ok(u) => u,
@@ -169,7 +164,7 @@ async fn disable(State(state): State<Arc<AppState>>, Path(id): Path<String>, for
     if let Err(page) = viewer.require("users:write") {
         return page;
     }
-    match state.users.disable_as(&actor(&viewer), &id).await {
+    match state.users.disable_as(&viewer.actor(), &id).await {
         Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/users"),
         Err(e) => failed(&state, &viewer, e).await,
     }
@@ -180,7 +175,7 @@ async fn enable(State(state): State<Arc<AppState>>, Path(id): Path<String>, form
     if let Err(page) = viewer.require("users:write") {
         return page;
     }
-    match state.users.enable_as(&actor(&viewer), &id).await {
+    match state.users.enable_as(&viewer.actor(), &id).await {
         Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/users"),
         Err(e) => failed(&state, &viewer, e).await,
     }
@@ -197,7 +192,7 @@ async fn role(State(state): State<Arc<AppState>>, Path(id): Path<String>, form: 
     if let Err(page) = viewer.require("users:write") {
         return page;
     }
-    match state.users.set_role(&actor(&viewer), &id, &fields.role).await {
+    match state.users.set_role(&viewer.actor(), &id, &fields.role).await {
         Ok(_) => web::redirect(StatusCode::SEE_OTHER, "/dashboard/users"),
         Err(e) => failed(&state, &viewer, e).await,
     }
@@ -214,7 +209,7 @@ async fn reset(State(state): State<Arc<AppState>>, Path(id): Path<String>, form:
     if let Err(page) = viewer.require("users:write") {
         return page;
     }
-    let me = actor(&viewer);
+    let me = viewer.actor();
     // A link leaves the old password working until it is used; a new password replaces it (and ends
     // every session) now.
     if fields.delivery == "link" {

@@ -11,14 +11,13 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use gatehouse_core::{Environment, Timestamp};
-use gatehouse_services::audit::RequestMeta;
 use gatehouse_services::error::ServiceError;
 use gatehouse_services::webhooks::NewEndpoint;
 use gatehouse_store::webhooks::{EndpointDelivery, EndpointRecord, EVENT_TYPES};
 use gatehouse_store::PageRequest;
 
-use super::oauth_apps::{actor_of, failed, Empty};
-use super::{render, Form, Layout, Viewer};
+use super::oauth_apps::Empty;
+use super::{render, service_failed, Form, Layout, Viewer};
 use crate::state::AppState;
 use crate::web;
 
@@ -137,6 +136,8 @@ pub(super) struct ShowPage {
     pub secret: Option<String>,
     pub notice: Option<String>,
     pub deliveries: Vec<DeliveryView>,
+    /// The next (older) page of deliveries, if any.
+    pub older: Option<String>,
 }
 
 /// One delivery to the endpoint, with every attempt.
@@ -216,7 +217,7 @@ async fn list_page(
     let page = PageRequest { limit: 50, starting_after: after };
     let found = match state.webhooks.list(env, &page).await {
         Ok(found) => found,
-        Err(e) => return failed(viewer, e),
+        Err(e) => return service_failed(viewer, e),
     };
     let now = Timestamp::now();
     let older = found
@@ -227,8 +228,7 @@ async fn list_page(
             })
         })
         .flatten();
-    let ns = &state.config.namespace;
-    let mask = |v: &str| gatehouse_core::apikey::mask_keys_in(v, ns);
+    let mask = |v: &str| viewer.mask(v);
     let form = CreateForm { url: mask(&form.url), description: mask(&form.description), ..form };
     let page = ListPage {
         layout: viewer.layout("Webhooks"),
@@ -262,15 +262,15 @@ async fn create(State(state): State<Arc<AppState>>, Form { viewer, fields }: For
         description: Some(form.description.trim().to_owned()).filter(|d| !d.is_empty()),
         standard_headers: form.standard_headers,
     };
-    match state.webhooks.create(&actor_of(&viewer), &RequestMeta::default(), env, new).await {
+    match state.webhooks.create(&viewer.actor(), &viewer.meta, env, new).await {
         Ok((endpoint, secret)) => {
             let notice = "Endpoint added. Copy its signing secret now: it is shown only once.".to_owned();
-            show_page(&state, &viewer, &endpoint, Some(secret.expose().to_owned()), Some(notice)).await
+            show_page(&state, &viewer, &endpoint, Some(secret.expose().to_owned()), Some(notice), None).await
         }
         Err(ServiceError::Invalid(e)) => {
             list_page(&state, &viewer, StatusCode::BAD_REQUEST, env, form, Some(e), None).await
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -280,13 +280,28 @@ async fn show_page(
     e: &EndpointRecord,
     secret: Option<String>,
     notice: Option<String>,
+    before: Option<&str>,
 ) -> Response {
-    let deliveries = match state.store.deliveries_to(&e.id, DELIVERIES_SHOWN).await {
-        Ok(d) => d.iter().map(DeliveryView::from).collect(),
-        Err(err) => return super::store_failed(viewer, &err),
+    // One more than a page, to know whether there is an older page.
+    let mut found = match state.webhooks.deliveries(None, &e.id, before, DELIVERIES_SHOWN + 1).await {
+        Ok(d) => d,
+        Err(err) => return service_failed(viewer, err),
     };
+    let older = (found.len() > DELIVERIES_SHOWN as usize)
+        .then(|| {
+            found.truncate(DELIVERIES_SHOWN as usize);
+            found.last().map(|d| {
+                format!(
+                    "/dashboard/webhooks/{}?before={}#deliveries",
+                    crate::login::url_encode(&e.id),
+                    crate::login::url_encode(&d.delivery.event_id)
+                )
+            })
+        })
+        .flatten();
     let page = ShowPage {
-        deliveries,
+        deliveries: found.iter().map(DeliveryView::from).collect(),
+        older,
         layout: viewer.layout("Webhook endpoint"),
         endpoint: EndpointView::of(e, Timestamp::now()),
         can_write: viewer.may("webhooks:write"),
@@ -296,13 +311,26 @@ async fn show_page(
     render(viewer, StatusCode::OK, &page)
 }
 
-async fn show(State(state): State<Arc<AppState>>, viewer: Viewer, Path(id): Path<String>) -> Response {
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ShowQuery {
+    before: String,
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     if !viewer.may("webhooks:read") {
         return viewer.forbidden();
     }
+    let q: ShowQuery = web::from_query(raw.as_deref().unwrap_or("")).unwrap_or_default();
+    let before = Some(q.before.trim()).filter(|b| !b.is_empty());
     match state.webhooks.get(None, &id).await {
-        Ok(e) => show_page(&state, &viewer, &e, None, None).await,
-        Err(e) => failed(&viewer, e),
+        Ok(e) => show_page(&state, &viewer, &e, None, None, before).await,
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -322,17 +350,17 @@ async fn roll(
         return denied;
     }
     let Ok(overlap) = fields.overlap_secs.trim().parse::<i64>() else {
-        return failed(&viewer, ServiceError::Invalid("Choose how long the old secret keeps signing.".into()));
+        return service_failed(&viewer, ServiceError::Invalid("Choose how long the old secret keeps signing.".into()));
     };
-    match state.webhooks.roll(&actor_of(&viewer), &RequestMeta::default(), None, &id, Some(overlap)).await {
+    match state.webhooks.roll(&viewer.actor(), &viewer.meta, None, &id, Some(overlap)).await {
         Ok((e, secret)) => {
             let notice = format!(
                 "Secret rolled. Copy the new secret now: it is shown only once. {}",
                 gatehouse_services::webhooks::receiver_instructions(&e, Timestamp::now())
             );
-            show_page(&state, &viewer, &e, Some(secret.expose().to_owned()), Some(notice)).await
+            show_page(&state, &viewer, &e, Some(secret.expose().to_owned()), Some(notice), None).await
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -340,11 +368,11 @@ async fn set_enabled(state: &AppState, viewer: &Viewer, id: &str, enabled: bool)
     if let Err(denied) = viewer.require("webhooks:write") {
         return denied;
     }
-    match state.webhooks.set_enabled(&actor_of(viewer), &RequestMeta::default(), None, id, enabled).await {
+    match state.webhooks.set_enabled(&viewer.actor(), &viewer.meta, None, id, enabled).await {
         Ok(e) => {
             web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/webhooks/{}", crate::login::url_encode(&e.id)))
         }
-        Err(e) => failed(viewer, e),
+        Err(e) => service_failed(viewer, e),
     }
 }
 
@@ -362,8 +390,8 @@ struct ResendForm {
     event_id: String,
 }
 
-/// Queues an event again (for every enabled endpoint of its environment that wants it, as the API's
-/// resend does) and goes back to the endpoint's page, where the new attempt will appear.
+/// Queues one delivery again, to this endpoint alone (the event's other endpoints are not sent it
+/// again), and goes back to the endpoint's page, where the new attempt will appear.
 async fn resend(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -372,16 +400,11 @@ async fn resend(
     if let Err(denied) = viewer.require("webhooks:write") {
         return denied;
     }
-    let endpoint = match state.webhooks.get(None, &id).await {
-        Ok(e) => e,
-        Err(e) => return failed(&viewer, e),
-    };
-    match state.webhooks.resend(endpoint.environment, fields.event_id.trim()).await {
-        Ok(_) => web::redirect(
-            StatusCode::SEE_OTHER,
-            &format!("/dashboard/webhooks/{}", crate::login::url_encode(&endpoint.id)),
-        ),
-        Err(e) => failed(&viewer, e),
+    match state.webhooks.resend_to(&viewer.actor(), &viewer.meta, None, &id, fields.event_id.trim()).await {
+        Ok(()) => {
+            web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/webhooks/{}", crate::login::url_encode(&id)))
+        }
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -394,11 +417,11 @@ async fn send_test(
     if let Err(denied) = viewer.require("webhooks:write") {
         return denied;
     }
-    match state.webhooks.send_test(&actor_of(&viewer), &RequestMeta::default(), None, &id).await {
+    match state.webhooks.send_test(&viewer.actor(), &viewer.meta, None, &id).await {
         Ok(_) => {
             web::redirect(StatusCode::SEE_OTHER, &format!("/dashboard/webhooks/{}", crate::login::url_encode(&id)))
         }
-        Err(e) => failed(&viewer, e),
+        Err(e) => service_failed(&viewer, e),
     }
 }
 
@@ -506,6 +529,7 @@ mod tests {
                     },
                 ],
             }],
+            older: Some("/dashboard/webhooks/we_01?before=evt_01#deliveries".into()),
         };
         expect_test::expect_file!["snapshots/webhooks_show.html"].assert_eq(&checked(page.render().unwrap()));
     }

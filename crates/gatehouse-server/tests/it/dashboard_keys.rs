@@ -268,14 +268,27 @@ async fn the_explainer_runs_the_gateways_decision_and_never_echoes_the_credentia
     let p = sign_in(&gw, &add_user(&gw, "owner").await).await;
     let csrf = p.csrf().await;
     let (_, secret) = shop_key(&gw).await;
+    // An OAuth access token (client_credentials) holding orders:read, as the gateway would take it.
+    let (status, client) =
+        crate::authority::register(&gw.cp, &gw.cp.admin, serde_json::json!({"scopes": ["orders:read"], "app": "shop"}))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{client}");
+    let (cid, csecret) = (client["id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+    let token = crate::authority::cc_token(&gw.cp, cid, csecret, "orders:read").await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let unknown = format!("{}x", &token[..token.len() - 1]);
     // (method, path, credential) → what the answer says.
-    let rows: [(&str, &str, &str, &str); 6] = [
+    let rows: [(&str, &str, &str, &str); 10] = [
         ("GET", "/ping", "", "forwarded to the micro with no credential check"),
         ("GET", "/orders/1", "", "401 missing_credentials"),
         ("GET", "/orders/1", &secret, "forwarded: the key"),
         ("POST", "/orders/1", &secret, "403 insufficient_scope"),
         ("GET", "/api/x/..%2F..%2Fetc", "", "400 ambiguous_path"),
         ("GET", "/nokeys/x", &secret, "401: API keys are not accepted by this micro"),
+        ("GET", "/orders/1", &token, "forwarded: an OAuth access token of the client"),
+        ("POST", "/orders/1", &token, "403 insufficient_scope"),
+        ("GET", "/orders/1", &unknown, "401 invalid_token"),
+        ("GET", "/orders/1", "not-a-token-at-all", "401 invalid_token"),
     ];
     for (method, path, credential, answer) in rows {
         let (status, _, html) = p
@@ -287,6 +300,7 @@ async fn the_explainer_runs_the_gateways_decision_and_never_echoes_the_credentia
         assert_eq!(status, StatusCode::OK, "{method} {path}");
         assert!(html.contains(answer), "{method} {path}: expected {answer:?} in\n{html}");
         assert!(secret.is_empty() || !html.contains(&secret), "the credential is never echoed");
+        assert!(!html.contains(&token) && !html.contains(&unknown), "no access token is echoed");
     }
 }
 

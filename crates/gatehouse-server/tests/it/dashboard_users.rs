@@ -226,6 +226,9 @@ async fn account_password_change_checks_the_current_one(b: Backend) {
         assert_eq!(got.as_u16(), want, "{page}");
         assert_eq!(&app.state.users.find(&member.id).await.unwrap().unwrap(), member, "unchanged");
     }
+    // Another browser signed in with the old password.
+    let other = sign_in(&app, "member@example.com").await;
+    assert_eq!(other.get(&app, "/dashboard/account").await.0, 200);
     let fields = [("current", PW), ("new", "the next password"), ("confirm", "the next password")];
     let (got, _) = s.post(&app, "/dashboard/account/password", &fields).await;
     assert_eq!(got, 303);
@@ -233,10 +236,15 @@ async fn account_password_change_checks_the_current_one(b: Backend) {
         app.state.users.sign_in("member@example.com", "the next password", None).await.unwrap(),
         gatehouse_services::users::SignIn::Ok(_)
     ));
-    // The session ended with the old password.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (got, _) = s.get(&app, "/dashboard/account").await;
-    assert_eq!(got, 302, "signed out");
+    // Every other session ended with the old password (in storage at once, on every node within a
+    // poll of the change feed); the one it was changed from stays signed in.
+    app.feed_polled().await;
+    let (got, _) = other.get(&app, "/dashboard/account").await;
+    assert_eq!(got, 302, "the other browser is signed out");
+    let (got, page) = s.get(&app, "/dashboard/account").await;
+    assert_eq!(got, 200, "the current browser stays signed in: {page}");
+    assert!(page.contains("Password changed. Your other sessions have been signed out."), "{page}");
+    assert_eq!(app.state.sessions.logins_of(&member.id).await.unwrap().len(), 1, "one live session: this one");
 }
 
 story!(a_set_password_link_page_works_once);

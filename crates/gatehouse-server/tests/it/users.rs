@@ -203,3 +203,32 @@ async fn a_set_password_link_works_once_and_expires(b: Backend) {
     let now = users.find(&dev.id).await.unwrap().unwrap();
     assert_eq!(now.password_hash, after.password_hash, "nothing changed after the first use");
 }
+
+story!(two_admins_removing_the_two_owners_at_once_leave_one);
+async fn two_admins_removing_the_two_owners_at_once_leave_one(b: Backend) {
+    let app = TestApp::new(b).await;
+    let users = &app.state.users;
+    let enabled_owners = || async {
+        let all = users.list().await.unwrap();
+        all.into_iter().filter(|u| u.role == "owner" && u.disabled_at.is_none()).collect::<Vec<_>>()
+    };
+    let mut survivor: Option<String> = None;
+    for round in 0..10 {
+        let a = person(&app, &format!("a{round}@example.com"), "owner").await;
+        let o = person(&app, &format!("o{round}@example.com"), "owner").await;
+        // The last round's survivor steps down, so these two are the only enabled owners.
+        if let Some(s) = survivor.take() {
+            users.set_role(&Actor::Cli, &s, "member").await.unwrap();
+        }
+        assert_eq!(enabled_owners().await.len(), 2);
+        // Both service checks can pass before either write; the store's conditional write decides.
+        let (r1, r2) = tokio::join!(users.set_role(&Actor::Cli, &a.id, "admin"), users.disable(&o.id, "test"));
+        assert_eq!([&r1, &r2].iter().filter(|r| r.is_err()).count(), 1, "round {round}: one refused: {r1:?} {r2:?}");
+        for e in [r1.err(), r2.err()].into_iter().flatten() {
+            assert!(matches!(e, UserError::LastOwner(_)), "round {round}: {e}");
+        }
+        let left = enabled_owners().await;
+        assert_eq!(left.len(), 1, "round {round}: one enabled owner is left");
+        survivor = Some(left[0].id.clone());
+    }
+}

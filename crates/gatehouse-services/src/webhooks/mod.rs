@@ -423,6 +423,52 @@ impl WebhookService {
             .ok_or_else(|| ServiceError::Conflict("the endpoint changed; try again".into()))
     }
 
+    /// One page of the deliveries to an endpoint (`actor`'s view, as `get`), newest first, of events
+    /// older than `before` when given.
+    pub async fn deliveries(
+        &self,
+        env: Option<Environment>,
+        endpoint_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<gatehouse_store::webhooks::EndpointDelivery>, ServiceError> {
+        let e = self.get(env, endpoint_id).await?;
+        let before = before.filter(|b| looks_like("evt", b));
+        Ok(self.store.deliveries_to(&e.id, before, limit).await?)
+    }
+
+    /// Queues one delivery again: the event `event_id` to the endpoint `endpoint_id` alone (never to the
+    /// event's other endpoints), audited as `webhook_endpoint.delivery_resent`.
+    pub async fn resend_to(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        env: Option<Environment>,
+        endpoint_id: &str,
+        event_id: &str,
+    ) -> Result<(), ServiceError> {
+        let e = self.get(env, endpoint_id).await?;
+        let nf = || {
+            ServiceError::NotFound(format!(
+                "No delivery of event `{}` to this endpoint.",
+                event_id.chars().take(60).collect::<String>()
+            ))
+        };
+        if !looks_like("evt", event_id) {
+            return Err(nf());
+        }
+        if e.disabled_at.is_some() {
+            return Err(ServiceError::Conflict("the endpoint is disabled; enable it to resend".into()));
+        }
+        let audit =
+            self.audit(actor, meta, "webhook_endpoint.delivery_resent", &e, serde_json::json!({"event_id": event_id}));
+        if self.store.resend_delivery(&self.workspace, &e.id, event_id, &audit).await? {
+            Ok(())
+        } else {
+            Err(nf())
+        }
+    }
+
     /// Queues an event again for every enabled endpoint that wants it; returns how many.
     pub async fn resend(&self, env: Environment, id: &str) -> Result<u64, ServiceError> {
         self.event(env, id).await?;

@@ -139,3 +139,43 @@ async fn disabling_a_user_ends_their_sessions_and_feeds_their_tokens(b: Backend)
     assert_eq!(listed, ["a@example.com", "b@example.com"]);
     assert!(s.list_users("elsewhere").await.unwrap().is_empty());
 }
+
+story!(the_store_refuses_to_remove_the_last_enabled_owner_in_one_statement);
+async fn the_store_refuses_to_remove_the_last_enabled_owner_in_one_statement(b: Backend) {
+    let (_db, s) = fresh(b).await;
+    for (id, email, role) in [("usr_a", "a@example.com", "owner"), ("usr_b", "b@example.com", "owner")] {
+        s.insert_user(&user(id, email, role), &audit("user.created", id, 1_000)).await.unwrap();
+    }
+    s.insert_session(&session("cp_b", None, "usr_b")).await.unwrap();
+    // No caller checks anything here: the store alone keeps one enabled owner.
+    let demote = |role: &str| UserChange::Role { role: role.into(), at: Timestamp(2_000) };
+    let a = s.update_user("usr_a", &demote("admin"), &audit("user.role_changed", "usr_a", 2_000)).await.unwrap();
+    assert_eq!(a.unwrap().role, "admin");
+    let cases = [
+        (UserChange::Disable { at: Timestamp(3_000) }, "disable"),
+        (demote("member"), "demote"),
+        (demote("viewer"), "demote to viewer"),
+    ];
+    for (change, what) in &cases {
+        let e = s.update_user("usr_b", change, &audit("user.changed", "usr_b", 3_000)).await.unwrap_err();
+        assert!(
+            matches!(&e, gatehouse_store::StoreError::Conflict(m) if m == gatehouse_store::LAST_OWNER),
+            "{what}: {e}"
+        );
+    }
+    let b_now = s.user_by_id("usr_b").await.unwrap().unwrap();
+    assert_eq!((b_now.role.as_str(), b_now.disabled_at), ("owner", None), "the last owner is untouched");
+    assert!(s.session_by_hash(&KeyHash::of("cp_b")).await.unwrap().unwrap().revoked_at.is_none(), "their session too");
+    let entries = s.list_audit("default", None, &PageRequest { limit: 100, starting_after: None }).await.unwrap();
+    assert!(!entries.items.iter().any(|e| e.action == "user.changed"), "a refused change writes no audit entry");
+    // Re-promoting needs no guard, and then the other owner may go.
+    s.update_user("usr_a", &demote("owner"), &audit("user.role_changed", "usr_a", 4_000)).await.unwrap();
+    let b =
+        s.update_user("usr_b", &UserChange::Disable { at: Timestamp(5_000) }, &audit("user.disabled", "usr_b", 5_000));
+    assert!(b.await.unwrap().unwrap().disabled_at.is_some());
+    // A disabled owner is no longer guarded, and does not count as the other owner.
+    let e = s.update_user("usr_a", &demote("member"), &audit("user.changed", "usr_a", 6_000)).await.unwrap_err();
+    assert!(matches!(e, gatehouse_store::StoreError::Conflict(_)), "{e}");
+    let b = s.update_user("usr_b", &demote("member"), &audit("user.role_changed", "usr_b", 6_000)).await.unwrap();
+    assert_eq!(b.unwrap().role, "member");
+}

@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod config_apps;
+mod dashboard_flows;
 mod dashboard_keys;
 mod dashboard_users;
 mod guides;

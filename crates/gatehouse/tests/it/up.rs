@@ -67,7 +67,12 @@ impl Up {
 
     /// As `start`, with `gatehouse` run by `wrapper` (e.g. `prlimit --nofile=256:256 --`) when not empty.
     pub async fn start_under(example: &Path, ready_path: &str, wrapper: &[&str]) -> Up {
-        let up = Self::launch(example, wrapper);
+        Self::start_with(example, ready_path, wrapper, &[]).await
+    }
+
+    /// As `start_under`, with these `GATEHOUSE_…` settings in the environment (every other one removed).
+    pub async fn start_with(example: &Path, ready_path: &str, wrapper: &[&str], env: &[(&str, &str)]) -> Up {
+        let up = Self::launch(example, wrapper, env);
         let client = reqwest::Client::new();
         let url = format!("{}{ready_path}", up.app);
         up.wait_until(&format!("{ready_path} answering 200"), || async {
@@ -80,7 +85,7 @@ impl Up {
     /// Runs `gatehouse up` on a copy of `example` whose routes are all private: waits for its banner,
     /// which is printed once every micro accepts connections and the listeners are bound.
     pub async fn start_private(example: &Path) -> Up {
-        let up = Self::launch(example, &[]);
+        let up = Self::launch(example, &[], &[]);
         up.wait_until("the banner", || async {
             std::fs::read_to_string(&up.log).is_ok_and(|l| l.contains("Gatehouse is up"))
         })
@@ -102,7 +107,7 @@ impl Up {
         }
     }
 
-    fn launch(example: &Path, wrapper: &[&str]) -> Up {
+    fn launch(example: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Up {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(example, dir.path());
         let (app_port, cp_port) = (free_port(), free_port());
@@ -133,6 +138,7 @@ impl Up {
             cmd.env_remove(k);
         }
         cmd.env("GATEHOUSE_OWNER_EMAIL", OWNER_EMAIL).env("GATEHOUSE_OWNER_PASSWORD", OWNER_PASSWORD);
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().unwrap();
         Up { child, dir, app: format!("http://127.0.0.1:{app_port}"), cp: format!("http://127.0.0.1:{cp_port}"), log }
     }
