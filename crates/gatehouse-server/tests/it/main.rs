@@ -7,6 +7,7 @@ mod authority;
 mod dashboard_audit;
 mod dashboard_keys;
 mod dashboard_oauth;
+mod dashboard_review;
 mod dashboard_users;
 mod dashboard_webhooks;
 mod edge;
