@@ -21,3 +21,23 @@ async fn audit_filters_with_control_characters_are_a_400_not_a_store_error(b: Ba
     let (status, _) = owner.get("/dashboard/audit?actor=caf%C3%A9&target=%E2%80%AE").await;
     assert_eq!(status, StatusCode::OK, "other unicode is only a filter that matches nothing");
 }
+
+story!(no_page_can_be_sniffed_into_another_content_type);
+async fn no_page_can_be_sniffed_into_another_content_type(b: Backend) {
+    let app = TestApp::new(b).await;
+    let member = sign_in_as(&app, "member").await;
+    // Pages that echo what a visitor typed (the sign-in form, a dashboard 403, an invalid link) and
+    // pages that show secrets: every one says `nosniff`, like the static files do.
+    for (path, status) in [
+        ("/login", 200),
+        ("/login?return_to=//evil.example", 400),
+        ("/set-password?token=nonsense", 404),
+        ("/dashboard/account", 200),
+        ("/dashboard/keys", 403),
+        ("/dashboard/static/dashboard.js", 200),
+    ] {
+        let r = member.client.get(format!("{}{path}", member.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_eq!(r.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"), "{path}");
+    }
+}
