@@ -2,10 +2,11 @@
 //! audit filter that reached the store, pages a browser could sniff into another type, and
 //! set-password links that outlived the account they were issued for.
 
+use gatehouse_services::users::SignIn;
 use gatehouse_store::testing::Backend;
 use reqwest::StatusCode;
 
-use crate::dashboard_audit::sign_in_as;
+use crate::dashboard_audit::{csrf_of, sign_in_as, Signed, PASSWORD};
 use crate::{story, TestApp};
 
 story!(audit_filters_with_control_characters_are_a_400_not_a_store_error);
@@ -40,4 +41,92 @@ async fn no_page_can_be_sniffed_into_another_content_type(b: Backend) {
         assert_eq!(r.status().as_u16(), status, "{path}");
         assert_eq!(r.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"), "{path}");
     }
+}
+
+/// The one-time link on a set-password page shown to `who`.
+fn link_token(html: &str) -> String {
+    let at = html.find("/set-password?token=").expect("a set-password link") + 20;
+    html[at..at + 43].to_owned()
+}
+
+/// `who` asks for a set-password link for `user_id` from the Users page.
+async fn link_for(who: &Signed, user_id: &str) -> String {
+    let csrf = who.csrf().await;
+    let (status, _, html) =
+        who.post(&format!("/dashboard/users/{user_id}/reset"), &[("csrf", &csrf), ("delivery", "link")]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    link_token(&html)
+}
+
+/// Presents a link in a fresh browser: (status of its page, status of setting `password` with it).
+async fn redeem(app: &TestApp, token: &str, password: &str) -> (u16, u16) {
+    let client =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = client.get(app.url(&format!("/set-password?token={token}"))).send().await.unwrap();
+    let shown = page.status().as_u16();
+    // The form token of any page of Gatehouse's own (an invalid link's page has no form).
+    let login = client.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let fields = [
+        ("csrf", csrf_of(&login)),
+        ("token", token.into()),
+        ("password", password.into()),
+        ("confirm", password.into()),
+    ];
+    let set = client.post(app.url("/set-password")).form(&fields).send().await.unwrap().status().as_u16();
+    (shown, set)
+}
+
+async fn password_is(app: &TestApp, email: &str, password: &str) -> bool {
+    matches!(app.state.users.sign_in(email, password, None).await.unwrap(), SignIn::Ok(_))
+}
+
+story!(a_set_password_link_dies_with_a_reset_a_role_change_or_another_link);
+async fn a_set_password_link_dies_with_a_reset_a_role_change_or_another_link(b: Backend) {
+    let app = TestApp::new(b).await;
+    let owner = sign_in_as(&app, "owner").await;
+    let admin = sign_in_as(&app, "admin").await;
+    let users = &app.state.users;
+    let taken = "the attacker's password";
+
+    // A link leaks; the owner resets the password to lock the account again: the leaked link must
+    // not set it back.
+    let dev = users.create("dev@example.com", PASSWORD, "developer", "test").await.unwrap();
+    let leaked = link_for(&admin, &dev.id).await;
+    let csrf = owner.csrf().await;
+    let (status, _, html) = owner.post(&format!("/dashboard/users/{}/reset", dev.id), &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(redeem(&app, &leaked, taken).await, (404, 404), "a reset spends the open link");
+    assert!(!password_is(&app, "dev@example.com", taken).await);
+
+    // An admin keeps the link it issued for a developer; an owner promotes the developer to owner.
+    // The admin, who may not touch owners, must not reach the owner's account through it.
+    let lead = users.create("lead@example.com", PASSWORD, "developer", "test").await.unwrap();
+    let kept = link_for(&admin, &lead.id).await;
+    let csrf = owner.csrf().await;
+    let (status, loc, _) =
+        owner.post(&format!("/dashboard/users/{}/role", lead.id), &[("csrf", &csrf), ("role", "owner")]).await;
+    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/dashboard/users"));
+    assert_eq!(redeem(&app, &kept, taken).await, (404, 404), "a role change spends the open link");
+    assert!(password_is(&app, "lead@example.com", PASSWORD).await, "the new owner's password is theirs");
+
+    // Disabling spends links too: enabling the account again does not bring an old link back.
+    let ops = users.create("ops@example.com", PASSWORD, "viewer", "test").await.unwrap();
+    let old = link_for(&admin, &ops.id).await;
+    for action in ["disable", "enable"] {
+        let csrf = admin.csrf().await;
+        let (status, _, _) = admin.post(&format!("/dashboard/users/{}/{action}", ops.id), &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{action}");
+    }
+    assert_eq!(redeem(&app, &old, taken).await, (404, 404), "disabling spends the open link");
+
+    // Two links for one user: using one spends the other.
+    let first = link_for(&admin, &ops.id).await;
+    let second = link_for(&admin, &ops.id).await;
+    assert_eq!(redeem(&app, &second, "the user's own password").await, (200, 303));
+    assert_eq!(redeem(&app, &first, taken).await, (404, 404), "the other link is spent with it");
+    assert!(password_is(&app, "ops@example.com", "the user's own password").await);
+
+    // A link nobody spent still works once (the rule above is not "links never work").
+    let fresh = link_for(&admin, &ops.id).await;
+    assert_eq!(redeem(&app, &fresh, "a second own password").await, (200, 303));
 }
