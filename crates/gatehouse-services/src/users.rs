@@ -473,7 +473,24 @@ impl Users {
         actor: &str,
     ) -> Result<UserRecord, UserError> {
         let audit = self.audit(actor, action, &user.id, serde_json::json!({"email": user.email}));
-        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
+        self.update(user, &change, &audit).await
+    }
+
+    /// Stores a change to `user`. The store refuses (as a conflict) one that would leave the workspace
+    /// without an enabled owner: the check of [`Users::keep_an_owner`] again, inside the write, where
+    /// two owners changing each other at once cannot both pass it.
+    async fn update(
+        &self,
+        user: &UserRecord,
+        change: &UserChange,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, UserError> {
+        match self.store.update_user(&user.id, change, audit).await {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => Err(UserError::NoSuchUser(user.id.clone())),
+            Err(StoreError::Conflict(_)) => Err(UserError::LastOwner(user.email.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Disables a user: they cannot sign in, and every session they have ends (on every node within a
@@ -572,7 +589,7 @@ impl Users {
             serde_json::json!({"email": user.email, "from": user.role, "to": role}),
         );
         let change = UserChange::Role { role: role.to_owned(), at: Timestamp::now() };
-        self.store.update_user(&user.id, &change, &audit).await?.ok_or_else(|| UserError::NoSuchUser(user.id.clone()))
+        self.update(&user, &change, &audit).await
     }
 
     /// Issues a one-time set-password link token for a user (shown once; only its SHA-256 is stored),

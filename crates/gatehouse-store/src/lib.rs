@@ -191,7 +191,8 @@ pub trait UserStore: Send + Sync {
     /// updated record (`None`: no such user). Disabling a user or changing the password also ends every
     /// session of the user and puts those sessions and the user's live OAuth access tokens on the change
     /// feed, so every node drops its cached copies within one poll. Every change but enabling spends
-    /// the user's open set-password links (issued for the user as they were).
+    /// the user's open set-password links (issued for the user as they were). Disabling or demoting
+    /// the workspace's last enabled owner is refused as a `Conflict`, nothing changed.
     async fn update_user(
         &self,
         id: &str,

@@ -649,6 +649,24 @@ impl From<UserRow> for UserRecord {
 }
 
 const USER_COLUMNS: &str = "id, workspace, email, password_hash, role, created_at, disabled_at";
+/// The enabled owners of a workspace (`$1`) other than the user `$2`.
+const OTHER_OWNERS: &str =
+    "SELECT COUNT(*) FROM users WHERE workspace = $1 AND role = 'owner' AND disabled_at IS NULL AND id <> $2";
+
+/// The `Conflict` message of a change [`UserStore::update_user`] refuses because it would leave no owner.
+const LAST_OWNER: &str = "the only enabled owner cannot be disabled or given another role";
+
+/// Whether `change` takes away an enabled owner.
+fn takes_an_owner(u: &UserRow, change: &UserChange) -> bool {
+    u.role == "owner"
+        && u.disabled_at.is_none()
+        && match change {
+            UserChange::Disable { .. } => true,
+            UserChange::Role { role, .. } => role != "owner",
+            UserChange::Enable | UserChange::Password { .. } => false,
+        }
+}
+
 /// Spends every open set-password link of a user (`$1`) at `$2`.
 const SPEND_OPEN_LINKS: &str = "UPDATE password_links SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
 
@@ -712,6 +730,14 @@ impl UserStore for SqlStore {
             "SELECT token_hash FROM oauth_tokens WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
         let row: Option<UserRow> = in_tx!(self, tx => {
             let exists: Option<UserRow> = sqlx::query_as(&select).bind(id).fetch_optional(&mut *tx).await?;
+            if let Some(u) = exists.as_ref().filter(|u| takes_an_owner(u, change)) {
+                // Checked inside the write transaction (writes are serialized), so two owners who
+                // disable or demote each other at once cannot both succeed and leave none.
+                let others: i64 = sqlx::query_scalar(OTHER_OWNERS).bind(&u.workspace).bind(id).fetch_one(&mut *tx).await?;
+                if others == 0 {
+                    return Err(StoreError::Conflict(LAST_OWNER.into()));
+                }
+            }
             if exists.is_some() {
                 // (when, whether sessions end): every change but enabling drops cached copies.
                 let feed = match change {

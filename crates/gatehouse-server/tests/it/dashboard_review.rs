@@ -2,7 +2,7 @@
 //! audit filter that reached the store, pages a browser could sniff into another type, and
 //! set-password links that outlived the account they were issued for.
 
-use gatehouse_services::users::SignIn;
+use gatehouse_services::users::{SignIn, UserError};
 use gatehouse_store::testing::Backend;
 use reqwest::StatusCode;
 
@@ -129,4 +129,46 @@ async fn a_set_password_link_dies_with_a_reset_a_role_change_or_another_link(b: 
     // A link nobody spent still works once (the rule above is not "links never work").
     let fresh = link_for(&admin, &ops.id).await;
     assert_eq!(redeem(&app, &fresh, "a second own password").await, (200, 303));
+}
+
+story!(two_owners_demoting_each_other_at_once_leave_one_owner);
+async fn two_owners_demoting_each_other_at_once_leave_one_owner(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (a, z) = (sign_in_as(&app, "owner").await, sign_in_as(&app, "owner").await);
+    let users = &app.state.users;
+    let enabled_owners = || async {
+        users.list().await.unwrap().into_iter().filter(|u| u.role == "owner" && u.disabled_at.is_none()).count()
+    };
+    // Each owner takes the other's role at the same moment, again and again: the check that one
+    // owner stays ran before the write, so both could pass it and leave nobody to manage users.
+    for round in 0..10 {
+        let (ta, tz) = (a.csrf().await, z.csrf().await);
+        let (pa, pz) = (format!("/dashboard/users/{}/role", z.user.id), format!("/dashboard/users/{}/role", a.user.id));
+        let (fa, fz) = ([("csrf", ta.as_str()), ("role", "admin")], [("csrf", tz.as_str()), ("role", "admin")]);
+        let (ra, rz) = tokio::join!(a.post(&pa, &fa), z.post(&pz, &fz));
+        assert_eq!(enabled_owners().await, 1, "round {round}: {} and {}", ra.0, rz.0);
+        let mut got = [ra.0.as_u16(), rz.0.as_u16()];
+        got.sort();
+        // One demotion wins; the other is the last-owner refusal (or 403 once the loser's session
+        // already carries its new role).
+        assert!(matches!(got, [303, 403] | [303, 409]), "round {round}: {got:?}");
+        for who in [&a.user, &z.user] {
+            users.set_role(&gatehouse_services::audit::Actor::Cli, &who.id, "owner").await.unwrap();
+        }
+        app.feed_polled().await;
+    }
+    // The same through the services, and for disabling: never zero owners.
+    for round in 0..10 {
+        let (xa, xz) = (
+            gatehouse_services::audit::Actor::User(std::sync::Arc::new(users.find(&a.user.id).await.unwrap().unwrap())),
+            gatehouse_services::audit::Actor::User(std::sync::Arc::new(users.find(&z.user.id).await.unwrap().unwrap())),
+        );
+        let (da, dz) = tokio::join!(users.disable_as(&xa, &z.user.id), users.disable_as(&xz, &a.user.id));
+        assert_eq!(enabled_owners().await, 1, "round {round}: {da:?} {dz:?}");
+        let refused = [&da, &dz].into_iter().filter(|r| matches!(r, Err(UserError::LastOwner(_)))).count();
+        assert_eq!(refused, 1, "round {round}: one of them is refused as the last owner");
+        for who in [&a.user, &z.user] {
+            users.enable(&who.id, "test").await.unwrap();
+        }
+    }
 }

@@ -35,7 +35,7 @@ fn session(name: &str, parent: Option<&str>, user_id: &str) -> SessionRecord {
 story!(disabling_a_user_ends_their_sessions_and_feeds_their_tokens);
 async fn disabling_a_user_ends_their_sessions_and_feeds_their_tokens(b: Backend) {
     let (_db, s) = fresh(b).await;
-    s.insert_user(&user("usr_a", "a@example.com", "owner"), &audit("user.created", "usr_a", 1_000)).await.unwrap();
+    s.insert_user(&user("usr_a", "a@example.com", "admin"), &audit("user.created", "usr_a", 1_000)).await.unwrap();
     s.insert_user(&user("usr_b", "b@example.com", "member"), &audit("user.created", "usr_b", 1_001)).await.unwrap();
     for (name, parent, u) in [("cp_a", None, "usr_a"), ("app_a", Some("cp_a"), "usr_a"), ("cp_b", None, "usr_b")] {
         s.insert_session(&session(name, parent, u)).await.unwrap();
@@ -138,4 +138,40 @@ async fn disabling_a_user_ends_their_sessions_and_feeds_their_tokens(b: Backend)
     let listed: Vec<_> = s.list_users("default").await.unwrap().into_iter().map(|u| u.email).collect();
     assert_eq!(listed, ["a@example.com", "b@example.com"]);
     assert!(s.list_users("elsewhere").await.unwrap().is_empty());
+}
+
+story!(the_last_enabled_owner_is_kept_inside_the_write);
+async fn the_last_enabled_owner_is_kept_inside_the_write(b: Backend) {
+    let (_db, s) = fresh(b).await;
+    s.insert_user(&user("usr_o", "o@example.com", "owner"), &audit("user.created", "usr_o", 1_000)).await.unwrap();
+    s.insert_user(&user("usr_p", "p@example.com", "owner"), &audit("user.created", "usr_p", 1_001)).await.unwrap();
+    let disable = UserChange::Disable { at: Timestamp(2_000) };
+    let demote = UserChange::Role { role: "admin".into(), at: Timestamp(2_000) };
+    // With two owners, one may go; then the other is the last and stays, whatever the change.
+    assert!(s.update_user("usr_p", &disable, &audit("user.disabled", "usr_p", 2_000)).await.unwrap().is_some());
+    for change in [&disable, &demote] {
+        let refused = s.update_user("usr_o", change, &audit("user.changed", "usr_o", 2_001)).await;
+        assert!(matches!(refused, Err(gatehouse_store::StoreError::Conflict(_))), "{change:?}: {refused:?}");
+    }
+    let kept = s.user_by_id("usr_o").await.unwrap().unwrap();
+    assert_eq!((kept.role.as_str(), kept.disabled_at), ("owner", None), "nothing changed");
+    assert!(
+        AuditStore::list_audit(&s, "default", None, &PageRequest { limit: 100, starting_after: None })
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|a| a.action != "user.changed"),
+        "no audit entry for a refused change"
+    );
+    // A password change and re-enabling are no loss of an owner.
+    let pw = UserChange::Password { hash: "$argon2id$other".into(), at: Timestamp(3_000) };
+    assert!(s.update_user("usr_o", &pw, &audit("user.password_changed", "usr_o", 3_000)).await.unwrap().is_some());
+    assert!(s
+        .update_user("usr_p", &UserChange::Enable, &audit("user.enabled", "usr_p", 3_001))
+        .await
+        .unwrap()
+        .is_some());
+    // Two enabled owners again: now either may be demoted.
+    assert!(s.update_user("usr_o", &demote, &audit("user.role_changed", "usr_o", 3_002)).await.unwrap().is_some());
 }
