@@ -172,3 +172,26 @@ async fn two_owners_demoting_each_other_at_once_leave_one_owner(b: Backend) {
         }
     }
 }
+
+story!(a_session_cannot_reset_its_own_password_without_the_current_one);
+async fn a_session_cannot_reset_its_own_password_without_the_current_one(b: Backend) {
+    let app = TestApp::new(b).await;
+    // Someone holding an owner's or an admin's session (an unlocked laptop, a stolen cookie) must not
+    // get the account's password from the Users page: the Account page asks for the current one.
+    for role in ["owner", "admin"] {
+        let me = sign_in_as(&app, role).await;
+        let (_, list) = me.get("/dashboard/users").await;
+        assert!(!list.contains(&format!("/dashboard/users/{}/reset", me.user.id)), "{role}: no reset form for oneself");
+        for (target, delivery) in [(me.user.id.clone(), "password"), (me.user.email.to_uppercase(), "link")] {
+            let csrf = me.csrf().await;
+            let (status, _, html) =
+                me.post(&format!("/dashboard/users/{target}/reset"), &[("csrf", &csrf), ("delivery", delivery)]).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{role} {delivery}: {html}");
+            assert!(html.contains("Account page") && !html.contains("user-secret"), "{role} {delivery}");
+            assert!(!html.contains("/set-password?token="), "{role} {delivery}: no link");
+        }
+        assert!(password_is(&app, &me.user.email, PASSWORD).await, "{role}: the password is unchanged");
+        let (status, _) = me.get("/dashboard/account").await;
+        assert_eq!(status, StatusCode::OK, "{role}: the session lives on");
+    }
+}
