@@ -226,7 +226,7 @@ pub(crate) fn parse_return_to(raw: &str, known_hosts: &[String]) -> Option<Retur
 }
 
 /// One of Gatehouse's own pages (a template from `crate::pages`) with the page headers: no caching,
-/// no framing, no scripts or outside assets (CSP), no referrer.
+/// no framing, no scripts or outside assets (CSP), no referrer, no content sniffing.
 pub fn page(status: StatusCode, page: &impl Template) -> Response {
     let html = match page.render() {
         Ok(html) => html,
@@ -240,6 +240,7 @@ pub fn page(status: StatusCode, page: &impl Template) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(

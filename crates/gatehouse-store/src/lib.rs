@@ -202,7 +202,9 @@ pub trait UserStore: Send + Sync {
     /// Applies `change` to the user `id` with its audit entry, in one transaction, and answers the
     /// updated record (`None`: no such user). Disabling a user or changing the password also ends every
     /// session of the user and puts those sessions and the user's live OAuth access tokens on the change
-    /// feed, so every node drops its cached copies within one poll.
+    /// feed, so every node drops its cached copies within one poll. Every change but enabling spends
+    /// the user's open set-password links (issued for the user as they were). Disabling or demoting
+    /// the workspace's last enabled owner is refused as a `Conflict`, nothing changed.
     async fn update_user(
         &self,
         id: &str,
@@ -222,7 +224,8 @@ pub trait UserStore: Send + Sync {
     async fn password_link_user(&self, token: &KeyHash, now: Timestamp) -> Result<Option<String>, StoreError>;
     /// Spends the link and sets the user's password in one transaction, like
     /// `update_user(UserChange::Password)` (every session of the user ends). `None`: the link is unknown,
-    /// used, expired, or not for `user_id`; nothing changed. Two presentations never both succeed.
+    /// used, expired, or not for `user_id`; nothing changed. Two presentations never both succeed, and
+    /// the user's other open links are spent with it.
     async fn redeem_password_link(
         &self,
         token: &KeyHash,

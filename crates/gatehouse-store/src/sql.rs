@@ -753,6 +753,8 @@ impl From<UserRow> for UserRecord {
 }
 
 const USER_COLUMNS: &str = "id, workspace, email, password_hash, role, created_at, disabled_at";
+/// Spends every open set-password link of a user (`$1`) at `$2`.
+const SPEND_OPEN_LINKS: &str = "UPDATE password_links SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
 
 #[async_trait]
 impl UserStore for SqlStore {
@@ -852,6 +854,10 @@ impl UserStore for SqlStore {
                     }
                 };
                 if let Some((at, end)) = feed {
+                    // A set-password link was issued for the user as they were: a new password, a new
+                    // role or a disabled account spends every link still open, so a link an admin saw
+                    // never outlives a reset or turns into a way into an owner's account.
+                    sqlx::query(SPEND_OPEN_LINKS).bind(id).bind(at.0).execute(&mut *tx).await?;
                     let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(id).fetch_all(&mut *tx).await?;
                     match change {
                         // The session the user changed it from stays, and so does its cached copy.
@@ -925,6 +931,7 @@ impl UserStore for SqlStore {
             let spent = sqlx::query(spend).bind(&token.0[..]).bind(user_id).bind(now.0).execute(&mut *tx).await?.rows_affected();
             if spent == 1 {
                 sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(hash).execute(&mut *tx).await?;
+                sqlx::query(SPEND_OPEN_LINKS).bind(user_id).bind(now.0).execute(&mut *tx).await?;
                 let mut hashes: Vec<Vec<u8>> = sqlx::query_scalar(live_sessions).bind(user_id).fetch_all(&mut *tx).await?;
                 sqlx::query(end_sessions).bind(user_id).bind(now.0).execute(&mut *tx).await?;
                 let tokens: Vec<Vec<u8>> = sqlx::query_scalar(live_tokens).bind(user_id).bind(now.0).fetch_all(&mut *tx).await?;

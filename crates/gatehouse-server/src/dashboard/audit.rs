@@ -54,6 +54,10 @@ impl AuditQuery {
             if v.len() > MAX_FILTER_LEN {
                 return Err(format!("{name} is longer than {MAX_FILTER_LEN} characters."));
             }
+            // No id, action or time holds one, and PostgreSQL refuses a NUL byte in text as an error.
+            if v.chars().any(char::is_control) {
+                return Err(format!("{name} must not contain control characters."));
+            }
         }
         let text = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_owned);
         let environment = match self.environment.as_str() {

@@ -35,6 +35,8 @@ pub struct UserRow {
     pub created: String,
     /// Whether this viewer may act on this user.
     pub manageable: bool,
+    /// The viewer themselves (whose password changes on the Account page only).
+    pub is_self: bool,
 }
 
 #[derive(Debug, askama::Template)]
@@ -75,6 +77,7 @@ async fn list_page(state: &AppState, viewer: &Viewer, status: StatusCode, error:
             status: if u.disabled_at.is_some() { "disabled" } else { "active" },
             created: u.created_at.to_rfc3339(),
             manageable: can_write && actor_may_manage(&me, &u.role),
+            is_self: u.id == viewer.user.id,
         })
         .collect();
     let roles = ROLES.into_iter().filter(|r| can_write && actor_may_manage(&me, r)).collect();
@@ -210,21 +213,27 @@ async fn reset(State(state): State<Arc<AppState>>, Path(id): Path<String>, form:
         return page;
     }
     let me = viewer.actor();
+    let user = match state.users.find(&id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return failed(&state, &viewer, UserError::NoSuchUser(id.chars().take(64).collect())).await,
+        Err(e) => return failed(&state, &viewer, e.into()).await,
+    };
+    // Your own password changes on the Account page, which asks for the current one: a borrowed or
+    // stolen session must not turn into the account's password here.
+    if user.id == viewer.user.id {
+        let m = "Change your own password on the Account page (it asks for the current one).".to_owned();
+        return failed(&state, &viewer, UserError::NotAllowed(m)).await;
+    }
     // A link leaves the old password working until it is used; a new password replaces it (and ends
     // every session) now.
     if fields.delivery == "link" {
-        let user = match state.users.find(&id).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return failed(&state, &viewer, UserError::NoSuchUser(id.chars().take(64).collect())).await,
-            Err(e) => return failed(&state, &viewer, e.into()).await,
-        };
         return match state.users.create_password_link(&me, &user.id, PASSWORD_LINK_TTL).await {
             Ok(t) => reveal(&state, &viewer, user.email, Some(t), String::new()),
             Err(e) => failed(&state, &viewer, e).await,
         };
     }
     let password = generate_password();
-    match state.users.set_password_as(&me, &id, &password).await {
+    match state.users.set_password_as(&me, &user.id, &password).await {
         Ok(u) => reveal(&state, &viewer, u.email, None, password),
         Err(e) => failed(&state, &viewer, e).await,
     }
@@ -257,6 +266,7 @@ mod tests {
             status,
             created: "2026-12-01T00:00:00Z".into(),
             manageable,
+            is_self: false,
         };
         let page = UsersList {
             layout: layout("Users"),

@@ -4,6 +4,7 @@
 mod api_keys;
 mod api_users;
 mod authority;
+mod dashboard_actions;
 mod dashboard_audit;
 mod dashboard_keys;
 mod dashboard_oauth;

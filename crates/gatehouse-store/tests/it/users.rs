@@ -35,7 +35,7 @@ fn session(name: &str, parent: Option<&str>, user_id: &str) -> SessionRecord {
 story!(disabling_a_user_ends_their_sessions_and_feeds_their_tokens);
 async fn disabling_a_user_ends_their_sessions_and_feeds_their_tokens(b: Backend) {
     let (_db, s) = fresh(b).await;
-    s.insert_user(&user("usr_a", "a@example.com", "owner"), &audit("user.created", "usr_a", 1_000)).await.unwrap();
+    s.insert_user(&user("usr_a", "a@example.com", "admin"), &audit("user.created", "usr_a", 1_000)).await.unwrap();
     s.insert_user(&user("usr_b", "b@example.com", "member"), &audit("user.created", "usr_b", 1_001)).await.unwrap();
     for (name, parent, u) in [("cp_a", None, "usr_a"), ("app_a", Some("cp_a"), "usr_a"), ("cp_b", None, "usr_b")] {
         s.insert_session(&session(name, parent, u)).await.unwrap();
