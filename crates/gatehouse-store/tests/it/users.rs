@@ -170,9 +170,9 @@ async fn the_store_refuses_to_remove_the_last_enabled_owner_in_one_statement(b: 
     assert!(!entries.items.iter().any(|e| e.action == "user.changed"), "a refused change writes no audit entry");
     // Re-promoting needs no guard, and then the other owner may go.
     s.update_user("usr_a", &demote("owner"), &audit("user.role_changed", "usr_a", 4_000)).await.unwrap();
-    let b =
-        s.update_user("usr_b", &UserChange::Disable { at: Timestamp(5_000) }, &audit("user.disabled", "usr_b", 5_000));
-    assert!(b.await.unwrap().unwrap().disabled_at.is_some());
+    let disable = UserChange::Disable { at: Timestamp(5_000) };
+    let b = s.update_user("usr_b", &disable, &audit("user.disabled", "usr_b", 5_000)).await.unwrap();
+    assert!(b.unwrap().disabled_at.is_some());
     // A disabled owner is no longer guarded, and does not count as the other owner.
     let e = s.update_user("usr_a", &demote("member"), &audit("user.changed", "usr_a", 6_000)).await.unwrap_err();
     assert!(matches!(e, gatehouse_store::StoreError::Conflict(_)), "{e}");
