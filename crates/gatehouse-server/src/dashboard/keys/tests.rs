@@ -33,6 +33,8 @@ fn viewer(role: &str) -> Viewer {
         fresh_csrf_cookie: None,
         https: false,
         path: "/dashboard/keys".into(),
+        namespace: gatehouse_core::Namespace::default(),
+        meta: gatehouse_services::audit::RequestMeta::default(),
     }
 }
 
