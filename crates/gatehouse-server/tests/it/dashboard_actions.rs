@@ -260,7 +260,8 @@ async fn webhook_resend_requeues_one_endpoint_and_deliveries_are_paginated(b: Ba
     assert_eq!(again.len(), 1, "only the resent delivery is claimable");
     assert_eq!(&again[0].endpoint.id, a);
     // Resending B's event through A's page for an event A never got, or a junk id: 404, nothing queued.
-    for junk in ["evt_nonsense", "evt_\0", &"evt_".repeat(500)] {
+    let long = "evt_".repeat(500);
+    for junk in ["evt_nonsense", "evt_\0", long.as_str()] {
         let (status, _, _) = owner
             .post(&format!("/dashboard/webhooks/{b_id}/resend"), &[("csrf", token.as_str()), ("event_id", junk)])
             .await;
@@ -311,7 +312,7 @@ async fn hostile_ids_in_dashboard_urls_are_404s(b: Backend) {
     let app = TestApp::new(b).await;
     let owner = sign_in_as(&app, "owner").await;
     let token = owner.csrf().await;
-    let long = "a".repeat(5000);
+    let long = "a".repeat(1000);
     let ids = [
         "%00",
         "key_%00",
