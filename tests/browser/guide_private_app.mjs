@@ -2,14 +2,11 @@
 // in the browser reaches it. Open `/`, get the login form, sign in, and see the app's own answer on `/`
 // and on `/ping`. Run by the Rust test in crates/gatehouse/tests/it/guides.rs with APP_URL, CP_URL,
 // EMAIL and PASSWORD set; exits non-zero with a reason on any failure.
-import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
+import { launch } from "./lib.mjs";
 
 const { APP_URL, CP_URL, EMAIL, PASSWORD } = process.env;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launch();
 try {
   const page = await (await browser.newContext()).newPage();
   await page.goto(`${APP_URL}/ping`);

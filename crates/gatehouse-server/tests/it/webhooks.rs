@@ -204,7 +204,7 @@ async fn retries_follow_the_schedule_on_an_injected_clock_and_resign_each_attemp
 /// The signature a receiver that keeps only the last `v1` (the API guide's snippet) checks.
 fn last_v1(h: &HeaderMap) -> String {
     let sig = h["gatehouse-signature"].to_str().unwrap();
-    sig.split(',').filter_map(|p| p.strip_prefix("v1=")).last().unwrap().to_owned()
+    sig.split(',').filter_map(|p| p.strip_prefix("v1=")).next_back().unwrap().to_owned()
 }
 
 /// `v1` of `secret` over what `h` and `body` carry.

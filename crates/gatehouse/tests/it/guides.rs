@@ -13,7 +13,8 @@ use gatehouse_store::testing::{Backend, TestDb};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 
-use crate::up::{copy_dir, free_port, get, repo_root, run_browser_script, Up, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::oauth_clients::{register, run};
+use crate::up::{copy_dir, free_port, get, repo_root, run_browser_script, Up};
 
 /// The Deta guide's first Spacefile: one private micro.
 const DETA_SPACEFILE_PRIVATE: &str = r#"# Spacefile Docs: https://go.deta.dev/docs/spacefile/v0
@@ -185,39 +186,10 @@ async fn deta_express_app_with_the_api_guide_examples() {
     assert!(refused["error"]["message"].as_str().unwrap().contains("an sk key holds every scope"), "{refused}");
 
     // The API guide's authorization URL, for a client registered with its scopes and redirect URI.
-    let d = up.data_dir();
-    let client = crate::json(
-        up.dir.path(),
-        &[
-            "--data-dir",
-            &d,
-            "oauth",
-            "clients",
-            "create",
-            "--name",
-            "Acme",
-            "--redirect-uri",
-            "https://acme.com/callback",
-            "--scope",
-            "read_customers",
-            "--scope",
-            "write_orders",
-        ],
-        &[],
-    );
-    let out = tokio::process::Command::new("node")
-        .arg("guide_authorize.mjs")
-        .current_dir(repo_root().join("tests/oauth-clients"))
-        .env("GH_CP", &up.cp)
-        .env("GH_CLIENT_ID", client["id"].as_str().unwrap())
-        .env("GH_CLIENT_SECRET", client["client_secret"].as_str().unwrap())
-        .env("GH_EMAIL", OWNER_EMAIL)
-        .env("GH_PASSWORD", OWNER_PASSWORD)
-        .output()
-        .await
-        .expect("node runs");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("all checks passed"), "{text}");
+    let client = register(&up, "Acme", "https://acme.com/callback", &["read_customers", "write_orders"]);
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("guide_authorize.mjs");
+    run(&up, cmd, client, "the guide's authorization URL");
 }
 
 // ---- The API guide's webhook receiver through a secret rotation ----

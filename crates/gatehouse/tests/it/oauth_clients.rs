@@ -10,29 +10,21 @@ use std::process::Command;
 
 use crate::up::{repo_root, Up, OWNER_EMAIL, OWNER_PASSWORD};
 
-fn register(up: &Up, redirect: &str) -> (String, String) {
+/// Registers a client on `up`'s data dir with the CLI; returns its id and secret.
+pub(crate) fn register(up: &Up, name: &str, redirect: &str, scopes: &[&str]) -> (String, String) {
     let d = up.data_dir();
-    let v = crate::json(
-        up.dir.path(),
-        &[
-            "--data-dir",
-            &d,
-            "oauth",
-            "clients",
-            "create",
-            "--name",
-            "Third-party check",
-            "--redirect-uri",
-            redirect,
-            "--scope",
-            "hello:read",
-        ],
-        &[],
-    );
+    let mut args =
+        vec!["--data-dir", d.as_str(), "oauth", "clients", "create", "--name", name, "--redirect-uri", redirect];
+    for s in scopes {
+        args.extend(["--scope", *s]);
+    }
+    let v = crate::json(up.dir.path(), &args, &[]);
     (v["id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
 }
 
-fn run(up: &Up, mut cmd: Command, client: (String, String), what: &str) {
+/// Runs `cmd` in tests/oauth-clients against `up` with the client and the owner in `GH_*`; it must
+/// exit 0 and say "all checks passed".
+pub(crate) fn run(up: &Up, mut cmd: Command, client: (String, String), what: &str) {
     let out = cmd
         .current_dir(repo_root().join("tests/oauth-clients"))
         .env("GH_CP", &up.cp)
@@ -61,7 +53,7 @@ async fn openid_client_from_npm_completes_the_flow() {
         "tests/oauth-clients/node_modules is missing: run scripts/test.sh"
     );
     let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
-    let client = register(&up, "http://127.0.0.1/callback");
+    let client = register(&up, "Third-party check", "http://127.0.0.1/callback", &["hello:read"]);
     let mut cmd = Command::new("node");
     cmd.arg("openid_client_flow.mjs");
     run(&up, cmd, client, "openid-client");
@@ -72,7 +64,7 @@ async fn authlib_from_pypi_completes_the_flow() {
     let python = repo_root().join("tests/oauth-clients/.venv/bin/python");
     assert!(Path::new(&python).exists(), "tests/oauth-clients/.venv is missing: run scripts/test.sh");
     let up = Up::start(&repo_root().join("examples/hello"), "/ping").await;
-    let client = register(&up, "http://127.0.0.1/cb");
+    let client = register(&up, "Third-party check", "http://127.0.0.1/cb", &["hello:read"]);
     let mut cmd = Command::new(python);
     // Authlib refuses plain HTTP unless told; the test server has no TLS.
     cmd.arg("authlib_flow.py").env("AUTHLIB_INSECURE_TRANSPORT", "1");
