@@ -5,14 +5,14 @@
 # zero false positives for gatehouse.
 # Usage: bash bench/scan.sh [TREE_MB] [SMALL_TREE_MB] [COMMITS]
 #   TREE_MB (default 1024): the tree gatehouse and ripgrep scan.
-#   SMALL_TREE_MB (default 4): the sized-down tree all four scan (the Python scanners are too slow for
+#   SMALL_TREE_MB (default 2): the sized-down tree all four scan (the Python scanners are too slow for
 #   the full one); the ratios are taken there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TREE_MB=${1:-1024}
-SMALL_MB=${2:-4}
+SMALL_MB=${2:-2}
 COMMITS=${3:-5000}
-SMALL_COMMITS=${SMALL_COMMITS:-100}
+SMALL_COMMITS=${SMALL_COMMITS:-50}
 ROUNDS=${ROUNDS:-3}
 WORK=${WORK:-$(mktemp -d)}
 OUT=bench/results/scan-$(date -u +%Y%m%dT%H%M%SZ).txt
@@ -41,15 +41,26 @@ fi
 [ -d "$WORK/srepo" ] || python3 bench/scan/gen.py repo "$WORK/srepo" "$SMALL_COMMITS"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# time_it LABEL CMD...: runs ROUNDS times (after one warm-up that fills the page cache), prints the median seconds.
+# run_once CMD...: "wall cpu" seconds of one run (cpu = user + system of the command and its children;
+# on a loaded shared machine it moves less than wall time).
+run_once() {
+  python3 -c '
+import resource, subprocess, sys, time
+s = time.monotonic()
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+w = time.monotonic() - s
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{w:.3f} {r.ru_utime + r.ru_stime:.3f}")' "$@"
+}
+# time_it LABEL CMD...: one warm-up run (fills the page cache), then ROUNDS runs; prints the median
+# wall and CPU seconds and keeps them in $WORK/LABEL.time and LABEL.cpu.
 time_it() {
   local label=$1; shift
-  "$@" >/dev/null 2>&1 || true
-  for _ in $(seq 1 "$ROUNDS"); do
-    local s e
-    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N)
-    echo "$e - $s" | bc
-  done | median | tee "$WORK/$label.time"
+  [ "${WARMUP:-1}" = 1 ] && run_once "$@" >/dev/null
+  for _ in $(seq 1 "$ROUNDS"); do run_once "$@"; done > "$WORK/$label.runs"
+  cut -d' ' -f1 "$WORK/$label.runs" | median > "$WORK/$label.time"
+  cut -d' ' -f2 "$WORK/$label.runs" | median > "$WORK/$label.cpu"
+  echo "wall $(cat "$WORK/$label.time")  cpu $(cat "$WORK/$label.cpu")"
 }
 
 # check LABEL JSON PLANTED PREFIX: gatehouse's findings against the planted list (path, line).
@@ -81,24 +92,26 @@ PY
   echo "## ${SMALL_MB} MiB tree, median of ${ROUNDS} (seconds)"
   echo "gatehouse scan      $(time_it g_small "$BIN" scan "$WORK/small")"
   echo "rg 'gth_(sk|rk)_'   $(time_it rg_small rg -c 'gth_(sk|rk)_' "$WORK/small")"
-  echo "trufflehog3         $(ROUNDS=1 time_it th_small "$VENV/bin/trufflehog3" --no-history --format JSON -o "$WORK/th.json" "$WORK/small")"
-  echo "detect-secrets      $(ROUNDS=1 time_it ds_small "$VENV/bin/detect-secrets" scan --all-files "$WORK/small")"
+  echo "trufflehog3         $(ROUNDS=1 WARMUP=0 time_it th_small "$VENV/bin/trufflehog3" --no-history --format JSON -o "$WORK/th.json" "$WORK/small")"
+  echo "detect-secrets      $(ROUNDS=1 WARMUP=0 time_it ds_small "$VENV/bin/detect-secrets" scan --all-files "$WORK/small")"
 
   echo "## --git on ${COMMITS} commits, median of ${ROUNDS} (seconds)"
   echo "gatehouse scan --git                      $(time_it g_git "$BIN" scan --git "$WORK/repo")"
   echo "git cat-file --batch-all-objects | rg     $(time_it shell_git sh -c "git -C '$WORK/repo' cat-file --batch-all-objects --batch | rg -c 'gth_(sk|rk)_'")"
   echo "## --git on ${SMALL_COMMITS} commits (trufflehog3 is too slow for the big one), median of ${ROUNDS} (seconds)"
   echo "gatehouse scan --git                      $(time_it g_sgit "$BIN" scan --git "$WORK/srepo")"
-  echo "trufflehog3 (history)                     $(ROUNDS=1 time_it th_git "$VENV/bin/trufflehog3" --format JSON -o "$WORK/thg.json" "$WORK/srepo")"
+  echo "trufflehog3 (history)                     $(ROUNDS=1 WARMUP=0 time_it th_git "$VENV/bin/trufflehog3" --format JSON -o "$WORK/thg.json" "$WORK/srepo")"
 
   echo "## ratios (medians, same run)"
   python3 - "$WORK" <<'PY'
 import sys
 w = sys.argv[1]
 t = lambda n: float(open(f"{w}/{n}.time").read())
-print(f"tree:  gatehouse / rg = {t('g_tree') / t('rg_tree'):.2f}")
-print(f"small: gatehouse / rg = {t('g_small') / t('rg_small'):.2f}; trufflehog3 / gatehouse = {t('th_small') / t('g_small'):.1f}x; detect-secrets / gatehouse = {t('ds_small') / t('g_small'):.1f}x")
-print(f"git:   gatehouse / (git cat-file | rg) = {t('g_git') / t('shell_git'):.2f} ({t('g_git'):.2f} s for the big repo); small repo: trufflehog3 / gatehouse = {t('th_git') / t('g_sgit'):.1f}x")
+c = lambda n: float(open(f"{w}/{n}.cpu").read())
+for what, f in (("wall", t), ("cpu", c)):
+    print(f"[{what}] tree:  gatehouse / rg = {f('g_tree') / f('rg_tree'):.2f}")
+    print(f"[{what}] small: gatehouse / rg = {f('g_small') / f('rg_small'):.2f}; trufflehog3 / gatehouse = {f('th_small') / f('g_small'):.1f}x; detect-secrets / gatehouse = {f('ds_small') / f('g_small'):.1f}x")
+    print(f"[{what}] git:   gatehouse / (git cat-file | rg) = {f('g_git') / f('shell_git'):.2f}; small repo: trufflehog3 / gatehouse = {f('th_git') / f('g_sgit'):.1f}x")
 PY
 } 2>&1 | tee "$OUT"
 echo "results in $OUT"
