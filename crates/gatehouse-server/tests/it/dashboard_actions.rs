@@ -326,7 +326,8 @@ async fn hostile_ids_in_dashboard_urls_are_404s(b: Backend) {
         long.as_str(),
     ];
     // (GET page, POST actions with valid fields) per kind of id.
-    let kinds: [(&str, &[(&str, &[(&str, &str)])]); 3] = [
+    type Actions<'a> = &'a [(&'a str, &'a [(&'a str, &'a str)])];
+    let kinds: [(&str, Actions); 3] = [
         ("/dashboard/keys", &[("/roll", &[("old_key_expires", "now")]), ("/revoke", &[])]),
         (
             "/dashboard/oauth-apps",
