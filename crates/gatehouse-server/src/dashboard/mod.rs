@@ -204,7 +204,9 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             namespace: state.config.namespace.clone(),
             meta: RequestMeta {
                 request_id: Some(crate::error::current_request_id()),
-                ip: crate::api::client_ip(parts, state).map(|ip| ip.to_string()),
+                ip: parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|peer| {
+                    crate::netaddr::client_ip(peer.0.ip(), &parts.headers, &state.config.trusted_proxies).to_string()
+                }),
             },
         })
     }

@@ -241,7 +241,7 @@ async fn account_password_change_checks_the_current_one(b: Backend) {
     app.feed_polled().await;
     let (got, _) = other.get(&app, "/dashboard/account").await;
     assert_eq!(got, 302, "the other browser is signed out");
-    let (got, page) = s.get(&app, "/dashboard/account").await;
+    let (got, page) = s.get(&app, "/dashboard/account?password=changed").await;
     assert_eq!(got, 200, "the current browser stays signed in: {page}");
     assert!(page.contains("Password changed. Your other sessions have been signed out."), "{page}");
     assert_eq!(app.state.sessions.logins_of(&member.id).await.unwrap().len(), 1, "one live session: this one");

@@ -244,7 +244,7 @@ async fn hostile_requests_get_clear_errors_and_write_nothing(b: Backend) {
             path: "/v1/keys",
             auth: Auth::Admin,
             content_type: json,
-            body: j(r#"{"scopes": ["orders:read"]}"#),
+            body: j(r#"{"kind": "sk", "scopes": ["orders:read"]}"#),
             want: (400, "invalid_request"),
         },
         Row {

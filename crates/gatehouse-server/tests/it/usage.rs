@@ -238,8 +238,13 @@ async fn counts_wait_out_a_storage_outage_within_their_bound(b: Backend) {
     assert_eq!(usage.detail_dropped(), 2);
     give_back(outage).await;
 
-    // Nothing lost at the app level; every credential still held is exact.
-    usage.flush().await.unwrap();
+    // Nothing lost at the app level; every credential still held is exact. The store answers again
+    // once its background probe has seen it back (a few hundred milliseconds).
+    let back = std::time::Instant::now();
+    while let Err(e) = usage.flush().await {
+        assert!(back.elapsed() < std::time::Duration::from_secs(10), "storage never came back: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(usage.pending_rows(), 0);
     let reader = db.store().await;
     let app = reader.usage_series(UsageSubject::App("shop"), Resolution::Minute, Timestamp(T0), Timestamp(T0 + 1));
