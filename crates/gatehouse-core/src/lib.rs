@@ -13,6 +13,7 @@ pub mod destination;
 pub mod gateway;
 pub mod id;
 pub mod ipallow;
+pub mod leak;
 pub mod oauth;
 pub mod path;
 pub mod ratelimit;

@@ -4,6 +4,7 @@
 //! Callers hold an `Arc<dyn Store>` and never ask which database is underneath.
 
 mod error;
+pub mod leaks;
 pub mod oauth;
 mod sql;
 #[cfg(feature = "testing")]
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use error::StoreError;
+pub use leaks::{LeakRecord, LeakStore, LeakTarget};
 pub use oauth::OAuthStore;
 pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
@@ -370,6 +372,7 @@ pub trait Store:
     + OAuthStore
     + WebhookStore
     + UsageStore
+    + LeakStore
     + Send
     + Sync
     + std::fmt::Debug
