@@ -441,7 +441,8 @@ mod tests {
         assert_eq!(ok.der.len(), 71);
         use SignatureHeaderError::*;
         let long_id = vec![b'a'; 129];
-        let rows: Vec<(Option<&[u8]>, Option<&[u8]>, SignatureHeaderError)> = vec![
+        type Row<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, SignatureHeaderError);
+        let rows: Vec<Row> = vec![
             (None, Some(sig), MissingKeyId),
             (Some(id), None, MissingSignature),
             (Some(b""), Some(sig), BadKeyId),

@@ -179,7 +179,7 @@ impl LeakStore for SqlStore {
             });
             rows.append(&mut part);
         }
-        rows.sort_by(|a, b| b.reported_at.cmp(&a.reported_at));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.reported_at));
         rows.into_iter().map(LeakRecord::try_from).collect()
     }
 

@@ -356,7 +356,8 @@ async fn unsigned_tampered_or_wrongly_keyed_reports_are_refused_and_revoke_nothi
     let n = bad_der.len();
     bad_der[n - 1] ^= 0x01;
     let malformed = br#"[{"token": 5}]"#;
-    let rows: Vec<(&str, Vec<u8>, Option<&str>, Option<String>, u16)> = vec![
+    type Row<'a> = (&'a str, Vec<u8>, Option<&'a str>, Option<String>, u16);
+    let rows: Vec<Row> = vec![
         ("no headers", body.clone(), None, None, 401),
         ("no signature", body.clone(), Some("current"), None, 401),
         ("no key id", body.clone(), None, Some(good.clone()), 401),
