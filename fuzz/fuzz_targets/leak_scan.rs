@@ -1,11 +1,11 @@
-//! Fuzzes `gatehouse_core::leak::Scanner`, which `gatehouse scan` runs over every file and git blob
+//! Fuzzes `gatehouse_core::leak_scan::Scanner`, which `gatehouse scan` runs over every file and git blob
 //! it meets: never panics, and every credential it reports is in bounds, in order, not overlapping,
 //! of exactly its kind's shape (API keys with a valid checksum), and found again on its own.
 
 #![no_main]
 
 use gatehouse_core::apikey::ApiKey;
-use gatehouse_core::leak::{CredentialKind, Scanner};
+use gatehouse_core::leak_scan::{CredentialKind, Scanner};
 use gatehouse_core::Namespace;
 use libfuzzer_sys::fuzz_target;
 

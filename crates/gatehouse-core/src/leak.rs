@@ -1,411 +1,510 @@
-//! Finding this deployment's credentials in arbitrary bytes (files, git blobs, build outputs) for
-//! `gatehouse scan` (SPEC §13). The input is untrusted and may be anything: a literal prefilter
-//! (`memchr::memmem` on `{ns}_` and `whsec_`) finds candidates, each is checked against the exact
-//! shape of its format, and API keys must also pass their CRC32 checksum ([`ApiKey::parse`]), so
-//! random look-alikes are not reported.
-//!
-//! Formats (all fixed-length):
-//! - API keys `{ns}_{sk|rk}_{live|test}_` + 36 base62 (SPEC §4.1, checksummed). As the SPEC's
-//!   scanner regex, no boundary is required around them: the checksum is the evidence.
-//! - OAuth access and refresh tokens and client secrets `{ns}_{at|rt|cs}_` + 43 base64url (32 random
-//!   bytes, unpadded). They carry no checksum, so they must stand alone (no token character on
-//!   either side) and end in a character a canonical encoding of 32 bytes can end in.
-//! - Webhook signing secrets `whsec_` + 43 base64 + `=` (32 bytes, padded), likewise.
+//! Leaked credentials (SPEC §13): recognising a reported string as one of our credentials, and the
+//! parsers of what GitHub's secret scanning partner program sends — the batch of matches, the two
+//! signature headers, and GitHub's published key list. All of it is untrusted input, parsed here
+//! without I/O so it is table-tested and fuzzed (`fuzz/fuzz_targets/secret_scanning.rs`).
 
-use memchr::memmem;
-use serde::Serialize;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Deserialize;
 
-use crate::apikey::{ApiKey, Namespace, CHECKSUM_LEN, RANDOM_LEN};
-use crate::{Environment, KeyKind};
+use crate::apikey::{mask, ApiKey, KeyHash, Namespace};
 
-/// What a found credential is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Most matches GitHub (or a reporter) may send in one request.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+/// Largest request body of the secret scanning and report-a-leak endpoints.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Longest credential string looked at; ours are at most a JWT's few hundred bytes.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// Largest published key list accepted.
+pub const MAX_KEY_LIST_BYTES: usize = 64 * 1024;
+/// Most keys a published list may hold.
+pub const MAX_KEYS: usize = 64;
+
+const MAX_TYPE_LEN: usize = 200;
+const MAX_URL_LEN: usize = 2048;
+const MAX_SOURCE_LEN: usize = 100;
+
+/// Which of our credentials a string is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialKind {
-    SecretKeyLive,
-    SecretKeyTest,
-    RestrictedKeyLive,
-    RestrictedKeyTest,
-    OAuthAccessToken,
-    OAuthRefreshToken,
-    OAuthClientSecret,
-    WebhookSecret,
+    ApiKey,
+    AccessToken,
+    RefreshToken,
+    ClientSecret,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 8] = [
-        CredentialKind::SecretKeyLive,
-        CredentialKind::SecretKeyTest,
-        CredentialKind::RestrictedKeyLive,
-        CredentialKind::RestrictedKeyTest,
-        CredentialKind::OAuthAccessToken,
-        CredentialKind::OAuthRefreshToken,
-        CredentialKind::OAuthClientSecret,
-        CredentialKind::WebhookSecret,
-    ];
-
-    fn api_key(kind: KeyKind, env: Environment) -> Self {
-        match (kind, env) {
-            (KeyKind::Secret, Environment::Live) => CredentialKind::SecretKeyLive,
-            (KeyKind::Secret, Environment::Test) => CredentialKind::SecretKeyTest,
-            (KeyKind::Restricted, Environment::Live) => CredentialKind::RestrictedKeyLive,
-            (KeyKind::Restricted, Environment::Test) => CredentialKind::RestrictedKeyTest,
-        }
-    }
-
-    /// A stable identifier, used as the SARIF rule id and in JSON output.
-    pub fn rule_id(self) -> &'static str {
+    /// The name used in audit entries, events and GitHub's `token_type` when none was given.
+    pub fn as_str(self) -> &'static str {
         match self {
-            CredentialKind::SecretKeyLive => "gatehouse-secret-key-live",
-            CredentialKind::SecretKeyTest => "gatehouse-secret-key-test",
-            CredentialKind::RestrictedKeyLive => "gatehouse-restricted-key-live",
-            CredentialKind::RestrictedKeyTest => "gatehouse-restricted-key-test",
-            CredentialKind::OAuthAccessToken => "gatehouse-oauth-access-token",
-            CredentialKind::OAuthRefreshToken => "gatehouse-oauth-refresh-token",
-            CredentialKind::OAuthClientSecret => "gatehouse-oauth-client-secret",
-            CredentialKind::WebhookSecret => "gatehouse-webhook-secret",
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::AccessToken => "oauth_access_token",
+            CredentialKind::RefreshToken => "oauth_refresh_token",
+            CredentialKind::ClientSecret => "oauth_client_secret",
         }
-    }
-
-    /// What it is, in words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            CredentialKind::SecretKeyLive => "Gatehouse secret API key (live)",
-            CredentialKind::SecretKeyTest => "Gatehouse secret API key (test)",
-            CredentialKind::RestrictedKeyLive => "Gatehouse restricted API key (live)",
-            CredentialKind::RestrictedKeyTest => "Gatehouse restricted API key (test)",
-            CredentialKind::OAuthAccessToken => "Gatehouse OAuth access token",
-            CredentialKind::OAuthRefreshToken => "Gatehouse OAuth refresh token",
-            CredentialKind::OAuthClientSecret => "Gatehouse OAuth client secret",
-            CredentialKind::WebhookSecret => "Gatehouse webhook signing secret",
-        }
-    }
-
-    /// Whether the format carries a checksum (API keys) rather than being recognised by shape alone.
-    pub fn checksummed(self) -> bool {
-        matches!(
-            self,
-            CredentialKind::SecretKeyLive
-                | CredentialKind::SecretKeyTest
-                | CredentialKind::RestrictedKeyLive
-                | CredentialKind::RestrictedKeyTest
-        )
-    }
-
-    pub fn is_api_key(self) -> bool {
-        self.checksummed()
     }
 }
 
-/// One credential in a haystack: `hay[start..start + len]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Found {
-    pub start: usize,
-    pub len: usize,
+/// A string that has the shape of one of our credentials (for API keys: the checksum holds too).
+/// Whether it was ever issued is for storage to say, looked up by `hash`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recognised {
     pub kind: CredentialKind,
+    pub hash: KeyHash,
+    /// Safe to log, audit and show: never more than a prefix and four characters.
+    pub masked: String,
 }
 
-impl Found {
-    pub fn end(&self) -> usize {
-        self.start + self.len
+/// Recognises `s` as an API key (format and checksum), an opaque OAuth access or refresh token or
+/// client secret (`{ns}_at_`, `{ns}_rt_`, `{ns}_cs_` + 43 base64url characters), or a JWT-shaped
+/// access token. Anything else is `None`, without touching storage.
+pub fn recognise(namespace: &Namespace, s: &str) -> Option<Recognised> {
+    if s.len() > MAX_TOKEN_LEN {
+        return None;
     }
-
-    /// The credential's text (always ASCII: every format is).
-    pub fn text<'h>(&self, hay: &'h [u8]) -> &'h str {
-        std::str::from_utf8(&hay[self.start..self.end()]).expect("a found credential is ASCII")
+    if let Ok(key) = ApiKey::parse(namespace, s) {
+        return Some(Recognised { kind: CredentialKind::ApiKey, hash: key.hash(), masked: mask(s) });
     }
-}
-
-/// Random characters of an opaque OAuth token or client secret, and of a webhook secret.
-const TOKEN_LEN: usize = 43;
-const WHSEC: &[u8] = b"whsec_";
-/// The longest credential of any format, for callers that read in chunks: a match plus the byte on
-/// either side of it always fits in `MAX_LEN + 2` bytes.
-pub const MAX_LEN: usize = 16 + "_sk_live_".len() + RANDOM_LEN + CHECKSUM_LEN;
-
-/// Finds one namespace's credentials. Build once, use from many threads.
-#[derive(Debug)]
-pub struct Scanner {
-    namespace: Namespace,
-    prefix: memmem::Finder<'static>,
-    whsec: memmem::Finder<'static>,
-}
-
-impl Scanner {
-    pub fn new(namespace: &Namespace) -> Self {
-        let prefix = format!("{}_", namespace.as_str()).into_bytes();
-        Self {
-            namespace: namespace.clone(),
-            prefix: memmem::Finder::new(&prefix).into_owned(),
-            whsec: memmem::Finder::new(WHSEC).into_owned(),
+    let ns = namespace.as_str();
+    let opaque = [
+        ("_at_", CredentialKind::AccessToken),
+        ("_rt_", CredentialKind::RefreshToken),
+        ("_cs_", CredentialKind::ClientSecret),
+    ];
+    for (tag, kind) in opaque {
+        if let Some(rest) = s.strip_prefix(ns).and_then(|r| r.strip_prefix(tag)) {
+            if rest.len() == 43 && rest.bytes().all(is_b64url) {
+                let masked = format!("{ns}{tag}…{}", &rest[39..]);
+                return Some(Recognised { kind, hash: KeyHash::of(s), masked });
+            }
+            return None;
         }
     }
-
-    /// The first credential that starts at or after `from`. Bytes before `from` are looked at only
-    /// as the left neighbour of a candidate; the end of `hay` counts as a boundary, so a caller
-    /// reading in chunks accepts a match only if `found.end() < hay.len()` or the input ended.
-    pub fn find(&self, hay: &[u8], from: usize) -> Option<Found> {
-        let mut next_prefix = self.next(&self.prefix, hay, from);
-        let mut next_whsec = self.next(&self.whsec, hay, from);
-        loop {
-            let (at, is_whsec) = match (next_prefix, next_whsec) {
-                (None, None) => return None,
-                (Some(p), Some(w)) if w < p => (w, true),
-                (Some(p), _) => (p, false),
-                (None, Some(w)) => (w, true),
-            };
-            let found = if is_whsec { whsec_at(hay, at) } else { self.namespaced_at(hay, at) };
-            if found.is_some() {
-                return found;
-            }
-            if is_whsec {
-                next_whsec = self.next(&self.whsec, hay, at + 1);
-            } else {
-                next_prefix = self.next(&self.prefix, hay, at + 1);
-            }
-        }
+    if crate::oauth::looks_like_access_token(ns, s) && s.len() >= 16 {
+        let masked = format!("{}…{}", &s[..3], &s[s.len() - 4..]);
+        return Some(Recognised { kind: CredentialKind::AccessToken, hash: KeyHash::of(s), masked });
     }
-
-    /// Every credential in `hay`, in order, none overlapping.
-    pub fn find_all(&self, hay: &[u8]) -> Vec<Found> {
-        let mut out = Vec::new();
-        let mut from = 0;
-        while let Some(f) = self.find(hay, from) {
-            from = f.end();
-            out.push(f);
-        }
-        out
-    }
-
-    fn next(&self, finder: &memmem::Finder<'_>, hay: &[u8], from: usize) -> Option<usize> {
-        hay.get(from..).and_then(|h| finder.find(h)).map(|i| i + from)
-    }
-
-    /// A candidate at `at`, where `{ns}_` starts.
-    fn namespaced_at(&self, hay: &[u8], at: usize) -> Option<Found> {
-        let rest = &hay[at + self.namespace.as_str().len() + 1..];
-        let tag = rest.get(..3)?;
-        match tag {
-            b"sk_" | b"rk_" => {
-                let env_len = if rest[3..].starts_with(b"live_") || rest[3..].starts_with(b"test_") { 5 } else { 0 };
-                if env_len == 0 {
-                    return None;
-                }
-                let len = self.namespace.as_str().len() + 1 + 3 + env_len + RANDOM_LEN + CHECKSUM_LEN;
-                let candidate = std::str::from_utf8(hay.get(at..at + len)?).ok()?;
-                let key = ApiKey::parse(&self.namespace, candidate).ok()?;
-                Some(Found { start: at, len, kind: CredentialKind::api_key(key.kind, key.environment) })
-            }
-            b"at_" | b"rt_" | b"cs_" => {
-                let kind = match tag[0] {
-                    b'a' => CredentialKind::OAuthAccessToken,
-                    b'r' => CredentialKind::OAuthRefreshToken,
-                    _ => CredentialKind::OAuthClientSecret,
-                };
-                let body_start = at + self.namespace.as_str().len() + 4;
-                let body = hay.get(body_start..body_start + TOKEN_LEN)?;
-                let ok = body.iter().all(|&b| is_base64url(b))
-                    && canonical_last(body[TOKEN_LEN - 1])
-                    && standalone(hay, at, body_start + TOKEN_LEN, is_base64url);
-                ok.then_some(Found { start: at, len: body_start + TOKEN_LEN - at, kind })
-            }
-            _ => None,
-        }
-    }
+    None
 }
 
-/// A webhook secret at `at`, where `whsec_` starts.
-fn whsec_at(hay: &[u8], at: usize) -> Option<Found> {
-    let body_start = at + WHSEC.len();
-    let body = hay.get(body_start..body_start + TOKEN_LEN + 1)?;
-    let ok = body[..TOKEN_LEN].iter().all(|&b| is_base64(b))
-        && body[TOKEN_LEN] == b'='
-        && canonical_last(body[TOKEN_LEN - 1])
-        && standalone(hay, at, body_start + TOKEN_LEN + 1, is_base64)
-        && hay.get(body_start + TOKEN_LEN + 1) != Some(&b'=');
-    ok.then_some(Found { start: at, len: WHSEC.len() + TOKEN_LEN + 1, kind: CredentialKind::WebhookSecret })
-}
-
-fn is_base64url(b: u8) -> bool {
+fn is_b64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-fn is_base64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+/// One match of GitHub's batch: `{"token", "type", "url", "source"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ReportedToken {
+    pub token: String,
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// Where it was found (a commit, issue or gist URL).
+    #[serde(default)]
+    pub url: String,
+    /// What GitHub scanned: `content`, `commit`, `pull_request_description`, `npm`, …
+    #[serde(default)]
+    pub source: String,
 }
 
-/// 32 bytes are 256 bits: the 43rd base64 character carries 4 bits and two zero bits, so it is one
-/// of the 16 characters whose alphabet index is a multiple of 4 (same in both alphabets).
-fn canonical_last(b: u8) -> bool {
-    b"AEIMQUYcgkosw048".contains(&b)
-}
-
-/// No token character right before `start` or at `end`: the candidate is not a piece of a longer run.
-fn standalone(hay: &[u8], start: usize, end: usize, token_char: fn(u8) -> bool) -> bool {
-    let before = start.checked_sub(1).map(|i| hay[i]);
-    let after = hay.get(end).copied();
-    !before.is_some_and(|b| b.is_ascii_alphanumeric() || token_char(b)) && !after.is_some_and(token_char)
-}
-
-/// Counts lines as a scan moves forward through its input, so each match's line and column cost
-/// only the bytes since the previous one.
-#[derive(Clone, Copy, Debug)]
-pub struct LineCounter {
-    /// Absolute offset up to which newlines have been counted.
-    counted_to: u64,
-    /// 1-based line number at `counted_to`.
-    line: u64,
-    /// Absolute offset of the first byte of that line.
-    line_start: u64,
-}
-
-impl Default for LineCounter {
-    fn default() -> Self {
-        Self { counted_to: 0, line: 1, line_start: 0 }
+impl std::fmt::Display for ReportedToken {
+    /// Never shows the token itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}", self.token_type, self.url)
     }
 }
 
-impl LineCounter {
-    /// Line and 1-based column (in bytes) of absolute offset `at`, where `chunk` holds the input from
-    /// absolute offset `chunk_base` and `at` is not before any offset asked for earlier.
-    pub fn locate(&mut self, chunk: &[u8], chunk_base: u64, at: u64) -> (u64, u64) {
-        self.advance(chunk, chunk_base, at);
-        (self.line, at.saturating_sub(self.line_start) + 1)
-    }
+/// Why a batch was refused (nothing in it is acted on).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("the body is larger than {MAX_BATCH_BYTES} bytes")]
+    TooLarge,
+    #[error("the body is not a JSON array of {{\"token\", \"type\", \"url\", \"source\"}} objects: {0}")]
+    Malformed(String),
+    #[error("the batch holds more than {MAX_BATCH_ITEMS} items")]
+    TooMany,
+    #[error("item {index}: {field} {problem}")]
+    BadField { index: usize, field: &'static str, problem: &'static str },
+}
 
-    /// Counts the newlines of `chunk` (from absolute offset `chunk_base`) before absolute offset `to`
-    /// that have not been counted yet: call it before dropping the bytes.
-    pub fn advance(&mut self, chunk: &[u8], chunk_base: u64, to: u64) {
-        if to <= self.counted_to {
-            return;
+/// Parses GitHub's batch of matches: a JSON array (at most [`MAX_BATCH_ITEMS`]) of objects with a
+/// string `token` and `type` and optional string `url` and `source`, each bounded in length, the
+/// descriptive fields free of control characters (they are written to the audit log). Unknown
+/// fields are ignored, as GitHub may add some.
+pub fn parse_github_batch(body: &[u8]) -> Result<Vec<ReportedToken>, BatchError> {
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(BatchError::TooLarge);
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+    if items.len() > MAX_BATCH_ITEMS {
+        return Err(BatchError::TooMany);
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let t: ReportedToken =
+                serde_json::from_value(v).map_err(|e| BatchError::Malformed(format!("item {index}: {e}")))?;
+            let bad = |field, problem| BatchError::BadField { index, field, problem };
+            if t.token.is_empty() {
+                return Err(bad("token", "is empty"));
+            }
+            if t.token.len() > MAX_TOKEN_LEN {
+                return Err(bad("token", "is too long"));
+            }
+            for (field, value, max) in [
+                ("type", &t.token_type, MAX_TYPE_LEN),
+                ("url", &t.url, MAX_URL_LEN),
+                ("source", &t.source, MAX_SOURCE_LEN),
+            ] {
+                if value.len() > max {
+                    return Err(bad(field, "is too long"));
+                }
+                if value.chars().any(char::is_control) {
+                    return Err(bad(field, "contains control characters"));
+                }
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+/// Parses a report-a-leak body, `{"credentials": ["…", …]}` (at most [`MAX_BATCH_ITEMS`] strings).
+/// Strings of any content are accepted (the point is not to tell the reporter which are ours);
+/// only the shape is checked.
+pub fn parse_leak_report(body: &[u8]) -> Result<Vec<String>, BatchError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Report {
+        credentials: Vec<String>,
+    }
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(BatchError::TooLarge);
+    }
+    let r: Report = serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+    if r.credentials.len() > MAX_BATCH_ITEMS {
+        return Err(BatchError::TooMany);
+    }
+    Ok(r.credentials)
+}
+
+/// The two headers GitHub signs a batch with, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GithubSignature {
+    /// `Github-Public-Key-Identifier`: which published key signed.
+    pub key_id: String,
+    /// `Github-Public-Key-Signature`, base64-decoded: an ASN.1 DER ECDSA signature.
+    pub der: Vec<u8>,
+}
+
+/// Why the signature headers were refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureHeaderError {
+    #[error("the Github-Public-Key-Identifier header is missing")]
+    MissingKeyId,
+    #[error("the Github-Public-Key-Signature header is missing")]
+    MissingSignature,
+    #[error("the Github-Public-Key-Identifier header is not 1 to 128 letters, digits, `-` or `_`")]
+    BadKeyId,
+    #[error("the Github-Public-Key-Signature header is not base64 of a DER ECDSA signature")]
+    BadSignature,
+}
+
+/// Parses the raw header values (`None`: absent). The identifier is 1–128 of `A-Za-z0-9_-`
+/// (GitHub's are 64 hex digits); the signature is standard base64 of 8–72 bytes that form one DER
+/// SEQUENCE with its length (a P-256 signature is at most 72 bytes). The signature itself is checked later,
+/// against the key the identifier names.
+pub fn parse_signature_headers(
+    key_id: Option<&[u8]>,
+    signature: Option<&[u8]>,
+) -> Result<GithubSignature, SignatureHeaderError> {
+    let key_id = key_id.ok_or(SignatureHeaderError::MissingKeyId)?;
+    let signature = signature.ok_or(SignatureHeaderError::MissingSignature)?;
+    if !(1..=128).contains(&key_id.len()) || !key_id.iter().copied().all(is_b64url) {
+        return Err(SignatureHeaderError::BadKeyId);
+    }
+    if signature.len() > 100 {
+        return Err(SignatureHeaderError::BadSignature);
+    }
+    let der = B64.decode(signature).map_err(|_| SignatureHeaderError::BadSignature)?;
+    // A SEQUENCE whose short-form length covers exactly the rest: anything else is not one signature.
+    if !(8..=72).contains(&der.len()) || der[0] != 0x30 || usize::from(der[1]) != der.len() - 2 {
+        return Err(SignatureHeaderError::BadSignature);
+    }
+    let key_id = String::from_utf8(key_id.to_vec()).map_err(|_| SignatureHeaderError::BadKeyId)?;
+    Ok(GithubSignature { key_id, der })
+}
+
+/// One key of GitHub's published list, as an uncompressed P-256 point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedKey {
+    pub key_identifier: String,
+    /// `0x04 ‖ X ‖ Y`.
+    pub point: Vec<u8>,
+    /// GitHub marks keys it no longer signs with `false`; those are refused.
+    pub is_current: bool,
+}
+
+/// What a key list held: the usable keys, and how many entries were skipped (not P-256).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyList {
+    pub keys: Vec<PublishedKey>,
+    pub skipped: usize,
+}
+
+/// Why a key list was refused as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyListError {
+    #[error("the key list is larger than {MAX_KEY_LIST_BYTES} bytes")]
+    TooLarge,
+    #[error("the key list is not {{\"public_keys\": [{{\"key_identifier\", \"key\", \"is_current\"}}]}}: {0}")]
+    Malformed(String),
+    #[error("the key list holds more than {MAX_KEYS} keys")]
+    TooMany,
+}
+
+/// Parses GitHub's key list (`{"public_keys": [{"key_identifier", "key", "is_current"}]}`, every
+/// field required). An entry whose key is not a PEM P-256 public key (SPKI, uncompressed point) or
+/// whose identifier is malformed is skipped and counted, so a new key type GitHub may add does not
+/// break verification with the others.
+pub fn parse_key_list(body: &[u8]) -> Result<KeyList, KeyListError> {
+    #[derive(Deserialize)]
+    struct Entry {
+        key_identifier: String,
+        key: String,
+        is_current: bool,
+    }
+    #[derive(Deserialize)]
+    struct List {
+        public_keys: Vec<Entry>,
+    }
+    if body.len() > MAX_KEY_LIST_BYTES {
+        return Err(KeyListError::TooLarge);
+    }
+    let list: List = serde_json::from_slice(body).map_err(|e| KeyListError::Malformed(e.to_string()))?;
+    if list.public_keys.len() > MAX_KEYS {
+        return Err(KeyListError::TooMany);
+    }
+    let mut out = KeyList::default();
+    for e in list.public_keys {
+        let id_ok = (1..=128).contains(&e.key_identifier.len()) && e.key_identifier.bytes().all(is_b64url);
+        match p256_point_of_pem(&e.key) {
+            Some(point) if id_ok => {
+                out.keys.push(PublishedKey { key_identifier: e.key_identifier, point, is_current: e.is_current })
+            }
+            _ => out.skipped += 1,
         }
-        let from = usize::try_from(self.counted_to.saturating_sub(chunk_base)).unwrap_or(usize::MAX).min(chunk.len());
-        let end = usize::try_from(to.saturating_sub(chunk_base)).unwrap_or(usize::MAX).min(chunk.len());
-        let seen = &chunk[from.min(end)..end];
-        if let Some(last) = memchr::memrchr(b'\n', seen) {
-            self.line += memchr::memchr_iter(b'\n', seen).count() as u64;
-            self.line_start = chunk_base + (from + last) as u64 + 1;
-        }
-        self.counted_to = to;
     }
+    Ok(out)
+}
+
+/// DER of `SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 }` up to the BIT STRING's contents:
+/// every uncompressed P-256 public key in SPKI form begins with exactly these 26 bytes.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The uncompressed point of a PEM `PUBLIC KEY` holding a P-256 key, or `None`.
+pub fn p256_point_of_pem(pem: &str) -> Option<Vec<u8>> {
+    let body = pem.trim().strip_prefix("-----BEGIN PUBLIC KEY-----")?.strip_suffix("-----END PUBLIC KEY-----")?;
+    let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if b64.len() > 200 {
+        return None;
+    }
+    let der = B64.decode(b64).ok()?;
+    let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    (point.len() == 65 && point[0] == 0x04).then(|| point.to_vec())
+}
+
+/// The PEM `PUBLIC KEY` of an uncompressed P-256 point (for tests and tools that publish a list).
+pub fn pem_of_p256_point(point: &[u8]) -> String {
+    let mut der = P256_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(point);
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", B64.encode(der))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apikey::generate;
-    use rand::SeedableRng;
 
-    fn key(kind: KeyKind, env: Environment, seed: u64) -> String {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        generate(&Namespace::default(), kind, env, &mut rng).expose().to_owned()
+    fn ns() -> Namespace {
+        Namespace::default()
     }
 
-    fn token(tag: &str) -> String {
-        // 32 bytes of 0x5a, base64url without padding: ends in a canonical character.
-        format!("gth_{tag}_WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo")
-    }
-
-    const WH: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
-
-    fn kinds(hay: &str) -> Vec<(usize, CredentialKind)> {
-        Scanner::new(&Namespace::default()).find_all(hay.as_bytes()).iter().map(|f| (f.start, f.kind)).collect()
+    fn key() -> String {
+        crate::apikey::generate(&ns(), crate::KeyKind::Secret, crate::Environment::Live, &mut rand::thread_rng())
+            .expose()
+            .to_owned()
     }
 
     #[test]
-    fn every_format_is_found() {
-        let sk = key(KeyKind::Secret, Environment::Live, 1);
-        let rkt = key(KeyKind::Restricted, Environment::Test, 2);
-        let text = format!("a={sk}\nb=\"{rkt}\" {} {} {} {WH}", token("at"), token("rt"), token("cs"));
-        let found = kinds(&text);
-        let got: Vec<CredentialKind> = found.iter().map(|f| f.1).collect();
-        assert_eq!(
-            got,
-            [
-                CredentialKind::SecretKeyLive,
-                CredentialKind::RestrictedKeyTest,
-                CredentialKind::OAuthAccessToken,
-                CredentialKind::OAuthRefreshToken,
-                CredentialKind::OAuthClientSecret,
-                CredentialKind::WebhookSecret
-            ]
-        );
-        assert_eq!(found[0].0, 2);
-    }
-
-    /// Hostile and near-miss inputs: one row per case, the credentials expected beside it.
-    #[test]
-    fn hostile_inputs() {
-        let sk = key(KeyKind::Secret, Environment::Live, 3);
-        let mut bad_sum = sk.clone().into_bytes();
-        let last = bad_sum.len() - 1;
-        bad_sum[last] = if bad_sum[last] == b'A' { b'B' } else { b'A' };
-        let bad_sum = String::from_utf8(bad_sum).unwrap();
-        let at = token("at");
-        let rows: Vec<(String, Vec<CredentialKind>)> = vec![
-            (String::new(), vec![]),
-            ("gth_".into(), vec![]),
-            ("gth_sk_live_".into(), vec![]),
-            (sk[..sk.len() - 1].to_owned(), vec![]),
-            (bad_sum.clone(), vec![]),
-            (sk.replace("live", "prod"), vec![]),
-            (sk.replace("gth_sk", "gth_xk"), vec![]),
-            (sk.replace("gth_", "GTH_"), vec![]),
-            // Glued to other text on either side: still the key (the checksum is the evidence).
-            (format!("x{sk}y"), vec![CredentialKind::SecretKeyLive]),
-            (format!("{sk}{sk}"), vec![CredentialKind::SecretKeyLive, CredentialKind::SecretKeyLive]),
-            // A prefix repeated, then the real key.
-            (format!("gth_gth_sk_gth_sk_live_{sk}"), vec![CredentialKind::SecretKeyLive]),
-            (format!("{}\u{e9}", &sk[..20]), vec![]),
-            (format!("\u{0}\u{ff}{sk}\u{0}"), vec![CredentialKind::SecretKeyLive]),
-            // Unchecksummed formats must stand alone and end canonically.
-            (format!("x{at}"), vec![]),
-            (format!("{at}A"), vec![]),
-            (format!("{at}-"), vec![]),
-            (format!("{}B", &at[..at.len() - 1]), vec![]),
-            (at[..at.len() - 1].to_owned(), vec![]),
-            (format!("\"{at}\""), vec![CredentialKind::OAuthAccessToken]),
-            (format!("gth_zz_{}", &at[7..]), vec![]),
-            (WH.replace('=', "A"), vec![]),
-            (format!("{WH}="), vec![]),
-            (format!("+{WH}"), vec![]),
-            (format!("secret: {WH}\n"), vec![CredentialKind::WebhookSecret]),
-            (format!("WEBHOOK_SECRET={WH}\n"), vec![CredentialKind::WebhookSecret]),
-            (format!("TOKEN={at}&x=1"), vec![CredentialKind::OAuthAccessToken]),
+    fn recognises_each_kind_and_rejects_near_misses() {
+        let k = key();
+        let t43 = "A".repeat(43);
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLWJ5dGVz";
+        let mut flipped = k.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == 'A' { 'B' } else { 'A' });
+        let rows: Vec<(String, Option<CredentialKind>)> = vec![
+            (k.clone(), Some(CredentialKind::ApiKey)),
+            (flipped, None),
+            (k[..k.len() - 1].to_owned(), None),
+            (format!("{k}x"), None),
+            (format!("gth_at_{t43}"), Some(CredentialKind::AccessToken)),
+            (format!("gth_rt_{t43}"), Some(CredentialKind::RefreshToken)),
+            (format!("gth_cs_{t43}"), Some(CredentialKind::ClientSecret)),
+            (format!("gth_cs_{}", &t43[1..]), None),
+            (format!("gth_cs_{t43}A"), None),
+            (format!("gth_cs_{}!", &t43[1..]), None),
+            (format!("xyz_at_{t43}"), None),
+            (jwt.to_owned(), Some(CredentialKind::AccessToken)),
+            ("a.b.c".to_owned(), None),
+            (String::new(), None),
+            ("whsec_c2VjcmV0".to_owned(), None),
+            ("A".repeat(MAX_TOKEN_LEN + 1), None),
+            ("ghp_0123456789abcdefghijABCDEFGHIJ012345".to_owned(), None),
         ];
-        for (input, want) in rows {
-            let got: Vec<CredentialKind> = kinds(&input).into_iter().map(|f| f.1).collect();
-            assert_eq!(got, want, "input {input:?}");
+        for (s, want) in rows {
+            let got = recognise(&ns(), &s);
+            assert_eq!(got.as_ref().map(|r| r.kind), want, "{s:.60}");
+            if let Some(r) = got {
+                assert_eq!(r.hash, KeyHash::of(&s));
+                assert!(!r.masked.contains(&s[..s.len().min(20)][8..]), "masked form hides the secret: {}", r.masked);
+                assert!(r.masked.chars().count() <= 24, "{}", r.masked);
+            }
+        }
+        assert_eq!(recognise(&ns(), &format!("gth_at_{t43}")).unwrap().masked, "gth_at_…AAAA");
+    }
+
+    #[test]
+    fn hostile_batches_are_refused_whole() {
+        let ok = br#"[{"token":"x","type":"gatehouse_api_key","url":"https://github.com/o/r/blob/abc/f","source":"content"}]"#;
+        assert_eq!(parse_github_batch(ok).unwrap().len(), 1);
+        assert_eq!(parse_github_batch(b"[]").unwrap(), vec![]);
+        assert_eq!(
+            parse_github_batch(br#"[{"token":"x","type":"t","extra":[1,2]}]"#).unwrap()[0],
+            ReportedToken { token: "x".into(), token_type: "t".into(), url: String::new(), source: String::new() }
+        );
+        let long_token = format!(r#"[{{"token":"{}","type":"t"}}]"#, "a".repeat(MAX_TOKEN_LEN + 1));
+        let long_url = format!(r#"[{{"token":"x","type":"t","url":"{}"}}]"#, "u".repeat(MAX_URL_LEN + 1));
+        let many = format!("[{}]", vec![r#"{"token":"x","type":"t"}"#; MAX_BATCH_ITEMS + 1].join(","));
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let huge = vec![b' '; MAX_BATCH_BYTES + 1];
+        let rows: Vec<(&[u8], &str)> = vec![
+            (b"", "Malformed"),
+            (b"{}", "Malformed"),
+            (b"null", "Malformed"),
+            (b"[1]", "Malformed"),
+            (b"[{\"type\":\"t\"}]", "Malformed"),
+            (b"[{\"token\":5,\"type\":\"t\"}]", "Malformed"),
+            (b"[{\"token\":\"x\"}]", "Malformed"),
+            (b"[{\"token\":\"x\",\"type\":\"t\",\"url\":null}]", "Malformed"),
+            (b"[{\"token\":\"\",\"type\":\"t\"}]", "BadField"),
+            (b"[{\"token\":\"x\",\"type\":\"t\\u0000\"}]", "BadField"),
+            (b"[{\"token\":\"x\",\"type\":\"t\",\"url\":\"a\\nb\"}]", "BadField"),
+            (b"[{\"token\":\"x\",\"type\":\"t\"}] trailing", "Malformed"),
+            (b"\xff\xfe[]", "Malformed"),
+            (long_token.as_bytes(), "BadField"),
+            (long_url.as_bytes(), "BadField"),
+            (many.as_bytes(), "TooMany"),
+            (deep.as_bytes(), "Malformed"),
+            (&huge, "TooLarge"),
+        ];
+        for (body, want) in rows {
+            let err = parse_github_batch(body).unwrap_err();
+            assert!(
+                format!("{err:?}").starts_with(want),
+                "{:?} -> {err:?}",
+                String::from_utf8_lossy(&body[..body.len().min(60)])
+            );
         }
     }
 
     #[test]
-    fn another_namespace_is_not_ours() {
-        let sk = key(KeyKind::Secret, Environment::Live, 4);
-        let acme = Namespace::parse("acme").unwrap();
-        assert!(Scanner::new(&acme).find_all(sk.as_bytes()).is_empty());
-        let theirs = sk.replacen("gth", "acme", 1);
-        assert_eq!(Scanner::new(&acme).find_all(theirs.as_bytes()).len(), 1);
+    fn leak_reports_accept_any_strings_but_only_the_shape() {
+        assert_eq!(parse_leak_report(br#"{"credentials":["a","b"]}"#).unwrap(), vec!["a", "b"]);
+        for bad in
+            [&b"[]"[..], b"{}", br#"{"credentials":"a"}"#, br#"{"credentials":[1]}"#, br#"{"credentials":[],"x":1}"#]
+        {
+            assert!(parse_leak_report(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let many = format!(r#"{{"credentials":[{}]}}"#, vec!["\"x\""; MAX_BATCH_ITEMS + 1].join(","));
+        assert_eq!(parse_leak_report(many.as_bytes()), Err(BatchError::TooMany));
     }
 
     #[test]
-    fn lines_and_columns_are_counted_forward() {
-        let hay = b"ab\ncd\n\nxyz";
-        let mut lc = LineCounter::default();
-        assert_eq!(lc.locate(hay, 0, 1), (1, 2));
-        assert_eq!(lc.locate(hay, 0, 3), (2, 1));
-        assert_eq!(lc.locate(hay, 0, 8), (4, 2));
-        // Continuing in a later chunk that overlaps the first.
-        let mut lc = LineCounter::default();
-        assert_eq!(lc.locate(&hay[..5], 0, 4), (2, 2));
-        assert_eq!(lc.locate(&hay[4..], 4, 9), (4, 3));
+    fn signature_headers() {
+        let sig = b"MEUCIQDfLvT8/zM8F1aB3cM0ZwyeWF1m5YR6IhcUIv1OKQYL0wIgBZ5lVXB3gHK+dT8+xt0WgRVLqvsTPFiDO9QP/7eJ4yE=";
+        let id = b"f9525bf080f75b3506ca1ead061add62b8633a346606dc5fe544e29231c6ee0d";
+        let ok = parse_signature_headers(Some(id), Some(sig)).unwrap();
+        assert_eq!(ok.key_id.as_bytes(), id);
+        assert_eq!(ok.der.len(), 71);
+        use SignatureHeaderError::*;
+        let long_id = vec![b'a'; 129];
+        type Row<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, SignatureHeaderError);
+        let rows: Vec<Row> = vec![
+            (None, Some(sig), MissingKeyId),
+            (Some(id), None, MissingSignature),
+            (Some(b""), Some(sig), BadKeyId),
+            (Some(&long_id), Some(sig), BadKeyId),
+            (Some(b"abc def"), Some(sig), BadKeyId),
+            (Some(b"../../etc"), Some(sig), BadKeyId),
+            (Some("é".as_bytes()), Some(sig), BadKeyId),
+            (Some(id), Some(b""), BadSignature),
+            (Some(id), Some(b"not base64!"), BadSignature),
+            (Some(id), Some(b"MEUCIQDfLvT8"), BadSignature),
+            (Some(id), Some(b"AAAAAAAAAAAAAAAA"), BadSignature),
+            (Some(id), Some(&[b'A'; 200]), BadSignature),
+            (
+                Some(id),
+                Some(
+                    b"MEUCIQDfLvT8/zM8F1aB3cM0ZwyeWF1m5YR6IhcUIv1OKQYL0wIgBZ5lVXB3gHK+dT8+xt0WgRVLqvsTPFiDO9QP/7eJ4yE",
+                ),
+                BadSignature,
+            ),
+        ];
+        for (i, s, want) in rows {
+            assert_eq!(parse_signature_headers(i, s), Err(want.clone()), "{want:?}");
+        }
     }
 
     #[test]
-    fn max_len_covers_every_format() {
-        let ns = Namespace::parse("abcdefghijklmnop").unwrap();
-        let long = generate(&ns, KeyKind::Secret, Environment::Live, &mut rand::rngs::StdRng::seed_from_u64(5));
-        assert_eq!(long.expose().len(), MAX_LEN);
-        assert!(WH.len() <= MAX_LEN && token("at").len() <= MAX_LEN);
+    fn key_lists() {
+        let point: Vec<u8> = std::iter::once(4u8).chain(1..=64).collect();
+        let pem = pem_of_p256_point(&point);
+        assert_eq!(p256_point_of_pem(&pem), Some(point.clone()));
+        let list = serde_json::json!({"public_keys": [
+            {"key_identifier": "k1", "key": pem, "is_current": true},
+            {"key_identifier": "k2", "key": pem, "is_current": false},
+            {"key_identifier": "k3", "key": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----", "is_current": true},
+            {"key_identifier": "bad id", "key": pem, "is_current": true},
+        ]});
+        let parsed = parse_key_list(list.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.skipped, 2);
+        assert_eq!(
+            parsed.keys.iter().map(|k| (k.key_identifier.as_str(), k.is_current)).collect::<Vec<_>>(),
+            vec![("k1", true), ("k2", false)]
+        );
+        let compressed: Vec<u8> = std::iter::once(2u8).chain(1..=64).collect();
+        for bad_pem in [
+            String::new(),
+            pem.replace("PUBLIC KEY", "PRIVATE KEY"),
+            pem_of_p256_point(&compressed),
+            pem_of_p256_point(&point[..64]),
+            format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----", "A".repeat(400)),
+        ] {
+            assert_eq!(p256_point_of_pem(&bad_pem), None, "{bad_pem}");
+        }
+        let many = serde_json::json!({"public_keys": vec![serde_json::json!({"key_identifier": "k", "key": "x", "is_current": true}); MAX_KEYS + 1]});
+        for (body, want) in [
+            (b"[]".to_vec(), "Malformed"),
+            (br#"{"public_keys":[{"key_identifier":"k","key":"x"}]}"#.to_vec(), "Malformed"),
+            (br#"{"public_keys":null}"#.to_vec(), "Malformed"),
+            (many.to_string().into_bytes(), "TooMany"),
+            (vec![b' '; MAX_KEY_LIST_BYTES + 1], "TooLarge"),
+        ] {
+            let err = parse_key_list(&body).unwrap_err();
+            assert!(format!("{err:?}").starts_with(want), "{err:?}");
+        }
     }
 }

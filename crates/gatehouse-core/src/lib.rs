@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod id;
 pub mod ipallow;
 pub mod leak;
+pub mod leak_scan;
 pub mod oauth;
 pub mod path;
 pub mod ratelimit;

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// Sign-in throttling and the password-hashing cap (SPEC §11 "Sign-in").
     pub sign_in: gatehouse_services::users::SignInConfig,
     pub usage: gatehouse_services::usage::UsageConfig,
+    /// GitHub's secret scanning keys and the report-a-leak limit (SPEC §13).
+    pub secret_scanning: crate::secret_scanning::SecretScanningConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             listener: crate::listener::ListenerLimits::default(),
             sign_in: gatehouse_services::users::SignInConfig::default(),
             usage: gatehouse_services::usage::UsageConfig::default(),
+            secret_scanning: crate::secret_scanning::SecretScanningConfig::default(),
         }
     }
 }

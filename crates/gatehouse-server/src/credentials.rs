@@ -112,6 +112,8 @@ pub enum RateSubject<'a> {
     User(&'a str),
     /// A client address on public routes, under the gateway's public quota.
     PublicIp(IpAddr, Quota),
+    /// A client address reporting leaked credentials, under the report-a-leak quota.
+    LeakReport(IpAddr, Quota),
 }
 
 impl<'a> RateSubject<'a> {
@@ -128,6 +130,7 @@ impl<'a> RateSubject<'a> {
             }
             RateSubject::User(id) => (Cow::Owned(format!("user:{id}")), None),
             RateSubject::PublicIp(ip, quota) => (Cow::Owned(format!("ip:{ip}")), Some(quota)),
+            RateSubject::LeakReport(ip, quota) => (Cow::Owned(format!("leak_report:{ip}")), Some(quota)),
         }
     }
 }

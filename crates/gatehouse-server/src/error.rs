@@ -57,8 +57,13 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// 401 / 403 / 429 from a credential check; `presented` is masked into the message.
     Denied { reason: DenyReason, presented: Option<String>, rate: Option<RateDecision> },
+    /// 401 `invalid_signature`: a signed request (GitHub's secret scanning) whose signature does not
+    /// check out; the message says which part failed, never what was expected.
+    BadSignature(String),
     /// 503: storage unreachable. Never "allow".
     Unavailable,
+    /// 503 with the message given: a dependency other than storage (GitHub's key list) is unreachable.
+    DependencyUnavailable(String),
     /// 500: a bug. The cause goes to the log with the request id, never to the client.
     Internal(String),
 }
@@ -133,6 +138,10 @@ impl ApiError {
                     message = format!("{message} (key {p})");
                 }
                 (status, kind, reason.code(), message)
+            }
+            BadSignature(m) => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_signature", m.clone()),
+            DependencyUnavailable(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "api_error", "service_unavailable", m.clone())
             }
             Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

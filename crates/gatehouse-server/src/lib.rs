@@ -19,6 +19,7 @@ pub(crate) mod netaddr;
 pub(crate) mod oauth;
 pub(crate) mod pages;
 pub mod percore;
+pub mod secret_scanning;
 pub mod state;
 pub(crate) mod web;
 
@@ -130,6 +131,15 @@ impl App {
             config.usage.clone(),
             gatehouse_services::usage::system_clock(),
         );
+        let leaks = secret_scanning::LeakIntake::new(
+            gatehouse_services::leaks::LeakService::new(
+                store.clone(),
+                config.namespace.clone(),
+                config.workspace.clone(),
+            )
+            .with_cache(verifier.clone(), oauth.clone()),
+            config.secret_scanning.clone(),
+        );
         let cp_host = config
             .public_url
             .split_once("://")
@@ -158,6 +168,7 @@ impl App {
                 oauth,
                 webhooks,
                 usage,
+                leaks,
                 web,
             }),
         })

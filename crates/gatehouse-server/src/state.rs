@@ -20,6 +20,8 @@ pub struct AppState {
     pub oauth: Arc<gatehouse_services::oauth::OAuthService>,
     pub webhooks: gatehouse_services::webhooks::WebhookService,
     pub usage: gatehouse_services::usage::UsageCollector,
+    /// Leaked-credential reports (SPEC §13): the revoking service and GitHub's key list.
+    pub leaks: crate::secret_scanning::LeakIntake,
     pub web: WebState,
 }
 

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod leaks;
 pub mod limiter;
 pub mod metrics;
 pub mod oauth;

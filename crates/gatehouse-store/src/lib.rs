@@ -5,6 +5,7 @@
 
 mod breaker;
 mod error;
+pub mod leaks;
 mod notify;
 pub mod oauth;
 mod sql;
@@ -18,6 +19,7 @@ use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use breaker::ProbeConfig;
 pub use error::StoreError;
+pub use leaks::{LeakRecord, LeakStore, LeakTarget};
 pub use oauth::OAuthStore;
 pub use sql::client_feed_hash;
 pub use sql::{SqlStore, StoreOptions};
@@ -396,6 +398,7 @@ pub trait Store:
     + OAuthStore
     + WebhookStore
     + UsageStore
+    + LeakStore
     + Send
     + Sync
     + std::fmt::Debug

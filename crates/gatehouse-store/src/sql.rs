@@ -1175,9 +1175,14 @@ impl Store for SqlStore {
 }
 
 // Declared last so the macros above are in scope.
+// `macro_use`: the OAuth revocation macros serve the leak store too.
+#[macro_use]
 #[path = "sql_oauth.rs"]
 mod oauth_sql;
 pub use oauth_sql::client_feed_hash;
+
+#[path = "sql_leaks.rs"]
+mod leaks_sql;
 
 #[path = "sql_webhooks.rs"]
 mod webhooks_sql;

@@ -20,7 +20,7 @@ fn strings(json: &str, what: &str) -> Result<Vec<String>, StoreError> {
 }
 
 #[derive(sqlx::FromRow)]
-struct ClientRow {
+pub(super) struct ClientRow {
     id: String,
     workspace: String,
     name: String,
@@ -39,7 +39,7 @@ struct ClientRow {
     app: Option<String>,
 }
 
-const CLIENT_COLUMNS: &str = "id, workspace, name, kind, secret_hash, secret_last4, previous_secret_hash, \
+pub(super) const CLIENT_COLUMNS: &str = "id, workspace, name, kind, secret_hash, secret_last4, previous_secret_hash, \
      previous_secret_expires_at, redirect_uris, scopes, token_format, created_at, created_by, disabled_at, environment, app";
 
 impl TryFrom<ClientRow> for ClientRecord {

@@ -41,6 +41,8 @@ pub struct RawConfig {
     pub oauth: Option<RawOAuth>,
     pub webhooks: Option<RawWebhooks>,
     pub usage: Option<RawUsage>,
+    /// GitHub's secret scanning partner endpoint and report-a-leak (SPEC §13).
+    pub secret_scanning: Option<RawSecretScanning>,
     pub gateway: Option<RawGateway>,
     /// Apps served by `serve` (one table per app).
     pub apps: Option<Vec<RawApp>>,
@@ -195,6 +197,66 @@ impl RawUsage {
             minute_retention: Duration::from_secs(minutes * 3600),
             hour_retention: Duration::from_secs(hours * 86_400),
             ..d
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretScanning {
+    /// GitHub's published signing keys (default GitHub's list).
+    pub github_keys_url: Option<String>,
+    /// Or a file of the same JSON shape (then no URL is fetched).
+    pub github_keys_file: Option<PathBuf>,
+    /// How long a loaded key list is used before it is loaded again (default 3600).
+    pub refresh_interval_secs: Option<u64>,
+    /// Fewest seconds between two loads; an unknown key identifier asks for one (default 60).
+    pub min_refetch_interval_secs: Option<u64>,
+    /// Report-a-leak requests per client address per window (default 10 per 60 s).
+    pub report_limit: Option<u32>,
+    pub report_window_secs: Option<u64>,
+}
+
+impl RawSecretScanning {
+    fn check(self, at: &dyn Fn(&str) -> String) -> Result<gatehouse_server::secret_scanning::SecretScanningConfig> {
+        use gatehouse_server::secret_scanning::{KeySource, SecretScanningConfig};
+        let d = SecretScanningConfig::default();
+        let keys = match (self.github_keys_url.filter(|u| !u.is_empty()), self.github_keys_file) {
+            (Some(_), Some(_)) => {
+                bail!("{}: give github_keys_url or github_keys_file, not both", at("secret_scanning.github_keys_file"))
+            }
+            (Some(u), None) if u.starts_with("https://") || u.starts_with("http://") => KeySource::Url(u),
+            (Some(u), None) => {
+                bail!("{}: `{u}` must start with https:// or http://", at("secret_scanning.github_keys_url"))
+            }
+            (None, Some(f)) => {
+                std::fs::metadata(&f)
+                    .map_err(|e| anyhow!("{}: {}: {e}", at("secret_scanning.github_keys_file"), f.display()))?;
+                KeySource::File(f)
+            }
+            (None, None) => d.keys,
+        };
+        let refresh = self.refresh_interval_secs.unwrap_or(d.refresh_interval.as_secs());
+        if !(60..=7 * 86_400).contains(&refresh) {
+            bail!("{}: between 60 and 604800", at("secret_scanning.refresh_interval_secs"));
+        }
+        let refetch = self.min_refetch_interval_secs.unwrap_or(d.min_refetch_interval.as_secs());
+        if !(1..=3600).contains(&refetch) {
+            bail!("{}: between 1 and 3600", at("secret_scanning.min_refetch_interval_secs"));
+        }
+        let limit = self.report_limit.unwrap_or(d.report_limit.limit);
+        if !(1..=100_000).contains(&limit) {
+            bail!("{}: between 1 and 100000", at("secret_scanning.report_limit"));
+        }
+        let window = self.report_window_secs.unwrap_or(d.report_limit.window_ms / 1000);
+        if !(1..=86_400).contains(&window) {
+            bail!("{}: between 1 and 86400", at("secret_scanning.report_window_secs"));
+        }
+        Ok(SecretScanningConfig {
+            keys,
+            refresh_interval: Duration::from_secs(refresh),
+            min_refetch_interval: Duration::from_secs(refetch),
+            report_limit: Quota { limit, window_ms: window * 1000 },
         })
     }
 }
@@ -485,6 +547,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("usage.flush_interval_secs", Kind::Int),
     ("usage.minute_retention_hours", Kind::Int),
     ("usage.hour_retention_days", Kind::Int),
+    ("secret_scanning.github_keys_url", Kind::Str),
+    ("secret_scanning.github_keys_file", Kind::Str),
+    ("secret_scanning.refresh_interval_secs", Kind::Int),
+    ("secret_scanning.min_refetch_interval_secs", Kind::Int),
+    ("secret_scanning.report_limit", Kind::Int),
+    ("secret_scanning.report_window_secs", Kind::Int),
     ("oauth.access_token_ttl_secs", Kind::Int),
     ("oauth.refresh_token_ttl_secs", Kind::Int),
     ("oauth.code_ttl_secs", Kind::Int),
@@ -918,6 +986,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let (oauth_clients, oauth) = raw.oauth.unwrap_or_default().check(&at, file)?;
     let (webhook_worker, webhooks) = raw.webhooks.unwrap_or_default().check(&at)?;
     let usage = raw.usage.unwrap_or_default().check(&at)?;
+    let secret_scanning = raw.secret_scanning.unwrap_or_default().check(&at)?;
     let mut warnings = vec![];
     if webhooks.allow_private_destinations {
         warnings.push(ConfigWarning::AllowPrivateDestinations);
@@ -956,6 +1025,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             listener,
             sign_in,
             usage,
+            secret_scanning,
         },
     })
 }
@@ -1005,6 +1075,29 @@ mod tests {
             (si.free_attempts, si.max_concurrent_hashes, si.hash_wait, si.max_wait),
             (3, 2, Duration::from_millis(250), Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn secret_scanning_defaults_file_and_environment() {
+        use gatehouse_server::secret_scanning::{KeySource, GITHUB_KEYS_URL};
+        let c = load_from(&Flags::default(), &env(&[])).unwrap();
+        assert_eq!(c.server.secret_scanning.keys, KeySource::Url(GITHUB_KEYS_URL.into()));
+        assert_eq!(c.server.secret_scanning.report_limit, Quota { limit: 10, window_ms: 60_000 });
+        let keys = tempfile::NamedTempFile::new().unwrap();
+        let (_f, flags) = file(&format!(
+            "[secret_scanning]\ngithub_keys_file = {:?}\nreport_limit = 3\n",
+            keys.path().display().to_string()
+        ));
+        let c = load_from(&flags, &env(&[("GATEHOUSE_SECRET_SCANNING__REPORT_WINDOW_SECS", "10")])).unwrap();
+        let ss = &c.server.secret_scanning;
+        assert_eq!(ss.keys, KeySource::File(keys.path().to_owned()));
+        assert_eq!(ss.report_limit, Quota { limit: 3, window_ms: 10_000 });
+        let c = load_from(
+            &Flags::default(),
+            &env(&[("GATEHOUSE_SECRET_SCANNING__GITHUB_KEYS_URL", "http://127.0.0.1:9/keys")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.secret_scanning.keys, KeySource::Url("http://127.0.0.1:9/keys".into()));
     }
 
     #[test]
@@ -1060,6 +1153,21 @@ mod tests {
             (vec![("GATEHOUSE_USAGE__FLUSH_INTERVAL_SECS", "0")], "usage.flush_interval_secs"),
             (vec![("GATEHOUSE_USAGE__MINUTE_RETENTION_HOURS", "1000")], "usage.minute_retention_hours"),
             (vec![("GATEHOUSE_USAGE__HOUR_RETENTION_DAYS", "0")], "usage.hour_retention_days"),
+            (vec![("GATEHOUSE_SECRET_SCANNING__GITHUB_KEYS_URL", "ftp://x")], "secret_scanning.github_keys_url"),
+            (
+                vec![
+                    ("GATEHOUSE_SECRET_SCANNING__GITHUB_KEYS_URL", "https://keys.example"),
+                    ("GATEHOUSE_SECRET_SCANNING__GITHUB_KEYS_FILE", "/etc/hostname"),
+                ],
+                "not both",
+            ),
+            (vec![("GATEHOUSE_SECRET_SCANNING__GITHUB_KEYS_FILE", "/no/such/keys.json")], "/no/such/keys.json"),
+            (vec![("GATEHOUSE_SECRET_SCANNING__REFRESH_INTERVAL_SECS", "5")], "secret_scanning.refresh_interval_secs"),
+            (
+                vec![("GATEHOUSE_SECRET_SCANNING__MIN_REFETCH_INTERVAL_SECS", "0")],
+                "secret_scanning.min_refetch_interval_secs",
+            ),
+            (vec![("GATEHOUSE_SECRET_SCANNING__REPORT_LIMIT", "0")], "secret_scanning.report_limit"),
         ];
         for (e, field) in rows {
             let err = load_from(&Flags::default(), &env(&e)).unwrap_err().to_string();

@@ -121,6 +121,16 @@ pub(crate) fn router(state: State) -> Router {
         .route("/oauth/token", axum::routing::post(crate::oauth::endpoints::token))
         .route("/oauth/revoke", axum::routing::post(crate::oauth::endpoints::revoke))
         .route("/oauth/introspect", axum::routing::post(crate::oauth::endpoints::introspect))
+        .route(
+            "/v1/secret_scanning/github",
+            axum::routing::post(crate::secret_scanning::github)
+                .layer(axum::extract::DefaultBodyLimit::max(gatehouse_core::leak::MAX_BATCH_BYTES)),
+        )
+        .route(
+            "/v1/credentials/report_leak",
+            axum::routing::post(crate::secret_scanning::report_leak)
+                .layer(axum::extract::DefaultBodyLimit::max(gatehouse_core::leak::MAX_BATCH_BYTES)),
+        )
         .route("/v1/me/authorizations", axum::routing::get(crate::oauth::endpoints::my_authorizations))
         .route(
             "/v1/me/authorizations/{client_id}",

@@ -83,6 +83,35 @@ pub(super) struct KeyRow {
     pub expires: String,
     pub rate_limit: String,
     pub rolled_to: String,
+    /// Where the key was found when it was revoked as leaked (SPEC §13); empty if it was not.
+    pub leaked: String,
+}
+
+/// Marks the rows whose keys were revoked as leaked, with where they were found. A failed read
+/// leaves the rows as they are: the page still shows the key as revoked.
+pub(super) async fn mark_leaked(state: &AppState, rows: &mut [KeyRow]) {
+    let ids: Vec<String> = rows.iter().filter(|r| r.status == "revoked").map(|r| r.id.clone()).collect();
+    match state.store.leaks_of(state.keys.workspace(), &ids).await {
+        Ok(leaks) => {
+            for l in leaks {
+                if let Some(r) = rows.iter_mut().find(|r| r.id == l.target.id() && r.leaked.is_empty()) {
+                    r.leaked = leak_note(&l);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read leaked keys for the dashboard"),
+    }
+}
+
+/// Where a leak was found, in words.
+fn leak_note(l: &gatehouse_store::LeakRecord) -> String {
+    let at = l.location.clone().unwrap_or_default();
+    let commit = l.commit.as_deref().map(|c| format!(" (commit {c})")).unwrap_or_default();
+    match l.source_kind.as_str() {
+        "github" => format!("GitHub secret scanning: {at}"),
+        "scan" => format!("gatehouse scan: {at}{commit}"),
+        _ => "reported by someone holding it".to_owned(),
+    }
 }
 
 pub(super) fn status_of(k: &KeyRecord, now: Timestamp) -> &'static str {
@@ -124,6 +153,7 @@ pub(super) fn row(k: &KeyRecord, now: Timestamp) -> KeyRow {
             .rate_limit
             .map_or_else(|| "the default".into(), |r| format!("{} per {} s", r.limit, r.window_secs)),
         rolled_to: k.rolled_to.clone().unwrap_or_default(),
+        leaked: String::new(),
     }
 }
 
@@ -443,6 +473,8 @@ async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> R
     for a in &state.web.apps {
         apps.push(Choice { value: a.name.clone(), label: a.name.clone(), selected: q.app == a.name });
     }
+    let mut rows: Vec<KeyRow> = keys.iter().map(|k| row(k, now)).collect();
+    mark_leaked(&state, &mut rows).await;
     let page = KeysList {
         layout: viewer.layout("API keys"),
         q: q.q.clone(),
@@ -454,7 +486,7 @@ async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> R
             &[("", "Any status"), ("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")],
         ),
         apps,
-        keys: keys.iter().map(|k| row(k, now)).collect(),
+        keys: rows,
         truncated,
         may_write: viewer.may("keys:write"),
         grid: grid(&state, None),
@@ -542,9 +574,12 @@ async fn show(State(state): St, viewer: Viewer, Path(id): Path<String>) -> Respo
             Err(e) => return super::store_failed(&viewer, &e),
         }
     }
+    let mut key = [row(&record, now)];
+    mark_leaked(&state, &mut key).await;
+    let [key] = key;
     let page = KeyPage {
         layout: viewer.layout(&format!("API key {}", if record.name.is_empty() { &record.id } else { &record.name })),
-        key: row(&record, now),
+        key,
         may_write: viewer.may("keys:write") && record.revoked_at.is_none() && !record.is_expired(now),
         roll_choices: ROLL_CHOICES
             .iter()

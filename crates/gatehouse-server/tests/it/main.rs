@@ -25,6 +25,7 @@ mod oauth;
 mod openapi;
 mod path_corpus;
 mod resilience;
+mod secret_scanning;
 mod usage;
 mod users;
 mod webhooks;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use gatehouse_core::leak::{LineCounter, Scanner, MAX_LEN};
+use gatehouse_core::leak_scan::{LineCounter, Scanner, MAX_LEN};
 use ignore::{WalkBuilder, WalkState};
 
 use super::{found_at, Finding, Outcome, Progress};

@@ -12,7 +12,7 @@ use gix::hash::ObjectId;
 
 use super::files::{is_binary, Options};
 use super::{scan_bytes, Outcome, Progress};
-use gatehouse_core::leak::Scanner;
+use gatehouse_core::leak_scan::Scanner;
 
 /// A blob to scan, named by where it first appeared.
 struct Blob {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gatehouse_core::apikey::mask;
-use gatehouse_core::leak::{CredentialKind, Found};
+use gatehouse_core::leak_scan::{CredentialKind, Found};
 use gatehouse_core::{KeyHash, Timestamp};
 use gatehouse_services::audit::{Actor, RequestMeta};
 use gatehouse_services::keys::KeyService;
@@ -180,7 +180,7 @@ async fn scan(mut args: ScanArgs, cfg: Result<Config>, json_flag: bool) -> Resul
             cfg.data_dir.display()
         );
     }
-    let scanner = Arc::new(gatehouse_core::leak::Scanner::new(&cfg.server.namespace));
+    let scanner = Arc::new(gatehouse_core::leak_scan::Scanner::new(&cfg.server.namespace));
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let progress = Arc::new(Progress::default());
     let ticker = ProgressLine::start(progress.clone());
@@ -349,13 +349,13 @@ impl ProgressLine {
 
 /// Scans one in-memory input (a git blob) whole; `at` names it in findings.
 pub fn scan_bytes(
-    scanner: &gatehouse_core::leak::Scanner,
+    scanner: &gatehouse_core::leak_scan::Scanner,
     hay: &[u8],
     path: &str,
     commit: Option<&str>,
     out: &mut Vec<Finding>,
 ) {
-    let mut lines = gatehouse_core::leak::LineCounter::default();
+    let mut lines = gatehouse_core::leak_scan::LineCounter::default();
     let mut from = 0;
     while let Some(f) = scanner.find(hay, from) {
         out.push(found_at(&f, hay, 0, &mut lines, path, commit));
@@ -368,7 +368,7 @@ pub fn found_at(
     f: &Found,
     chunk: &[u8],
     base: u64,
-    lines: &mut gatehouse_core::leak::LineCounter,
+    lines: &mut gatehouse_core::leak_scan::LineCounter,
     path: &str,
     commit: Option<&str>,
 ) -> Finding {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use gatehouse_core::leak::CredentialKind;
+use gatehouse_core::leak_scan::CredentialKind;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -156,6 +156,7 @@ fn key_row() -> KeyRow {
         expires: "never".into(),
         rate_limit: "the default".into(),
         rolled_to: String::new(),
+        leaked: String::new(),
     }
 }
 
@@ -248,7 +249,7 @@ fn keys_show() {
     };
     let page = KeyPage {
         layout: v.layout("API key"),
-        key: KeyRow { rolled_to: HOSTILE.into(), ..key_row() },
+        key: KeyRow { rolled_to: HOSTILE.into(), status: "revoked", leaked: HOSTILE.into(), ..key_row() },
         may_write: true,
         roll_choices: vec![Choice { value: "now".into(), label: "Now".into(), selected: true }],
         audit: vec![AuditRow { at: "2026-12-01 21:10 UTC".into(), actor: HOSTILE.into(), action: HOSTILE.into() }],
