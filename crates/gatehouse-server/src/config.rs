@@ -36,7 +36,7 @@ pub struct ServerConfig {
     pub sign_in: gatehouse_services::users::SignInConfig,
     pub usage: gatehouse_services::usage::UsageConfig,
     /// GitHub's secret scanning keys and the report-a-leak limit (SPEC §13).
-    pub secret_scanning: crate::secret_scanning::SecretScanningConfig,
+    pub secret_scanning: SecretScanningConfig,
 }
 
 /// The documented request body limit of the management API.
@@ -61,7 +61,42 @@ impl Default for ServerConfig {
             listener: crate::listener::ListenerLimits::default(),
             sign_in: gatehouse_services::users::SignInConfig::default(),
             usage: gatehouse_services::usage::UsageConfig::default(),
-            secret_scanning: crate::secret_scanning::SecretScanningConfig::default(),
+            secret_scanning: SecretScanningConfig::default(),
+        }
+    }
+}
+
+/// GitHub's published secret scanning keys.
+pub const GITHUB_KEYS_URL: &str = "https://api.github.com/meta/public_keys/secret_scanning";
+
+/// Where GitHub's keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// Fetched over HTTP(S) (GitHub's list by default).
+    Url(String),
+    /// Read from a file of the same JSON shape.
+    File(std::path::PathBuf),
+}
+
+/// `[secret_scanning]`: the key list and the report-a-leak limits.
+#[derive(Clone, Debug)]
+pub struct SecretScanningConfig {
+    pub keys: KeySource,
+    /// How long a fetched list is trusted before it is fetched again.
+    pub refresh_interval: std::time::Duration,
+    /// Fewest time between two fetches (an unknown key identifier asks for one).
+    pub min_refetch_interval: std::time::Duration,
+    /// Per client address, on `POST /v1/credentials/report_leak`.
+    pub report_limit: gatehouse_core::ratelimit::Quota,
+}
+
+impl Default for SecretScanningConfig {
+    fn default() -> Self {
+        Self {
+            keys: KeySource::Url(GITHUB_KEYS_URL.to_owned()),
+            refresh_interval: std::time::Duration::from_secs(3600),
+            min_refetch_interval: std::time::Duration::from_secs(60),
+            report_limit: gatehouse_core::ratelimit::Quota { limit: 10, window_ms: 60_000 },
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod delivery;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub mod gateway;
+mod leak_intake;
 pub mod listener;
 pub mod login;
 pub(crate) mod netaddr;

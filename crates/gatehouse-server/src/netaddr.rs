@@ -36,6 +36,13 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
     client
 }
 
+/// The client address of a request's `parts`: its peer, or per [`client_ip`] behind trusted proxies.
+/// `None` when the connection's peer is not known (a request not from a socket).
+pub(crate) fn client_of(parts: &http::request::Parts, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip();
+    Some(client_ip(peer, &parts.headers, trusted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ pub struct AppState {
     pub webhooks: gatehouse_services::webhooks::WebhookService,
     pub usage: gatehouse_services::usage::UsageCollector,
     /// Leaked-credential reports (SPEC §13): the revoking service and GitHub's key list.
-    pub leaks: crate::secret_scanning::LeakIntake,
+    pub leaks: crate::leak_intake::LeakIntake,
     pub web: WebState,
 }
 

@@ -11,11 +11,11 @@ pub(crate) mod users;
 pub mod webhooks;
 
 use std::cell::Cell;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -336,8 +336,7 @@ impl<S> Caller<S> {
 
 /// The client address, honouring `X-Forwarded-For` only from trusted proxies.
 pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    Some(crate::netaddr::client_ip(peer, &parts.headers, &state.config.trusted_proxies))
+    crate::netaddr::client_of(parts, &state.config.trusted_proxies)
 }
 
 /// The one presented credential from `Authorization`: a bearer token, or Basic with the key as user name.

@@ -204,9 +204,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             namespace: state.config.namespace.clone(),
             meta: RequestMeta {
                 request_id: Some(crate::error::current_request_id()),
-                ip: parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|peer| {
-                    crate::netaddr::client_ip(peer.0.ip(), &parts.headers, &state.config.trusted_proxies).to_string()
-                }),
+                ip: crate::netaddr::client_of(parts, &state.config.trusted_proxies).map(|ip| ip.to_string()),
             },
         })
     }

@@ -220,7 +220,9 @@ async fn dashboard_audit_entries_carry_the_request_id_and_client_ip(b: Backend) 
 story!(webhook_resend_requeues_one_endpoint_and_deliveries_are_paginated);
 async fn webhook_resend_requeues_one_endpoint_and_deliveries_are_paginated(b: Backend) {
     // No delivery worker: the queue is read straight from storage, so nothing moves but what we do.
-    let app = TestApp::new(b).await;
+    let mut cfg = crate::test_config();
+    cfg.webhook_worker = false;
+    let app = TestApp::with_config(b, cfg).await;
     let owner = sign_in_as(&app, "owner").await;
     let token = owner.csrf().await;
     let mut ids = vec![];
