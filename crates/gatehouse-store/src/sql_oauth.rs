@@ -267,6 +267,25 @@ macro_rules! revoke_grant_in {
     }};
 }
 
+/// Runs an `UPDATE … WHERE id = $1 … RETURNING` of one client (`$binds` adds `$2…`) in a write
+/// transaction; when a row changed, records `$audit` and feeds the client's change, so every node
+/// drops its cached copy.
+macro_rules! update_client_row {
+    ($self:ident, $sql:expr, $id:expr, $audit:expr, |$q:ident| $binds:expr) => {{
+        let audit: &AuditEntry = $audit;
+        let row: Option<ClientRow> = in_tx!($self, tx => {
+            let $q = sqlx::query_as::<_, ClientRow>($sql).bind($id);
+            let row: Option<ClientRow> = $binds.fetch_optional(&mut *tx).await?;
+            if row.is_some() {
+                record!(tx, audit);
+                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash($id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
+            }
+            row
+        });
+        row.map(ClientRecord::try_from).transpose()
+    }};
+}
+
 #[async_trait]
 impl OAuthStore for SqlStore {
     async fn insert_client(&self, c: &ClientRecord, audit: &AuditEntry) -> Result<(), StoreError> {
@@ -338,21 +357,10 @@ impl OAuthStore for SqlStore {
              secret_hash = $2, secret_last4 = $3 WHERE id = $1 AND kind = 'confidential' AND disabled_at IS NULL \
              RETURNING {CLIENT_COLUMNS}"
         );
-        let row: Option<ClientRow> = in_tx!(self, tx => {
-            let row: Option<ClientRow> = sqlx::query_as(&sql)
-                .bind(id)
-                .bind(&new_hash.0[..])
-                .bind(new_last4)
-                .bind(previous_expires_at.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if row.is_some() {
-                record!(tx, audit);
-                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
-            }
-            row
-        });
-        row.map(ClientRecord::try_from).transpose()
+        update_client_row!(self, &sql, id, audit, |q| q
+            .bind(&new_hash.0[..])
+            .bind(new_last4)
+            .bind(previous_expires_at.0))
     }
 
     async fn update_client(
@@ -365,21 +373,10 @@ impl OAuthStore for SqlStore {
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, scopes = $4 WHERE id = $1 AND disabled_at IS NULL \
              RETURNING {CLIENT_COLUMNS}"
         );
-        let row: Option<ClientRow> = in_tx!(self, tx => {
-            let row: Option<ClientRow> = sqlx::query_as(&sql)
-                .bind(id)
-                .bind(&edit.name)
-                .bind(json_list(edit.redirect_uris.clone()))
-                .bind(json_list(edit.scopes.clone()))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if row.is_some() {
-                record!(tx, audit);
-                sqlx::query(INSERT_CHANGE).bind(&client_feed_hash(id).0[..]).bind(audit.at.0).execute(&mut *tx).await?;
-            }
-            row
-        });
-        row.map(ClientRecord::try_from).transpose()
+        update_client_row!(self, &sql, id, audit, |q| q
+            .bind(&edit.name)
+            .bind(json_list(edit.redirect_uris.clone()))
+            .bind(json_list(edit.scopes.clone())))
     }
 
     async fn disable_client(
