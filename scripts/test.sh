@@ -117,5 +117,38 @@ if [ -n "$http_deps" ]; then
   exit 1
 fi
 
+# Every fuzz target (fuzz/Cargo.toml) runs briefly from its seeds (fuzz/seeds/<target>, rows of the
+# table tests) into a scratch corpus, so a parser change that panics on a known-hostile input, or that
+# a few seconds of mutation break, fails the suite. Longer runs: fuzz/README.md.
+fuzz_smoke() {
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "the fuzz smoke runs need the nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 1
+  fi
+  if ! cargo fuzz --help >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+  local secs=${FUZZ_SMOKE_SECS:-10} scratch
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' RETURN
+  log "cargo +nightly fuzz build (all targets)"
+  cargo +nightly fuzz build -O
+  for t in $(cargo +nightly fuzz list); do
+    log "fuzz smoke: $t for ${secs}s"
+    mkdir -p "$scratch/$t"
+    seeds=()
+    [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
+    cargo +nightly fuzz run -O "$t" "$scratch/$t" "${seeds[@]}" -- \
+      -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 2>"$scratch/$t.log" || {
+      tail -n 60 "$scratch/$t.log" >&2
+      echo "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/" >&2
+      exit 1
+    }
+    grep -E '^stat::number_of_executed_units' "$scratch/$t.log" || true
+  done
+}
+fuzz_smoke
+
 log "cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast

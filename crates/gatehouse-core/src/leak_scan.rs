@@ -95,6 +95,22 @@ impl CredentialKind {
     pub fn is_api_key(self) -> bool {
         self.checksummed()
     }
+
+    /// The kind the leak service revokes it as; `None` for webhook signing secrets, which are
+    /// rolled, not revoked.
+    pub fn reported_kind(self) -> Option<crate::leak::CredentialKind> {
+        use crate::leak::CredentialKind as Reported;
+        Some(match self {
+            CredentialKind::SecretKeyLive
+            | CredentialKind::SecretKeyTest
+            | CredentialKind::RestrictedKeyLive
+            | CredentialKind::RestrictedKeyTest => Reported::ApiKey,
+            CredentialKind::OAuthAccessToken => Reported::AccessToken,
+            CredentialKind::OAuthRefreshToken => Reported::RefreshToken,
+            CredentialKind::OAuthClientSecret => Reported::ClientSecret,
+            CredentialKind::WebhookSecret => return None,
+        })
+    }
 }
 
 /// One credential in a haystack: `hay[start..start + len]`.

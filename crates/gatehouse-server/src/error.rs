@@ -221,7 +221,7 @@ pub(crate) fn masked(text: &str) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Full(_) => ApiError::Unavailable,
             StoreError::Conflict(m) => ApiError::Conflict(m),
             other => ApiError::Internal(other.to_string()),
         }

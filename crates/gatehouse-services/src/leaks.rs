@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::leak::{recognise, CredentialKind};
+use gatehouse_core::leak::{recognise, CredentialKind, Recognised};
 use gatehouse_core::{Environment, KeyHash, Namespace, Timestamp};
 use gatehouse_store::oauth::TokenKind;
 use gatehouse_store::{LeakRecord, LeakTarget, Store};
@@ -160,6 +160,17 @@ impl LeakService {
         meta: &RequestMeta,
     ) -> Result<LeakReport, ServiceError> {
         let Some(rec) = recognise(&self.namespace, credential) else { return Ok(LeakReport::not_ours(None, None)) };
+        self.revoke_recognised(&rec, source, meta).await
+    }
+
+    /// [`Self::revoke_leaked`] for a credential already recognised, when only its hash and mask are
+    /// at hand (`gatehouse scan` keeps no secret in memory past the match).
+    pub async fn revoke_recognised(
+        &self,
+        rec: &Recognised,
+        source: &LeakSource,
+        meta: &RequestMeta,
+    ) -> Result<LeakReport, ServiceError> {
         let (kind, masked) = (Some(rec.kind), Some(rec.masked.clone()));
         let owner = match self.owner(rec.kind, &rec.hash).await? {
             Some(o) => o,

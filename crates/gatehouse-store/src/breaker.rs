@@ -21,6 +21,8 @@ pub(crate) struct Breaker {
     open: AtomicBool,
     /// Times the breaker opened since the store was opened (for logs and tests).
     trips: AtomicU64,
+    /// Unix seconds of the last "storage is full" log line (0: never).
+    full_logged_at: AtomicU64,
 }
 
 /// What `observe` saw: whether this call is the one that opened the breaker.
@@ -64,6 +66,15 @@ impl Breaker {
 
     pub(crate) fn trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Whether a "storage is full" error should be logged now: at most once every 10 s, so a full
+    /// disk under load is one clear line, not a line per request.
+    pub(crate) fn full_should_log(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = self.full_logged_at.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 10)
+            && self.full_logged_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod oauth;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tx;
 pub mod usage;
 pub mod webhooks;
 

@@ -106,13 +106,13 @@ macro_rules! in_tx {
             $self,
             match &$self.db {
                 Db::Sqlite { write, .. } => {
-                    let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut $tx = crate::tx::Begin::begin_tx(write, "BEGIN IMMEDIATE").await?;
                     let out = $body;
                     $tx.commit().await?;
                     out
                 }
                 Db::Postgres(pool) => {
-                    let mut $tx = pool.begin().await?;
+                    let mut $tx = crate::tx::Begin::begin_tx(pool, "BEGIN").await?;
                     sqlx::query("SELECT pg_advisory_xact_lock(7243010)").execute(&mut *$tx).await?;
                     let out = $body;
                     $tx.commit().await?;
@@ -187,6 +187,12 @@ impl SqlStore {
     /// Passes `out` through, opening the breaker (and starting the one probe of this outage) when it
     /// shows that storage is unreachable.
     fn observe<T>(&self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Full(e)) = &out {
+            if self.breaker.full_should_log() {
+                tracing::error!(error = %e,
+                    "storage is full: writes are refused (503) until space is freed; reads go on (said at most every 10 s)");
+            }
+        }
         if self.breaker.observe(&out) == Transition::Opened {
             if let Err(e) = &out {
                 tracing::warn!(error = %e, probe_ms = self.probe.interval.as_millis() as u64,
@@ -611,7 +617,7 @@ impl KeyStore for SqlStore {
         }
         let sql = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
         on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             for (id, at) in batch {
                 sqlx::query(sql).bind(id).bind(at.0).execute(&mut *tx).await?;
             }
@@ -1017,7 +1023,7 @@ impl SessionStore for SqlStore {
         }
         let sql = "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2";
         on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             for (h, at) in batch {
                 sqlx::query(sql).bind(&h.0[..]).bind(at.0).execute(&mut *tx).await?;
             }

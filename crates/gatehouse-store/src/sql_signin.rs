@@ -62,7 +62,7 @@ impl SignInStore for SqlStore {
     ) -> Result<Reservation, StoreError> {
         let sql = reserve_sql(policy);
         let granted: Result<Vec<i64>, String> = on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             let mut counts = Vec::with_capacity(subjects.len());
             let mut refused = None;
             for s in subjects {
@@ -106,7 +106,7 @@ impl SignInStore for SqlStore {
         let delete = "DELETE FROM sign_in_throttle WHERE workspace = $1 AND subject = $2";
         let update = give_back_sql(policy);
         on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             for s in forget {
                 sqlx::query(delete).bind(workspace).bind(*s).execute(&mut *tx).await?;
             }
@@ -120,7 +120,7 @@ impl SignInStore for SqlStore {
 
     async fn audit_sign_in(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             record!(tx, entry);
             tx.commit().await?;
         });

@@ -93,7 +93,7 @@ impl UsageStore for SqlStore {
             .map(|r| (table(r), fold(batch, r).into_iter().collect()))
             .collect();
         on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             for (table, rows) in &tables {
                 for chunk in rows.chunks(CHUNK) {
                     let sql = upsert_sql(table, chunk.len());
@@ -179,7 +179,7 @@ impl UsageStore for SqlStore {
 
     async fn prune_usage(&self, minutes_before: Timestamp, hours_before: Timestamp) -> Result<u64, StoreError> {
         let n = on_db!(self, write, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = crate::tx::Begin::begin_tx(p, "BEGIN").await?;
             let a = sqlx::query("DELETE FROM usage_minute WHERE bucket < $1").bind(minutes_before.0).execute(&mut *tx).await?;
             let b = sqlx::query("DELETE FROM usage_hour WHERE bucket < $1").bind(hours_before.0).execute(&mut *tx).await?;
             tx.commit().await?;

@@ -266,6 +266,9 @@ pub(crate) fn store_failed(viewer: &Viewer, e: &gatehouse_store::StoreError) -> 
         gatehouse_store::StoreError::Unavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "Gatehouse cannot reach its storage right now. Nothing was changed.")
         }
+        gatehouse_store::StoreError::Full(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Gatehouse's storage is full right now. Nothing was changed.")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Nothing was changed."),
     };
     render(viewer, status, &viewer.message("Try again shortly", text))

@@ -47,7 +47,7 @@ impl OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => OAuthError::unavailable(),
+            StoreError::Unavailable(_) | StoreError::Full(_) => OAuthError::unavailable(),
             other => {
                 tracing::error!(request_id = %crate::error::current_request_id(), cause = %other, "oauth storage error");
                 OAuthError::new(

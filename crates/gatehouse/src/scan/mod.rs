@@ -1,6 +1,6 @@
 //! `gatehouse scan`: finds this deployment's credentials in files or in a git repository's whole
 //! history (SPEC §13), tells each one's status from the store when there is one, and with `--revoke`
-//! revokes the active API keys among them. The matching itself is `gatehouse_core::leak`.
+//! revokes the live ones among them as leaked. The matching itself is `gatehouse_core::leak`.
 
 mod files;
 mod git;
@@ -16,10 +16,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use gatehouse_core::apikey::mask;
+use gatehouse_core::leak::Recognised;
 use gatehouse_core::leak_scan::{CredentialKind, Found};
 use gatehouse_core::{KeyHash, Timestamp};
-use gatehouse_services::audit::{Actor, RequestMeta};
-use gatehouse_services::keys::KeyService;
+use gatehouse_services::audit::RequestMeta;
+use gatehouse_services::leaks::{LeakOutcome, LeakService, LeakSource};
 use gatehouse_store::Store;
 use serde::Serialize;
 
@@ -33,7 +34,7 @@ pub struct ScanArgs {
     /// Scan every blob of every ref of the repository's history (branches, tags, deleted files).
     #[arg(long)]
     pub git: bool,
-    /// Revoke every active API key found (audited with where it was found). Needs the store.
+    /// Revoke every live credential found as leaked (audited as `key.leaked` with where it was found). Needs the store.
     #[arg(long)]
     pub revoke: bool,
     /// Output format.
@@ -270,45 +271,40 @@ async fn lookup_status(store: &dyn Store, findings: &mut [Finding]) -> Result<()
     Ok(())
 }
 
-/// Revokes each active API key once, wherever it was found first.
+/// Revokes each live credential found (API keys, OAuth tokens and client secrets) once, wherever it
+/// was found first, through the leak service: the same `key.leaked` audit entry, leak record and
+/// event as a report from GitHub, with the file (and commit) as the source.
 async fn revoke_active(store: Arc<gatehouse_store::SqlStore>, cfg: &Config, findings: &mut [Finding]) -> Result<()> {
     let store: Arc<dyn Store> = store;
+    let service = LeakService::new(store, cfg.server.namespace.clone(), cfg.server.workspace.clone());
     let mut done: std::collections::HashMap<KeyHash, Status> = std::collections::HashMap::new();
     for f in findings.iter_mut() {
-        if !f.kind.is_api_key() || f.status != Some(Status::Active) {
+        let Some(kind) = f.kind.reported_kind() else { continue };
+        if !matches!(f.status, Some(Status::Active | Status::Unchecked)) {
             continue;
         }
         if let Some(s) = done.get(&f.hash) {
             f.status = Some(*s);
             continue;
         }
-        let Some(record) = store.key_by_hash(&f.hash).await.context("storage: looking up a key")? else { continue };
-        revoke_leaked_key(store.clone(), cfg, &record, &f.source()).await?;
-        f.status = Some(Status::Revoked);
-        f.revoked_now = true;
-        done.insert(f.hash, Status::Revoked);
+        let recognised = Recognised { kind, hash: f.hash, masked: f.masked.clone() };
+        let source = LeakSource::Scan { path: format!("{}:{}", f.path, f.line), commit: f.commit.clone() };
+        let report = service
+            .revoke_recognised(&recognised, &source, &RequestMeta::default())
+            .await
+            .map_err(crate::keys_cmd::service_error)
+            .with_context(|| format!("revoking {} found at {}", f.masked, f.source()))?;
+        let status = match report.outcome {
+            LeakOutcome::Revoked => {
+                f.revoked_now = true;
+                Status::Revoked
+            }
+            LeakOutcome::AlreadyInactive if f.status == Some(Status::Unchecked) => Status::Revoked,
+            _ => f.status.unwrap_or(Status::Unknown),
+        };
+        f.status = Some(status);
+        done.insert(f.hash, status);
     }
-    Ok(())
-}
-
-/// Revokes one leaked key through the key service (audited as `key.revoked` by the shell, the reason
-/// naming where it was found). The one place to switch to a dedicated leak-revocation service.
-async fn revoke_leaked_key(
-    store: Arc<dyn Store>,
-    cfg: &Config,
-    record: &gatehouse_core::KeyRecord,
-    source: &str,
-) -> Result<()> {
-    let service = KeyService::new(store, cfg.server.namespace.clone(), record.workspace.clone());
-    let mut reason = format!("leaked: found by gatehouse scan in {source}");
-    if reason.chars().count() > 500 {
-        reason = reason.chars().take(499).collect::<String>() + "…";
-    }
-    service
-        .revoke(&Actor::Cli, &RequestMeta::default(), &record.id, Some(reason))
-        .await
-        .map_err(crate::keys_cmd::service_error)
-        .with_context(|| format!("revoking {}", record.id))?;
     Ok(())
 }
 

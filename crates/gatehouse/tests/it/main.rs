@@ -7,6 +7,7 @@ mod config_apps;
 mod dashboard_flows;
 mod dashboard_keys;
 mod dashboard_users;
+mod disk_full;
 mod guides;
 mod newcomer;
 mod oauth_clients;

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use gatehouse_core::apikey::generate;
-use gatehouse_core::{Environment, KeyKind, Namespace};
+use gatehouse_core::{Environment, KeyHash, KeyKind, Namespace};
+use gatehouse_store::leaks::LeakStore;
 use gatehouse_store::testing::{Backend, TestDb};
 use gatehouse_store::{AuditFilter, AuditStore, KeyStore, PageRequest};
 use rand::RngCore;
@@ -338,7 +339,7 @@ async fn revoke_story(backend: Backend) {
     let verify = json(d, &["keys", "verify", &live_secret], &env);
     assert_eq!(verify["valid"], true, "a scan without --revoke changes nothing");
 
-    // --revoke: the active key is revoked once, audited with where it was found.
+    // --revoke: the active key is revoked once as leaked, audited with where it was found.
     let out = gatehouse(&repo, &["scan", "--revoke", "."], &env);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
@@ -353,7 +354,7 @@ async fn revoke_story(backend: Backend) {
     let store = db.store().await;
     let id = live["id"].as_str().unwrap();
     let filter = AuditFilter {
-        action: Some("key.revoked".into()),
+        action: Some("key.leaked".into()),
         target: Some(id.into()),
         environment: None,
         actor: None,
@@ -362,11 +363,16 @@ async fn revoke_story(backend: Backend) {
     };
     let page = store.search_audit("default", &filter, &PageRequest { limit: 10, starting_after: None }).await.unwrap();
     assert_eq!(page.items.len(), 1);
-    let reason = page.items[0].details["reason"].as_str().unwrap().to_owned();
-    assert_eq!(reason, "leaked: found by gatehouse scan in ./a.env:1");
+    let details = &page.items[0].details;
+    assert_eq!(details["reason"], "leaked");
+    assert_eq!(details["source"], serde_json::json!({"kind": "scan", "path": "./a.env:1"}));
+    assert_eq!(details["masked"], gatehouse_core::apikey::mask(&live_secret));
+    assert_eq!(page.items[0].actor, "cli");
     assert!(!format!("{:?}", page.items[0]).contains(&live_secret));
     let record = store.key_by_id("default", id).await.unwrap().unwrap();
     assert!(record.revoked_at.is_some());
+    let leak = store.leak_by_hash(&KeyHash::of(&live_secret)).await.unwrap().expect("a leak record");
+    assert_eq!((leak.source_kind.as_str(), leak.location.as_deref()), ("scan", Some("./a.env:1")));
     store.close().await;
 
     // A second run finds it revoked and revokes nothing.
