@@ -15,6 +15,7 @@ mod oauth_config;
 mod redis_outage;
 mod scan;
 mod servers;
+mod sigkill;
 mod signing_key;
 mod storage_outage;
 mod up;
