@@ -1128,7 +1128,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let tls = raw.tls.map(|t| t.check(&data_dir, &at)).transpose()?;
     let public_url = match raw.public_url {
         Some(u) if tls.is_some() && u.starts_with("http://") => {
-            bail!("{}: `{u}` must start with https:// when [tls] is set (the control plane serves HTTPS)", at("public_url"))
+            bail!(
+                "{}: `{u}` must start with https:// when [tls] is set (the control plane serves HTTPS)",
+                at("public_url")
+            )
         }
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
         Some(u) => bail!("{}: `{u}` must start with http:// or https://", at("public_url")),
@@ -1140,9 +1143,10 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
         Some(_) if tls.is_none() => {
             bail!("{}: needs [tls] (it redirects plain HTTP to the HTTPS listeners)", at("http_redirect_listen"))
         }
-        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-            anyhow!("{}: `{text}` is not an address like 0.0.0.0:80", at("http_redirect_listen"))
-        })?),
+        Some(text) => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| anyhow!("{}: `{text}` is not an address like 0.0.0.0:80", at("http_redirect_listen")))?,
+        ),
     };
     let http01 = tls
         .as_ref()

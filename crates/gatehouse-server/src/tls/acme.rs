@@ -132,7 +132,9 @@ impl Acme {
             };
             match super::files::parse_pair(&cert, &key, "cert.pem", "key.pem") {
                 Ok(c) => self.install(host, c),
-                Err(e) => tracing::warn!(host = %host, error = %e, "cached ACME certificate not used; a new one will be ordered"),
+                Err(e) => {
+                    tracing::warn!(host = %host, error = %e, "cached ACME certificate not used; a new one will be ordered")
+                }
             }
         }
     }
@@ -190,14 +192,16 @@ impl Acme {
                         tracing::info!(host = %host, not_after = expiry, "ACME certificate obtained");
                     }
                     Err(e) => {
-                        let wait = retry_at.get(host).map_or(self.config.retry_min, |(_, w)| (*w * 2).min(self.config.retry_max));
+                        let wait = retry_at
+                            .get(host)
+                            .map_or(self.config.retry_min, |(_, w)| (*w * 2).min(self.config.retry_max));
                         retry_at.insert(host.clone(), (Instant::now() + wait, wait));
+                        tracing::warn!(host = %host, error = %e, retry_in_secs = wait.as_secs(), "ACME certificate not obtained; will retry");
                         self.metrics.acme_order(host, false);
                         self.status.update(host, |s| {
                             s.last_error = Some(e.to_string());
                             s.failures += 1;
                         });
-                        tracing::warn!(host = %host, error = %e, retry_in_secs = wait.as_secs(), "ACME certificate not obtained; will retry");
                     }
                 }
             }
@@ -252,9 +256,12 @@ impl Acme {
         let mut tokens = vec![];
         let answered = self.answer_challenges(&mut order, host, kind, &mut tokens).await;
         let ready = match answered {
-            Ok(()) => order.poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(120))).await.map_err(AcmeError::from),
+            Ok(()) => {
+                order.poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(120))).await.map_err(AcmeError::from)
+            }
             Err(e) => Err(e),
-        };
+        }
+        .map_err(|e| AcmeError(format!("the challenge for {host} was not validated: {e}")));
         for t in &tokens {
             self.tokens.remove(t);
         }
@@ -315,7 +322,7 @@ async fn challenge_failure(order: &mut instant_acme::Order, status: OrderStatus)
     while let Some(Ok(mut authz)) = authorizations.next().await {
         if let Ok(state) = authz.refresh().await {
             if let Some(problem) = state.challenges.iter().find_map(|c| c.error.as_ref()) {
-                return format!("the challenge failed: {problem}");
+                return format!("the challenge was not validated: {problem}");
             }
         }
     }
@@ -357,7 +364,8 @@ mod tests {
 
     #[test]
     fn certificate_names_are_dns_names_once_without_ports() {
-        let hosts = ["App.Test:8443", "app.test", "shop.test", "127.0.0.1:4480", "[::1]:4480", "localhost:4480", "cp.test"];
+        let hosts =
+            ["App.Test:8443", "app.test", "shop.test", "127.0.0.1:4480", "[::1]:4480", "localhost:4480", "cp.test"];
         assert_eq!(certificate_names(hosts), ["app.test", "shop.test", "cp.test"]);
     }
 

@@ -60,8 +60,7 @@ pub fn parse_pair(cert_pem: &[u8], key_pem: &[u8], cert_name: &str, key_name: &s
         // The PEM error names positions and section kinds, never key bytes.
         Err(e) => return Err(LoadError::Read { path: key_name.to_owned(), reason: e.to_string() }),
     };
-    let signing =
-        super::provider().key_provider.load_private_key(key).map_err(|e| LoadError::BadKey(e.to_string()))?;
+    let signing = super::provider().key_provider.load_private_key(key).map_err(|e| LoadError::BadKey(e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing);
     match certified.keys_match() {
         Ok(()) => {}
@@ -113,7 +112,12 @@ pub fn serve_and_watch(
     Ok(tokio::spawn(watch(files, certs, status, metrics, seen)))
 }
 
-fn install(certs: &Certificates, status: &TlsStatus, metrics: &gatehouse_services::metrics::Metrics, cert: CertifiedKey) {
+fn install(
+    certs: &Certificates,
+    status: &TlsStatus,
+    metrics: &gatehouse_services::metrics::Metrics,
+    cert: CertifiedKey,
+) {
     let expiry = super::not_after(&cert);
     certs.set_fallback(Arc::new(cert));
     status.update(CERT_FILE, |s| {

@@ -16,6 +16,9 @@ mod scan;
 mod servers;
 mod signing_key;
 mod storage_outage;
+mod tls;
+mod tls_acme;
+
 mod up;
 mod users;
 mod webhooks_crash;
