@@ -2,7 +2,9 @@
 # Gateway benchmark (issue: the gateway). One upstream (nginx answering "ok"), measured in one run:
 # direct, through nginx as a plain reverse proxy, through Gatehouse's HTTP stack alone (the
 # `stack_floor` example: same runtimes, router and upstream client, no gateway logic), and through
-# Gatehouse on a public route, with an API key, and with a session. wrk for peak throughput; oha at half of nginx's peak rate for p99 under
+# Gatehouse on a public route, with an API key, and with a session; over TLS, nginx terminating TLS
+# against Gatehouse's own TLS (`[tls] cert_file`, same ECDSA P-256 certificate) with an API key, and
+# the handshake rate of both with a new connection per request (`Connection: close`). wrk for peak throughput; oha at half of nginx's peak rate for p99 under
 # load, when oha is installed (cargo install oha). Three rounds each, medians.
 # Usage: bash bench/gateway_http.sh [DURATION_SECS] [CONNECTIONS]
 set -euo pipefail
@@ -20,6 +22,7 @@ OUT=bench/results/gateway_http-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p bench/results
 base=$((20000 + RANDOM % 20000))
 UP=$base; NGX=$((base + 1)); GW=$((base + 2)); CP=$((base + 3)); FLOOR=$((base + 4))
+NGXS=$((base + 5)); GWS=$((base + 6)); CPS=$((base + 7))
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
@@ -44,9 +47,15 @@ http {
 CONF
   nginx -p "$1" -c "$1/nginx.conf"
 }
+# One certificate for both TLS terminators: ECDSA P-256, as a CA would issue today.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 nginx_conf "$WORK/up" 1 "server { listen 127.0.0.1:$UP; location / { return 200 \"ok\\n\"; } }"
 nginx_conf "$WORK/px" auto "upstream u { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+  server { listen 127.0.0.1:$NGXS ssl; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;
+    location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
 mkdir -p "$WORK/app"
 cat > "$WORK/app/Spacefile" <<SF
@@ -74,13 +83,19 @@ name = "bench"
 hosts = ["127.0.0.1:$GW"]
 spacefile = "app/Spacefile"
 CFG
+# The same deployment over TLS: a second node on the same data dir (so the same key), own ports.
+sed -e "s/127.0.0.1:$CP/127.0.0.1:$CPS/; s/127.0.0.1:$GW/127.0.0.1:$GWS/g" "$WORK/gatehouse.toml" > "$WORK/tls.toml"
+printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/cert.pem" "$WORK/key.pem" >> "$WORK/tls.toml"
 KEY=$("$BIN" --config "$WORK/gatehouse.toml" keys create --name bench --rate-limit 10000000/1s --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 "$BIN" --config "$WORK/gatehouse.toml" serve > "$WORK/serve.log" 2>&1 &
 GH_PID=$!; PIDS+=("$GH_PID")
+"$BIN" --config "$WORK/tls.toml" serve > "$WORK/serve-tls.log" 2>&1 &
+PIDS+=($!)
 # The same HTTP stack with no gateway logic (per-core runtimes, axum, the pooled upstream client).
 target/release/examples/stack_floor "127.0.0.1:$FLOOR" "127.0.0.1:$UP" > "$WORK/floor.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW/public/x" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sfk "https://127.0.0.1:$GWS/public/x" >/dev/null && break; sleep 0.1; done
 # Idle memory: after 12 s without a request (the server hands freed pages back every 5 s, once they
 # have been free for mimalloc's 1 s purge delay); measured again after the load at the end.
 sleep 12
@@ -118,6 +133,12 @@ run stack_floor "http://127.0.0.1:$FLOOR/x"
 run gh_public "http://127.0.0.1:$GW/public/x"
 run gh_key "http://127.0.0.1:$GW/private" "X-Space-App-Key: $KEY"
 run gh_session "http://127.0.0.1:$GW/private" "Cookie: gatehouse_session=$SESSION"
+curl -sfk -H "X-Space-App-Key: $KEY" "https://127.0.0.1:$GWS/private" | grep -q ok
+run nginx_tls "https://127.0.0.1:$NGXS/x"
+run gh_tls_key "https://127.0.0.1:$GWS/private" "X-Space-App-Key: $KEY"
+# A full handshake per request (no session cache or tickets on nginx's side; wrk resumes none).
+run nginx_tls_hs "https://127.0.0.1:$NGXS/x" "Connection: close"
+run gh_tls_hs "https://127.0.0.1:$GWS/public/x" "Connection: close"
 
 if command -v oha >/dev/null; then
   NGX_PEAK=$(python3 - "$OUT" <<'PY'
@@ -156,13 +177,15 @@ for line in open(sys.argv[1]):
         rate = h[1]
 print("\nmedians (req/s, p50 ms, p99 ms):")
 med = {}
-for name in ["direct", "nginx", "stack_floor", "gh_public", "gh_key", "gh_session"]:
+for name in ["direct", "nginx", "stack_floor", "gh_public", "gh_key", "gh_session", "nginx_tls", "gh_tls_key", "nginx_tls_hs", "gh_tls_hs"]:
     v = rows[name]
     med[name] = statistics.median(x[0] for x in v)
     print(f"  {name:11} {med[name]:>9.0f}  {statistics.median(x[1] for x in v):6.2f}  {statistics.median(x[2] for x in v):6.2f}")
 for name in ["stack_floor", "gh_public", "gh_key", "gh_session"]:
     print(f"  {name} / nginx throughput: {med[name] / med['nginx']:.3f}")
 print(f"  gh_key / stack_floor throughput: {med['gh_key'] / med['stack_floor']:.3f}")
+print(f"  gh_tls_key / nginx_tls throughput: {med['gh_tls_key'] / med['nginx_tls']:.3f}")
+print(f"  gh_tls_hs / nginx_tls_hs handshakes per second: {med['gh_tls_hs'] / med['nginx_tls_hs']:.3f}")
 if half:
     print(f"\np99 at half of nginx's peak ({rate} req/s), medians:")
     for name, v in half.items():

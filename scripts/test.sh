@@ -38,6 +38,14 @@ ensure_fault_test_tools() {
   fi
 }
 
+# The ACME tests (crates/gatehouse/tests/it/tls_acme.rs) start Pebble, the ACME test server, and its
+# mock DNS pebble-challtestsrv, both from Debian's `pebble` package.
+ensure_pebble() {
+  if command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null; then return; fi
+  log "installing pebble (Debian package) for the ACME tests"
+  apt-get update -qq && apt-get install -y -qq pebble >/dev/null
+}
+
 ensure_chromium() {
   if [ -x /usr/bin/chromium ]; then return; fi
   log "installing Chromium (Debian package) for the browser test"
@@ -83,6 +91,7 @@ ensure_venv() {
 ensure_postgres
 ensure_redis
 ensure_fault_test_tools
+ensure_pebble
 # Third-party OAuth clients run against a real Gatehouse: openid-client (npm), Authlib (PyPI).
 ensure_packages tests/oauth-clients openid-client "authlib, requests" "the OAuth client test"
 # Receivers verifying deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.

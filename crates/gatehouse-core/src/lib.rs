@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod deny;
 pub mod destination;
 pub mod gateway;
+pub mod https_redirect;
 pub mod id;
 pub mod ipallow;
 pub mod leak;

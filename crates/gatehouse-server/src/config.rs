@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub usage: gatehouse_services::usage::UsageConfig,
     /// GitHub's secret scanning keys and the report-a-leak limit (SPEC §13).
     pub secret_scanning: SecretScanningConfig,
+    /// The gateway and control-plane listeners serve HTTPS themselves (`[tls]`): every request they
+    /// answer came over TLS, so cookies are `Secure`, HSTS is sent and upstreams get
+    /// `X-Forwarded-Proto: https` (SPEC §11, §14).
+    pub tls: bool,
 }
 
 /// The documented request body limit of the management API.
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             sign_in: gatehouse_services::users::SignInConfig::default(),
             usage: gatehouse_services::usage::UsageConfig::default(),
             secret_scanning: SecretScanningConfig::default(),
+            tls: false,
         }
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod pages;
 pub mod percore;
 pub mod secret_scanning;
 pub mod state;
+pub mod tls;
 pub(crate) mod web;
 
 use std::future::Future;
@@ -171,6 +172,7 @@ impl App {
                 usage,
                 leaks,
                 web,
+                tls: Arc::default(),
             }),
         })
     }

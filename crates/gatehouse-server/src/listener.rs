@@ -1,4 +1,5 @@
-//! Serving a router (HTTP/1.1 and h2c) with the edge's time and size limits (SPEC §11): a request
+//! Serving a router (HTTP/1.1 and h2c, or both over TLS with ALPN) with the edge's time and size limits
+//! (SPEC §11): a TLS handshake must complete within `tls_handshake_timeout`, a request
 //! head must arrive within `header_read_timeout`, a connection with no request in flight for
 //! `idle_timeout` is closed (gracefully: a request in flight still finishes), at most `max_connections`
 //! are served at once per listener (more wait in the kernel's backlog), and head sizes are capped.
@@ -39,6 +40,9 @@ pub struct ListenerLimits {
     pub max_connections: usize,
     /// Largest request head (HTTP/1.1 buffer, h2 header list), in bytes.
     pub max_header_bytes: usize,
+    /// How long a client may take to complete a TLS handshake (listeners with TLS). The
+    /// header-read clock starts after it.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ListenerLimits {
@@ -48,6 +52,7 @@ impl Default for ListenerLimits {
             idle_timeout: Duration::from_secs(60),
             max_connections: default_max_connections(),
             max_header_bytes: 64 * 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -77,19 +82,28 @@ pub fn raise_open_file_limit() -> u64 {
     soft
 }
 
-/// One listener's connection allowance, shared by every thread accepting from it.
+/// One listener's connection allowance, shared by every thread accepting from it, and whether the
+/// listener speaks TLS.
 #[derive(Clone, Debug)]
 pub struct ConnectionGate {
     pub limits: ListenerLimits,
     permits: Arc<Semaphore>,
     requests: Arc<Semaphore>,
+    tls: Option<crate::tls::Terminator>,
 }
 
 impl ConnectionGate {
     pub fn new(limits: ListenerLimits) -> Self {
         let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let requests = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        Self { limits, permits, requests }
+        Self { limits, permits, requests, tls: None }
+    }
+
+    /// The same listener, serving HTTPS: every accepted connection completes a TLS handshake (within
+    /// `limits.tls_handshake_timeout`, holding its connection permit meanwhile) before HTTP starts.
+    pub fn with_tls(mut self, certs: Arc<crate::tls::Certificates>, alpn_challenges: bool) -> Self {
+        self.tls = Some(crate::tls::Terminator::new(certs, alpn_challenges, self.limits.tls_handshake_timeout));
+        self
     }
 
     /// Connections being served now.
@@ -153,8 +167,18 @@ pub async fn serve(
         let stop = stop_rx.clone();
         let done = done_tx.clone();
         let requests = gate.requests.clone();
+        let tls = gate.tls.clone();
         tokio::spawn(async move {
-            serve_connection(Permitted { inner: stream, _permit: permit }, peer, router, requests, &limits, stop).await;
+            let stream = Permitted { inner: stream, _permit: permit };
+            match tls {
+                None => serve_connection(stream, peer, router, requests, &limits, stop).await,
+                Some(tls) => match tls.accept(stream).await {
+                    // A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3): no HTTP on it.
+                    Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {}
+                    Ok(stream) => serve_connection(stream, peer, router, requests, &limits, stop).await,
+                    Err(e) => tracing::debug!(error = %e, %peer, "TLS connection not established"),
+                },
+            }
             let _ = done.send(());
         });
     }
@@ -181,14 +205,16 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
-async fn serve_connection(
-    stream: Permitted,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: axum::Router,
     requests: Arc<Semaphore>,
     limits: &ListenerLimits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity =
         Activity { started: Instant::now(), last: Arc::default(), in_flight: Arc::default(), asked: Arc::default() };
     let io = TokioIo::new(stream);

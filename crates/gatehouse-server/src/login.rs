@@ -49,10 +49,11 @@ fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
     gatehouse_core::KeyHash::from_hex(s)
 }
 
-/// Whether the deployment is served over HTTPS: its public URL says so. Then every host is treated as
-/// HTTPS whatever an individual request looks like (a TLS-terminating proxy in front).
+/// Whether the deployment is served over HTTPS: it terminates TLS itself (`[tls]`), or its public URL
+/// says so. Then every host is treated as HTTPS whatever an individual request looks like (a
+/// TLS-terminating proxy in front).
 pub(crate) fn deployment_https(state: &AppState) -> bool {
-    state.config.public_url.starts_with("https://")
+    state.config.tls || state.config.public_url.starts_with("https://")
 }
 
 /// Whether this request is to be answered as HTTPS: the deployment is, or the request came over TLS.
@@ -82,8 +83,12 @@ pub(crate) async fn hsts_layer(
     resp
 }
 
-/// Whether the browser reached us over HTTPS (directly or through a trusted proxy saying so).
+/// Whether the browser reached us over HTTPS: our own listeners speak TLS (`[tls]`; the plain-HTTP
+/// redirect listener never gets this far), or a trusted proxy says so.
 pub(crate) fn is_https(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    if state.config.tls {
+        return true;
+    }
     let trusted = peer.is_some_and(|p| {
         state.config.trusted_proxies.iter().any(|n| n.contains(&gatehouse_core::ipallow::canonical(p.ip())))
     });

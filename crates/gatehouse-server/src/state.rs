@@ -23,6 +23,8 @@ pub struct AppState {
     /// Leaked-credential reports (SPEC §13): the revoking service and GitHub's key list.
     pub leaks: crate::leak_intake::LeakIntake,
     pub web: WebState,
+    /// The certificates served with `[tls]`, as `/readyz` reports them (empty without TLS).
+    pub tls: Arc<crate::tls::TlsStatus>,
 }
 
 /// What the browser-facing pages need: origins, keys, and the one-time setup token.

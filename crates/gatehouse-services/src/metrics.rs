@@ -30,6 +30,19 @@ pub struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// `cert_file`, or the host name of an ACME certificate.
+    pub certificate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AcmeLabels {
+    pub host: String,
+    /// `issued` or `failed`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabel {
     pub backend: &'static str,
 }
@@ -63,6 +76,14 @@ pub struct Metrics {
     pub webhook_attempts: Family<CodeLabel, Counter>,
     /// From the event's commit to its successful delivery.
     pub webhook_delivery_seconds: Histogram,
+    /// When each served certificate expires (Unix seconds).
+    pub tls_certificate_expiry: Family<CertLabel, Gauge>,
+    /// Reloads of `[tls] cert_file` by outcome (`loaded`, `rejected`).
+    pub tls_reloads: Family<CodeLabel, Counter>,
+    /// ACME orders by host and outcome.
+    pub acme_orders: Family<AcmeLabels, Counter>,
+    /// 1 while the last ACME attempt for a host failed.
+    pub acme_failing: Family<CertLabel, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -126,6 +147,18 @@ impl Metrics {
             "Time from an event's commit to its delivery",
             webhook_delivery_seconds.clone(),
         );
+        let tls_certificate_expiry = Family::<CertLabel, Gauge>::default();
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each served TLS certificate expires (Unix time)",
+            tls_certificate_expiry.clone(),
+        );
+        let tls_reloads = Family::<CodeLabel, Counter>::default();
+        r.register("tls_reloads", "Reloads of the TLS certificate files by outcome", tls_reloads.clone());
+        let acme_orders = Family::<AcmeLabels, Counter>::default();
+        r.register("acme_orders", "ACME certificate orders by host and outcome", acme_orders.clone());
+        let acme_failing = Family::<CertLabel, Gauge>::default();
+        r.register("acme_failing", "1 while the last ACME attempt for a host failed", acme_failing.clone());
         let info = Family::<BackendLabel, Gauge>::default();
         info.get_or_create(&BackendLabel { backend }).set(1);
         r.register("storage_backend", "The storage backend in use", info);
@@ -147,7 +180,29 @@ impl Metrics {
             webhook_pending,
             webhook_attempts,
             webhook_delivery_seconds,
+            tls_certificate_expiry,
+            tls_reloads,
+            acme_orders,
+            acme_failing,
         }
+    }
+
+    /// Records when the certificate `name` now served expires.
+    pub fn tls_certificate_expiry(&self, name: &str, not_after: i64) {
+        self.tls_certificate_expiry.get_or_create(&CertLabel { certificate: name.to_owned() }).set(not_after);
+    }
+
+    /// Counts a reload of the certificate files.
+    pub fn tls_reloads(&self, loaded: bool) {
+        let code = if loaded { "loaded" } else { "rejected" };
+        self.tls_reloads.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Counts an ACME order for `host` and marks the host failing or not.
+    pub fn acme_order(&self, host: &str, issued: bool) {
+        let outcome = if issued { "issued" } else { "failed" };
+        self.acme_orders.get_or_create(&AcmeLabels { host: host.to_owned(), outcome }).inc();
+        self.acme_failing.get_or_create(&CertLabel { certificate: host.to_owned() }).set(i64::from(!issued));
     }
 
     /// The Prometheus text exposition.

@@ -50,6 +50,133 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     /// Time and size limits of each listener (SPEC §11).
     pub limits: Option<RawLimits>,
+    /// HTTPS for the gateway and the control plane (SPEC §14).
+    pub tls: Option<RawTls>,
+    /// Where plain HTTP is answered with a redirect to HTTPS (and ACME HTTP-01 challenges); needs `[tls]`.
+    pub http_redirect_listen: Option<String>,
+}
+
+/// `[tls]`: a certificate from files, certificates from ACME, or both (ACME's for the hosts it
+/// obtained, the files' for every other name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, end-entity certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: Option<PathBuf>,
+    /// How often the two files are read to see whether they changed (default 10).
+    pub reload_interval_secs: Option<u64>,
+    pub acme: Option<RawAcme>,
+}
+
+/// `[tls.acme]` (RFC 8555).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    /// The CA's directory (default Let's Encrypt's production directory).
+    pub directory_url: Option<String>,
+    /// Contact address given to the CA (expiry and incident notices).
+    pub email: Option<String>,
+    /// PEM root certificate(s) to trust for the ACME server's own HTTPS (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// `http-01` (default; needs `http_redirect_listen` on port 80) or `tls-alpn-01` (on the gateway's port 443).
+    pub challenge: Option<String>,
+    /// Renew this many days before expiry (default 30).
+    pub renew_before_days: Option<u64>,
+    /// How often certificates are checked for renewal (default 3600 seconds).
+    pub check_interval_secs: Option<u64>,
+    /// The first retry after a failure (default 60 seconds); doubled per failure up to `retry_max_secs`.
+    pub retry_min_secs: Option<u64>,
+    /// The longest wait between two attempts (default 3600 seconds).
+    pub retry_max_secs: Option<u64>,
+}
+
+impl RawTls {
+    fn check(self, data_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<TlsSettings> {
+        let reload = self.reload_interval_secs.unwrap_or(10);
+        if !(1..=86_400).contains(&reload) {
+            bail!("{}: between 1 and 86400", at("tls.reload_interval_secs"));
+        }
+        let files = match (self.cert_file, self.key_file) {
+            (Some(cert_file), Some(key_file)) => {
+                for (field, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)] {
+                    std::fs::metadata(path).map_err(|e| anyhow!("{}: {}: {e}", at(field), path.display()))?;
+                }
+                Some(gatehouse_server::tls::files::CertFiles {
+                    cert_file,
+                    key_file,
+                    reload_interval: Duration::from_secs(reload),
+                })
+            }
+            (Some(_), None) => bail!("{}: set key_file too (the certificate's private key)", at("tls.key_file")),
+            (None, Some(_)) => bail!("{}: set cert_file too (the certificate chain)", at("tls.cert_file")),
+            (None, None) => None,
+        };
+        let acme = self.acme.map(|a| a.check(data_dir, at)).transpose()?;
+        if files.is_none() && acme.is_none() {
+            bail!("{}: [tls] needs cert_file and key_file, or a [tls.acme] section", at("tls"));
+        }
+        Ok(TlsSettings { files, acme })
+    }
+}
+
+impl RawAcme {
+    fn check(self, data_dir: &Path, at: &dyn Fn(&str) -> String) -> Result<gatehouse_server::tls::acme::AcmeConfig> {
+        use gatehouse_server::tls::acme::{AcmeConfig, Challenge, LETS_ENCRYPT};
+        let directory_url = match self.directory_url {
+            None => LETS_ENCRYPT.to_owned(),
+            Some(u) if u.starts_with("https://") => u,
+            Some(u) => bail!("{}: `{u}` must start with https:// (RFC 8555 §6.1)", at("tls.acme.directory_url")),
+        };
+        if let Some(e) = &self.email {
+            if e.is_empty() || !e.contains('@') || e.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b',') {
+                bail!("{}: `{e}` is not an email address", at("tls.acme.email"));
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            std::fs::metadata(ca).map_err(|e| anyhow!("{}: {}: {e}", at("tls.acme.ca_file"), ca.display()))?;
+        }
+        let challenge = match self.challenge.as_deref() {
+            None | Some("http-01") => Challenge::Http01,
+            Some("tls-alpn-01") => Challenge::TlsAlpn01,
+            Some(other) => bail!("{}: `{other}` must be http-01 or tls-alpn-01", at("tls.acme.challenge")),
+        };
+        let renew_before_days = self.renew_before_days.unwrap_or(30);
+        if !(1..=36_500).contains(&renew_before_days) {
+            bail!("{}: between 1 and 36500", at("tls.acme.renew_before_days"));
+        }
+        let check = self.check_interval_secs.unwrap_or(3600);
+        if !(1..=86_400).contains(&check) {
+            bail!("{}: between 1 and 86400", at("tls.acme.check_interval_secs"));
+        }
+        let retry_min = self.retry_min_secs.unwrap_or(60);
+        let retry_max = self.retry_max_secs.unwrap_or(3600);
+        if !(1..=86_400).contains(&retry_min) {
+            bail!("{}: between 1 and 86400", at("tls.acme.retry_min_secs"));
+        }
+        if !(retry_min..=7 * 86_400).contains(&retry_max) {
+            bail!("{}: between retry_min_secs and 604800", at("tls.acme.retry_max_secs"));
+        }
+        Ok(AcmeConfig {
+            directory_url,
+            email: self.email,
+            ca_file: self.ca_file,
+            challenge,
+            cache_dir: data_dir.join("acme"),
+            renew_before: Duration::from_secs(renew_before_days * 86_400),
+            check_interval: Duration::from_secs(check),
+            retry_min: Duration::from_secs(retry_min),
+            retry_max: Duration::from_secs(retry_max),
+        })
+    }
+}
+
+/// The checked `[tls]`.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub files: Option<gatehouse_server::tls::files::CertFiles>,
+    pub acme: Option<gatehouse_server::tls::acme::AcmeConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +187,8 @@ pub struct RawLimits {
     /// Client connections per listener; unset: derived from the open-file limit.
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
+    /// How long a client may take to complete a TLS handshake (listeners with `[tls]`).
+    pub tls_handshake_timeout_secs: Option<u64>,
 }
 
 impl RawLimits {
@@ -71,6 +200,7 @@ impl RawLimits {
             idle_timeout: l.idle_timeout_secs.map_or(ld.idle_timeout, Duration::from_secs),
             max_connections: l.max_connections.unwrap_or(ld.max_connections),
             max_header_bytes: l.max_header_bytes.unwrap_or(ld.max_header_bytes),
+            tls_handshake_timeout: l.tls_handshake_timeout_secs.map_or(ld.tls_handshake_timeout, Duration::from_secs),
         };
         if !(1..=300).contains(&listener.header_read_timeout.as_secs()) {
             bail!("{}: between 1 and 300 seconds", at("limits.header_read_timeout_secs"));
@@ -83,6 +213,9 @@ impl RawLimits {
         }
         if !(8192..=1024 * 1024).contains(&listener.max_header_bytes) {
             bail!("{}: between 8192 and 1048576 bytes", at("limits.max_header_bytes"));
+        }
+        if !(1..=300).contains(&listener.tls_handshake_timeout.as_secs()) {
+            bail!("{}: between 1 and 300 seconds", at("limits.tls_handshake_timeout_secs"));
         }
         Ok(listener)
     }
@@ -573,6 +706,19 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.idle_timeout_secs", Kind::Int),
     ("limits.max_connections", Kind::Int),
     ("limits.max_header_bytes", Kind::Int),
+    ("limits.tls_handshake_timeout_secs", Kind::Int),
+    ("http_redirect_listen", Kind::Str),
+    ("tls.cert_file", Kind::Str),
+    ("tls.key_file", Kind::Str),
+    ("tls.reload_interval_secs", Kind::Int),
+    ("tls.acme.directory_url", Kind::Str),
+    ("tls.acme.email", Kind::Str),
+    ("tls.acme.ca_file", Kind::Str),
+    ("tls.acme.challenge", Kind::Str),
+    ("tls.acme.renew_before_days", Kind::Int),
+    ("tls.acme.check_interval_secs", Kind::Int),
+    ("tls.acme.retry_min_secs", Kind::Int),
+    ("tls.acme.retry_max_secs", Kind::Int),
 ];
 
 /// Keys whose value may be read from a file named by `GATEHOUSE_<KEY>_FILE`.
@@ -620,6 +766,10 @@ pub struct Config {
     pub apps: Vec<RawApp>,
     /// OAuth clients declared in the config file, secrets read.
     pub oauth_clients: Vec<gatehouse_services::oauth::ConfiguredClient>,
+    /// `[tls]`: the gateway and the control plane serve HTTPS.
+    pub tls: Option<TlsSettings>,
+    /// Plain HTTP answered with redirects to HTTPS (and HTTP-01 challenges).
+    pub http_redirect_listen: Option<SocketAddr>,
     /// Accepted but worth saying out loud. Loading runs before logging is set up, so the caller logs
     /// these once it is (`log_warnings`).
     pub warnings: Vec<ConfigWarning>,
@@ -975,11 +1125,39 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let gateway_listen: SocketAddr = gateway_text
         .parse()
         .map_err(|_| anyhow!("{}: `{gateway_text}` is not an address like 127.0.0.1:4480", at("gateway_listen")))?;
+    let tls = raw.tls.map(|t| t.check(&data_dir, &at)).transpose()?;
     let public_url = match raw.public_url {
+        Some(u) if tls.is_some() && u.starts_with("http://") => {
+            bail!(
+                "{}: `{u}` must start with https:// when [tls] is set (the control plane serves HTTPS)",
+                at("public_url")
+            )
+        }
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
         Some(u) => bail!("{}: `{u}` must start with http:// or https://", at("public_url")),
+        None if tls.is_some() => format!("https://{listen}"),
         None => format!("http://{listen}"),
     };
+    let http_redirect_listen = match raw.http_redirect_listen {
+        None => None,
+        Some(_) if tls.is_none() => {
+            bail!("{}: needs [tls] (it redirects plain HTTP to the HTTPS listeners)", at("http_redirect_listen"))
+        }
+        Some(text) => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| anyhow!("{}: `{text}` is not an address like 0.0.0.0:80", at("http_redirect_listen")))?,
+        ),
+    };
+    let http01 = tls
+        .as_ref()
+        .and_then(|t| t.acme.as_ref())
+        .is_some_and(|a| a.challenge == gatehouse_server::tls::acme::Challenge::Http01);
+    if http01 && http_redirect_listen.is_none() {
+        bail!(
+            "{}: the http-01 challenge is answered on http_redirect_listen (port 80 for a public CA); set it, or use challenge = \"tls-alpn-01\"",
+            at("tls.acme.challenge")
+        );
+    }
     let owner = check_owner(raw.owner_email, raw.owner_password, &at)?;
     let sessions = raw.session.unwrap_or_default().check(&at)?;
     let sign_in = raw.sign_in.unwrap_or_default().check(&at)?;
@@ -995,6 +1173,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let listener = raw.limits.unwrap_or_default().check(&at)?;
     let apps = check_apps(raw.apps.unwrap_or_default(), file, &at)?;
     Ok(Config {
+        http_redirect_listen,
         warnings,
         oauth_clients,
         gateway_listen,
@@ -1026,7 +1205,9 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             sign_in,
             usage,
             secret_scanning,
+            tls: tls.is_some(),
         },
+        tls,
     })
 }
 

@@ -77,6 +77,7 @@ pub async fn run_platform(
         )
     };
     let infos = apps.iter().map(GatewayApp::info).collect();
+    let apps_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
     let app = App::build_with_apps(cfg.server.clone(), store, infos)
         .await
         .context("cannot initialise (storage, redis_url)")?;
@@ -89,6 +90,18 @@ pub async fn run_platform(
         }
     }
     crate::memory::spawn_releaser();
+    let edge = match &cfg.tls {
+        Some(tls) => Some(start_tls(&app, tls, &apps)?),
+        None => None,
+    };
+    let redirect_listener = match cfg.http_redirect_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (http_redirect_listen)"))?,
+        ),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut micro_tasks = vec![];
     for m in &micros {
@@ -116,7 +129,14 @@ pub async fn run_platform(
         let _ = rx.wait_for(|v| *v).await;
     };
     let limits = cfg.server.listener.clone();
-    let cp_gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
+    let gate = || {
+        let plain = gatehouse_server::listener::ConnectionGate::new(limits.clone());
+        match &edge {
+            Some(e) => plain.with_tls(e.certs.clone(), e.alpn_challenges),
+            None => plain,
+        }
+    };
+    let cp_gate = gate();
     let cp = tokio::spawn(gatehouse_server::listener::serve(
         app.router(),
         cp_listener,
@@ -135,17 +155,35 @@ pub async fn run_platform(
             let state = app.state.clone();
             // One gateway (own upstream pool) per thread; see gatehouse_server::percore.
             let make_router = || Gateway::new(state.clone(), config.clone()).router();
-            let gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
             Some(
-                percore::serve(make_router, l.into_std()?, gate, cfg.gateway_threads, grace, || {
+                percore::serve(make_router, l.into_std()?, gate(), cfg.gateway_threads, grace, || {
                     stopped(stop_rx.clone())
                 })
                 .context("cannot start the gateway threads")?,
             )
         }
     };
+    let redirect = match (redirect_listener, &edge) {
+        (Some(l), Some(e)) => {
+            let mut hosts = gatehouse_core::https_redirect::HttpsHosts::default();
+            for a in &apps_hosts {
+                hosts.add(a, cfg.gateway_listen.port());
+            }
+            hosts.add(&app.state.web.cp_host, 443);
+            let router = gatehouse_server::tls::redirect::router(hosts, e.tokens.clone());
+            let gate = gatehouse_server::listener::ConnectionGate::new(limits.clone());
+            Some(tokio::spawn(gatehouse_server::listener::serve(router, l, gate, grace, stopped(stop_rx.clone()))))
+        }
+        _ => None,
+    };
     for line in banner {
         println!("{line}");
+    }
+    if let Some(e) = &edge {
+        println!("  https      {}", e.describe);
+    }
+    if let Some(addr) = cfg.http_redirect_listen {
+        println!("  http       {addr} redirects to https");
     }
     println!("  control    {}", app.state.web.cp_origin);
     println!("  storage    {}", cfg.store_display());
@@ -158,6 +196,9 @@ pub async fn run_platform(
         println!("    {link}");
     }
     let _ = cp.await;
+    if let Some(r) = redirect {
+        let _ = r.await;
+    }
     let mut gw = gw;
     if let Some(gw) = &mut gw {
         if let Err(e) = gw.stopped().await {
@@ -169,10 +210,57 @@ pub async fn run_platform(
         let _ = t.await;
     }
     background.shutdown().await;
+    if let Some(e) = edge {
+        for t in e.tasks {
+            t.abort();
+        }
+    }
     if let Some(gw) = gw {
         tokio::task::spawn_blocking(move || gw.close()).await.ok();
     }
     Ok(())
+}
+
+/// What serves HTTPS (SPEC §14): the certificates both listeners present, the pending HTTP-01
+/// tokens the redirect listener answers, and the tasks that reload and renew them.
+struct Edge {
+    certs: Arc<gatehouse_server::tls::Certificates>,
+    tokens: Arc<gatehouse_server::tls::redirect::Http01Tokens>,
+    alpn_challenges: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    describe: String,
+}
+
+/// Loads `[tls]`'s certificate files (an error stops the start) and starts their watcher, and the
+/// ACME manager for every app host and the control plane's host.
+fn start_tls(app: &App, tls: &crate::config::TlsSettings, apps: &[GatewayApp]) -> Result<Edge> {
+    use gatehouse_server::tls::{acme, files, redirect::Http01Tokens, Certificates};
+    let certs = Arc::new(Certificates::default());
+    let tokens = Arc::new(Http01Tokens::default());
+    let status = app.state.tls.clone();
+    let metrics = app.state.metrics.clone();
+    let mut tasks = vec![];
+    let mut describe = vec![];
+    if let Some(f) = &tls.files {
+        let task = files::serve_and_watch(f.clone(), certs.clone(), status.clone(), metrics.clone())
+            .with_context(|| "[tls] cert_file / key_file".to_string())?;
+        tasks.push(task);
+        describe.push(format!("certificate {}", f.cert_file.display()));
+    }
+    let mut alpn_challenges = false;
+    if let Some(a) = &tls.acme {
+        let hosts = apps.iter().flat_map(|a| a.hosts.iter().map(String::as_str));
+        let names = acme::certificate_names(hosts.chain([app.state.web.cp_host.as_str()]));
+        if names.is_empty() {
+            bail!("[tls.acme]: no host a CA can issue for (IP addresses and localhost are left out)");
+        }
+        alpn_challenges = a.challenge == acme::Challenge::TlsAlpn01;
+        describe.push(format!("ACME {} for {}", a.directory_url, names.join(", ")));
+        let manager = acme::Acme::new(a.clone(), names, certs.clone(), tokens.clone(), status, metrics);
+        manager.load_cache();
+        tasks.push(manager.spawn());
+    }
+    Ok(Edge { certs, tokens, alpn_challenges, tasks, describe: describe.join("; ") })
 }
 
 /// Prepares each micro of a Spacefile in `dir`: ports, environment, dependency install and `commands`.

@@ -13,19 +13,26 @@ pub(crate) async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: storage answers.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Storage unreachable")))]
+/// Readiness: storage answers, and with `[tls]` every managed certificate is being served. Each
+/// certificate is listed under `tls` with its expiry and, while its renewal fails, the last error.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Storage unreachable, or a host has no certificate yet")))]
 pub(crate) async fn readyz(AxState(state): AxState<State>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "storage": state.store.backend()}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: storage unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable", "storage": state.store.backend()})),
-            )
-        }
+    let certificates = state.tls.snapshot();
+    let tls_ready = state.tls.all_served();
+    let mut body = serde_json::json!({"status": "ready", "storage": state.store.backend()});
+    if !certificates.is_empty() {
+        body["tls"] = serde_json::json!(certificates);
     }
+    let mut status = StatusCode::OK;
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "not ready: storage unreachable");
+        status = StatusCode::SERVICE_UNAVAILABLE;
+        body["status"] = "unavailable".into();
+    } else if !tls_ready {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+        body["status"] = "no_certificate".into();
+    }
+    (status, Json(body))
 }
 
 /// Prometheus text format.

@@ -18,6 +18,9 @@ mod servers;
 mod sigkill;
 mod signing_key;
 mod storage_outage;
+mod tls;
+mod tls_acme;
+
 mod up;
 mod users;
 mod webhooks_crash;

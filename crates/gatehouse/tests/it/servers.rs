@@ -229,6 +229,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// Starts `cmd`, whose stderr goes to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Node {
+        Node { child: cmd.spawn().expect("start gatehouse"), log }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
