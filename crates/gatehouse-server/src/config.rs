@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub usage: gatehouse_services::usage::UsageConfig,
     /// GitHub's secret scanning keys and the report-a-leak limit (SPEC §13).
     pub secret_scanning: SecretScanningConfig,
+    /// The apps' access policies at start (SPEC §15); `AppState::access` holds the current ones.
+    pub access: gatehouse_services::access::PolicyTable,
 }
 
 /// The documented request body limit of the management API.
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             sign_in: gatehouse_services::users::SignInConfig::default(),
             usage: gatehouse_services::usage::UsageConfig::default(),
             secret_scanning: SecretScanningConfig::default(),
+            access: Default::default(),
         }
     }
 }

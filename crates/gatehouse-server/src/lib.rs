@@ -156,6 +156,7 @@ impl App {
             signer,
             setup_token: parking_lot::Mutex::new(None),
         };
+        let access = Arc::new(gatehouse_services::access::AccessPolicies::new(config.access.clone()));
         Ok(Self {
             state: Arc::new(AppState {
                 config,
@@ -170,6 +171,7 @@ impl App {
                 webhooks,
                 usage,
                 leaks,
+                access,
                 web,
             }),
         })
