@@ -245,6 +245,7 @@ pub(super) fn authorize(
 /// without a policy: every enabled user). Refused: the 403 page naming the account, with *Switch
 /// account*, for a browser navigation; 403 `app_not_allowed` for anything else. API keys and OAuth
 /// tokens are judged by their own restrictions (SPEC §4.3, §7), public routes by nothing.
+#[allow(clippy::result_large_err)] // the early answer is the response itself, as for every phase
 pub(super) fn admit(
     ctx: &Ctx<'_>,
     who: &Authenticated,
