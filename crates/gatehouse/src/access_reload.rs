@@ -50,9 +50,11 @@ pub fn spawn(path: PathBuf, apps: Vec<String>, policies: Arc<AccessPolicies>) ->
                     policies.replace(table);
                     tracing::info!(file = %path.display(), apps_with_policy = count, "access policies reloaded");
                 }
+                // One line per refusal (a TOML error's own lines are escaped), however long the error.
                 Err(e) => tracing::error!(
                     file = %path.display(),
-                    "the configuration file changed but does not load, so the access policies in force stay: {e:#}"
+                    error = ?format!("{e:#}"),
+                    "the configuration file changed but does not load, so the access policies in force stay"
                 ),
             }
         }

@@ -219,11 +219,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 files.push(PathBuf::from("Spacefile"));
             }
             let mut problems = vec![];
-            // The apps an `[access.<app>]` may name: the `[[apps]]`, and each checked Spacefile's app.
+            // The apps an `[access.<app>]` may name: the `[[apps]]`, and the app `up` would serve from
+            // each other Spacefile checked.
             let mut names: Vec<String> = cfg.apps.iter().map(|a| a.name.clone()).collect();
-            for f in &files {
+            for (i, f) in files.iter().enumerate() {
                 match crate::up::load_spacefile(f) {
-                    Ok(sf) => names.push(crate::up::app_name(f.parent().unwrap_or(std::path::Path::new(".")), &sf)),
+                    Ok(sf) if i >= cfg.apps.len() => {
+                        names.push(crate::up::app_name(f.parent().unwrap_or(std::path::Path::new(".")), &sf));
+                    }
+                    Ok(_) => {}
                     Err(e) => problems.push(format!("{e:#}")),
                 }
             }
