@@ -222,3 +222,28 @@ fn a_policy_for_an_app_that_is_not_served_stops_config_check_and_serve() {
         }
     }
 }
+
+#[test]
+fn under_up_a_policy_names_the_spacefiles_app_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spacefile = "v: 0\napp_name: notes\nmicros:\n  - name: main\n    upstream: http://127.0.0.1:9\n";
+    std::fs::write(d.join("Spacefile"), spacefile).unwrap();
+    std::fs::write(d.join("gatehouse.toml"), "[access.shop]\nroles = [\"owner\"]\n").unwrap();
+    let (app, cp) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let args = ["--config", "gatehouse.toml", "up", ".", "--listen", &app, "--control-plane", &cp];
+    let out = gatehouse(d, &args, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("gatehouse.toml: [access.shop] names no app that is served (apps: notes)"),
+        "{}",
+        stderr(&out)
+    );
+    // `config check` run where `up` would run knows the same name.
+    let out = gatehouse(d, &["--config", "gatehouse.toml", "config", "check"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("[access.shop] names no app that is served (apps: notes)"), "{}", stderr(&out));
+    std::fs::write(d.join("gatehouse.toml"), "[access.notes]\nroles = [\"owner\"]\n").unwrap();
+    let out = gatehouse(d, &["--config", "gatehouse.toml", "config", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
