@@ -31,6 +31,8 @@ pub enum DenyReason {
     IpNotAllowed,
     EnvironmentMismatch,
     AppNotAllowed,
+    /// A signed-in person whom the app's access policy does not list (SPEC §15).
+    AccountNotAllowed,
     RateLimited {
         retry_after_secs: u64,
     },
@@ -49,7 +51,7 @@ impl DenyReason {
             DenyReason::InsufficientScope(_) | DenyReason::RouteHasNoScope => "insufficient_scope",
             DenyReason::IpNotAllowed => "ip_not_allowed",
             DenyReason::EnvironmentMismatch => "environment_mismatch",
-            DenyReason::AppNotAllowed => "app_not_allowed",
+            DenyReason::AppNotAllowed | DenyReason::AccountNotAllowed => "app_not_allowed",
             DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::ExceedsAuthority(e) => e.dimension.code(),
         }
@@ -68,6 +70,7 @@ impl DenyReason {
             | DenyReason::IpNotAllowed
             | DenyReason::EnvironmentMismatch
             | DenyReason::AppNotAllowed
+            | DenyReason::AccountNotAllowed
             | DenyReason::ExceedsAuthority(_) => DenyClass::Permission,
             DenyReason::RateLimited { .. } => DenyClass::RateLimit,
         }
@@ -92,6 +95,9 @@ impl fmt::Display for DenyReason {
             DenyReason::IpNotAllowed => f.write_str("The credential may not be used from this IP address."),
             DenyReason::EnvironmentMismatch => f.write_str("The credential belongs to a different environment (live/test)."),
             DenyReason::AppNotAllowed => f.write_str("The credential may not be used for this app."),
+            DenyReason::AccountNotAllowed => f.write_str(
+                "The signed-in account may not open this app: its access policy does not list it. Sign in with another account.",
+            ),
             DenyReason::RateLimited { retry_after_secs } => {
                 write!(f, "Too many requests for this credential; retry after {retry_after_secs} s.")
             }

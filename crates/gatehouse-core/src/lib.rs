@@ -4,6 +4,7 @@
 //! (`ApiKey::parse`, `Scope::parse`, `IpAllowlist::parse`), and the verification rules of
 //! SPEC §4.3 are a pure function over a stored key record and the request's context.
 
+pub mod access;
 pub mod apikey;
 pub mod authority;
 pub mod base62;

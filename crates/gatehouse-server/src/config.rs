@@ -41,6 +41,8 @@ pub struct ServerConfig {
     /// answer came over TLS, so cookies are `Secure`, HSTS is sent and upstreams get
     /// `X-Forwarded-Proto: https` (SPEC §11, §14).
     pub tls: bool,
+    /// The apps' access policies at start (SPEC §15); `AppState::access` holds the current ones.
+    pub access: gatehouse_services::access::PolicyTable,
 }
 
 /// The documented request body limit of the management API.
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             usage: gatehouse_services::usage::UsageConfig::default(),
             secret_scanning: SecretScanningConfig::default(),
             tls: false,
+            access: Default::default(),
         }
     }
 }

@@ -157,6 +157,7 @@ impl App {
             signer,
             setup_token: parking_lot::Mutex::new(None),
         };
+        let access = Arc::new(gatehouse_services::access::AccessPolicies::new(config.access.clone()));
         Ok(Self {
             state: Arc::new(AppState {
                 config,
@@ -171,6 +172,7 @@ impl App {
                 webhooks,
                 usage,
                 leaks,
+                access,
                 web,
                 tls: Arc::default(),
             }),

@@ -271,7 +271,7 @@ pub(crate) async fn post_login(
     let ip = crate::netaddr::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     match state.users.sign_in(&form.email, &form.password, Some(ip)).await {
         Ok(SignIn::Ok(user)) => {
-            let (cookie, hash) = match state.sessions.create_login(&user, &state.web.cp_host).await {
+            let (cookie, hash) = match state.sessions.create_login(&user, &state.web.cp_host, vec![]).await {
                 Ok(x) => x,
                 Err(e) => return unavailable(e),
             };

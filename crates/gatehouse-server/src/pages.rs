@@ -53,6 +53,20 @@ pub struct AppLogout<'a> {
     pub csrf: &'a str,
 }
 
+/// The 403 page of an app whose access policy does not list the signed-in account (SPEC §15): who
+/// they are signed in as, and *Switch account*, which signs out and starts a sign-in that returns here.
+#[derive(Debug, Template)]
+#[template(path = "app_not_allowed.html")]
+pub struct AppNotAllowed<'a> {
+    pub title: &'a str,
+    pub email: &'a str,
+    pub app: &'a str,
+    /// The sign-out form's token, bound to this browser's app session.
+    pub csrf: &'a str,
+    /// The path (and query) asked for, on this host: where the new sign-in returns.
+    pub return_to: &'a str,
+}
+
 /// `/__gatehouse/callback` with a ticket bound to another browser: a link to sign in here instead.
 #[derive(Debug, Template)]
 #[template(path = "other_browser.html")]

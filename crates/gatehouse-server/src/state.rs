@@ -22,6 +22,8 @@ pub struct AppState {
     pub usage: gatehouse_services::usage::UsageCollector,
     /// Leaked-credential reports (SPEC §13): the revoking service and GitHub's key list.
     pub leaks: crate::leak_intake::LeakIntake,
+    /// Who may open which app (SPEC §15); swapped whole when the configuration file changes.
+    pub access: Arc<gatehouse_services::access::AccessPolicies>,
     pub web: WebState,
     /// The certificates served with `[tls]`, as `/readyz` reports them (empty without TLS).
     pub tls: Arc<crate::tls::TlsStatus>,

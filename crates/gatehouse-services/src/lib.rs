@@ -5,6 +5,7 @@
 //! This crate depends on no HTTP framework (no axum, hyper, tower, reqwest or http); `scripts/test.sh`
 //! checks it with `cargo tree`.
 
+pub mod access;
 pub mod assertion;
 pub mod audit;
 pub mod batch;

@@ -104,8 +104,15 @@ impl Sessions {
     }
 
     /// Starts a login session for `user` on `host` (the control plane); returns the cookie value.
-    pub async fn create_login(&self, user: &UserRecord, host: &str) -> Result<(String, KeyHash), StoreError> {
-        self.create(user.id.clone(), None, host).await
+    /// `groups` are the identity provider's groups claim (SPEC §15), which app access policies may
+    /// name; a password sign-in passes none. Every app-host session of this login carries them.
+    pub async fn create_login(
+        &self,
+        user: &UserRecord,
+        host: &str,
+        groups: Vec<String>,
+    ) -> Result<(String, KeyHash), StoreError> {
+        self.create(user.id.clone(), None, host, groups).await
     }
 
     async fn create(
@@ -113,6 +120,7 @@ impl Sessions {
         user_id: String,
         parent: Option<(KeyHash, Timestamp)>,
         host: &str,
+        groups: Vec<String>,
     ) -> Result<(String, KeyHash), StoreError> {
         let (cookie, hash) = new_token();
         let now = Timestamp::now();
@@ -127,6 +135,7 @@ impl Sessions {
             expires_at: parent.map_or(absolute, |p| p.1.min(absolute)),
             last_seen_at: now,
             revoked_at: None,
+            groups,
         };
         self.store.insert_session(&record).await?;
         Ok((cookie, hash))
@@ -165,7 +174,7 @@ impl Sessions {
         if login.revoked_at.is_some() || login.expires_at <= now {
             return Ok(Redeemed::Invalid);
         }
-        let (cookie, _) = self.create(login.user_id.clone(), Some((parent, login.expires_at)), host).await?;
+        let (cookie, _) = self.create(login.user_id, Some((parent, login.expires_at)), host, login.groups).await?;
         Ok(Redeemed::Session(cookie))
     }
 

@@ -205,8 +205,8 @@ pub enum PasswordRule {
     TooLong,
 }
 
-/// The roles of SPEC §12, from the most to the least authority.
-pub const ROLES: [&str; 5] = ["owner", "admin", "developer", "viewer", "member"];
+/// The roles of SPEC §12, from the most to the least authority (the list access policies name, too).
+pub const ROLES: [&str; 5] = gatehouse_core::access::ROLES;
 
 /// Whether `actor` may act on a user of `role` — create one, change, disable, enable or reset them,
 /// or give someone that role. The shell may do anything; an owner too; an admin everything except

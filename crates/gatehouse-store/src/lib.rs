@@ -190,6 +190,9 @@ pub struct SessionRecord {
     /// Last activity as last written (activity is flushed in batches, not per request).
     pub last_seen_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The groups the identity provider's claim gave at sign-in (SPEC §15); empty for a password
+    /// sign-in. An app-host session carries its login's.
+    pub groups: Vec<String>,
 }
 
 /// Users.

@@ -965,6 +965,8 @@ struct SessionRow {
     expires_at: i64,
     last_seen_at: i64,
     revoked_at: Option<i64>,
+    /// A JSON array of strings.
+    groups: String,
 }
 
 fn hash_of(bytes: &[u8]) -> Result<KeyHash, StoreError> {
@@ -984,6 +986,7 @@ impl TryFrom<SessionRow> for SessionRecord {
             expires_at: Timestamp(r.expires_at),
             last_seen_at: Timestamp(r.last_seen_at),
             revoked_at: r.revoked_at.map(Timestamp),
+            groups: serde_json::from_str(&r.groups).map_err(|_| StoreError::Corrupt("session groups".into()))?,
         })
     }
 }
@@ -991,8 +994,9 @@ impl TryFrom<SessionRow> for SessionRecord {
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let sql = "INSERT INTO sessions (id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let sql = "INSERT INTO sessions (id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at, groups) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        let groups = serde_json::to_string(&s.groups).map_err(|e| StoreError::Other(e.to_string()))?;
         on_db!(self, write, p => {
             sqlx::query(sql)
                 .bind(&s.id_hash.0[..])
@@ -1003,6 +1007,7 @@ impl SessionStore for SqlStore {
                 .bind(s.expires_at.0)
                 .bind(s.last_seen_at.0)
                 .bind(s.revoked_at.map(|t| t.0))
+                .bind(&groups)
                 .execute(p)
                 .await?;
         });
@@ -1010,7 +1015,8 @@ impl SessionStore for SqlStore {
     }
 
     async fn session_by_hash(&self, hash: &KeyHash) -> Result<Option<SessionRecord>, StoreError> {
-        let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
+        let sql =
+            "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at, groups \
                    FROM sessions WHERE id_hash = $1";
         let row: Option<SessionRow> =
             on_db!(self, read, p => sqlx::query_as(sql).bind(&hash.0[..]).fetch_optional(p).await?);
@@ -1055,7 +1061,8 @@ impl SessionStore for SqlStore {
     }
 
     async fn user_logins(&self, user_id: &str, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
-        let sql = "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at \
+        let sql =
+            "SELECT id_hash, parent_hash, user_id, host, created_at, expires_at, last_seen_at, revoked_at, groups \
                    FROM sessions WHERE user_id = $1 AND parent_hash IS NULL AND revoked_at IS NULL AND expires_at > $2 \
                    ORDER BY created_at DESC";
         let rows: Vec<SessionRow> =

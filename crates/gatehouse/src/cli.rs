@@ -219,10 +219,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 files.push(PathBuf::from("Spacefile"));
             }
             let mut problems = vec![];
-            for f in &files {
-                if let Err(e) = crate::up::load_spacefile(f) {
-                    problems.push(format!("{e:#}"));
+            // The apps an `[access.<app>]` may name: the `[[apps]]`, and the app `up` would serve from
+            // each other Spacefile checked.
+            let mut names: Vec<String> = cfg.apps.iter().map(|a| a.name.clone()).collect();
+            for (i, f) in files.iter().enumerate() {
+                match crate::up::load_spacefile(f) {
+                    Ok(sf) if i >= cfg.apps.len() => {
+                        names.push(crate::up::app_name(f.parent().unwrap_or(std::path::Path::new(".")), &sf));
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{e:#}")),
                 }
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            if let Err(e) = config::check_access_names(cfg.config_file.as_deref(), &cfg.server.access, &names) {
+                problems.push(format!("{e:#}"));
             }
             if !problems.is_empty() {
                 anyhow::bail!("{}", problems.join("\n"));

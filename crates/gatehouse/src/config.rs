@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use gatehouse_core::access::{AccessPolicy, PolicyLists};
 use gatehouse_core::ratelimit::Quota;
 use gatehouse_core::{Namespace, SecretString};
 use gatehouse_server::config::ServerConfig;
+use gatehouse_services::access::PolicyTable;
 use gatehouse_services::verifier::CacheConfig;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -46,6 +49,10 @@ pub struct RawConfig {
     pub gateway: Option<RawGateway>,
     /// Apps served by `serve` (one table per app).
     pub apps: Option<Vec<RawApp>>,
+    /// `[access.<app name>]`: who may open each app (SPEC §15). Read from the file alone, with lines,
+    /// by `access_policies`; here only accepted as a table.
+    #[allow(dead_code)] // read from the file's text, where lines are known, not from the merged layers
+    pub access: Option<toml::Table>,
     pub rate_limit: Option<RawRateLimit>,
     pub cache: Option<RawCache>,
     /// Time and size limits of each listener (SPEC §11).
@@ -770,6 +777,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// Plain HTTP answered with redirects to HTTPS (and HTTP-01 challenges).
     pub http_redirect_listen: Option<SocketAddr>,
+    /// The configuration file, re-read while running for its `[access.<app>]` tables.
+    pub config_file: Option<PathBuf>,
     /// Accepted but worth saying out loud. Loading runs before logging is set up, so the caller logs
     /// these once it is (`log_warnings`).
     pub warnings: Vec<ConfigWarning>,
@@ -842,9 +851,11 @@ pub fn load(flags: &Flags) -> Result<Config> {
 /// Loads all layers with the given environment (tests pass their own).
 pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config> {
     let mut merged = toml::Table::new();
+    let mut access = PolicyTable::new();
     if let Some(path) = &flags.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        access = access_policies(path, &text)?;
         // Deserialize the file on its own first: that is where line and column are known.
         toml::from_str::<RawConfig>(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         // `[[apps]]` come from the file alone (no environment variable sets them), so their
@@ -895,7 +906,101 @@ pub fn load_from(flags: &Flags, env: &BTreeMap<String, String>) -> Result<Config
         }
     }
     let raw: RawConfig = toml::Value::Table(merged).try_into().map_err(|e| anyhow!("configuration: {e}"))?;
-    check(raw, flags.config.as_deref())
+    let mut cfg = check(raw, flags.config.as_deref())?;
+    cfg.server.access = access;
+    cfg.config_file = flags.config.clone();
+    Ok(cfg)
+}
+
+/// `[access.<app>]`: the lists as written; each may be left out (empty), but not all of them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// Only the `[access.…]` tables, with where each is in the file.
+#[derive(Deserialize)]
+struct AccessWithSpans {
+    #[serde(default)]
+    access: BTreeMap<String, toml::Spanned<toml::Value>>,
+}
+
+/// The `[access.<app>]` tables of a configuration file's text, each checked by
+/// `gatehouse_core::access::AccessPolicy::parse`. Every problem is reported, each as
+/// `file:line: [access.<app>]: …`; which apps exist is checked by `check_access_names`.
+pub fn access_policies(path: &Path, text: &str) -> Result<PolicyTable> {
+    let parsed: AccessWithSpans =
+        toml::from_str(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let line = |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let mut problems = vec![];
+    let mut table = PolicyTable::new();
+    for (name, value) in parsed.access {
+        let at = format!("{}:{}: [access.{}]", path.display(), line(value.span()), table_key(&name));
+        let raw: RawAccess = match value.into_inner().try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{at}: {}", e.to_string().trim_end()));
+                continue;
+            }
+        };
+        let lists = PolicyLists { emails: raw.emails, domains: raw.domains, roles: raw.roles, groups: raw.groups };
+        match AccessPolicy::parse(&lists) {
+            Ok(p) => {
+                table.insert(name, Arc::new(p));
+            }
+            Err(e) => problems.push(format!("{at}: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(table)
+    } else {
+        bail!("{}", problems.join("\n"))
+    }
+}
+
+/// A TOML key as written in a table header: bare when it can be, else quoted.
+fn table_key(name: &str) -> String {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// The access policies of an edited configuration file, for `access_reload`: the whole file must
+/// still load as a configuration (so an edit that would stop the next start is refused now too), and
+/// every table must be valid and name a served app.
+pub fn reload_access(path: &Path, bytes: &[u8], apps: &[&str]) -> Result<PolicyTable> {
+    let text = std::str::from_utf8(bytes).map_err(|e| anyhow!("{}: not UTF-8 ({e})", path.display()))?;
+    toml::from_str::<RawConfig>(text).map_err(|e| anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let table = access_policies(path, text)?;
+    check_access_names(Some(path), &table, apps)?;
+    Ok(table)
+}
+
+/// Every `[access.<name>]` must name an app that is served (the `[[apps]]` name under `serve`, the
+/// Spacefile's `app_name` under `up`): a policy for a misspelt app would protect nothing.
+pub fn check_access_names(file: Option<&Path>, access: &PolicyTable, apps: &[&str]) -> Result<()> {
+    let mut unknown: Vec<&String> = access.keys().filter(|n| !apps.contains(&n.as_str())).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let file = file.map_or_else(|| "configuration".to_owned(), |f| f.display().to_string());
+    let served = if apps.is_empty() { "none".to_owned() } else { apps.join(", ") };
+    let lines: Vec<String> = unknown
+        .iter()
+        .map(|n| format!("{file}: [access.{}] names no app that is served (apps: {served})", table_key(n)))
+        .collect();
+    bail!("{}", lines.join("\n"))
 }
 
 /// Only what the uniqueness checks read from `[[apps]]`, with where each value is in the file.
@@ -1174,6 +1279,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let apps = check_apps(raw.apps.unwrap_or_default(), file, &at)?;
     Ok(Config {
         http_redirect_listen,
+        config_file: None,
         warnings,
         oauth_clients,
         gateway_listen,
@@ -1206,6 +1312,7 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             usage,
             secret_scanning,
             tls: tls.is_some(),
+            access: PolicyTable::new(),
         },
         tls,
     })
@@ -1388,6 +1495,74 @@ mod tests {
         assert_eq!(c.server.redis_url.as_ref().unwrap().expose(), "redis://:swordfish@cache:6379/2");
         assert_eq!(c.limits_display(), "shared through redis://…@cache:6379/2");
         assert!(!format!("{c:?}").contains("swordfish"));
+    }
+
+    #[test]
+    fn access_tables_load_from_the_file_and_name_their_table_in_every_error() {
+        let (_f, flags) = file(
+            "[access.shop]\ndomains = [\"Example.com\"]\nroles = [\"owner\"]\n\n[access.\"my app\"]\ngroups = [\"eng\"]\n",
+        );
+        let c = load_from(&flags, &env(&[])).unwrap();
+        assert_eq!(c.server.access["shop"].lists().domains, ["example.com"]);
+        assert_eq!(c.server.access["my app"].lists().groups, ["eng"]);
+        assert_eq!(c.config_file.as_deref(), flags.config.as_deref());
+        assert!(load_from(&Flags::default(), &env(&[])).unwrap().server.access.is_empty(), "no file: no policy");
+        let rows = [
+            (
+                "[access.shop]\nemailz = [\"a@b.c\"]\n",
+                ":1: [access.shop]: unknown field `emailz`, expected one of `emails`, `domains`, `roles`, `groups`",
+            ),
+            ("\n\n[access.shop]\n", ":3: [access.shop]: lists no one"),
+            ("[access.shop]\ndomains = [\"*.example.com\"]\n", "[access.shop]: domains[0]: `*.example.com`: wildcards"),
+            (
+                "[access.shop]\ndomains = \"example.com\"\n",
+                "[access.shop]: invalid type: string \"example.com\", expected a sequence",
+            ),
+            (
+                "[access.shop]\nemails = [\"nobody\"]\n[access.blog]\nroles = [\"root\"]\n",
+                "[access.blog]: roles[0]: `root` is not a role",
+            ),
+            (
+                "[access.shop]\nemails = [\"nobody\"]\n[access.blog]\nroles = [\"root\"]\n",
+                "[access.shop]: emails[0]: `nobody` is not an email address",
+            ),
+            ("[access.\"a.b\"]\nroles = [1]\n", "[access.\"a.b\"]: invalid type: integer `1`, expected a string"),
+            ("access = 5\n", "invalid type: integer `5`, expected a map"),
+            ("[access]\nshop = 5\n", "[access.shop]: invalid type: integer `5`"),
+        ];
+        for (text, want) in rows {
+            let (f, flags) = file(text);
+            let err = format!("{:#}", load_from(&flags, &env(&[])).unwrap_err());
+            assert!(err.contains(want), "{text:?}: `{err}` should contain `{want}`");
+            assert!(err.contains(&f.path().display().to_string()), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_access_table_for_an_app_that_is_not_served_is_an_error() {
+        let (f, flags) = file("[access.shop]\nroles = [\"owner\"]\n[access.sohp]\nroles = [\"owner\"]\n");
+        let c = load_from(&flags, &env(&[])).unwrap();
+        assert!(check_access_names(c.config_file.as_deref(), &c.server.access, &["shop"]).is_err());
+        let err = check_access_names(c.config_file.as_deref(), &c.server.access, &["shop", "blog"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: [access.sohp] names no app that is served (apps: shop, blog)", f.path().display())
+        );
+        let err = check_access_names(None, &c.server.access, &[]).unwrap_err().to_string();
+        assert!(err.contains("[access.shop] names no app that is served (apps: none)"), "{err}");
+        // A reload judges the whole file: broken TOML, an unknown setting elsewhere, or an unknown app.
+        let path = f.path();
+        for (text, want) in [
+            ("[access.shop\n", "invalid table header"),
+            ("listn = 1\n[access.shop]\nroles = [\"owner\"]\n", "unknown field `listn`"),
+            ("[access.blog]\nroles = [\"owner\"]\n", "[access.blog] names no app"),
+        ] {
+            let err = format!("{:#}", reload_access(path, text.as_bytes(), &["shop"]).unwrap_err());
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        assert!(reload_access(path, b"\xff", &["shop"]).unwrap_err().to_string().contains("not UTF-8"));
+        let t = reload_access(path, b"[access.shop]\nemails = [\"A@x.io\"]\n", &["shop"]).unwrap();
+        assert_eq!(t["shop"].lists().emails, ["a@x.io"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `gatehouse` binary: parses the command line, loads configuration, wires the library crates.
 
+mod access_reload;
 mod cli;
 mod config;
 mod keys_cmd;

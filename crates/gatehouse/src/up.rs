@@ -76,6 +76,8 @@ pub async fn run_platform(
                 .with_context(|| format!("cannot listen on {} (gateway)", cfg.gateway_listen))?,
         )
     };
+    let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    crate::config::check_access_names(cfg.config_file.as_deref(), &cfg.server.access, &names)?;
     let infos = apps.iter().map(GatewayApp::info).collect();
     let apps_hosts: Vec<String> = apps.iter().flat_map(|a| a.hosts.clone()).collect();
     let app = App::build_with_apps(cfg.server.clone(), store, infos)
@@ -116,6 +118,15 @@ pub async fn run_platform(
         }
     }
     let background = app.start_background().await;
+    // Policy edits reach this node within a second (SPEC §15); only a gateway has apps to guard.
+    let access_reload = match (&cfg.config_file, apps.is_empty()) {
+        (Some(file), false) => Some(crate::access_reload::spawn(
+            file.clone(),
+            apps.iter().map(|a| a.name.clone()).collect(),
+            app.state.access.clone(),
+        )),
+        _ => None,
+    };
     let grace = cfg.server.shutdown_grace;
     let signal = {
         let stop_tx = stop_tx.clone();
@@ -208,6 +219,9 @@ pub async fn run_platform(
     let _ = stop_tx.send(true);
     for t in micro_tasks {
         let _ = t.await;
+    }
+    if let Some(t) = access_reload {
+        t.abort();
     }
     background.shutdown().await;
     if let Some(e) = edge {
@@ -367,17 +381,23 @@ async fn python_env(micro: &str, src_dir: &Path) -> Result<Vec<(String, String)>
     ])
 }
 
+/// The name `up` serves a Spacefile's app under (what `[access.<app>]` names): its `app_name`, else
+/// the directory's name.
+pub fn app_name(dir: &Path, sf: &Spacefile) -> String {
+    sf.app_name.clone().unwrap_or_else(|| {
+        dir.canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "app".into())
+    })
+}
+
 /// `gatehouse up [DIR]`.
 pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> {
     let sf = load_spacefile(&dir.join("Spacefile"))?;
     let hosts = local_hosts(cfg.gateway_listen);
     let (upstreams, micros) = prepare_micros(&dir, &sf, &hosts[0]).await?;
-    let name = sf.app_name.clone().unwrap_or_else(|| {
-        dir.canonicalize()
-            .ok()
-            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "app".into())
-    });
+    let name = app_name(&dir, &sf);
     let mut banner = vec![String::new(), format!("Gatehouse is up · {name}")];
     banner.push(format!("  app        http://{}", hosts[0]));
     for m in &sf.micros {

@@ -55,6 +55,9 @@ pub(super) struct AppRow {
     pub hosts: String,
     pub micros: Vec<MicroRow>,
     pub counts: UsageCounts,
+    /// Who may sign in to it (SPEC §15), one `(list, entries)` per non-empty list of its access
+    /// policy; empty: the app has none, every enabled user may.
+    pub access: Vec<(&'static str, String)>,
 }
 
 fn micro_rows(app: &AppInfo) -> Vec<MicroRow> {
@@ -90,8 +93,20 @@ fn micro_rows(app: &AppInfo) -> Vec<MicroRow> {
         .collect()
 }
 
-fn app_row(app: &AppInfo, usage: &HashMap<String, UsageCounts>) -> AppRow {
+/// The app's access policy as the pages list it.
+fn access_rows(state: &AppState, app: &str) -> Vec<(&'static str, String)> {
+    let Some(policy) = state.access.policy_of(app) else { return vec![] };
+    let lists = policy.lists();
+    [("Emails", lists.emails), ("Domains", lists.domains), ("Roles", lists.roles), ("Groups", lists.groups)]
+        .into_iter()
+        .filter(|(_, entries)| !entries.is_empty())
+        .map(|(what, entries)| (what, entries.join(", ")))
+        .collect()
+}
+
+fn app_row(state: &AppState, app: &AppInfo, usage: &HashMap<String, UsageCounts>) -> AppRow {
     AppRow {
+        access: access_rows(state, &app.name),
         name: app.name.clone(),
         href: format!("/dashboard/apps/{}", crate::login::url_encode(&app.name)),
         environment: app.environment.as_str(),
@@ -125,7 +140,7 @@ async fn list(State(state): St, viewer: Viewer) -> Response {
         Ok(u) => u,
         Err(e) => return super::store_failed(&viewer, &e),
     };
-    let apps = state.web.apps.iter().map(|a| app_row(a, &usage)).collect();
+    let apps = state.web.apps.iter().map(|a| app_row(&state, a, &usage)).collect();
     render(&viewer, StatusCode::OK, &AppsList { layout: viewer.layout("Apps"), apps })
 }
 
@@ -141,6 +156,10 @@ pub(super) struct Explained {
     pub relative: String,
     pub rule: String,
     pub answer: String,
+    /// The user asked about (an email), or empty.
+    pub user: String,
+    /// Whether the app's access policy lets that user in, and why; empty when no user was asked about.
+    pub access: String,
 }
 
 /// `/dashboard/apps/{name}`: the app's Configuration page.
@@ -180,7 +199,7 @@ async fn configuration_page(
     let current = explained.as_ref().map_or("GET", |e| e.method.as_str()).to_owned();
     let page = Configuration {
         layout: viewer.layout(&format!("{} · Configuration", app.name)),
-        app: app_row(app, &usage),
+        app: app_row(state, app, &usage),
         keys: found.iter().map(|k| keys::row(k, now)).collect(),
         truncated,
         may_write: viewer.may("keys:write"),
@@ -249,8 +268,46 @@ async fn explain(State(state): St, Path(name): Path<String>, form: Form<Fields>)
         return render(&viewer, StatusCode::BAD_REQUEST, &m);
     }
     let browser = field(&fields, "browser") == "on";
-    let explained = run_explainer(&state, app, &method, path, credential, browser).await;
+    let user = field(&fields, "user").trim();
+    let mut explained = run_explainer(&state, app, &method, path, credential, browser).await;
+    if !user.is_empty() {
+        explained.user = user.chars().take(320).collect();
+        explained.access = explain_access(&state, &viewer, app, user).await;
+    }
     configuration_page(&state, &viewer, app, Some(explained)).await
+}
+
+/// Whether the app's access policy (SPEC §15) lets the user with this email in, and why — the
+/// gateway's own `access::decide`, with the groups of the user's newest sign-in (groups come from the
+/// identity provider's claim at sign-in; a user with no live login is judged without any).
+async fn explain_access(state: &AppState, viewer: &Viewer, app: &AppInfo, email: &str) -> String {
+    if !viewer.may("users:read") {
+        return "not shown: looking a user up needs users:read".into();
+    }
+    let user = match state.users.find(email).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return format!("no user has the email `{}`", email.chars().take(320).collect::<String>()),
+        Err(_) => return "503: storage is unavailable, so the user could not be looked up".into(),
+    };
+    let groups = match state.sessions.logins_of(&user.id).await {
+        Ok(logins) => logins.into_iter().next().map(|l| l.groups).unwrap_or_default(),
+        Err(_) => return "503: storage is unavailable, so the user's sign-ins could not be read".into(),
+    };
+    let policy = state.access.policy_of(&app.name);
+    let subject = gatehouse_core::access::Subject {
+        email: &user.email,
+        role: &user.role,
+        groups: &groups,
+        enabled: user.disabled_at.is_none(),
+    };
+    let decision = gatehouse_core::access::decide(policy.as_deref(), &subject);
+    let groups = if groups.is_empty() { "no groups".to_owned() } else { format!("groups {}", groups.join(", ")) };
+    let answer = if decision.is_allowed() {
+        "the gateway lets them in"
+    } else {
+        "the gateway answers 403 app_not_allowed (a browser gets the page naming the account, with Switch account)"
+    };
+    format!("{} (role {}, {groups}): {decision}; {answer}", user.email, user.role)
 }
 
 /// Which part of the micro's policy matched: for the page's "rule" line.

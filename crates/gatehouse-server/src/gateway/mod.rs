@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use gatehouse_core::gateway::is_browser_navigation;
 use gatehouse_core::path::NormalizedPath;
 use gatehouse_core::spacefile::Spacefile;
-use gatehouse_core::Environment;
+use gatehouse_core::{Environment, KeyHash};
+use gatehouse_services::sessions::ActiveSession;
 
 use self::forward::UpstreamClient;
 use self::identity::IdentityHeaders;
@@ -27,7 +28,7 @@ use crate::error::{in_request_scope, set_request_id, ApiError};
 use crate::login::{end_session, is_https, url_encode};
 use crate::pages;
 use crate::state::AppState;
-use crate::web::{self, cookies, csrf_token, message, page, redirect, set_cookie, CSRF_COOKIE};
+use crate::web::{self, cookies, message, page, redirect, set_cookie, CSRF_COOKIE};
 
 /// Where a micro's requests go.
 #[derive(Clone, Debug)]
@@ -194,11 +195,60 @@ impl<'a> Ctx<'a> {
         html
     }
 
+    /// Cookies set on this host are `Secure` whenever it is served over HTTPS.
+    fn secure(&self) -> bool {
+        self.https || crate::login::deployment_https(self.state())
+    }
+
+    /// The sign-out form's CSRF token for this browser — bound to its app session `session` when it
+    /// has one, so the form ends only that session — and the CSRF cookie to set when it had none.
+    fn logout_csrf(&self, headers: &HeaderMap, session: Option<&KeyHash>) -> (String, Option<HeaderValue>) {
+        let key = &self.state().web.csrf_key;
+        let existing = cookies(headers, CSRF_COOKIE).find(|c| c.len() == 43).map(str::to_owned);
+        let (cookie, fresh) = match existing {
+            Some(c) => (c, false),
+            None => (gatehouse_services::sessions::new_token().0, true),
+        };
+        let token = web::csrf_token_for(key, &cookie, session);
+        (token, fresh.then(|| set_cookie(CSRF_COOKIE, &cookie, 86_400, self.secure())))
+    }
+
+    /// The 403 page for a signed-in person the app's access policy does not list (SPEC §15): who
+    /// they are signed in as, and *Switch account* (sign out, then sign in again, back to this URL).
+    fn not_allowed_page(
+        &self,
+        signed_in: &ActiveSession,
+        headers: &HeaderMap,
+        path: &NormalizedPath,
+        query: Option<&str>,
+    ) -> Response {
+        let (csrf, csrf_cookie) = self.logout_csrf(headers, Some(&signed_in.session.id_hash));
+        let return_to = match query {
+            Some(q) => format!("{}?{q}", path.as_str()),
+            None => path.as_str().to_owned(),
+        };
+        let mut resp = page(
+            StatusCode::FORBIDDEN,
+            &pages::AppNotAllowed {
+                title: "No access to this app",
+                email: &signed_in.user.email,
+                app: &self.app.name,
+                csrf: &csrf,
+                return_to: &return_to,
+            },
+        );
+        if let Some(c) = csrf_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        crate::login::add_hsts(&mut resp, self.secure());
+        resp
+    }
+
     /// Sends a browser to the control plane's sign-in, bound to this browser: a fresh state cookie on
     /// this host (only sent to `/__gatehouse/`), whose hash the control plane puts into the ticket.
     /// On an HTTPS deployment or request the return URL is `https`, the cookie `Secure`, and HSTS is sent.
     fn login_redirect(&self, path: &NormalizedPath, query: Option<&str>) -> Response {
-        let secure = self.https || crate::login::deployment_https(self.state());
+        let secure = self.secure();
         let scheme = if secure { "https" } else { "http" };
         let mut url = format!("{scheme}://{}{}", self.host, path.as_str());
         if let Some(q) = query {
@@ -306,6 +356,7 @@ async fn run_phases(
     // From here on a refusal (403, 429) is counted against the verified credential.
     outcome.credential = who.usage_credential();
     phases::authorize(app, &ctx.host, &who, req.method(), req.headers()).map_err(|e| ctx.error(e))?;
+    phases::admit(&ctx, &who, req.headers(), &path, query.as_deref())?;
     phases::rate_limit(&ctx, &who).await.map_err(|e| ctx.error(e))?;
     let upstream = phases::upstream_of(app, micro).map_err(|e| ctx.error(e))?;
     let websocket = forward::is_websocket_upgrade(req.method(), req.headers());
@@ -322,11 +373,20 @@ struct CallbackQuery {
     return_to: String,
 }
 
+/// The app host's sign-out form; `return_to` (a path on this host) is set by *Switch account*.
+#[derive(Default, serde::Deserialize)]
+struct AppLogoutForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    return_to: String,
+}
+
 /// `/__gatehouse/…` on an app host: the login callback and sign-out.
 async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Response {
     let state = ctx.state();
     // Cookies set here are `Secure` and HSTS is sent whenever this host is served over HTTPS.
-    let secure = ctx.https || crate::login::deployment_https(state);
+    let secure = ctx.secure();
     let mut resp = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/__gatehouse/callback") => {
             let q: CallbackQuery = match web::from_query(req.uri().query().unwrap_or("")).ok() {
@@ -374,12 +434,6 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
             }
         }
         (Method::GET, "/__gatehouse/logout") => {
-            let existing = cookies(req.headers(), CSRF_COOKIE).find(|c| c.len() == 43).map(str::to_owned);
-            let (cookie, fresh) = match existing {
-                Some(c) => (c, false),
-                None => (gatehouse_services::sessions::new_token().0, true),
-            };
-            // Bound to this browser's app session when it has one, so the form only ends that session.
             let live =
                 match crate::login::live_sessions(state, req.headers(), &state.sessions.cfg.cookie_name, &ctx.host)
                     .await
@@ -387,13 +441,10 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                     Ok(l) => l,
                     Err(_) => return ctx.error(ApiError::Unavailable),
                 };
-            let token = match live.first() {
-                Some((_, h)) => web::csrf_token_for(&state.web.csrf_key, &cookie, Some(h)),
-                None => csrf_token(&state.web.csrf_key, &cookie),
-            };
+            let (token, csrf_cookie) = ctx.logout_csrf(req.headers(), live.first().map(|(_, h)| h));
             let mut resp = page(StatusCode::OK, &pages::AppLogout { title: "Sign out", csrf: &token });
-            if fresh {
-                resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, secure));
+            if let Some(c) = csrf_cookie {
+                resp.headers_mut().append(header::SET_COOKIE, c);
             }
             resp
         }
@@ -403,10 +454,15 @@ async fn own_pages(ctx: &Ctx<'_>, path: &NormalizedPath, req: Request) -> Respon
                 Ok(b) => b,
                 Err(_) => return ctx.error(ApiError::InvalidRequest("The form is too large.".into())),
             };
-            let form: crate::login::CsrfForm = web::from_query(std::str::from_utf8(&body).unwrap_or(""))
-                .ok()
-                .unwrap_or(crate::login::CsrfForm { csrf: String::new() });
-            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, "/").await
+            let form: AppLogoutForm =
+                web::from_query(std::str::from_utf8(&body).unwrap_or("")).ok().unwrap_or_default();
+            // *Switch account* names where to come back to: a new sign-in from this host, bound to this browser.
+            let then = if web::safe_local_path(&form.return_to) {
+                format!("/__gatehouse/signin?return_to={}", url_encode(&form.return_to))
+            } else {
+                "/".to_owned()
+            };
+            end_session(state, &headers, ctx.peer, &form.csrf, &state.sessions.cfg.cookie_name, &ctx.host, &then).await
         }
         _ => ctx.error(ApiError::NotFound("No such Gatehouse page.".into())),
     };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::Response;
+use gatehouse_core::access::{self, AccessDecision, Subject};
 use gatehouse_core::credentials::{looks_like_api_key, AppKeyHeader};
 use gatehouse_core::gateway::{Authorization, Decision, RequestFacts};
 use gatehouse_core::path::NormalizedPath;
@@ -237,6 +238,45 @@ pub(super) fn authorize(
             ))
         }
         Authenticated::Session(_) => Ok(()),
+    }
+}
+
+/// SPEC §15: a signed-in person opens the app only when its access policy lists them (an app
+/// without a policy: every enabled user). Refused: the 403 page naming the account, with *Switch
+/// account*, for a browser navigation; 403 `app_not_allowed` for anything else. API keys and OAuth
+/// tokens are judged by their own restrictions (SPEC §4.3, §7), public routes by nothing.
+#[allow(clippy::result_large_err)] // the early answer is the response itself, as for every phase
+pub(super) fn admit(
+    ctx: &Ctx<'_>,
+    who: &Authenticated,
+    headers: &HeaderMap,
+    path: &NormalizedPath,
+    query: Option<&str>,
+) -> Result<(), Response> {
+    let Authenticated::Session(signed_in) = who else { return Ok(()) };
+    let policy = ctx.state().access.policy_of(&ctx.app.name);
+    let subject = Subject {
+        email: &signed_in.user.email,
+        role: &signed_in.user.role,
+        groups: &signed_in.session.groups,
+        enabled: signed_in.user.disabled_at.is_none(),
+    };
+    match access::decide(policy.as_deref(), &subject) {
+        AccessDecision::Allowed(_) => Ok(()),
+        AccessDecision::Refused(why) => {
+            tracing::info!(
+                app = %ctx.app.name,
+                user = %signed_in.user.id,
+                email = %signed_in.user.email,
+                reason = why.code(),
+                "the app's access policy refused a signed-in user"
+            );
+            if ctx.browser {
+                Err(ctx.not_allowed_page(signed_in, headers, path, query))
+            } else {
+                Err(ctx.error(ApiError::denied(DenyReason::AccountNotAllowed)))
+            }
+        }
     }
 }
 

@@ -58,6 +58,12 @@ fn app_logout() {
 }
 
 #[test]
+fn app_not_allowed() {
+    let page = AppNotAllowed { title: "No access", email: HOSTILE, app: HOSTILE, csrf: CSRF, return_to: HOSTILE };
+    expect_file!["snapshots/app_not_allowed.html"].assert_eq(&render(&page));
+}
+
+#[test]
 fn other_browser() {
     expect_file!["snapshots/other_browser.html"].assert_eq(&render(&OtherBrowser { title: "Sign in", back: HOSTILE }));
 }

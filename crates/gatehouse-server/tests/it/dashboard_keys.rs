@@ -304,6 +304,49 @@ async fn the_explainer_runs_the_gateways_decision_and_never_echoes_the_credentia
     }
 }
 
+story!(the_explainer_says_whether_the_access_policy_lets_a_user_in_and_why);
+async fn the_explainer_says_whether_the_access_policy_lets_a_user_in_and_why(b: Backend) {
+    use gatehouse_core::access::{AccessPolicy, PolicyLists};
+    let gw = start(b).await;
+    let owner = add_user(&gw, "owner").await;
+    let p = sign_in(&gw, &owner).await;
+    let csrf = p.csrf().await;
+    let member = add_named(&gw, "grace", "member").await;
+    let explain = |user: String| {
+        let (p, csrf) = (&p, csrf.clone());
+        async move {
+            let form = [("csrf", csrf.as_str()), ("method", "GET"), ("path", "/orders/1"), ("user", user.as_str())];
+            let (status, _, html) = p.post("/dashboard/apps/shop/explain", &form).await;
+            assert_eq!(status, StatusCode::OK);
+            html
+        }
+    };
+    // No policy: the page says so, and every enabled user gets in.
+    let (_, page) = p.get("/dashboard/apps/shop").await;
+    assert!(page.contains("Every enabled user"), "{page}");
+    assert!(explain(member.clone()).await.contains("allowed: the app has no access policy"));
+    // Every test user is @example.com: the domain listed is another one, so roles decide.
+    let lists = PolicyLists { domains: vec!["example.org".into()], roles: vec!["owner".into()], ..Default::default() };
+    let policy = std::sync::Arc::new(AccessPolicy::parse(&lists).unwrap());
+    gw.cp.state.access.replace([("shop".to_owned(), policy)].into());
+    let (_, page) = p.get("/dashboard/apps/shop").await;
+    assert!(page.contains("<li>Domains: example.org</li><li>Roles: owner</li>"), "{page}");
+    let (_, list) = p.get("/dashboard/apps").await;
+    assert!(list.contains("<li>Domains: example.org</li>"), "{list}");
+    let rows = [
+        (owner.clone(), "allowed: the role `owner` is listed in `roles`"),
+        (member.clone(), "refused: the account matches none of the app&#39;s emails, domains, roles or groups"),
+        (member.clone(), "403 app_not_allowed"),
+        ("nobody@example.com".to_owned(), "no user has the email `nobody@example.com`"),
+        ("<script>@example.com".to_owned(), "no user has the email `&#60;script&#62;@example.com`"),
+    ];
+    for (user, want) in rows {
+        let html = explain(user.clone()).await;
+        assert!(html.contains(want), "{user}: expected {want:?} in\n{html}");
+        assert!(!html.contains("<script>@"), "escaped");
+    }
+}
+
 story!(hostile_posts_are_refused_and_change_nothing);
 async fn hostile_posts_are_refused_and_change_nothing(b: Backend) {
     let gw = start(b).await;

@@ -496,7 +496,7 @@ async fn edge_cross_site_websocket_hijacking_with_the_session_cookie_is_refused(
         "default".into(),
     );
     let user = users.create_owner("owner@example.com", "correct horse battery", "test").await.unwrap();
-    let (cookie, _) = gw.cp.state.sessions.create_login(&user, &gw.host).await.unwrap();
+    let (cookie, _) = gw.cp.state.sessions.create_login(&user, &gw.host, vec![]).await.unwrap();
     let session = format!("Cookie: gatehouse_session={cookie}\r\n");
     // A page on another site (a sibling subdomain is same-site, so SameSite=Lax still sends the cookie)
     // opens a WebSocket to the app: the browser adds the cookie, and the tunnel would act as the user.

@@ -1,6 +1,7 @@
 //! Control-plane integration tests: a real server on 127.0.0.1:0 over a fresh database per test,
 //! every story on SQLite and on PostgreSQL.
 
+mod access;
 mod api_keys;
 mod api_users;
 mod authority;

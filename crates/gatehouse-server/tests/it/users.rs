@@ -153,7 +153,7 @@ async fn a_role_change_reaches_live_sessions_at_once(b: Backend) {
     let app = TestApp::new(b).await;
     let _owner = person(&app, "owner@example.com", "owner").await;
     let dev = person(&app, "dev@example.com", "developer").await;
-    let (cookie, _) = app.state.sessions.create_login(&dev, "cp.test").await.unwrap();
+    let (cookie, _) = app.state.sessions.create_login(&dev, "cp.test", vec![]).await.unwrap();
     let seen = app.state.sessions.lookup(&cookie, "cp.test").await.unwrap().unwrap();
     assert_eq!(seen.user.role, "developer", "cached now");
     app.state.users.set_role(&Actor::Cli, &dev.id, "viewer").await.unwrap();
@@ -173,7 +173,7 @@ async fn a_set_password_link_works_once_and_expires(b: Backend) {
     let app = TestApp::new(b).await;
     let users = &app.state.users;
     let dev = person(&app, "dev@example.com", "developer").await;
-    let (cookie, _) = app.state.sessions.create_login(&dev, "cp.test").await.unwrap();
+    let (cookie, _) = app.state.sessions.create_login(&dev, "cp.test", vec![]).await.unwrap();
     let token = users.create_password_link(&Actor::Cli, &dev.id, Duration::from_secs(600)).await.unwrap();
     assert_eq!(token.len(), 43);
     assert!(users.password_link_valid(&token).await.unwrap());

@@ -29,7 +29,24 @@ fn session(name: &str, parent: Option<&str>, user_id: &str) -> SessionRecord {
         expires_at: Timestamp(1_000_000_000),
         last_seen_at: Timestamp(1_000),
         revoked_at: None,
+        groups: vec![],
     }
+}
+
+story!(a_session_keeps_the_groups_it_was_created_with);
+async fn a_session_keeps_the_groups_it_was_created_with(b: Backend) {
+    let (_db, s) = fresh(b).await;
+    s.insert_user(&user("usr_g", "g@example.com", "member"), &audit("user.created", "usr_g", 1_000)).await.unwrap();
+    // Group names are the provider's: any text, quotes, slashes and non-ASCII included, kept exactly.
+    let groups = vec!["eng".to_owned(), "/platform/ops".to_owned(), "Ünal's \"team\"".to_owned()];
+    s.insert_session(&SessionRecord { groups: groups.clone(), ..session("with", None, "usr_g") }).await.unwrap();
+    s.insert_session(&session("without", None, "usr_g")).await.unwrap();
+    assert_eq!(s.session_by_hash(&KeyHash::of("with")).await.unwrap().unwrap().groups, groups);
+    assert_eq!(s.session_by_hash(&KeyHash::of("without")).await.unwrap().unwrap().groups, Vec::<String>::new());
+    let logins = s.user_logins("usr_g", Timestamp(2_000)).await.unwrap();
+    let mut sizes: Vec<usize> = logins.iter().map(|l| l.groups.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![0, 3], "the account page's list of logins reads them too");
 }
 
 story!(disabling_a_user_ends_their_sessions_and_feeds_their_tokens);

@@ -1,6 +1,7 @@
 //! The binary as a newcomer uses it: CLI commands on a fresh data dir, `serve` as a real process,
 //! on SQLite and (by changing one setting) PostgreSQL.
 
+mod access;
 mod cli;
 mod cluster;
 mod config_apps;

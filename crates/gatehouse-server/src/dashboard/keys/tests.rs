@@ -175,6 +175,7 @@ fn app_row() -> AppRow {
             route_scopes: vec![(HOSTILE.into(), HOSTILE.into())],
         }],
         counts: UsageCounts { allowed: 5, unauthorized: 4, forbidden: 3, rate_limited: 2 },
+        access: vec![("Domains", HOSTILE.into()), ("Groups", HOSTILE.into())],
     }
 }
 
@@ -185,7 +186,8 @@ fn grid_rows() -> Vec<GridRow> {
 #[test]
 fn apps_list() {
     let v = viewer("owner");
-    let page = AppsList { layout: v.layout("Apps"), apps: vec![app_row()] };
+    let every = AppRow { access: vec![], ..app_row() };
+    let page = AppsList { layout: v.layout("Apps"), apps: vec![app_row(), every] };
     expect_file!["../snapshots/apps_list.html"].assert_eq(&render(&page));
 }
 
@@ -209,6 +211,8 @@ fn apps_configuration() {
             relative: HOSTILE.into(),
             rule: HOSTILE.into(),
             answer: HOSTILE.into(),
+            user: HOSTILE.into(),
+            access: HOSTILE.into(),
         }),
         methods: vec![Choice { value: "GET".into(), label: "GET".into(), selected: true }],
     };
