@@ -22,6 +22,10 @@ pub struct AppState {
     pub usage: gatehouse_services::usage::UsageCollector,
     /// Leaked-credential reports (SPEC §13): the revoking service and GitHub's key list.
     pub leaks: crate::leak_intake::LeakIntake,
+    /// The identity providers people may sign in with (SPEC §15), with their cached metadata and keys.
+    pub idp: crate::idp::Providers,
+    /// Which user a provider account signs in as.
+    pub external: gatehouse_services::external::ExternalSignIns,
     pub web: WebState,
 }
 

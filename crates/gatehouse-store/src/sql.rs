@@ -1184,6 +1184,9 @@ pub use oauth_sql::client_feed_hash;
 #[path = "sql_leaks.rs"]
 mod leaks_sql;
 
+#[path = "sql_identities.rs"]
+mod identities_sql;
+
 #[path = "sql_webhooks.rs"]
 mod webhooks_sql;
 

@@ -89,6 +89,11 @@ fn header_alg(token: &str) -> Option<String> {
     Some(v.get("alg")?.as_str()?.chars().take(32).collect())
 }
 
+/// The `kid` of a token's header, unverified (to decide whether the provider's keys must be loaded again).
+pub fn key_id(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
 /// Validates `token` against `keys` and `expect`. `UnknownKey` tells the caller to load the provider's
 /// keys again (at most as often as it allows) and try once more.
 pub fn validate_id_token(token: &str, keys: &Jwks, expect: &Expectations<'_>) -> Result<IdClaims, IdTokenError> {
