@@ -15,6 +15,7 @@ mod redis_outage;
 mod scan;
 mod servers;
 mod signing_key;
+mod sso;
 mod storage_outage;
 mod up;
 mod users;
