@@ -2,11 +2,12 @@
 // Gatehouse's sign-in page, click `Continue with …`, sign in at the provider (its development login
 // form) as LOGIN, consent, and either land on the page asked for (EXPECT=in) or on Gatehouse's refusal
 // page saying EXPECT. Run by crates/gatehouse/tests/it/sso.rs with APP_URL, CP_URL, BUTTON, LOGIN, EMAIL
-// and EXPECT set; exits non-zero with a reason on any failure.
+// and EXPECT set; with SIGN_OUT=1 it then signs out on the control plane and, through the provider's
+// end-session page, comes back signed out of both. Exits non-zero with a reason on any failure.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const { APP_URL, CP_URL, BUTTON, LOGIN, EMAIL, EXPECT } = process.env;
+const { APP_URL, CP_URL, BUTTON, LOGIN, EMAIL, EXPECT, SIGN_OUT } = process.env;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
@@ -38,6 +39,16 @@ try {
     const text = await page.textContent("body");
     assert.ok(text.includes(`You are signed in as ${EMAIL}`), text);
     console.log(`signed in through the provider as ${EMAIL}: ok`);
+    if (SIGN_OUT === "1") {
+      // 5. Sign out on the control plane: the provider's end-session page, then back to Gatehouse.
+      await page.goto(`${CP_URL}/dashboard/account`);
+      await Promise.all([page.waitForSelector('button[name="logout"]'), page.getByRole("button", { name: "Sign out" }).click()]);
+      assert.ok(!page.url().startsWith(CP_URL), `expected the provider's sign-out page, got ${page.url()}`);
+      await Promise.all([page.waitForURL(`${CP_URL}/login`), page.getByRole("button", { name: "Yes, sign me out" }).click()]);
+      await page.goto(wanted);
+      assert.ok(page.url().startsWith(`${CP_URL}/login`), `expected to be signed out, got ${page.url()}`);
+      console.log("signed out at Gatehouse and at the provider: ok");
+    }
   } else {
     // 4b. Refused, on Gatehouse's page, with no session: the private page still asks to sign in.
     assert.ok(page.url().startsWith(`${CP_URL}/login/`), `expected Gatehouse's refusal page, got ${page.url()}`);

@@ -66,6 +66,26 @@ struct Cached<T> {
     tried_at: Option<Instant>,
 }
 
+impl<T> Cached<T> {
+    /// Keeps what a load gave; a failed load keeps the last good value, and is an error only without one.
+    fn keep(&mut self, loaded: Result<T, IdpError>, now: Instant, provider: &str, what: &str) -> Result<(), IdpError> {
+        match loaded {
+            Ok(v) => {
+                self.value = Some(Arc::new(v));
+                self.loaded_at = Some(now);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "could not load the identity provider's {what}");
+                if self.value.is_none() {
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl<T> Default for Cached<T> {
     fn default() -> Self {
         Self { value: None, loaded_at: None, tried_at: None }
@@ -183,18 +203,7 @@ impl Providers {
                     Ok(body) => ProviderMetadata::parse(&body, &p.config.issuer).map_err(IdpError::from),
                     Err(e) => Err(e),
                 };
-            match loaded {
-                Ok(m) => {
-                    cache.value = Some(Arc::new(m));
-                    cache.loaded_at = Some(now);
-                }
-                Err(e) => {
-                    tracing::warn!(provider = %p.config.id, error = %e, "could not load the identity provider's discovery document");
-                    if cache.value.is_none() {
-                        return Err(e);
-                    }
-                }
-            }
+            cache.keep(loaded, now, &p.config.id, "discovery document")?;
         }
         cache.value.clone().ok_or_else(|| IdpError::Unreachable("discovery: not loaded".into()))
     }
@@ -218,18 +227,7 @@ impl Providers {
                 Ok(body) => Jwks::parse(&body).map_err(IdpError::from),
                 Err(e) => Err(e),
             };
-            match loaded {
-                Ok(set) => {
-                    cache.value = Some(Arc::new(set));
-                    cache.loaded_at = Some(now);
-                }
-                Err(e) => {
-                    tracing::warn!(provider = %p.config.id, error = %e, "could not load the identity provider's signing keys");
-                    if cache.value.is_none() {
-                        return Err(e);
-                    }
-                }
-            }
+            cache.keep(loaded, now, &p.config.id, "signing keys")?;
         }
         cache.value.clone().ok_or_else(|| IdpError::Unreachable("jwks: not loaded".into()))
     }

@@ -11,6 +11,7 @@ use gatehouse_core::oidc::IdClaims;
 use gatehouse_core::Timestamp;
 use gatehouse_store::{AuditEntry, ExternalIdentity, Store, StoreError, UserRecord};
 
+use crate::audit::{audit_entry, AuditTarget, RequestMeta};
 use crate::ids::new_id;
 
 /// What a provider allows (from its `[[identity_providers]]` table).
@@ -77,20 +78,9 @@ impl ExternalSignIns {
     }
 
     fn audit(&self, action: &str, user_id: &str, ip: Option<IpAddr>, details: serde_json::Value) -> AuditEntry {
-        let now = Timestamp::now();
-        AuditEntry {
-            id: new_id("aud", now),
-            workspace: self.workspace.clone(),
-            environment: None,
-            at: now,
-            actor: "anonymous".into(),
-            action: action.into(),
-            target_type: "user".into(),
-            target_id: user_id.to_owned(),
-            request_id: None,
-            ip: ip.map(|i| i.to_string()),
-            details,
-        }
+        let meta = RequestMeta { request_id: None, ip: ip.map(|i| i.to_string()) };
+        let target = AuditTarget { kind: "user", id: user_id, environment: None };
+        audit_entry(&self.workspace, "anonymous", &meta, action, target, details)
     }
 
     /// The user `claims` sign in as, linking or creating as the rules allow, audited (`user.signed_in`

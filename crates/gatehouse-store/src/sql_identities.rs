@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use gatehouse_core::{KeyHash, Timestamp};
 
-use super::{event_of, hash_of, Db, SqlStore, UserRow, FAN_OUT, INSERT_AUDIT, INSERT_EVENT, USER_COLUMNS};
+use super::{event_of, hash_of, Db, SqlStore, UserRow, FAN_OUT, INSERT_AUDIT, INSERT_EVENT, INSERT_USER, USER_COLUMNS};
 use crate::identities::{ExternalIdentity, IdentityStore, PendingLogin};
 use crate::{AuditEntry, StoreError, UserRecord};
 
@@ -114,19 +114,8 @@ impl IdentityStore for SqlStore {
         link: &ExternalIdentity,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO users (id, workspace, email, password_hash, role, created_at, disabled_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
         in_tx!(self, tx => {
-            sqlx::query(sql)
-                .bind(&user.id)
-                .bind(&user.workspace)
-                .bind(&user.email)
-                .bind(&user.password_hash)
-                .bind(&user.role)
-                .bind(user.created_at.0)
-                .bind(user.disabled_at.map(|t| t.0))
-                .execute(&mut *tx)
-                .await?;
+            bind_user!(sqlx::query(INSERT_USER), user).execute(&mut *tx).await?;
             bind_identity!(sqlx::query(INSERT_IDENTITY), link).execute(&mut *tx).await?;
             record!(tx, audit);
         });

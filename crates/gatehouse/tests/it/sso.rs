@@ -81,6 +81,15 @@ async fn gatehouse_with_idp(extra: &str) -> (Idp, Up) {
 
 /// Runs the browser through a provider sign-in as `login`; `expect` is `in` or the refusal's words.
 async fn browser_signs_in(up: &Up, login: &str, email: &str, expect: &str) {
+    browser_run(up, login, email, expect, false).await
+}
+
+/// As `browser_signs_in`, then signs out (at Gatehouse and, `end_session` being on, at the provider).
+async fn browser_signs_in_and_out(up: &Up, login: &str, email: &str) {
+    browser_run(up, login, email, "in", true).await
+}
+
+async fn browser_run(up: &Up, login: &str, email: &str, expect: &str, sign_out: bool) {
     let dir = repo_root().join("tests/oidc-provider");
     let out = tokio::process::Command::new("node")
         .arg("signin.mjs")
@@ -91,6 +100,7 @@ async fn browser_signs_in(up: &Up, login: &str, email: &str, expect: &str) {
         .env("LOGIN", login)
         .env("EMAIL", email)
         .env("EXPECT", expect)
+        .env("SIGN_OUT", if sign_out { "1" } else { "0" })
         .output()
         .await
         .expect("node runs (scripts/test.sh installs Chromium and the packages)");
@@ -137,8 +147,8 @@ async fn chromium_signs_in_through_a_real_provider_and_is_refused_where_it_must_
     let alice =
         list["data"].as_array().unwrap().iter().find(|u| u["email"] == "alice@example.com").expect("alice was created");
     assert_eq!(alice["role"], "member", "{alice}");
-    // Signing in again uses the link, not the email.
-    browser_signs_in(&up, "alice", "alice@example.com", "in").await;
+    // Signing in again uses the link, not the email; signing out ends the session at the provider too.
+    browser_signs_in_and_out(&up, "alice", "alice@example.com").await;
     // An existing user, but the provider does not vouch for the email: not linked, not signed in.
     browser_signs_in(&up, "bob", "bob@example.com", "did not confirm that your email address is verified").await;
     // An existing user with a verified email: linked and signed in; once disabled, refused.

@@ -77,6 +77,9 @@ fn expect(algorithms: &[Algorithm]) -> Expectations<'_> {
     }
 }
 
+/// What a row says: the case, the token, the provider's algorithms, the answer.
+type Row<'a> = (&'a str, String, &'a [Algorithm], Result<(), IdTokenError>);
+
 #[test]
 fn the_id_token_table() {
     let (rsa, rsa_public_pem) = rsa_key("rsa-1");
@@ -126,7 +129,7 @@ fn the_id_token_table() {
     };
     let no_kid = |key: &TestKey| encode(&Header::new(key.alg), &claims(), &key.enc).unwrap();
 
-    let rows: Vec<(&str, String, &[Algorithm], Result<(), E>)> = vec![
+    let rows: Vec<Row<'_>> = vec![
         ("RS256, valid", sign(&rsa, &claims()), &advertised, Ok(())),
         ("ES256, valid", sign(&ec, &claims()), &advertised, Ok(())),
         (
