@@ -71,11 +71,18 @@ ensure_browser_test_packages() {
 # `.venv` (if `$3` does not import). Usage: ensure_packages DIR NPM_PACKAGE "PYTHON_IMPORTS" WHAT
 ensure_packages() {
   local dir=$1 npm_pkg=$2 imports=$3 what=$4
+  ensure_npm_packages "$dir" "$npm_pkg" "$what"
+  ensure_venv "$dir" "$imports" "$what"
+}
+
+# Installs a test directory's npm packages from its lock file (if `node_modules/$2` is missing).
+# Usage: ensure_npm_packages DIR NPM_PACKAGE WHAT
+ensure_npm_packages() {
+  local dir=$1 npm_pkg=$2 what=$3
   if [ ! -d "$dir/node_modules/$npm_pkg" ]; then
     log "installing npm packages for $what"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
   fi
-  ensure_venv "$dir" "$imports" "$what"
 }
 
 # Installs a test directory's PyPI packages into `.venv` (if `$2` does not import). Usage: ensure_venv DIR "IMPORTS" WHAT
@@ -96,6 +103,8 @@ ensure_pebble
 ensure_packages tests/oauth-clients openid-client "authlib, requests" "the OAuth client test"
 # Receivers verifying deliveries with Stripe's SDKs (npm, PyPI) and the standardwebhooks packages.
 ensure_packages tests/webhook-receivers stripe "stripe, standardwebhooks" "the webhook receivers"
+# A real OpenID Provider (oidc-provider) and the browser driver for the sign-in-with-a-provider tests.
+ensure_npm_packages tests/oidc-provider oidc-provider "the identity provider tests"
 # A real h2c-capable upstream (hypercorn) and HTTP/2 client (h2) for the gateway's edge tests.
 ensure_venv tests/h2c "h2, hypercorn" "the h2c edge tests"
 ensure_chromium

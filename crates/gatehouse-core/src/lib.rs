@@ -18,6 +18,7 @@ pub mod ipallow;
 pub mod leak;
 pub mod leak_scan;
 pub mod oauth;
+pub mod oidc;
 pub mod path;
 pub mod ratelimit;
 pub mod record;

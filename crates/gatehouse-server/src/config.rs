@@ -43,6 +43,32 @@ pub struct ServerConfig {
     pub tls: bool,
     /// The apps' access policies at start (SPEC §15); `AppState::access` holds the current ones.
     pub access: gatehouse_services::access::PolicyTable,
+    /// `[[identity_providers]]`: OpenID Connect providers people may sign in with (SPEC §15).
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// Whether the sign-in page offers the password form (`password_login = false`: providers only).
+    pub password_login: bool,
+}
+
+/// One `[[identity_providers]]` table, checked: a provider people may sign in with (SPEC §15).
+#[derive(Clone, Debug)]
+pub struct IdentityProviderConfig {
+    /// In URLs: `/login/<id>` and the redirect URI `/login/<id>/callback`.
+    pub id: String,
+    /// The button says `Continue with <display_name>`.
+    pub display_name: String,
+    /// Compared exactly with the discovery document's and every ID token's `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: gatehouse_core::SecretString,
+    /// Requested scopes; always includes `openid`.
+    pub scopes: Vec<String>,
+    /// Create a Gatehouse user (with `default_role`) for a verified email no user has yet.
+    pub auto_create_users: bool,
+    pub default_role: String,
+    /// The ID-token claim that lists the person's groups.
+    pub groups_claim: String,
+    /// Send the browser to the provider's `end_session_endpoint` on sign-out, when it has one.
+    pub end_session: bool,
 }
 
 /// The documented request body limit of the management API.
@@ -70,6 +96,8 @@ impl Default for ServerConfig {
             secret_scanning: SecretScanningConfig::default(),
             tls: false,
             access: Default::default(),
+            identity_providers: Vec::new(),
+            password_login: true,
         }
     }
 }

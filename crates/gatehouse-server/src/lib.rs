@@ -13,6 +13,7 @@ pub mod delivery;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub mod gateway;
+pub mod idp;
 mod leak_intake;
 pub mod listener;
 pub mod login;
@@ -21,6 +22,7 @@ pub(crate) mod oauth;
 pub(crate) mod pages;
 pub mod percore;
 pub mod secret_scanning;
+pub(crate) mod sso;
 pub mod state;
 pub mod tls;
 pub(crate) mod web;
@@ -142,6 +144,8 @@ impl App {
             .with_cache(verifier.clone(), oauth.clone()),
             config.secret_scanning.clone(),
         );
+        let idp = idp::Providers::new(config.identity_providers.clone(), idp::IdpTimings::default());
+        let external = gatehouse_services::external::ExternalSignIns::new(store.clone(), config.workspace.clone());
         let cp_host = config
             .public_url
             .split_once("://")
@@ -173,6 +177,8 @@ impl App {
                 usage,
                 leaks,
                 access,
+                idp,
+                external,
                 web,
                 tls: Arc::default(),
             }),
@@ -221,6 +227,9 @@ impl App {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(rows = n, "expired OAuth codes and tokens deleted"),
                     Err(e) => tracing::warn!(error = %e, "could not delete expired OAuth codes and tokens; will retry"),
+                }
+                if let Err(e) = state.store.prune_provider_logins(gatehouse_core::Timestamp::now()).await {
+                    tracing::warn!(error = %e, "could not delete expired provider sign-ins; will retry");
                 }
             }
         }));

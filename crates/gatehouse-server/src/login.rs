@@ -45,7 +45,7 @@ pub(crate) struct LoginForm {
 }
 
 /// The browser binding an app host passed along (`state`, the hex SHA-256 of its state cookie).
-fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
+pub(crate) fn parse_state(s: &str) -> Option<gatehouse_core::KeyHash> {
     gatehouse_core::KeyHash::from_hex(s)
 }
 
@@ -118,12 +118,48 @@ fn login_page(
 ) -> Response {
     let (cookie, fresh) = csrf_cookie(headers);
     let token = csrf_token(&state.web.csrf_key, &cookie);
-    let state = browser.map(|b| b.to_hex()).unwrap_or_default();
-    let mut resp = page(status, &pages::Login { title: "Sign in", error, csrf: &token, return_to, state: &state });
+    let state_hex = browser.map(|b| b.to_hex()).unwrap_or_default();
+    let providers = provider_buttons(state, return_to, &state_hex);
+    let mut resp = page(
+        status,
+        &pages::Login {
+            title: "Sign in",
+            error,
+            csrf: &token,
+            return_to,
+            state: &state_hex,
+            providers: &providers,
+            password_login: state.config.password_login,
+        },
+    );
     if fresh {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &cookie, 86_400, https));
     }
     resp
+}
+
+/// One `Continue with …` link per identity provider, carrying the sign-in's `return_to` and the app
+/// host's browser binding (`state`) to `/login/<id>`.
+fn provider_buttons(state: &AppState, return_to: &str, browser_hex: &str) -> Vec<pages::ProviderButton> {
+    state
+        .idp
+        .all()
+        .iter()
+        .map(|p| {
+            let mut href = format!("/login/{}", p.config.id);
+            let mut sep = '?';
+            for (name, value) in [("return_to", return_to), ("state", browser_hex)] {
+                if !value.is_empty() {
+                    href.push(sep);
+                    href.push_str(name);
+                    href.push('=');
+                    href.push_str(&utf8_percent_encode(value, QUERY_COMPONENT).to_string());
+                    sep = '&';
+                }
+            }
+            pages::ProviderButton { href, name: p.config.display_name.clone() }
+        })
+        .collect()
 }
 
 /// Where to send a signed-in browser: straight to a local path, or via a ticket to an app host. A
@@ -132,7 +168,7 @@ fn login_page(
 ///
 /// On HTTPS the scheme of the return URL is always `https`, whatever the link said: a ticket never
 /// travels over plain HTTP from a deployment that has TLS.
-async fn continue_to(
+pub(crate) async fn continue_to(
     state: &AppState,
     login_hash: &gatehouse_core::KeyHash,
     return_to: Option<ReturnTo>,
@@ -243,6 +279,13 @@ pub(crate) async fn post_login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let https = secure_context(&state, &headers, Some(peer));
+    if !state.config.password_login {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            "Password sign-in is turned off here. Go back and continue with your identity provider.",
+        );
+    }
     let browser = parse_state(&form.state);
     let csrf = cookies(&headers, CSRF_COOKIE).find(|c| c.len() == 43);
     if !csrf_ok(&state.web.csrf_key, csrf, &form.csrf) {
@@ -344,8 +387,29 @@ pub(crate) async fn post_logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    end_session(&state, &headers, peer, &form.csrf, &state.sessions.cfg.cp_cookie_name, &state.web.cp_host, "/login")
-        .await
+    let (name, host) = (&state.sessions.cfg.cp_cookie_name, &state.web.cp_host);
+    let live = match live_sessions(&state, &headers, name, host).await {
+        Ok(l) => l,
+        Err(e) => return unavailable(e),
+    };
+    let mut resp = end_session(&state, &headers, peer, &form.csrf, name, host, "/login").await;
+    if resp.status() != StatusCode::SEE_OTHER {
+        return resp;
+    }
+    // The login just ended came from an identity provider with sign-out there: continue to it.
+    for (cookie, hash) in live {
+        if matches!(state.sessions.lookup(cookie, host).await, Ok(Some(_))) {
+            continue;
+        }
+        let Ok(Some((provider, id_token))) = state.store.take_provider_login(&hash).await else { continue };
+        let back = format!("{}/login", state.web.cp_origin);
+        if let Some(url) = state.idp.end_session_url(&provider, &id_token, &back).await {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&url) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+    }
+    resp
 }
 
 /// The live sessions behind the browser's `cookie_name` cookies on `host`, as (cookie, id hash).

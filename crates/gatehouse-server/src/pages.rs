@@ -23,6 +23,18 @@ pub struct Login<'a> {
     pub return_to: &'a str,
     /// The hex hash of the app host's state cookie, or empty.
     pub state: &'a str,
+    /// `Continue with …` links, one per identity provider (SPEC §15).
+    pub providers: &'a [ProviderButton],
+    /// Whether the password form is shown (`password_login`).
+    pub password_login: bool,
+}
+
+/// A `Continue with <name>` link of the sign-in page.
+#[derive(Debug)]
+pub struct ProviderButton {
+    /// `/login/<id>` with the sign-in's `return_to` and `state`.
+    pub href: String,
+    pub name: String,
 }
 
 /// `/setup`: creating the first owner.

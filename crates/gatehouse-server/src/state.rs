@@ -24,6 +24,10 @@ pub struct AppState {
     pub leaks: crate::leak_intake::LeakIntake,
     /// Who may open which app (SPEC §15); swapped whole when the configuration file changes.
     pub access: Arc<gatehouse_services::access::AccessPolicies>,
+    /// The identity providers people may sign in with (SPEC §15), with their cached metadata and keys.
+    pub idp: crate::idp::Providers,
+    /// Which user a provider account signs in as.
+    pub external: gatehouse_services::external::ExternalSignIns,
     pub web: WebState,
     /// The certificates served with `[tls]`, as `/readyz` reports them (empty without TLS).
     pub tls: Arc<crate::tls::TlsStatus>,

@@ -35,6 +35,14 @@ pub fn state_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue
     build_cookie(STATE_COOKIE, value, "/__gatehouse/", max_age_secs, secure)
 }
 
+/// Name of the cookie that binds a provider sign-in (SPEC §15) to the browser that started it.
+pub(crate) const OIDC_COOKIE: &str = "gatehouse_oidc";
+
+/// The provider sign-in binding cookie: only sent to `/login/` (the start and the callback).
+pub(crate) fn oidc_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    build_cookie(OIDC_COOKIE, value, "/login/", max_age_secs, secure)
+}
+
 /// Percent-decodes `s` completely; `None` on a malformed escape.
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();

@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod audit;
 pub mod batch;
 pub mod error;
+pub mod external;
 pub mod ids;
 pub mod keys;
 pub mod leaks;

@@ -713,7 +713,10 @@ impl Users {
                 return Err(e);
             }
         };
-        let usable = found.as_ref().filter(|u| u.disabled_at.is_none());
+        // A user created through an identity provider has no password yet: checked against the dummy hash,
+        // so the answer takes as long as for any other wrong password.
+        let usable =
+            found.as_ref().filter(|u| u.disabled_at.is_none() && u.password_hash != crate::external::NO_PASSWORD);
         let hash = usable.map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let pw = password.to_owned();
         let kib = memory_cost_kib(&hash);

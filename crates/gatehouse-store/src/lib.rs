@@ -5,6 +5,7 @@
 
 mod breaker;
 mod error;
+pub mod identities;
 pub mod leaks;
 mod notify;
 pub mod oauth;
@@ -20,6 +21,7 @@ use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
 
 pub use breaker::ProbeConfig;
 pub use error::StoreError;
+pub use identities::{ExternalIdentity, IdentityStore, PendingLogin};
 pub use leaks::{LeakRecord, LeakStore, LeakTarget};
 pub use oauth::OAuthStore;
 pub use sql::client_feed_hash;
@@ -403,6 +405,7 @@ pub trait Store:
     + WebhookStore
     + UsageStore
     + LeakStore
+    + IdentityStore
     + Send
     + Sync
     + std::fmt::Debug

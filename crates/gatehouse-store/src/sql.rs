@@ -759,25 +759,30 @@ impl From<UserRow> for UserRecord {
 }
 
 const USER_COLUMNS: &str = "id, workspace, email, password_hash, role, created_at, disabled_at";
+
+const INSERT_USER: &str = "INSERT INTO users (id, workspace, email, password_hash, role, created_at, disabled_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Binds a user's columns in `INSERT_USER` order.
+macro_rules! bind_user {
+    ($q:expr, $u:expr) => {
+        $q.bind(&$u.id)
+            .bind(&$u.workspace)
+            .bind(&$u.email)
+            .bind(&$u.password_hash)
+            .bind(&$u.role)
+            .bind($u.created_at.0)
+            .bind($u.disabled_at.map(|t| t.0))
+    };
+}
 /// Spends every open set-password link of a user (`$1`) at `$2`.
 const SPEND_OPEN_LINKS: &str = "UPDATE password_links SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
 
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError> {
-        let sql = "INSERT INTO users (id, workspace, email, password_hash, role, created_at, disabled_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
         in_tx!(self, tx => {
-            sqlx::query(sql)
-                .bind(&user.id)
-                .bind(&user.workspace)
-                .bind(&user.email)
-                .bind(&user.password_hash)
-                .bind(&user.role)
-                .bind(user.created_at.0)
-                .bind(user.disabled_at.map(|t| t.0))
-                .execute(&mut *tx)
-                .await?;
+            bind_user!(sqlx::query(INSERT_USER), user).execute(&mut *tx).await?;
             record!(tx, audit);
         });
         Ok(())
@@ -1196,6 +1201,9 @@ pub use oauth_sql::client_feed_hash;
 
 #[path = "sql_leaks.rs"]
 mod leaks_sql;
+
+#[path = "sql_identities.rs"]
+mod identities_sql;
 
 #[path = "sql_webhooks.rs"]
 mod webhooks_sql;

@@ -53,6 +53,10 @@ pub struct RawConfig {
     /// by `access_policies`; here only accepted as a table.
     #[allow(dead_code)] // read from the file's text, where lines are known, not from the merged layers
     pub access: Option<toml::Table>,
+    /// OpenID Connect providers people may sign in with (SPEC §15).
+    pub identity_providers: Option<Vec<RawIdentityProvider>>,
+    /// Offer the password form on the sign-in page (default true; false: providers only).
+    pub password_login: Option<bool>,
     pub rate_limit: Option<RawRateLimit>,
     pub cache: Option<RawCache>,
     /// Time and size limits of each listener (SPEC §11).
@@ -541,6 +545,139 @@ pub struct RawOAuthClient {
     pub app: Option<String>,
 }
 
+/// `[[identity_providers]]`: an OpenID Connect provider (SPEC §15). From the config file only.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityProvider {
+    pub id: String,
+    pub display_name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// A file holding the client secret; relative paths are from the config file.
+    pub client_secret_file: Option<PathBuf>,
+    pub scopes: Option<Vec<String>>,
+    pub auto_create_users: Option<bool>,
+    pub default_role: Option<String>,
+    pub groups_claim: Option<String>,
+    /// Sign out at the provider too, when it offers RP-initiated logout (default false).
+    pub end_session: Option<bool>,
+}
+
+impl std::fmt::Debug for RawIdentityProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawIdentityProvider")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// An identity provider's id: it is a URL path segment (`/login/<id>/callback`), so 1-64 lower-case
+/// letters, digits, `-` or `_`, beginning with a letter or digit.
+fn provider_id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// `[[identity_providers]]` and `password_login`, checked; secrets read from their files.
+fn check_identity_providers(
+    raw: Vec<RawIdentityProvider>,
+    password_login: bool,
+    file: Option<&Path>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<gatehouse_server::config::IdentityProviderConfig>> {
+    let config_dir = file.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let mut out: Vec<gatehouse_server::config::IdentityProviderConfig> = vec![];
+    for (i, p) in raw.into_iter().enumerate() {
+        let field = |f: &str| at(&format!("identity_providers[{i}].{f}"));
+        if !provider_id_ok(&p.id) {
+            bail!(
+                "{}: `{}` must be 1-64 lower-case letters, digits, `-` or `_` (it is part of the redirect URI)",
+                field("id"),
+                p.id.chars().take(80).collect::<String>()
+            );
+        }
+        if out.iter().any(|o| o.id == p.id) {
+            bail!("{}: the id `{}` is used by another provider", field("id"), p.id);
+        }
+        let name = p.display_name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            bail!("{}: 1 to 64 characters, no control characters", field("display_name"));
+        }
+        if !gatehouse_core::oidc::issuer_ok(&p.issuer) {
+            bail!(
+                "{}: `{}` must be an https URL without query or fragment (http only on localhost), exactly as the provider names itself",
+                field("issuer"),
+                p.issuer.chars().take(200).collect::<String>()
+            );
+        }
+        if p.client_id.is_empty() || p.client_id.len() > 256 || p.client_id.chars().any(|c| c.is_control()) {
+            bail!("{}: 1 to 256 characters", field("client_id"));
+        }
+        let secret = match (p.client_secret, &p.client_secret_file) {
+            (Some(_), Some(_)) => {
+                bail!("{}: give client_secret or client_secret_file, not both", field("client_secret_file"))
+            }
+            (Some(s), None) => s,
+            (None, Some(f)) => {
+                let path = if f.is_relative() { config_dir.join(f) } else { f.clone() };
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow!("{}: cannot read {} ({e})", field("client_secret_file"), path.display()))?;
+                text.trim_end_matches(['\n', '\r']).to_owned()
+            }
+            (None, None) => {
+                bail!("{}: the provider's client secret is needed (or client_secret_file)", field("client_secret"))
+            }
+        };
+        if secret.is_empty() {
+            bail!("{}: the client secret is empty", field("client_secret"));
+        }
+        let scopes = p.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+        if !scopes.iter().any(|s| s == "openid") {
+            bail!("{}: must include `openid`", field("scopes"));
+        }
+        if let Some(bad) =
+            scopes.iter().find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+        {
+            bail!("{}: `{bad}` is not a scope (printable characters, no spaces)", field("scopes"));
+        }
+        let default_role = p.default_role.unwrap_or_else(|| "member".into());
+        if !gatehouse_services::users::ROLES.contains(&default_role.as_str()) || default_role == "owner" {
+            bail!(
+                "{}: one of admin, developer, viewer, member (an identity provider never creates owners)",
+                field("default_role")
+            );
+        }
+        let groups_claim = p.groups_claim.unwrap_or_else(|| "groups".into());
+        if groups_claim.is_empty() || groups_claim.len() > 64 || groups_claim.chars().any(char::is_control) {
+            bail!("{}: 1 to 64 characters", field("groups_claim"));
+        }
+        out.push(gatehouse_server::config::IdentityProviderConfig {
+            id: p.id,
+            display_name: name.to_owned(),
+            issuer: p.issuer,
+            client_id: p.client_id,
+            client_secret: SecretString::new(secret),
+            scopes,
+            auto_create_users: p.auto_create_users.unwrap_or(false),
+            default_role,
+            groups_claim,
+            end_session: p.end_session.unwrap_or(false),
+        });
+    }
+    if !password_login && out.is_empty() {
+        bail!(
+            "{}: password sign-in can only be turned off when an [[identity_providers]] table is configured",
+            at("password_login")
+        );
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
@@ -671,6 +808,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("gateway_listen", Kind::Str),
     ("owner_email", Kind::Str),
     ("owner_password", Kind::Str),
+    ("password_login", Kind::Bool),
     ("session.absolute_secs", Kind::Int),
     ("session.idle_secs", Kind::Int),
     ("sign_in.free_attempts", Kind::Int),
@@ -1277,6 +1415,9 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
     let (upstream_timeout, gateway_threads, public_rate_limit) = raw.gateway.unwrap_or_default().check(&at)?;
     let listener = raw.limits.unwrap_or_default().check(&at)?;
     let apps = check_apps(raw.apps.unwrap_or_default(), file, &at)?;
+    let password_login = raw.password_login.unwrap_or(true);
+    let identity_providers =
+        check_identity_providers(raw.identity_providers.unwrap_or_default(), password_login, file, &at)?;
     Ok(Config {
         http_redirect_listen,
         config_file: None,
@@ -1313,6 +1454,8 @@ fn check(raw: RawConfig, file: Option<&Path>) -> Result<Config> {
             secret_scanning,
             tls: tls.is_some(),
             access: PolicyTable::new(),
+            identity_providers,
+            password_login,
         },
         tls,
     })
@@ -1563,6 +1706,85 @@ mod tests {
         assert!(reload_access(path, b"\xff", &["shop"]).unwrap_err().to_string().contains("not UTF-8"));
         let t = reload_access(path, b"[access.shop]\nemails = [\"A@x.io\"]\n", &["shop"]).unwrap();
         assert_eq!(t["shop"].lists().emails, ["a@x.io"]);
+    }
+
+    #[test]
+    fn identity_providers_defaults_secrets_and_errors() {
+        let provider = |extra: &str| {
+            format!(
+                "[[identity_providers]]\nid = \"corp\"\ndisplay_name = \"Corp SSO\"\nissuer = \"https://idp.example.com\"\nclient_id = \"gh\"\n{extra}\n"
+            )
+        };
+        let (_f, flags) = file(&provider("client_secret = \"s3cr3t-value\""));
+        let c = load_from(&flags, &env(&[])).unwrap();
+        let p = &c.server.identity_providers[0];
+        assert_eq!(
+            (p.id.as_str(), p.display_name.as_str(), p.client_secret.expose()),
+            ("corp", "Corp SSO", "s3cr3t-value")
+        );
+        assert_eq!(p.scopes, vec!["openid", "email", "profile"]);
+        assert_eq!(
+            (p.auto_create_users, p.default_role.as_str(), p.groups_claim.as_str(), p.end_session),
+            (false, "member", "groups", false)
+        );
+        assert!(c.server.password_login);
+        assert!(!format!("{c:?}").contains("s3cr3t-value"), "the secret is never printed");
+
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "from-a-file\n").unwrap();
+        let (_f, flags) = file(&format!(
+            "password_login = false\n{}",
+            provider(&format!(
+                "client_secret_file = {:?}\nscopes = [\"openid\", \"email\"]\nauto_create_users = true\ndefault_role = \"viewer\"\ngroups_claim = \"roles\"\nend_session = true",
+                secret.path().display().to_string()
+            ))
+        ));
+        let c = load_from(&flags, &env(&[])).unwrap();
+        let p = &c.server.identity_providers[0];
+        assert_eq!(p.client_secret.expose(), "from-a-file");
+        assert_eq!(
+            (p.auto_create_users, p.default_role.as_str(), p.groups_claim.as_str(), p.end_session),
+            (true, "viewer", "roles", true)
+        );
+        assert!(!c.server.password_login);
+
+        let rows = [
+            (provider("client_secret = \"x\"\nclient_secert = \"typo\""), "client_secert"),
+            (
+                provider("client_secret = \"x\"").replace("id = \"corp\"", "id = \"Corp/../x\""),
+                "identity_providers[0].id",
+            ),
+            (provider("client_secret = \"x\"").replace("id = \"corp\"", "id = \"\""), "identity_providers[0].id"),
+            (
+                provider("client_secret = \"x\"").replace("https://idp.example.com", "http://idp.example.com"),
+                "identity_providers[0].issuer",
+            ),
+            (
+                provider("client_secret = \"x\"").replace("https://idp.example.com", "https://idp.example.com/#x"),
+                "identity_providers[0].issuer",
+            ),
+            (provider(""), "identity_providers[0].client_secret"),
+            (provider("client_secret = \"\""), "identity_providers[0].client_secret"),
+            (provider("client_secret = \"x\"\nclient_secret_file = \"/etc/hostname\""), "not both"),
+            (provider("client_secret_file = \"/no/such/secret\""), "/no/such/secret"),
+            (provider("client_secret = \"x\"\nscopes = [\"email\"]"), "must include `openid`"),
+            (provider("client_secret = \"x\"\nscopes = [\"openid\", \"a b\"]"), "identity_providers[0].scopes"),
+            (provider("client_secret = \"x\"\ndefault_role = \"owner\""), "never creates owners"),
+            (provider("client_secret = \"x\"\ndefault_role = \"root\""), "identity_providers[0].default_role"),
+            (
+                format!("{}{}", provider("client_secret = \"x\""), provider("client_secret = \"y\"")),
+                "used by another provider",
+            ),
+            ("password_login = false\n".to_owned(), "password_login"),
+        ];
+        for (text, want) in rows {
+            let (_f, flags) = file(&text);
+            let err = load_from(&flags, &env(&[])).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        let err = load_from(&Flags::default(), &env(&[("GATEHOUSE_PASSWORD_LOGIN", "false")])).unwrap_err().to_string();
+        assert!(err.contains("password_login"), "{err}");
     }
 
     #[test]

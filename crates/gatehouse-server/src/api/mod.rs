@@ -107,6 +107,8 @@ pub(crate) fn router(state: State) -> Router {
         .route("/", axum::routing::get(crate::login::home))
         .route("/login", axum::routing::get(crate::login::get_login).post(crate::login::post_login))
         .route("/logout", axum::routing::post(crate::login::post_logout))
+        .route("/login/{id}", axum::routing::get(crate::sso::start))
+        .route("/login/{id}/callback", axum::routing::get(crate::sso::callback))
         .route("/setup", axum::routing::get(crate::login::get_setup).post(crate::login::post_setup))
         .route(
             "/set-password",

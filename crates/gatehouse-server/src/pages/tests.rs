@@ -24,13 +24,51 @@ fn message() {
 
 #[test]
 fn login() {
-    let page = Login { title: "Sign in", error: Some(HOSTILE), csrf: CSRF, return_to: HOSTILE, state: HOSTILE };
+    let page = Login {
+        title: "Sign in",
+        error: Some(HOSTILE),
+        csrf: CSRF,
+        return_to: HOSTILE,
+        state: HOSTILE,
+        providers: &[],
+        password_login: true,
+    };
     expect_file!["snapshots/login.html"].assert_eq(&render(&page));
 }
 
 #[test]
+fn login_with_identity_providers() {
+    let providers = [
+        ProviderButton { href: format!("/login/corp?return_to={HOSTILE}"), name: HOSTILE.into() },
+        ProviderButton { href: "/login/google".into(), name: "Google".into() },
+    ];
+    let page = Login {
+        title: "Sign in",
+        error: None,
+        csrf: CSRF,
+        return_to: "",
+        state: "",
+        providers: &providers,
+        password_login: true,
+    };
+    expect_file!["snapshots/login_providers.html"].assert_eq(&render(&page));
+    let page = Login { password_login: false, ..page };
+    let html = render(&page);
+    assert!(!html.contains("<form") && !html.contains("password"), "{html}");
+    expect_file!["snapshots/login_providers_only.html"].assert_eq(&html);
+}
+
+#[test]
 fn login_without_an_error() {
-    let page = Login { title: "Sign in", error: None, csrf: CSRF, return_to: "/reports?month=11", state: "" };
+    let page = Login {
+        title: "Sign in",
+        error: None,
+        csrf: CSRF,
+        return_to: "/reports?month=11",
+        state: "",
+        providers: &[],
+        password_login: true,
+    };
     expect_file!["snapshots/login_no_error.html"].assert_eq(&render(&page));
 }
 

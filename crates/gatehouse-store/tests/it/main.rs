@@ -1,6 +1,7 @@
 //! Storage stories: each runs on SQLite and on PostgreSQL, each time in a fresh database.
 
 mod audit;
+mod identities;
 mod keys;
 mod oauth;
 mod secrets;

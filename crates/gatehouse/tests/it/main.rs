@@ -18,6 +18,7 @@ mod scan;
 mod servers;
 mod sigkill;
 mod signing_key;
+mod sso;
 mod storage_outage;
 mod tls;
 mod tls_acme;

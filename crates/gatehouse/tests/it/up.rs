@@ -107,10 +107,32 @@ impl Up {
         }
     }
 
+    /// Runs `gatehouse --config gatehouse.toml up` on a copy of `example` with `config` as that file and
+    /// the control plane on `cp_port`; waits until `ready_path` answers 200.
+    pub async fn start_configured(example: &Path, ready_path: &str, config: &str, cp_port: u16) -> Up {
+        let up = Self::launch_on(example, &[], &[], Some(config), (free_port(), cp_port));
+        let client = reqwest::Client::new();
+        let url = format!("{}{ready_path}", up.app);
+        up.wait_until(&format!("{ready_path} answering 200"), || async {
+            client.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        up
+    }
+
     fn launch(example: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> Up {
+        Self::launch_on(example, wrapper, env, None, (free_port(), free_port()))
+    }
+
+    fn launch_on(
+        example: &Path,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+        config: Option<&str>,
+        (app_port, cp_port): (u16, u16),
+    ) -> Up {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(example, dir.path());
-        let (app_port, cp_port) = (free_port(), free_port());
         let log = dir.path().join("up.log");
         let mut cmd = match wrapper.split_first() {
             None => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
@@ -120,6 +142,10 @@ impl Up {
                 c
             }
         };
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("gatehouse.toml"), text).unwrap();
+            cmd.args(["--config", "gatehouse.toml"]);
+        }
         cmd.args([
             "up",
             ".",
