@@ -379,7 +379,8 @@ pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> 
             .unwrap_or_else(|| "app".into())
     });
     let mut banner = vec![String::new(), format!("Gatehouse is up · {name}")];
-    banner.push(format!("  app        http://{}", hosts[0]));
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    banner.push(format!("  app        {scheme}://{}", hosts[0]));
     for m in &sf.micros {
         let how = match &m.backend {
             Backend::Run { command, .. } => format!("run `{command}`"),
