@@ -399,7 +399,8 @@ pub async fn up(cfg: Config, dir: PathBuf, store: Arc<dyn Store>) -> Result<()> 
     let (upstreams, micros) = prepare_micros(&dir, &sf, &hosts[0]).await?;
     let name = app_name(&dir, &sf);
     let mut banner = vec![String::new(), format!("Gatehouse is up · {name}")];
-    banner.push(format!("  app        http://{}", hosts[0]));
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    banner.push(format!("  app        {scheme}://{}", hosts[0]));
     for m in &sf.micros {
         let how = match &m.backend {
             Backend::Run { command, .. } => format!("run `{command}`"),
