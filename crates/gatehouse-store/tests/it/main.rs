@@ -2,6 +2,7 @@
 
 mod audit;
 mod keys;
+mod lists;
 mod oauth;
 mod secrets;
 mod usage;
