@@ -649,17 +649,12 @@ impl KeyStore for SqlStore {
     }
 }
 
-fn page_of<R, T>(mut rows: Vec<R>, limit_plus_one: i64) -> Result<Page<T>, StoreError>
+fn page_of<R, T>(rows: Vec<R>, limit_plus_one: i64) -> Result<Page<T>, StoreError>
 where
     T: TryFrom<R>,
     StoreError: From<T::Error>,
 {
-    let has_more = rows.len() as i64 >= limit_plus_one;
-    if has_more {
-        rows.truncate(rows.len() - 1);
-    }
-    let items = rows.into_iter().map(T::try_from).collect::<Result<_, _>>().map_err(StoreError::from)?;
-    Ok(Page { items, has_more })
+    page_rows(rows, limit_plus_one, &Seek::default())
 }
 
 /// The conditions of a key list (see `sql_where`). The indexes of migration 0020 serve each filter
