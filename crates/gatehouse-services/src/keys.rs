@@ -12,7 +12,7 @@ use gatehouse_core::{
     DenyReason, Environment, IpAllowlist, KeyKind, KeyRecord, Namespace, RateLimitOverride, ScopeSet, SecretString,
     Timestamp,
 };
-use gatehouse_store::{AuditEntry, KeyFilter, Page, PageRequest, Rolled, Store, StoreError};
+use gatehouse_store::{AuditEntry, Cursor, KeyFilter, Page, PageRequest, Rolled, Seek, Store, StoreError};
 
 use crate::audit::{audit_entry, Actor, AuditTarget, RequestMeta};
 use crate::verifier::Verifier;
@@ -234,8 +234,24 @@ impl KeyService {
                 return Err(invalid(format!("starting_after `{}` is not a key id", shown(after))));
             }
         }
-        let filter = KeyFilter { workspace: self.workspace.clone(), environment };
+        let filter = KeyFilter { workspace: self.workspace.clone(), environment, ..Default::default() };
         Ok(self.store.list_keys(&filter, page).await?)
+    }
+
+    /// One page of the keys `filter` matches, from `seek`'s cursor in either direction (the
+    /// dashboard's list). The workspace is this service's; a key actor sees its own environment only.
+    pub async fn search(&self, actor: &Actor, filter: KeyFilter, seek: &Seek) -> Result<Page<KeyRecord>, ServiceError> {
+        let environment = match actor {
+            Actor::Key(k) => Some(k.environment),
+            Actor::Cli | Actor::User(_) => filter.environment,
+        };
+        if let Some(Cursor::After(id) | Cursor::Before(id)) = &seek.cursor {
+            if !looks_like("key", id) {
+                return Err(invalid(format!("the page cursor `{}` is not a key id", shown(id))));
+            }
+        }
+        let filter = KeyFilter { workspace: self.workspace.clone(), environment, ..filter };
+        Ok(self.store.seek_keys(&filter, seek).await?)
     }
 
     /// Revokes at once; revoking twice is not an error and keeps the first time.

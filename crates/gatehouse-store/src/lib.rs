@@ -10,6 +10,7 @@ pub mod leaks;
 mod notify;
 pub mod oauth;
 mod sql;
+mod sql_where;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;
@@ -17,7 +18,7 @@ pub mod usage;
 pub mod webhooks;
 
 use async_trait::async_trait;
-use gatehouse_core::{Environment, KeyHash, KeyRecord, Timestamp};
+use gatehouse_core::{Environment, KeyHash, KeyKind, KeyRecord, Timestamp};
 
 pub use breaker::ProbeConfig;
 pub use error::StoreError;
@@ -62,11 +63,56 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// Filters for listing keys.
-#[derive(Clone, Debug)]
+/// Filters for listing keys: every field that is set must match. The SQL is built from the fields
+/// that are set (see `sql_where`), so each combination can use its own index.
+#[derive(Clone, Debug, Default)]
 pub struct KeyFilter {
     pub workspace: String,
     pub environment: Option<Environment>,
+    pub kind: Option<KeyKind>,
+    /// The app the key is restricted to (exact name).
+    pub app: Option<String>,
+    pub status: Option<KeyStatus>,
+    /// Case-insensitive (ASCII case on SQLite) substring of the name, the id, or the shown
+    /// `prefix…last4`. `%`, `_` and `\` are matched literally. Text that no stored value can hold
+    /// (a NUL byte, or more than [`MAX_SEARCH_LEN`] characters) matches nothing.
+    pub search: Option<String>,
+}
+
+/// The longest search text that can match: longer than any name, id or prefix the services store.
+pub const MAX_SEARCH_LEN: usize = 1_000;
+
+/// A key's status as the dashboard filters by it, judged at an instant (expiry depends on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Not revoked and not expired at this instant.
+    Active(Timestamp),
+    /// Revoked (whenever; a revoked key that has also expired counts as revoked).
+    Revoked,
+    /// Not revoked, and expired at or before this instant.
+    Expired(Timestamp),
+}
+
+/// Where a keyset page starts, newest first: after an id (older entries, the "Older" link), or just
+/// before one (the newer entries next to it, the "Newer" link). Ids are unique, so no entry is lost
+/// or shown twice across pages, whatever the timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    After(String),
+    Before(String),
+}
+
+/// A keyset page request in either direction.
+#[derive(Clone, Debug, Default)]
+pub struct Seek {
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+impl From<&PageRequest> for Seek {
+    fn from(p: &PageRequest) -> Self {
+        Seek { limit: p.limit, cursor: p.starting_after.clone().map(Cursor::After) }
+    }
 }
 
 /// What a roll did: the old key (with its shortened expiry) and the new one.
@@ -92,7 +138,13 @@ pub trait KeyStore: Send + Sync {
     async fn insert_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
     async fn key_by_id(&self, workspace: &str, id: &str) -> Result<Option<KeyRecord>, StoreError>;
-    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>, StoreError>;
+    /// Newest first (by id), narrowed by `filter`, after `page.starting_after`.
+    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>, StoreError> {
+        self.seek_keys(filter, &Seek::from(page)).await
+    }
+    /// Newest first (by id), narrowed by `filter`, from the cursor in either direction; `has_more`
+    /// says whether more entries follow in the direction asked for.
+    async fn seek_keys(&self, filter: &KeyFilter, seek: &Seek) -> Result<Page<KeyRecord>, StoreError>;
     /// Revokes a key (idempotent: an already revoked key keeps its first `revoked_at`) and audits it.
     /// `None` when no such key exists.
     async fn revoke_key(
@@ -136,7 +188,10 @@ pub trait AuditStore: Send + Sync {
         workspace: &str,
         environment: Option<Environment>,
         page: &PageRequest,
-    ) -> Result<Page<AuditEntry>, StoreError>;
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let filter = AuditFilter { environment, ..Default::default() };
+        self.seek_audit(workspace, &filter, &Seek::from(page)).await
+    }
 
     /// Newest first, narrowed by `filter` (every field that is set must match), paginated like
     /// [`AuditStore::list_audit`].
@@ -145,6 +200,17 @@ pub trait AuditStore: Send + Sync {
         workspace: &str,
         filter: &AuditFilter,
         page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.seek_audit(workspace, filter, &Seek::from(page)).await
+    }
+
+    /// Newest first (by id), narrowed by `filter`, from the cursor in either direction; `has_more`
+    /// says whether more entries follow in the direction asked for.
+    async fn seek_audit(
+        &self,
+        workspace: &str,
+        filter: &AuditFilter,
+        seek: &Seek,
     ) -> Result<Page<AuditEntry>, StoreError>;
 }
 

@@ -16,6 +16,7 @@ use gatehouse_core::gateway::{Authorization, Decision, RequestFacts};
 use gatehouse_core::path::NormalizedPath;
 use gatehouse_core::{Timestamp, VerifyContext};
 use gatehouse_store::usage::{Resolution, UsageCounts};
+use gatehouse_store::{KeyFilter, Seek};
 
 use super::keys::{self, field, Fields, GridRow, KeyRow};
 use super::{render, Form, Layout, Viewer};
@@ -169,7 +170,9 @@ pub(super) struct Configuration {
     pub layout: Layout,
     pub app: AppRow,
     pub keys: Vec<KeyRow>,
-    pub truncated: bool,
+    /// The key table's pager (see `keys::pager`): this page shows the newest; "Older" goes on in the key list.
+    pub newer: Option<String>,
+    pub older: Option<String>,
     pub may_write: bool,
     pub grid: Vec<GridRow>,
     pub expiry: Vec<keys::Choice>,
@@ -189,19 +192,27 @@ async fn configuration_page(
         Ok(u) => u,
         Err(e) => return super::store_failed(viewer, &e),
     };
-    let name = app.name.clone();
-    let found = keys::matching_keys(state, viewer, Some(app.environment), |k| k.app.as_deref() == Some(&name)).await;
-    let (found, truncated) = match found {
+    let filter = KeyFilter { environment: Some(app.environment), app: Some(app.name.clone()), ..Default::default() };
+    let seek = Seek { limit: keys::PAGE_SIZE, cursor: None };
+    let found = match state.keys.search(&viewer.actor(), filter, &seek).await {
         Ok(r) => r,
         Err(e) => return super::service_failed(viewer, e),
     };
+    // More of the app's keys continue in the key list, filtered to the app.
+    let list = keys::ListQuery {
+        app: app.name.clone(),
+        environment: app.environment.as_str().to_owned(),
+        ..Default::default()
+    };
+    let (_, older) = keys::pager(&found, &seek, |c| list.href(app.environment.as_str(), c));
     let now = Timestamp::now();
     let current = explained.as_ref().map_or("GET", |e| e.method.as_str()).to_owned();
     let page = Configuration {
         layout: viewer.layout(&format!("{} · Configuration", app.name)),
         app: app_row(state, app, &usage),
-        keys: found.iter().map(|k| keys::row(k, now)).collect(),
-        truncated,
+        keys: found.items.iter().map(|k| keys::row(k, now)).collect(),
+        newer: None,
+        older,
         may_write: viewer.may("keys:write"),
         grid: keys::grid(state, Some(&app.name)),
         expiry: keys::expiry_choices(),

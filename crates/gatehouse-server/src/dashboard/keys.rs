@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use gatehouse_core::id::looks_like;
 use gatehouse_core::{Environment, KeyKind, KeyRecord, RateLimitOverride, Scope, Timestamp};
 use gatehouse_services::keys::NewKey;
-use gatehouse_services::ServiceError;
 use gatehouse_store::usage::{CredentialKind, Resolution, UsageCredential, UsageSubject};
-use gatehouse_store::{AuditEntry, PageRequest, StoreError};
+use gatehouse_store::{AuditEntry, AuditFilter, Cursor, KeyFilter, KeyStatus, Page, PageRequest, Seek, StoreError};
 
 use super::usage::{chart, Chart};
 use super::{render, service_failed, Form, Layout, Viewer};
@@ -38,14 +38,14 @@ pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
     fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str()).trim()
 }
 
-/// How many keys the list reads from storage at most to find the ones its filters match.
-const SCAN_LIMIT: usize = 5_000;
-/// How many matching keys one list page shows.
-const SHOW_LIMIT: usize = 200;
+/// How many keys one list page shows.
+pub(super) const PAGE_SIZE: u32 = 100;
 /// The most keys one bulk revoke takes.
 const BULK_LIMIT: usize = 500;
-/// How many audit entries a key's page reads at most to find the key's own.
-const AUDIT_SCAN: usize = 2_000;
+/// How many of a key's own audit entries its page shows (newest first; the audit log has the rest).
+const KEY_AUDIT_SHOWN: u32 = 100;
+/// The longest search text accepted (names are at most 100 characters, ids 30).
+const MAX_SEARCH_LEN: usize = 200;
 
 /// The roll form's choices for the old key's remaining life: (value, label, seconds).
 pub(super) const ROLL_CHOICES: [(&str, &str, i64); 5] = [
@@ -346,19 +346,112 @@ pub(super) struct Revealed {
     pub back_label: String,
 }
 
-/// The list's filters, from the URL.
+/// The list's filters and page cursor, from the URL.
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
 pub(super) struct ListQuery {
-    #[serde(default)]
     pub q: String,
-    #[serde(default)]
     pub environment: String,
-    #[serde(default)]
     pub kind: String,
-    #[serde(default)]
     pub status: String,
-    #[serde(default)]
     pub app: String,
+    /// The id of the last key of the page before (the "Older" link).
+    pub after: String,
+    /// The id of the first key of the page after (the "Newer" link).
+    pub before: String,
+}
+
+impl ListQuery {
+    /// The store's filter and page for this query (the workspace is the service's), or what is
+    /// wrong with it, in words for the page.
+    fn filter(&self, now: Timestamp) -> Result<(KeyFilter, Seek), String> {
+        let q = self.q.trim();
+        if q.chars().count() > MAX_SEARCH_LEN {
+            return Err(format!("Search is longer than {MAX_SEARCH_LEN} characters."));
+        }
+        // No name, id or prefix holds one (the services refuse them in names).
+        if q.chars().any(char::is_control) {
+            return Err("Search must not contain control characters.".into());
+        }
+        let environment = match self.environment.as_str() {
+            "" => None,
+            e => Some(Environment::parse(e).ok_or("Environment must be live or test.")?),
+        };
+        let kind = match self.kind.as_str() {
+            "" => None,
+            k => Some(KeyKind::parse(k).ok_or("Kind must be sk or rk.")?),
+        };
+        let status = match self.status.as_str() {
+            "" => None,
+            "active" => Some(KeyStatus::Active(now)),
+            "revoked" => Some(KeyStatus::Revoked),
+            "expired" => Some(KeyStatus::Expired(now)),
+            _ => return Err("Status must be active, revoked or expired.".into()),
+        };
+        if self.app.chars().count() > MAX_SEARCH_LEN || self.app.chars().any(char::is_control) {
+            return Err("That is not the name of an app.".into());
+        }
+        let cursor = match (self.after.trim(), self.before.trim()) {
+            ("", "") => None,
+            (a, "") if looks_like("key", a) => Some(Cursor::After(a.to_owned())),
+            ("", b) if looks_like("key", b) => Some(Cursor::Before(b.to_owned())),
+            _ => return Err("That page link is not valid; start from the newest keys.".into()),
+        };
+        let filter = KeyFilter {
+            environment,
+            kind,
+            status,
+            app: (!self.app.is_empty()).then(|| self.app.clone()),
+            search: (!q.is_empty()).then(|| q.to_owned()),
+            ..Default::default()
+        };
+        Ok((filter, Seek { limit: PAGE_SIZE, cursor }))
+    }
+
+    /// This query's URL with another environment and cursor.
+    pub(super) fn href(&self, environment: &str, cursor: Option<&Cursor>) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("q", &self.q), ("kind", &self.kind), ("status", &self.status), ("app", &self.app)] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        if !environment.is_empty() {
+            s.append_pair("environment", environment);
+        }
+        match cursor {
+            Some(Cursor::After(id)) => s.append_pair("after", id),
+            Some(Cursor::Before(id)) => s.append_pair("before", id),
+            None => &mut s,
+        };
+        let s = s.finish();
+        if s.is_empty() {
+            "/dashboard/keys".into()
+        } else {
+            format!("/dashboard/keys?{s}")
+        }
+    }
+}
+
+/// The "Newer" and "Older" links of a page of keys read from `seek`: (newer, older).
+pub(super) fn pager(
+    page: &Page<KeyRecord>,
+    seek: &Seek,
+    href: impl Fn(Option<&Cursor>) -> String,
+) -> (Option<String>, Option<String>) {
+    let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else {
+        // Nothing on this side of the cursor (a stale link): the way back is the newest page.
+        return (seek.cursor.is_some().then(|| href(None)), None);
+    };
+    let (first, last) = (first.id.clone(), last.id.clone());
+    // Reading older keys, a cursor means newer ones exist (the cursor's own key at least); reading
+    // newer ones, `has_more` says so. And the other way round for older keys.
+    let (newer, older) = match &seek.cursor {
+        None => (false, page.has_more),
+        Some(Cursor::After(_)) => (true, page.has_more),
+        Some(Cursor::Before(_)) => (page.has_more, true),
+    };
+    (newer.then(|| href(Some(&Cursor::Before(first)))), older.then(|| href(Some(&Cursor::After(last)))))
 }
 
 /// A choice in a filter's `<select>`.
@@ -388,7 +481,9 @@ pub(super) struct KeysList {
     pub statuses: Vec<Choice>,
     pub apps: Vec<Choice>,
     pub keys: Vec<KeyRow>,
-    pub truncated: bool,
+    /// The "Newer" and "Older" links, when there are such keys.
+    pub newer: Option<String>,
+    pub older: Option<String>,
     pub may_write: bool,
     pub grid: Vec<GridRow>,
     pub plain_scopes: String,
@@ -396,84 +491,30 @@ pub(super) struct KeysList {
     pub app_names: Vec<String>,
 }
 
-/// Reads keys of the workspace for the filters, at most `SCAN_LIMIT` of them.
-pub(super) async fn matching_keys(
-    state: &AppState,
-    viewer: &Viewer,
-    environment: Option<Environment>,
-    keep: impl Fn(&KeyRecord) -> bool,
-) -> Result<(Vec<KeyRecord>, bool), ServiceError> {
-    let mut out = vec![];
-    let mut page = PageRequest { limit: 100, starting_after: None };
-    let mut scanned = 0;
-    loop {
-        let p = state.keys.list(&viewer.actor(), environment, &page).await?;
-        scanned += p.items.len();
-        let last = p.items.last().map(|k| k.id.clone());
-        for k in p.items {
-            if keep(&k) {
-                if out.len() == SHOW_LIMIT {
-                    return Ok((out, true));
-                }
-                out.push(k);
-            }
-        }
-        if !p.has_more || scanned >= SCAN_LIMIT {
-            return Ok((out, p.has_more));
-        }
-        page.starting_after = last;
-    }
-}
-
-fn query_string(q: &ListQuery, environment: &str) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [("q", &q.q), ("kind", &q.kind), ("status", &q.status), ("app", &q.app)] {
-        if !v.is_empty() {
-            s.append_pair(k, v);
-        }
-    }
-    if !environment.is_empty() {
-        s.append_pair("environment", environment);
-    }
-    let s = s.finish();
-    if s.is_empty() {
-        "/dashboard/keys".into()
-    } else {
-        format!("/dashboard/keys?{s}")
-    }
-}
-
 async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> Response {
     if let Err(r) = viewer.require("keys:read") {
         return r;
     }
-    let environment = Environment::parse(&q.environment);
     let now = Timestamp::now();
-    let needle = q.q.to_lowercase();
-    let keep = |k: &KeyRecord| {
-        (needle.is_empty()
-            || k.name.to_lowercase().contains(&needle)
-            || k.id.to_lowercase().contains(&needle)
-            || format!("{}{}", k.display_prefix, k.last4).to_lowercase().contains(&needle)
-            || k.last4.to_lowercase() == needle)
-            && (q.kind.is_empty() || k.kind.as_str() == q.kind)
-            && (q.status.is_empty() || status_of(k, now) == q.status)
-            && (q.app.is_empty() || k.app.as_deref() == Some(q.app.as_str()))
+    let (filter, seek) = match q.filter(now) {
+        Ok(f) => f,
+        Err(text) => return render(&viewer, StatusCode::BAD_REQUEST, &viewer.message("Not accepted", &text)),
     };
-    let (keys, truncated) = match matching_keys(&state, &viewer, environment, keep).await {
+    let found = match state.keys.search(&viewer.actor(), filter, &seek).await {
         Ok(r) => r,
         Err(e) => return service_failed(&viewer, e),
     };
-    let current = environment.map_or("", |e| e.as_str());
+    let current = Environment::parse(&q.environment).map_or("", |e| e.as_str());
+    let (newer, older) = pager(&found, &seek, |c| q.href(current, c));
     let switch = [("All", ""), ("Live", "live"), ("Test", "test")]
         .into_iter()
-        .map(|(label, env)| (label.to_owned(), query_string(&q, env), env == current))
+        .map(|(label, env)| (label.to_owned(), q.href(env, None), env == current))
         .collect();
     let mut apps = vec![Choice { value: String::new(), label: "Any app".into(), selected: q.app.is_empty() }];
     for a in &state.web.apps {
         apps.push(Choice { value: a.name.clone(), label: a.name.clone(), selected: q.app == a.name });
     }
-    let mut rows: Vec<KeyRow> = keys.iter().map(|k| row(k, now)).collect();
+    let mut rows: Vec<KeyRow> = found.items.iter().map(|k| row(k, now)).collect();
     mark_leaked(&state, &mut rows).await;
     let page = KeysList {
         layout: viewer.layout("API keys"),
@@ -487,7 +528,8 @@ async fn list(State(state): St, viewer: Viewer, Query(q): Query<ListQuery>) -> R
         ),
         apps,
         keys: rows,
-        truncated,
+        newer,
+        older,
         may_write: viewer.may("keys:write"),
         grid: grid(&state, None),
         plain_scopes: plain_scopes(&state).join(" "),
@@ -532,20 +574,12 @@ pub(super) struct KeyPage {
     pub charts: Vec<Chart>,
 }
 
+/// The key's own audit entries, newest first, read through the audit log's target index.
 async fn key_audit(state: &AppState, id: &str) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut out = vec![];
-    let mut page = PageRequest { limit: 200, starting_after: None };
-    let mut scanned = 0;
-    loop {
-        let p = state.store.list_audit(state.keys.workspace(), None, &page).await?;
-        scanned += p.items.len();
-        let last = p.items.last().map(|e| e.id.clone());
-        out.extend(p.items.into_iter().filter(|e| e.target_type == "api_key" && e.target_id == id));
-        if !p.has_more || scanned >= AUDIT_SCAN {
-            return Ok(out);
-        }
-        page.starting_after = last;
-    }
+    let filter = AuditFilter { target: Some(id.to_owned()), ..Default::default() };
+    let page = PageRequest { limit: KEY_AUDIT_SHOWN, starting_after: None };
+    let found = state.store.search_audit(state.keys.workspace(), &filter, &page).await?;
+    Ok(found.items.into_iter().filter(|e| e.target_type == "api_key").collect())
 }
 
 async fn show(State(state): St, viewer: Viewer, Path(id): Path<String>) -> Response {

@@ -398,3 +398,85 @@ async fn hostile_posts_are_refused_and_change_nothing(b: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "too many ids at once");
     assert_eq!(key(&gw, &k.id).await.revoked_at, None);
 }
+
+/// The key ids a list page links to, in page order.
+fn listed_ids(html: &str) -> Vec<String> {
+    html.split("<a href=\"/dashboard/keys/key_").skip(1).map(|s| format!("key_{}", &s[..26])).collect()
+}
+
+/// The href of the pager link labelled `label` (`Newer` / `Older`), unescaped.
+fn pager_link(html: &str, label: &str) -> Option<String> {
+    let rel = if label == "Newer" { "prev" } else { "next" };
+    let end = html.find(&format!("\" rel=\"{rel}\">{label}</a>"))?;
+    let start = html[..end].rfind("<a href=\"")? + 9;
+    Some(html[start..end].replace("&#38;", "&"))
+}
+
+story!(the_key_list_filters_in_storage_and_pages_both_ways_with_the_filter_kept);
+async fn the_key_list_filters_in_storage_and_pages_both_ways_with_the_filter_kept(b: Backend) {
+    let gw = start(b).await;
+    let p = sign_in(&gw, &add_user(&gw, "viewer").await).await;
+    let mut shop_rk = vec![];
+    for _ in 0..105 {
+        shop_rk.push(shop_key(&gw).await.0.id);
+    }
+    let mut other = rk(Environment::Live, &["orders:read"]);
+    other.name = Some("Needle 100%_off".into());
+    let (needle, _) = gw.cp.cli_key(other).await;
+    gw.cp.cli_key(crate::sk(Environment::Test)).await;
+    // Newest first is id order (ids are time-sortable; keys made in the same millisecond go by the
+    // random rest of the id).
+    shop_rk.sort();
+    shop_rk.reverse();
+
+    let (status, html) = p.get("/dashboard/keys?app=shop&kind=rk&status=active").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed_ids(&html), shop_rk[..100], "the newest hundred of the app's keys");
+    assert_eq!(pager_link(&html, "Newer"), None);
+    let older = pager_link(&html, "Older").expect("an Older link");
+    assert!(older.contains("app=shop") && older.contains("kind=rk") && older.contains("status=active"), "{older}");
+    assert!(older.contains(&format!("after={}", shop_rk[99])), "{older}");
+
+    let (status, html) = p.get(&older).await;
+    assert_eq!(status, StatusCode::OK, "{older}: {html}");
+    assert_eq!(listed_ids(&html), shop_rk[100..], "the rest, none repeated");
+    assert_eq!(pager_link(&html, "Older"), None);
+    let newer = pager_link(&html, "Newer").expect("a Newer link");
+    let (_, html) = p.get(&newer).await;
+    assert_eq!(listed_ids(&html), shop_rk[..100], "Newer leads back to the first page");
+
+    // Search: any letter case, pattern characters literally, across name, id and prefix…last4.
+    let masked = format!("{}{}", needle.display_prefix, needle.last4);
+    for q in ["needle", "NEEDLE 100%25_", &needle.id, &masked] {
+        let (status, html) = p.get(&format!("/dashboard/keys?q={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        assert_eq!(listed_ids(&html), std::slice::from_ref(&needle.id), "{q}");
+    }
+    let (_, html) = p.get("/dashboard/keys?environment=test").await;
+    assert_eq!(listed_ids(&html).len(), 1, "the live/test switch");
+    for q in ["%25", "1%25o", "'%20OR%20'1'='1"] {
+        let (status, html) = p.get(&format!("/dashboard/keys?q={q}")).await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        assert!(listed_ids(&html).len() <= 1, "{q} is no wildcard");
+    }
+
+    // What no list can be filtered by is refused in words, never a 500.
+    let long = "a".repeat(201);
+    for bad in [
+        "q=%00".to_owned(),
+        "q=a%01b".to_owned(),
+        format!("q={long}"),
+        "kind=xk".to_owned(),
+        "status=gone".to_owned(),
+        "environment=prod".to_owned(),
+        "after=key_nope".to_owned(),
+        "before=%27%20OR%201%3D1".to_owned(),
+        format!("after={}&before={}", shop_rk[0], shop_rk[1]),
+        "app=%00".to_owned(),
+    ] {
+        let (status, html) = p.get(&format!("/dashboard/keys?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!html.contains("<script>"));
+    }
+    assert!(!gatehouse_store::Store::known_down(&gw.cp.store), "no hostile filter reached storage as an error");
+}

@@ -186,7 +186,7 @@ impl TestApp {
     }
 
     pub async fn key_count(&self) -> usize {
-        let filter = KeyFilter { workspace: "default".into(), environment: None };
+        let filter = KeyFilter { workspace: "default".into(), environment: None, ..Default::default() };
         self.store.list_keys(&filter, &PageRequest { limit: 100, starting_after: None }).await.unwrap().items.len()
     }
 }

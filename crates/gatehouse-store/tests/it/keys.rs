@@ -45,7 +45,7 @@ async fn list_pages_newest_first_with_environment_filter(b: Backend) {
         s.insert_key(&t, &audit("key.created", &t.id, 1_000 + i)).await.unwrap();
     }
     live_ids.reverse();
-    let filter = KeyFilter { workspace: "default".into(), environment: Some(Environment::Live) };
+    let filter = KeyFilter { workspace: "default".into(), environment: Some(Environment::Live), ..Default::default() };
     let mut seen = vec![];
     let mut cursor = None;
     let mut pages = 0;
@@ -61,7 +61,7 @@ async fn list_pages_newest_first_with_environment_filter(b: Backend) {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, live_ids);
-    let all = KeyFilter { workspace: "default".into(), environment: None };
+    let all = KeyFilter { workspace: "default".into(), environment: None, ..Default::default() };
     assert_eq!(s.list_keys(&all, &PageRequest { limit: 100, starting_after: None }).await.unwrap().items.len(), 10);
 }
 

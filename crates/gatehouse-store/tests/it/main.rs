@@ -3,6 +3,7 @@
 mod audit;
 mod identities;
 mod keys;
+mod lists;
 mod oauth;
 mod secrets;
 mod usage;
