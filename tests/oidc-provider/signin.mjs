@@ -42,8 +42,9 @@ try {
     if (SIGN_OUT === "1") {
       // 5. Sign out on the control plane: the provider's end-session page, then back to Gatehouse.
       await page.goto(`${CP_URL}/dashboard/account`);
-      await Promise.all([page.waitForSelector('button[name="logout"]'), page.getByRole("button", { name: "Sign out" }).click()]);
-      assert.ok(!page.url().startsWith(CP_URL), `expected the provider's sign-out page, got ${page.url()}`);
+      await Promise.all([page.waitForURL((u) => !u.href.startsWith(`${CP_URL}/dashboard`)), page.getByRole("button", { name: "Sign out", exact: true }).click()]);
+      await page.waitForLoadState("load");
+      assert.ok(!page.url().startsWith(CP_URL), `expected the provider's sign-out page, got ${page.url()}: ${await page.textContent("body")}`);
       await Promise.all([page.waitForURL(`${CP_URL}/login`), page.getByRole("button", { name: "Yes, sign me out" }).click()]);
       await page.goto(wanted);
       assert.ok(page.url().startsWith(`${CP_URL}/login`), `expected to be signed out, got ${page.url()}`);

@@ -160,6 +160,7 @@ impl App {
             csrf_key,
             signer,
             setup_token: parking_lot::Mutex::new(None),
+            dashboard_csp: dashboard::csp(&sign_out_origins(&config.identity_providers)),
         };
         let access = Arc::new(gatehouse_services::access::AccessPolicies::new(config.access.clone()));
         Ok(Self {
@@ -249,6 +250,16 @@ impl App {
         background.shutdown().await;
         result
     }
+}
+
+/// The origins (of the issuers) of the identity providers whose sign-out Gatehouse continues to.
+fn sign_out_origins(providers: &[config::IdentityProviderConfig]) -> Vec<String> {
+    providers
+        .iter()
+        .filter(|p| p.end_session)
+        .filter_map(|p| url::Url::parse(&p.issuer).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect()
 }
 
 /// Serves `router` (HTTP/1.1 and h2c) until `shutdown`, then gives in-flight requests `grace` to

@@ -51,6 +51,9 @@ pub struct WebState {
     pub signer: Arc<gatehouse_services::assertion::AssertionSigner>,
     /// While no owner exists and no owner was configured: the token of the printed setup link.
     pub setup_token: parking_lot::Mutex<Option<String>>,
+    /// The dashboard's content security policy; its sign-out form may end at the identity providers
+    /// that sign out there too.
+    pub dashboard_csp: axum::http::HeaderValue,
 }
 
 /// An app the gateway serves, as the control plane knows it: its name, hosts, environment and the

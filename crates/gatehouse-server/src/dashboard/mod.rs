@@ -71,15 +71,27 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 }
 
 /// The dashboard's content security policy: our own script and style only, nothing inline, no frames,
-/// forms post only to this origin.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// forms post only to this origin — and, for the sign-out form, may end at the identity providers
+/// whose sign-out Gatehouse continues to (`end_session`), given as `sign_out_origins`.
+pub fn csp(sign_out_origins: &[String]) -> HeaderValue {
+    let mut form_action = String::from("'self'");
+    for o in sign_out_origins {
+        form_action.push(' ');
+        form_action.push_str(o);
+    }
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; form-action 'self'"))
+}
 
 /// A dashboard page with the page headers of [`web::page`] and the dashboard's CSP; sets the CSRF
 /// cookie when the viewer's browser did not have one yet.
 pub fn render(viewer: &Viewer, status: StatusCode, page: &impl askama::Template) -> Response {
     let mut resp = web::page(status, page);
-    resp.headers_mut().insert("content-security-policy", HeaderValue::from_static(CSP));
+    resp.headers_mut().insert("content-security-policy", viewer.csp.clone());
     if let Some(cookie) = &viewer.fresh_csrf_cookie {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, cookie, 86_400, viewer.https));
     }
@@ -110,6 +122,8 @@ pub struct Viewer {
     pub namespace: gatehouse_core::Namespace,
     /// The request id and client address every audit entry of this request carries (as the API's do).
     pub meta: RequestMeta,
+    /// The dashboard's content security policy (`csp`), as built at start.
+    csp: HeaderValue,
 }
 
 impl Viewer {
@@ -206,6 +220,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
                 request_id: Some(crate::error::current_request_id()),
                 ip: crate::netaddr::client_of(parts, &state.config.trusted_proxies).map(|ip| ip.to_string()),
             },
+            csp: state.web.dashboard_csp.clone(),
         })
     }
 }

@@ -35,6 +35,7 @@ fn viewer(role: &str) -> Viewer {
         path: "/dashboard/keys".into(),
         namespace: gatehouse_core::Namespace::default(),
         meta: gatehouse_services::audit::RequestMeta::default(),
+        csp: crate::dashboard::csp(&[]),
     }
 }
 
