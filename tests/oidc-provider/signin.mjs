@@ -1,7 +1,8 @@
 // Sign-in through the identity provider in headless Chromium: open a private app page, be sent to
 // Gatehouse's sign-in page, click `Continue with …`, sign in at the provider (its development login
 // form) as LOGIN, consent, and either land on the page asked for (EXPECT=in) or on Gatehouse's refusal
-// page saying EXPECT. Run by crates/gatehouse/tests/it/sso.rs with APP_URL, CP_URL, BUTTON, LOGIN, EMAIL
+// page saying EXPECT, or (EXPECT=forbidden:WORDS) on the app's 403 page of its access policy.
+// Run by crates/gatehouse/tests/it/sso.rs with APP_URL, CP_URL, BUTTON, LOGIN, EMAIL
 // and EXPECT set; with SIGN_OUT=1 it then signs out on the control plane and, through the provider's
 // end-session page, comes back signed out of both. Exits non-zero with a reason on any failure.
 import { chromium } from "playwright-core";
@@ -50,6 +51,16 @@ try {
       assert.ok(page.url().startsWith(`${CP_URL}/login`), `expected to be signed out, got ${page.url()}`);
       console.log("signed out at Gatehouse and at the provider: ok");
     }
+  } else if (EXPECT.startsWith("forbidden:")) {
+    // 4c. Signed in, but the app's access policy refuses the account: the 403 page names it.
+    await page.waitForURL(wanted, { timeout: 15_000 });
+    const again = await page.reload();
+    assert.equal(again.status(), 403, `expected 403 from the app host, got ${again.status()}`);
+    const text = await page.textContent("body");
+    assert.ok(text.includes(EXPECT.slice("forbidden:".length)), text);
+    assert.ok(text.includes(`You are signed in as ${EMAIL}`), text);
+    assert.ok(await page.getByRole("button", { name: "Switch account" }).isVisible(), "a way to switch account");
+    console.log(`refused by the app's access policy as ${EMAIL}: ok`);
   } else {
     // 4b. Refused, on Gatehouse's page, with no session: the private page still asks to sign in.
     assert.ok(page.url().startsWith(`${CP_URL}/login/`), `expected Gatehouse's refusal page, got ${page.url()}`);

@@ -1,7 +1,8 @@
 //! SQLite on a full filesystem (SPEC §16): a `gatehouse serve` whose data dir is on a small tmpfs that
 //! is then filled answers writes with 503 `service_unavailable` (never 500, never a 200 for a write
 //! that was not kept), says so once in its log, keeps answering reads, and takes writes again by
-//! itself once space is freed. Every key it acknowledged is in storage afterwards.
+//! itself once space is freed. Every key it acknowledged is in storage afterwards, and the file passes
+//! `PRAGMA integrity_check`.
 //!
 //! Mounting the tmpfs needs root, as the test suite runs here and in CI; without it the test fails
 //! with that reason rather than passing untested.
@@ -155,4 +156,10 @@ async fn sqlite_on_a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers(
         assert!(ids.contains(id), "acknowledged key {id} is gone");
     }
     drop(server);
+
+    // And the file came through whole.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("gatehouse.db").display())).await.unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
+    assert_eq!(check, "ok", "the SQLite file after the disk was full");
+    pool.close().await;
 }

@@ -160,6 +160,16 @@ async fn chromium_signs_in_through_a_real_provider_and_is_refused_where_it_must_
     assert!(!log.contains(CLIENT_SECRET), "the client secret is never logged");
 }
 
+/// The access policy of SPEC §15 judges what the provider says: `[access.hello]` lets the `eng` group in
+/// (alice), and an account of another group (dave, `sales`) is signed in but lands on the app's 403 page,
+/// which names the account and offers Switch account.
+#[tokio::test]
+async fn the_apps_access_policy_judges_the_providers_groups() {
+    let (_idp, up) = gatehouse_with_idp("[access.hello]\ngroups = [\"eng\"]\n").await;
+    browser_signs_in(&up, "alice", "alice@example.com", "in").await;
+    browser_signs_in(&up, "dave", "dave@example.com", "forbidden:may not open").await;
+}
+
 /// The `state` parameter: a made-up one, one from another browser (no binding cookie) and a spent one
 /// are refused before any code is exchanged; a bad code is refused by the provider. Also: with
 /// `password_login = false` the form is gone and its POST refused.
